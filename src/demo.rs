@@ -1,0 +1,157 @@
+//! The closed-loop demo available before the TRC node exists: classical feedback laws flying the
+//! f64 plant (RK4) of each problem, with every constraint checked.
+//!
+//! - Powered descent: ZEM/ZEV optimal feedback guidance (Ebrahimi, Bahrami & Roshanian 2008;
+//!   Guo, Hawkins & Wie 2013, eq. 9): `a = 6 ZEM / t_go^2 - 2 ZEV / t_go`, with
+//!   `ZEM = r_f - (r + v t_go + g t_go^2 / 2)` and `ZEV = v_f - (v + g t_go)`, the thrust `T = m a`
+//!   then projected onto the thrust annulus and pointing cone. It ignores the constraints while
+//!   planning, so it is a baseline, not the optimum.
+//! - Van der Pol and the double integrator: a saturated PD law on the target error (with the
+//!   Van der Pol nonlinearity cancelled where the bound allows).
+
+use nalgebra::{DMatrix, DVector};
+
+use crate::problems::{ControlConstraint, PoweredDescent, Problem};
+
+/// Result of one closed-loop episode.
+#[derive(Debug, Clone)]
+pub struct Episode {
+    /// Trajectory `[K+1, n]` at the control rate.
+    pub x: DMatrix<f64>,
+    /// Applied controls `[K, m]`.
+    pub u: DMatrix<f64>,
+    /// Control period dt [s].
+    pub dt: f64,
+    /// Problem cost J of the flown trajectory.
+    pub cost: f64,
+    /// Success criterion met at the end.
+    pub success: bool,
+    /// Number of constraint violations along the way.
+    pub violations: usize,
+}
+
+/// Projects a thrust vector onto `{rho_min <= |T| <= rho_max, angle(T, +z) <= max_tilt}`
+/// (radial clamp after tilting onto the cone; exact for this set's two active pieces separately).
+pub fn project_thrust(t: &DVector<f64>, rho_min: f64, rho_max: f64, max_tilt: f64) -> DVector<f64> {
+    let mut t = t.clone();
+    let horiz = (t[0] * t[0] + t[1] * t[1]).sqrt();
+    let tilt = PoweredDescent::tilt(t.as_slice());
+    if tilt > max_tilt || t[2] <= 0.0 {
+        // rotate onto the cone boundary in the same azimuth, keeping the magnitude
+        let mag = t.norm().max(rho_min);
+        let (s, c) = max_tilt.min(std::f64::consts::FRAC_PI_2).sin_cos();
+        let (ax, ay) = if horiz > 0.0 { (t[0] / horiz, t[1] / horiz) } else { (0.0, 0.0) };
+        t = DVector::from_vec(vec![mag * s * ax, mag * s * ay, mag * c]);
+        if horiz == 0.0 {
+            t = DVector::from_vec(vec![0.0, 0.0, mag]);
+        }
+    }
+    let n = t.norm();
+    if n < rho_min {
+        if n == 0.0 {
+            return DVector::from_vec(vec![0.0, 0.0, rho_min]);
+        }
+        t *= rho_min / n;
+    } else if n > rho_max {
+        t *= rho_max / n;
+    }
+    t
+}
+
+/// Flies one descent episode from `x0` to `target` with ZEM/ZEV guidance at period `dt` [s] and
+/// final time `t_f` [s]; the plant is the problem's RK4 with the thrust held over each period.
+/// Guidance freezes the last command for the final `2 dt` (t_go -> 0 is singular), and the
+/// episode ends at touchdown (altitude reaches the target's) or at `t_f`.
+pub fn fly_descent(p: &PoweredDescent, x0: &DVector<f64>, target: &DVector<f64>, t_f: f64, dt: f64) -> Episode {
+    let prm = p.params();
+    let g = DVector::from_vec(prm.gravity.to_vec());
+    let (rho1, rho2, tilt) = (prm.rho1(), prm.rho2(), prm.pointing_max_deg.to_radians());
+    let steps = (t_f / dt).round() as usize;
+    let mut xs = vec![x0.clone()];
+    let mut us: Vec<DVector<f64>> = Vec::new();
+    let mut x = x0.clone();
+    let mut last = DVector::from_vec(vec![0.0, 0.0, rho1]);
+    for k in 0..steps {
+        let t_go = t_f - k as f64 * dt;
+        let thrust = if t_go > 2.0 * dt {
+            let r = x.rows(0, 3).into_owned();
+            let v = x.rows(3, 3).into_owned();
+            let zem = target.rows(0, 3) - (&r + &v * t_go + &g * (0.5 * t_go * t_go));
+            let zev = target.rows(3, 3) - (&v + &g * t_go);
+            let a = zem * (6.0 / (t_go * t_go)) - zev * (2.0 / t_go);
+            project_thrust(&(a * x[6]), rho1, rho2, tilt)
+        } else {
+            last.clone()
+        };
+        last = thrust.clone();
+        let next = p.step(&x, &thrust, dt);
+        us.push(thrust);
+        x = next;
+        xs.push(x.clone());
+        if x[2] <= target[2] {
+            break;
+        }
+    }
+    finish(p, xs, us, dt, target)
+}
+
+/// Flies a 1-D problem (Van der Pol, double integrator) for its horizon with a saturated PD law.
+pub fn fly_pd(p: &dyn Problem, x0: &DVector<f64>, target: &DVector<f64>, dt: f64, vdp_mu: Option<f64>) -> Episode {
+    let (lo, hi) = match p.control_constraint() {
+        ControlConstraint::Box { lower, upper } => (lower[0], upper[0]),
+        ControlConstraint::ThrustAnnulusCone { .. } => (f64::NEG_INFINITY, f64::INFINITY),
+    };
+    let (kp, kd) = (4.0, 3.0);
+    let mut xs = vec![x0.clone()];
+    let mut us = Vec::new();
+    let mut x = x0.clone();
+    for _ in 0..p.horizon() {
+        let e = &x - target;
+        let cancel = vdp_mu.map_or(0.0, |mu| -mu * (1.0 - x[0] * x[0]) * x[1] + x[0]);
+        let u = DVector::from_element(1, (cancel - kp * e[0] - kd * e[1]).clamp(lo, hi));
+        x = p.step(&x, &u, dt);
+        us.push(u);
+        xs.push(x.clone());
+    }
+    finish(p, xs, us, dt, target)
+}
+
+fn finish(p: &dyn Problem, xs: Vec<DVector<f64>>, us: Vec<DVector<f64>>, dt: f64, target: &DVector<f64>) -> Episode {
+    let n = p.state_dim();
+    let m = p.control_dim();
+    let x = DMatrix::from_fn(xs.len(), n, |k, j| xs[k][j]);
+    let u = DMatrix::from_fn(us.len(), m, |k, j| us[k][j]);
+    let cost = p.cost(&x, &u, target, dt);
+    let last = xs.last().cloned().unwrap_or_else(|| DVector::zeros(n));
+    let success = p.is_success(&last, target);
+    let violations = p.check_constraints(&x, &u, target).len();
+    Episode { x, u, dt, cost, success, violations }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::problems::DescentParams;
+
+    #[test]
+    fn projection_is_feasible_and_identity_on_feasible_input() {
+        let (r1, r2, th) = (4971.8, 13258.2, 45f64.to_radians());
+        let ok = DVector::from_vec(vec![1000.0, -500.0, 8000.0]);
+        assert_eq!(project_thrust(&ok, r1, r2, th), ok);
+        for t in [[0.0, 0.0, 0.0], [1e5, 0.0, 1.0], [0.0, 0.0, -9000.0], [3000.0, 3000.0, 100.0], [10.0, 0.0, 20.0]] {
+            let p = project_thrust(&DVector::from_vec(t.to_vec()), r1, r2, th);
+            let n = p.norm();
+            assert!(n >= r1 - 1e-6 && n <= r2 + 1e-6, "{t:?} -> |T| = {n}");
+            assert!(PoweredDescent::tilt(p.as_slice()) <= th + 1e-9, "{t:?} -> tilt");
+        }
+    }
+
+    #[test]
+    fn zem_zev_lands_the_default_vehicle() {
+        let p = PoweredDescent::new(DescentParams::default()).unwrap();
+        let x0 = DVector::from_vec(vec![400.0, -200.0, 1500.0, -10.0, 5.0, -50.0, 1905.0]);
+        let ep = fly_descent(&p, &x0, &p.default_target(), 45.0, 0.1);
+        let last = ep.x.row(ep.x.nrows() - 1);
+        assert!(last[2].abs() < 5.0 && last[6] > 1505.0, "ended at {last}");
+    }
+}

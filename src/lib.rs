@@ -1,0 +1,29 @@
+//! # trc_control
+//!
+//! Tiny Recursive Control (TRC; Jain & Linares, arXiv 2512.16824, 2025) as a receding-horizon
+//! ROS 2 controller. The core (this library) is ROS-free; the r2r node is a thin layer over it.
+//!
+//! ## The optimal control problem
+//! Find controls `u_0 .. u_{N-1}` (`[N, m]`) that take the state `x` (length n) from `x_0` to
+//! `x_target` in time-to-go `t_go` (step `dt = t_go / N`), minimising a cost `J`, subject to the
+//! dynamics `x' = f(x, u)` (RK4, zero-order hold) and control/path constraints.
+//!
+//! ## Module map
+//! - [`problems`]: the [`problems::Problem`] trait; double integrator, Van der Pol, 3-DoF powered
+//!   descent, each in f64 (nalgebra) and batched tch forms.
+//! - [`demo`]: classical feedback laws for the pre-TRC closed-loop demo.
+//! - [`config`]: YAML configuration shared by the CLI and the node, validated on load.
+//! - [`error`]: typed errors per layer.
+//! - [`plan`]: the controller's answer (control sequence, prediction, status), ROS-free.
+//! - [`tensor`]: conversions between nalgebra and tch.
+//! - [`ros`]: the ROS 2 adapter layer (messages; r2r), kept apart from the core.
+
+#![warn(missing_docs)]
+
+pub mod config;
+pub mod demo;
+pub mod error;
+pub mod plan;
+pub mod problems;
+pub mod ros;
+pub mod tensor;

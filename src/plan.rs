@@ -1,0 +1,61 @@
+//! The controller's answer to one state: a control sequence with its prediction and status.
+//! ROS-free; [`crate::ros`] converts it to and from `trc_control/msg/ControlSequence`.
+
+use nalgebra::{DMatrix, DVector};
+
+/// How a [`Plan`] was obtained (the `status` constants of `ControlSequence.msg`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum PlanStatus {
+    /// Refinement finished within the deadline.
+    Converged = 0,
+    /// Deadline hit during refinement; the best finished iterate.
+    Anytime = 1,
+    /// Nothing usable in time; the previous solution shifted by one step.
+    FallbackShifted = 2,
+    /// No previous solution or bad input; `u` holds the problem's safe command.
+    Failed = 3,
+}
+
+impl PlanStatus {
+    /// The status for a wire value, `None` if unknown.
+    pub fn from_u8(v: u8) -> Option<Self> {
+        match v {
+            0 => Some(Self::Converged),
+            1 => Some(Self::Anytime),
+            2 => Some(Self::FallbackShifted),
+            3 => Some(Self::Failed),
+            _ => None,
+        }
+    }
+}
+
+/// A control sequence over the horizon answering the state at `stamp`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plan {
+    /// Time of the state answered [s] (ROS time; the message header stamp).
+    pub stamp: f64,
+    /// Frame of the state (message header frame_id).
+    pub frame_id: String,
+    /// Step dt [s].
+    pub dt: f64,
+    /// Controls `[N, m]`, problem units.
+    pub u: DMatrix<f64>,
+    /// Predicted states `[N+1, n]`, problem units.
+    pub x: DMatrix<f64>,
+    /// Predicted cost J.
+    pub cost: f64,
+    /// How it was obtained.
+    pub status: PlanStatus,
+    /// Refinement iterations completed.
+    pub iterations: u32,
+    /// Wall time spent [ms].
+    pub solve_time_ms: f64,
+}
+
+impl Plan {
+    /// The first control `u_0` (length m), the command to apply now.
+    pub fn first_control(&self) -> DVector<f64> {
+        self.u.row(0).transpose()
+    }
+}

@@ -1,0 +1,375 @@
+//! 3-DoF powered descent with mass depletion (DESIGN.md §3).
+//!
+//! State `x = [r (3) m, v (3) m/s, m kg]`, landing frame with z up and the landing site at the
+//! target; control `u = T` thrust (3) [N]. Dynamics (Acikmese & Ploen 2007, eq. 1):
+//!
+//! `r' = v`, `v' = T / m + g`, `m' = -|T| / (Isp g0)`.
+//!
+//! Constraints (Acikmese & Ploen 2007 §II; Blackmore, Acikmese & Scharf 2010 §II): thrust annulus
+//! `rho1 <= |T| <= rho2`, pointing `angle(T, +z) <= theta_max`, glide slope (the position stays in
+//! a cone of half-angle `90 deg - gamma_gs` above the landing site), `|v| <= v_max`, `m >= m_dry`.
+//! Cost: fuel use `J = sum_k |T_k| dt` [N s] (propellant mass is `J / (Isp g0)`), optionally plus
+//! `landing_weight * |(r_N, v_N) - target|^2`.
+//!
+//! The convex solver (lossless convexification) works in log-mass with the acceleration
+//! `u = T / m` and slack `sigma >= |u|` as controls, where the dynamics are linear;
+//! [`PoweredDescent::lcvx_discretization`] gives its exact zero-order-hold discretisation. The
+//! plant holds the thrust `T` constant over a step instead, so the two differ to first order in dt
+//! (tests bound the gap).
+
+use nalgebra::{DMatrix, DVector};
+use serde::{Deserialize, Serialize};
+use tch::Tensor;
+
+use super::{check_finite_states, const_row, ConstraintViolation, ControlConstraint, Problem, ViolationKind};
+use crate::config::{non_negative, positive, ProblemKind};
+use crate::error::ConfigError;
+
+/// Powered-descent parameters. Vehicle defaults: the Mars lander of Acikmese & Ploen (2007) §V
+/// and Blackmore et al. (2010) §VI (m_wet 1905 kg, m_dry 1505 kg, Isp 225 s, six 3100 N engines
+/// canted 27 deg, throttle 0.3..0.8); gravity: Mars, DESIGN.md §3. Path-constraint defaults
+/// (pointing, glide slope, v_max) are this project's choices, stated per field.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DescentParams {
+    /// Gravity vector g [m/s^2] in the landing frame (z up). Default Mars (0, 0, -3.7114).
+    pub gravity: [f64; 3],
+    /// Standard gravity g0 [m/s^2] for the Isp definition. Default 9.80665.
+    pub g0: f64,
+    /// Initial (wet) mass [kg]. Default 1905.
+    pub m_wet: f64,
+    /// Dry mass [kg]; the mass must stay above it. Default 1505.
+    pub m_dry: f64,
+    /// Specific impulse Isp [s]. Default 225.
+    pub isp: f64,
+    /// Number of engines. Default 6.
+    pub n_engines: u32,
+    /// Maximum thrust of one engine [N]. Default 3100.
+    pub engine_thrust: f64,
+    /// Engine cant angle [deg]; the net vertical thrust is cos(cant) of the sum. Default 27.
+    pub cant_deg: f64,
+    /// Minimum throttle [-]: rho1 = throttle_min * n_engines * engine_thrust * cos(cant). Default 0.3.
+    pub throttle_min: f64,
+    /// Maximum throttle [-]: rho2 = throttle_max * n_engines * engine_thrust * cos(cant). Default 0.8.
+    pub throttle_max: f64,
+    /// Explicit lower thrust bound rho1 [N], overriding the engine-derived value (papers that state
+    /// rho1 directly). Default: none.
+    pub rho1: Option<f64>,
+    /// Explicit upper thrust bound rho2 [N], overriding the engine-derived value. Default: none.
+    pub rho2: Option<f64>,
+    /// Largest angle between thrust and +z, theta_max [deg]. Default 45 (project choice).
+    pub pointing_max_deg: f64,
+    /// Minimum glide-slope angle above the horizontal, gamma_gs [deg]: `r_z - r_t,z >=
+    /// tan(gamma_gs) |r_xy - r_t,xy|`. Default 15 (project choice).
+    pub glide_slope_deg: f64,
+    /// Speed limit v_max [m/s]. Default 150 (project choice, above the ~100 m/s initial speeds).
+    pub v_max: f64,
+    /// Horizon N [nodes]. Default 50 (DESIGN.md §3); dt = t_f / N.
+    pub horizon: usize,
+    /// Nominal flight time [s] used when a goal leaves t_go to the controller before a solver has
+    /// chosen t_f. Default 50.
+    pub t_go_nominal: f64,
+    /// Weight on the squared terminal position/velocity error in the cost [N s / m^2]. Default 0
+    /// (pure fuel; the terminal condition is a constraint of the solver).
+    pub landing_weight: f64,
+    /// Success: touchdown position error below this [m]. Default 1 (DESIGN.md §6).
+    pub success_position_tol: f64,
+    /// Success: touchdown speed below this [m/s]. Default 0.5 (DESIGN.md §6).
+    pub success_speed_tol: f64,
+}
+
+impl Default for DescentParams {
+    fn default() -> Self {
+        Self {
+            gravity: [0.0, 0.0, -3.7114],
+            g0: 9.80665,
+            m_wet: 1905.0,
+            m_dry: 1505.0,
+            isp: 225.0,
+            n_engines: 6,
+            engine_thrust: 3100.0,
+            cant_deg: 27.0,
+            throttle_min: 0.3,
+            throttle_max: 0.8,
+            rho1: None,
+            rho2: None,
+            pointing_max_deg: 45.0,
+            glide_slope_deg: 15.0,
+            v_max: 150.0,
+            horizon: 50,
+            t_go_nominal: 50.0,
+            landing_weight: 0.0,
+            success_position_tol: 1.0,
+            success_speed_tol: 0.5,
+        }
+    }
+}
+
+impl DescentParams {
+    /// Fuel-consumption coefficient alpha = 1 / (Isp g0) [s/m].
+    pub fn alpha(&self) -> f64 {
+        1.0 / (self.isp * self.g0)
+    }
+
+    /// Net thrust of all engines at full throttle, n * T_engine * cos(cant) [N].
+    fn full_thrust(&self) -> f64 {
+        self.n_engines as f64 * self.engine_thrust * self.cant_deg.to_radians().cos()
+    }
+
+    /// Lower thrust bound rho1 [N] (explicit `rho1`, else throttle_min * full thrust: 4971.8 N by default).
+    pub fn rho1(&self) -> f64 {
+        self.rho1.unwrap_or(self.throttle_min * self.full_thrust())
+    }
+
+    /// Upper thrust bound rho2 [N] (explicit `rho2`, else throttle_max * full thrust: 13258.2 N by default).
+    pub fn rho2(&self) -> f64 {
+        self.rho2.unwrap_or(self.throttle_max * self.full_thrust())
+    }
+
+    /// Checks ranges and consistency; `prefix` is the dotted path used in error messages.
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] naming the first bad field (e.g. `m_dry` when `m_dry >= m_wet`,
+    /// `rho1` when `rho1 >= rho2`).
+    pub fn validate(&self, prefix: &str) -> Result<(), ConfigError> {
+        let f = |name: &str| format!("{prefix}.{name}");
+        if self.gravity.iter().any(|g| !g.is_finite()) {
+            return Err(ConfigError::invalid(f("gravity"), "every component must be finite"));
+        }
+        if self.gravity[2] >= 0.0 {
+            return Err(ConfigError::invalid(f("gravity"), format!("z component must be < 0 (z is up), got {}", self.gravity[2])));
+        }
+        positive(&f("g0"), self.g0)?;
+        positive(&f("m_wet"), self.m_wet)?;
+        positive(&f("m_dry"), self.m_dry)?;
+        if self.m_dry >= self.m_wet {
+            return Err(ConfigError::invalid(
+                f("m_dry"),
+                format!("must be < m_wet (no propellant otherwise), got m_dry = {} >= m_wet = {}", self.m_dry, self.m_wet),
+            ));
+        }
+        positive(&f("isp"), self.isp)?;
+        if self.n_engines == 0 {
+            return Err(ConfigError::invalid(f("n_engines"), "must be >= 1"));
+        }
+        positive(&f("engine_thrust"), self.engine_thrust)?;
+        if !(0.0..90.0).contains(&self.cant_deg) {
+            return Err(ConfigError::invalid(f("cant_deg"), format!("must be in [0, 90), got {}", self.cant_deg)));
+        }
+        if !(0.0..=1.0).contains(&self.throttle_min) {
+            return Err(ConfigError::invalid(f("throttle_min"), format!("must be in [0, 1], got {}", self.throttle_min)));
+        }
+        if !(self.throttle_max > 0.0 && self.throttle_max <= 1.0) {
+            return Err(ConfigError::invalid(f("throttle_max"), format!("must be in (0, 1], got {}", self.throttle_max)));
+        }
+        if self.throttle_min >= self.throttle_max {
+            return Err(ConfigError::invalid(
+                f("throttle_min"),
+                format!("must be < throttle_max, got {} >= {}", self.throttle_min, self.throttle_max),
+            ));
+        }
+        if let Some(r1) = self.rho1 {
+            non_negative(&f("rho1"), r1)?;
+        }
+        if let Some(r2) = self.rho2 {
+            positive(&f("rho2"), r2)?;
+        }
+        if self.rho1() >= self.rho2() {
+            return Err(ConfigError::invalid(
+                f("rho1"),
+                format!("lower thrust bound must be < rho2, got rho1 = {} N >= rho2 = {} N", self.rho1(), self.rho2()),
+            ));
+        }
+        if !(self.pointing_max_deg > 0.0 && self.pointing_max_deg <= 180.0) {
+            return Err(ConfigError::invalid(f("pointing_max_deg"), format!("must be in (0, 180], got {}", self.pointing_max_deg)));
+        }
+        if !(0.0..90.0).contains(&self.glide_slope_deg) {
+            return Err(ConfigError::invalid(f("glide_slope_deg"), format!("must be in [0, 90), got {}", self.glide_slope_deg)));
+        }
+        positive(&f("v_max"), self.v_max)?;
+        if self.horizon < 2 {
+            return Err(ConfigError::invalid(f("horizon"), "must be >= 2"));
+        }
+        positive(&f("t_go_nominal"), self.t_go_nominal)?;
+        non_negative(&f("landing_weight"), self.landing_weight)?;
+        positive(&f("success_position_tol"), self.success_position_tol)?;
+        positive(&f("success_speed_tol"), self.success_speed_tol)
+    }
+}
+
+/// Exact zero-order-hold discretisation of the LCvx model for one step dt (Acikmese & Ploen 2007
+/// §III, with the change of variables of their eq. 29): state `y = [r, v, z = ln m]` (7), control
+/// `w = [u = T/m (3), sigma]` (4), `y_{k+1} = A y_k + B w_k + c`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LcvxDiscretization {
+    /// State matrix A `[7, 7]`.
+    pub a: DMatrix<f64>,
+    /// Input matrix B `[7, 4]`.
+    pub b: DMatrix<f64>,
+    /// Constant (gravity) term c `[7]`.
+    pub c: DVector<f64>,
+}
+
+/// The powered-descent problem (n = 7, m = 3).
+#[derive(Debug, Clone)]
+pub struct PoweredDescent {
+    params: DescentParams,
+}
+
+impl PoweredDescent {
+    /// Builds the problem from parameters.
+    ///
+    /// # Errors
+    /// As [`DescentParams::validate`].
+    pub fn new(params: DescentParams) -> Result<Self, ConfigError> {
+        params.validate("descent")?;
+        Ok(Self { params })
+    }
+
+    /// The parameters.
+    pub fn params(&self) -> &DescentParams {
+        &self.params
+    }
+
+    /// Exact ZOH discretisation of the log-mass LCvx dynamics `r' = v`, `v' = u + g`,
+    /// `z' = -alpha sigma` for step `dt` [s].
+    pub fn lcvx_discretization(&self, dt: f64) -> LcvxDiscretization {
+        let mut a = DMatrix::identity(7, 7);
+        let mut b = DMatrix::zeros(7, 4);
+        let mut c = DVector::zeros(7);
+        for i in 0..3 {
+            a[(i, 3 + i)] = dt;
+            b[(i, i)] = 0.5 * dt * dt;
+            b[(3 + i, i)] = dt;
+            c[i] = 0.5 * dt * dt * self.params.gravity[i];
+            c[3 + i] = dt * self.params.gravity[i];
+        }
+        b[(6, 3)] = -self.params.alpha() * dt;
+        LcvxDiscretization { a, b, c }
+    }
+
+    /// Thrust-pointing angle from +z [rad] of thrust `t` (0 for zero thrust).
+    pub fn tilt(t: &[f64]) -> f64 {
+        let n = (t[0] * t[0] + t[1] * t[1] + t[2] * t[2]).sqrt();
+        if n == 0.0 {
+            0.0
+        } else {
+            (t[2] / n).clamp(-1.0, 1.0).acos()
+        }
+    }
+}
+
+impl Problem for PoweredDescent {
+    fn kind(&self) -> ProblemKind {
+        ProblemKind::Descent
+    }
+    fn state_dim(&self) -> usize {
+        7
+    }
+    fn control_dim(&self) -> usize {
+        3
+    }
+    fn horizon(&self) -> usize {
+        self.params.horizon
+    }
+    fn default_t_go(&self) -> f64 {
+        self.params.t_go_nominal
+    }
+    fn control_constraint(&self) -> ControlConstraint {
+        ControlConstraint::ThrustAnnulusCone {
+            rho_min: self.params.rho1(),
+            rho_max: self.params.rho2(),
+            max_tilt: self.params.pointing_max_deg.to_radians(),
+        }
+    }
+    fn default_target(&self) -> DVector<f64> {
+        let mut t = DVector::zeros(7);
+        t[6] = self.params.m_dry;
+        t
+    }
+    fn f(&self, x: &DVector<f64>, u: &DVector<f64>) -> DVector<f64> {
+        let g = &self.params.gravity;
+        let m = x[6];
+        let t_norm = u.norm();
+        DVector::from_vec(vec![
+            x[3],
+            x[4],
+            x[5],
+            u[0] / m + g[0],
+            u[1] / m + g[1],
+            u[2] / m + g[2],
+            -self.params.alpha() * t_norm,
+        ])
+    }
+    fn f_batch(&self, x: &Tensor, u: &Tensor) -> Tensor {
+        let v = x.narrow(1, 3, 3);
+        let m = x.narrow(1, 6, 1);
+        // |T| with a floor of 1e-10 N under the root so the gradient at T = 0 stays finite.
+        let t_norm = (u * u).sum_dim_intlist(&[1i64][..], true, u.kind()).clamp_min(1e-20).sqrt();
+        let acc = u / &m + const_row(&self.params.gravity, x);
+        let mdot = t_norm * (-self.params.alpha());
+        Tensor::cat(&[v, acc, mdot], 1)
+    }
+    fn cost(&self, x: &DMatrix<f64>, u: &DMatrix<f64>, x_target: &DVector<f64>, dt: f64) -> f64 {
+        let fuel: f64 = (0..u.nrows()).map(|k| u.row(k).norm()).sum::<f64>() * dt;
+        let n = u.nrows();
+        let e: f64 = (0..6).map(|i| (x[(n, i)] - x_target[i]).powi(2)).sum();
+        fuel + self.params.landing_weight * e
+    }
+    fn cost_batch(&self, x: &Tensor, u: &Tensor, x_target: &Tensor, dt: &Tensor) -> Tensor {
+        let kind = u.kind();
+        let n_steps = u.size()[1];
+        let norms = (u * u).sum_dim_intlist(&[2i64][..], false, kind).clamp_min(1e-20).sqrt();
+        let fuel = norms.sum_dim_intlist(&[1i64][..], false, kind) * dt;
+        let e = x.select(1, n_steps).narrow(1, 0, 6) - x_target.narrow(1, 0, 6);
+        fuel + (&e * &e).sum_dim_intlist(&[1i64][..], false, kind) * self.params.landing_weight
+    }
+    fn check_constraints(&self, x: &DMatrix<f64>, u: &DMatrix<f64>, x_target: &DVector<f64>) -> Vec<ConstraintViolation> {
+        let p = &self.params;
+        let (rho1, rho2) = (p.rho1(), p.rho2());
+        let thrust_tol = 1e-6 * rho2;
+        let angle_tol = 1e-6;
+        let max_tilt = p.pointing_max_deg.to_radians();
+        let tan_gs = p.glide_slope_deg.to_radians().tan();
+        let mut out = check_finite_states(x);
+        let mut push = |node, kind, amount| out.push(ConstraintViolation { node, kind, amount });
+        for k in 0..u.nrows() {
+            let t: Vec<f64> = u.row(k).iter().copied().collect();
+            if t.iter().any(|v| !v.is_finite()) {
+                push(k, ViolationKind::NonFinite, 0.0);
+                continue;
+            }
+            let n = (t[0] * t[0] + t[1] * t[1] + t[2] * t[2]).sqrt();
+            if n < rho1 - thrust_tol {
+                push(k, ViolationKind::ThrustMin, rho1 - n);
+            }
+            if n > rho2 + thrust_tol {
+                push(k, ViolationKind::ThrustMax, n - rho2);
+            }
+            let tilt = Self::tilt(&t);
+            if n > 0.0 && tilt > max_tilt + angle_tol {
+                push(k, ViolationKind::Pointing, tilt - max_tilt);
+            }
+        }
+        for k in 0..x.nrows() {
+            let (dx, dy, dz) = (x[(k, 0)] - x_target[0], x[(k, 1)] - x_target[1], x[(k, 2)] - x_target[2]);
+            let need = tan_gs * (dx * dx + dy * dy).sqrt();
+            if dz < need - 1e-6 * (1.0 + need) {
+                push(k, ViolationKind::GlideSlope, need - dz);
+            }
+            let speed = (x[(k, 3)].powi(2) + x[(k, 4)].powi(2) + x[(k, 5)].powi(2)).sqrt();
+            if speed > p.v_max * (1.0 + 1e-6) {
+                push(k, ViolationKind::SpeedLimit, speed - p.v_max);
+            }
+            if x[(k, 6)] < p.m_dry * (1.0 - 1e-9) {
+                push(k, ViolationKind::DryMass, p.m_dry - x[(k, 6)]);
+            }
+        }
+        out
+    }
+    fn is_success(&self, x_final: &DVector<f64>, x_target: &DVector<f64>) -> bool {
+        let pos = (x_final.rows(0, 3) - x_target.rows(0, 3)).norm();
+        let vel = (x_final.rows(3, 3) - x_target.rows(3, 3)).norm();
+        pos < self.params.success_position_tol && vel < self.params.success_speed_tol
+    }
+}

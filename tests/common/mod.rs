@@ -1,0 +1,32 @@
+//! Shared helpers for the ROS integration tests.
+#![allow(dead_code)]
+
+use nalgebra::DMatrix;
+use trc_control::plan::{Plan, PlanStatus};
+
+/// Puts this test process on its own ROS domain (from TRC_TEST_DOMAIN_ID, else derived from the
+/// pid) and keeps discovery on localhost, before any rcl context exists. Returns the domain id.
+pub fn isolate_ros_domain() -> u32 {
+    let id = std::env::var("TRC_TEST_DOMAIN_ID")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1 + std::process::id() % 100);
+    std::env::set_var("ROS_DOMAIN_ID", id.to_string());
+    std::env::set_var("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST");
+    id
+}
+
+/// A descent-sized plan (N = 50, m = 3, n = 7) with distinct, non-round values everywhere.
+pub fn sample_plan() -> Plan {
+    Plan {
+        stamp: 1_700_000_123.456_789_012,
+        frame_id: "landing_site".into(),
+        dt: 0.912_345_678_9,
+        u: DMatrix::from_fn(50, 3, |k, j| 5000.0 + 97.3 * k as f64 - 1234.567 * j as f64 + 0.1),
+        x: DMatrix::from_fn(51, 7, |k, j| (k as f64 * 0.37 - 3.0) * (j as f64 + 1.1) / 3.0),
+        cost: 654_321.987_654,
+        status: PlanStatus::FallbackShifted,
+        iterations: 3,
+        solve_time_ms: 1.234_567,
+    }
+}

@@ -1,0 +1,79 @@
+//! Config loading: the shipped files load, and bad YAML is refused with a message naming the field.
+
+use trc_control::config::{ProblemKind, TrcConfig};
+use trc_control::error::ConfigError;
+
+fn err(yaml: &str) -> String {
+    match TrcConfig::from_yaml_str(yaml) {
+        Ok(c) => panic!("expected an error, got {c:?}"),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[test]
+fn shipped_configs_load_and_build() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/config");
+    for (file, kind) in [("descent.yaml", ProblemKind::Descent), ("vanderpol.yaml", ProblemKind::Vanderpol), ("double_integrator.yaml", ProblemKind::DoubleIntegrator)] {
+        let cfg = TrcConfig::from_file(format!("{dir}/{file}")).unwrap_or_else(|e| panic!("{file}: {e}"));
+        assert_eq!(cfg.problem.name, kind);
+        let p = cfg.problem.build().unwrap();
+        assert_eq!(p.kind(), kind);
+    }
+}
+
+#[test]
+fn bare_and_ros_params_forms_are_equal() {
+    let bare = TrcConfig::from_yaml_str("problem:\n  name: descent\n  descent:\n    m_wet: 2000.0\n").unwrap();
+    let ros = TrcConfig::from_yaml_str("trc_node:\n  ros__parameters:\n    problem:\n      name: descent\n      descent:\n        m_wet: 2000.0\n").unwrap();
+    assert_eq!(bare, ros);
+    assert_eq!(bare.problem.descent.m_wet, 2000.0);
+    assert_eq!(bare.problem.descent.m_dry, 1505.0, "unset fields take DESIGN.md defaults");
+}
+
+#[test]
+fn unknown_key_is_refused_by_name() {
+    let e = err("problem:\n  name: descent\n  descent:\n    m_wett: 2000.0\n");
+    assert!(e.contains("m_wett"), "{e}");
+    let e = err("problem:\n  name: descent\n  colour: red\n");
+    assert!(e.contains("colour"), "{e}");
+}
+
+#[test]
+fn negative_mass_is_refused_by_name() {
+    let e = err("problem:\n  name: descent\n  descent:\n    m_dry: -5.0\n");
+    assert!(e.contains("problem.descent.m_dry") && e.contains("> 0"), "{e}");
+    let e = err("problem:\n  name: descent\n  descent:\n    m_wet: -1905.0\n");
+    assert!(e.contains("problem.descent.m_wet"), "{e}");
+}
+
+#[test]
+fn dry_mass_above_wet_mass_is_refused() {
+    let e = err("problem:\n  name: descent\n  descent:\n    m_dry: 2000.0\n");
+    assert!(e.contains("problem.descent.m_dry") && e.contains("m_wet"), "{e}");
+}
+
+#[test]
+fn rho1_above_rho2_is_refused() {
+    let e = err("problem:\n  name: descent\n  descent:\n    rho1: 9000.0\n    rho2: 8000.0\n");
+    assert!(e.contains("problem.descent.rho1") && e.contains("rho2"), "{e}");
+    let e = err("problem:\n  name: descent\n  descent:\n    throttle_min: 0.9\n");
+    assert!(e.contains("problem.descent.throttle_min"), "{e}");
+}
+
+#[test]
+fn wrong_type_and_bad_other_problems_are_refused() {
+    let e = err("problem:\n  name: descent\n  descent:\n    horizon: fifty\n");
+    assert!(e.contains("horizon"), "{e}");
+    let e = err("problem:\n  name: vanderpol\n  vanderpol:\n    u_max: 0.0\n");
+    assert!(e.contains("problem.vanderpol.u_max"), "{e}");
+    let e = err("problem:\n  name: rocket\n");
+    assert!(e.contains("rocket"), "{e}");
+}
+
+#[test]
+fn missing_file_says_which() {
+    match TrcConfig::from_file("/nonexistent/trc.yaml") {
+        Err(ConfigError::Io { path, .. }) => assert_eq!(path, "/nonexistent/trc.yaml"),
+        other => panic!("{other:?}"),
+    }
+}
