@@ -233,7 +233,7 @@ fn descent_constraint_checks_flag_each_violation() {
     let kinds: Vec<_> = p.check_constraints(&x, &u, &target).into_iter().map(|v| (v.node, v.kind)).collect();
     assert_eq!(kinds, vec![(0, ViolationKind::ThrustMin), (1, ViolationKind::ThrustMax), (2, ViolationKind::Pointing)]);
     let mut x2 = x.clone();
-    x2[(3, 0)] = 2000.0; // far to the side at 700 m altitude: below the 15 deg glide slope
+    x2[(3, 0)] = 3000.0; // 3 km to the side at 700 m altitude: tan(15 deg) * 3000 = 804 m > 700 m
     x2[(4, 4)] = 200.0; // too fast
     x2[(5, 6)] = 1400.0; // below dry mass
     let kinds: Vec<_> = p.check_constraints(&x2, &DMatrix::from_fn(5, 3, |_, j| ok_t[j]), &target).into_iter().map(|v| (v.node, v.kind)).collect();
