@@ -104,7 +104,7 @@ fn demo(kind: ProblemKind, config: Option<PathBuf>, episodes: usize, seed: u64) 
                 let fuel = x0[6] - last[6];
                 ok += e.success as usize;
                 println!(
-                    "{ep:>3} ({:>7.1},{:>7.1},{:>7.1}) {t_f:>6.1} {pos:>10.3} {speed:>10.3} {fuel:>10.2} {:>6} {:>5}",
+                    "{ep:>3} ({:>7.1},{:>7.1},{:>7.1}) {t_f:>6.1} {pos:>10.2e} {speed:>10.2e} {fuel:>10.2} {:>6} {:>5}",
                     x0[0], x0[1], x0[2], e.violations, if e.success && e.violations == 0 { "yes" } else { "no" }
                 );
             }
