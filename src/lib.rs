@@ -12,6 +12,7 @@
 //! - [`problems`]: the [`problems::Problem`] trait; double integrator, Van der Pol, 3-DoF powered
 //!   descent, each in f64 (nalgebra) and batched tch forms.
 //! - [`demo`]: classical feedback laws for the pre-TRC closed-loop demo.
+//! - [`solvers`]: LQR / box QP, SCP (Van der Pol), LCvx (descent) on Clarabel: the optimal demonstrations.
 //! - [`config`]: YAML configuration shared by the CLI and the node, validated on load.
 //! - [`error`]: typed errors per layer.
 //! - [`plan`]: the controller's answer (control sequence, prediction, status), ROS-free.
@@ -26,4 +27,5 @@ pub mod error;
 pub mod plan;
 pub mod problems;
 pub mod ros;
+pub mod solvers;
 pub mod tensor;

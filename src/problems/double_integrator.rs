@@ -120,6 +120,9 @@ impl Problem for DoubleIntegrator {
     fn f_batch(&self, x: &Tensor, u: &Tensor) -> Tensor {
         Tensor::stack(&[x.select(1, 1), u.select(1, 0)], 1)
     }
+    fn f_jacobian(&self, _x: &DVector<f64>, _u: &DVector<f64>) -> (DMatrix<f64>, DMatrix<f64>) {
+        (DMatrix::from_row_slice(2, 2, &[0.0, 1.0, 0.0, 0.0]), DMatrix::from_row_slice(2, 1, &[0.0, 1.0]))
+    }
     fn cost(&self, x: &DMatrix<f64>, u: &DMatrix<f64>, x_target: &DVector<f64>, _dt: f64) -> f64 {
         self.cost.eval(x, u, x_target)
     }

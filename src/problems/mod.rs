@@ -109,6 +109,8 @@ pub trait Problem: Send + Sync + std::fmt::Debug {
     fn f(&self, x: &DVector<f64>, u: &DVector<f64>) -> DVector<f64>;
     /// Batched continuous dynamics: `x` `[B, n]`, `u` `[B, m]` -> `[B, n]`, same device and dtype.
     fn f_batch(&self, x: &Tensor, u: &Tensor) -> Tensor;
+    /// Jacobians of the continuous dynamics `(df/dx [n, n], df/du [n, m])` at `(x, u)`.
+    fn f_jacobian(&self, x: &DVector<f64>, u: &DVector<f64>) -> (DMatrix<f64>, DMatrix<f64>);
 
     /// Total cost J of a trajectory `x` `[N+1, n]` under controls `u` `[N, m]` with step `dt`.
     fn cost(&self, x: &DMatrix<f64>, u: &DMatrix<f64>, x_target: &DVector<f64>, dt: f64) -> f64;
@@ -128,6 +130,33 @@ pub trait Problem: Send + Sync + std::fmt::Debug {
         let k3 = self.f(&(x + &k2 * (0.5 * dt)), u);
         let k4 = self.f(&(x + &k3 * dt), u);
         x + (k1 + k2 * 2.0 + k3 * 2.0 + k4) * (dt / 6.0)
+    }
+
+    /// Exact Jacobians `(A = d step / dx [n, n], B = d step / du [n, m])` of one RK4 step
+    /// ([`Problem::step`]), by the chain rule through the four stages.
+    fn step_jacobian(&self, x: &DVector<f64>, u: &DVector<f64>, dt: f64) -> (DMatrix<f64>, DMatrix<f64>) {
+        let n = x.len();
+        let eye = DMatrix::<f64>::identity(n, n);
+        let k1 = self.f(x, u);
+        let (fx1, fu1) = self.f_jacobian(x, u);
+        let (k1x, k1u) = (fx1, fu1);
+        let x2 = x + &k1 * (0.5 * dt);
+        let k2 = self.f(&x2, u);
+        let (fx2, fu2) = self.f_jacobian(&x2, u);
+        let k2x = &fx2 * (&eye + &k1x * (0.5 * dt));
+        let k2u = &fx2 * &k1u * (0.5 * dt) + fu2;
+        let x3 = x + &k2 * (0.5 * dt);
+        let k3 = self.f(&x3, u);
+        let (fx3, fu3) = self.f_jacobian(&x3, u);
+        let k3x = &fx3 * (&eye + &k2x * (0.5 * dt));
+        let k3u = &fx3 * &k2u * (0.5 * dt) + fu3;
+        let x4 = x + &k3 * dt;
+        let (fx4, fu4) = self.f_jacobian(&x4, u);
+        let k4x = &fx4 * (&eye + &k3x * dt);
+        let k4u = &fx4 * &k3u * dt + fu4;
+        let a = eye + (k1x + k2x * 2.0 + k3x * 2.0 + k4x) * (dt / 6.0);
+        let b = (k1u + k2u * 2.0 + k3u * 2.0 + k4u) * (dt / 6.0);
+        (a, b)
     }
 
     /// Simulates `x0` (length n) under `u` `[N', m]` (any N' >= 1) -> trajectory `[N'+1, n]`.

@@ -3,7 +3,9 @@
 //! State `x = [r (3) m, v (3) m/s, m kg]`, landing frame with z up and the landing site at the
 //! target; control `u = T` thrust (3) [N]. Dynamics (Acikmese & Ploen 2007, eq. 1):
 //!
-//! `r' = v`, `v' = T / m + g`, `m' = -|T| / (Isp g0)`.
+//! `r' = v`, `v' = T / m + g - 2 w x v - w x (w x r)`, `m' = -|T| / (Isp g0)`,
+//!
+//! with the planet's rotation rate `w` (default zero; Acikmese & Ploen 2007 keep it).
 //!
 //! Constraints (Acikmese & Ploen 2007 §II; Blackmore, Acikmese & Scharf 2010 §II): thrust annulus
 //! `rho1 <= |T| <= rho2`, pointing `angle(T, +z) <= theta_max`, glide slope (the position stays in
@@ -34,6 +36,9 @@ use crate::error::ConfigError;
 pub struct DescentParams {
     /// Gravity vector g [m/s^2] in the landing frame (z up). Default Mars (0, 0, -3.7114).
     pub gravity: [f64; 3],
+    /// Planet rotation rate w [rad/s] in the landing frame (Coriolis and centrifugal terms).
+    /// Default zero (DESIGN.md §3 dynamics).
+    pub planet_rotation: [f64; 3],
     /// Standard gravity g0 [m/s^2] for the Isp definition. Default 9.80665.
     pub g0: f64,
     /// Initial (wet) mass [kg]. Default 1905.
@@ -82,6 +87,7 @@ impl Default for DescentParams {
     fn default() -> Self {
         Self {
             gravity: [0.0, 0.0, -3.7114],
+            planet_rotation: [0.0; 3],
             g0: 9.80665,
             m_wet: 1905.0,
             m_dry: 1505.0,
@@ -138,6 +144,9 @@ impl DescentParams {
         }
         if self.gravity[2] >= 0.0 {
             return Err(ConfigError::invalid(f("gravity"), format!("z component must be < 0 (z is up), got {}", self.gravity[2])));
+        }
+        if self.planet_rotation.iter().any(|w| !w.is_finite()) {
+            return Err(ConfigError::invalid(f("planet_rotation"), "every component must be finite"));
         }
         positive(&f("g0"), self.g0)?;
         positive(&f("m_wet"), self.m_wet)?;
@@ -231,21 +240,31 @@ impl PoweredDescent {
         &self.params
     }
 
-    /// Exact ZOH discretisation of the log-mass LCvx dynamics `r' = v`, `v' = u + g`,
-    /// `z' = -alpha sigma` for step `dt` [s].
+    /// Exact ZOH discretisation of the log-mass LCvx dynamics `r' = v`,
+    /// `v' = u + g - 2 w x v - w x (w x r)`, `z' = -alpha sigma` for step `dt` [s], by the matrix
+    /// exponential of the augmented system (Van Loan 1978): `exp([[A_c, B_c, c], [0, 0, 0]] dt)`.
+    /// With `w = 0` this is the closed form `r + v dt + (u + g) dt^2 / 2`, `v + (u + g) dt`.
     pub fn lcvx_discretization(&self, dt: f64) -> LcvxDiscretization {
-        let mut a = DMatrix::identity(7, 7);
-        let mut b = DMatrix::zeros(7, 4);
-        let mut c = DVector::zeros(7);
+        let w = self.params.planet_rotation;
+        let s = skew(&w);
+        let s2 = &s * &s;
+        let mut m = DMatrix::zeros(12, 12);
         for i in 0..3 {
-            a[(i, 3 + i)] = dt;
-            b[(i, i)] = 0.5 * dt * dt;
-            b[(3 + i, i)] = dt;
-            c[i] = 0.5 * dt * dt * self.params.gravity[i];
-            c[3 + i] = dt * self.params.gravity[i];
+            m[(i, 3 + i)] = 1.0;
+            m[(3 + i, 7 + i)] = 1.0; // B_c: u
+            m[(3 + i, 11)] = self.params.gravity[i]; // c: gravity
+            for j in 0..3 {
+                m[(3 + i, j)] = -s2[(i, j)];
+                m[(3 + i, 3 + j)] = -2.0 * s[(i, j)];
+            }
         }
-        b[(6, 3)] = -self.params.alpha() * dt;
-        LcvxDiscretization { a, b, c }
+        m[(6, 10)] = -self.params.alpha(); // B_c: sigma
+        let e = (m * dt).exp();
+        LcvxDiscretization {
+            a: e.view((0, 0), (7, 7)).into_owned(),
+            b: e.view((0, 7), (7, 4)).into_owned(),
+            c: e.view((0, 11), (7, 1)).column(0).into_owned(),
+        }
     }
 
     /// Thrust-pointing angle from +z [rad] of thrust `t` (0 for zero thrust).
@@ -257,6 +276,15 @@ impl PoweredDescent {
             (t[2] / n).clamp(-1.0, 1.0).acos()
         }
     }
+}
+
+fn cross(a: &[f64; 3], b: &[f64; 3]) -> [f64; 3] {
+    [a[1] * b[2] - a[2] * b[1], a[2] * b[0] - a[0] * b[2], a[0] * b[1] - a[1] * b[0]]
+}
+
+/// The cross-product matrix `S(w)` with `S(w) v = w x v`.
+fn skew(w: &[f64; 3]) -> DMatrix<f64> {
+    DMatrix::from_row_slice(3, 3, &[0.0, -w[2], w[1], w[2], 0.0, -w[0], -w[1], w[0], 0.0])
 }
 
 impl Problem for PoweredDescent {
@@ -289,15 +317,19 @@ impl Problem for PoweredDescent {
     }
     fn f(&self, x: &DVector<f64>, u: &DVector<f64>) -> DVector<f64> {
         let g = &self.params.gravity;
+        let w = &self.params.planet_rotation;
         let m = x[6];
         let t_norm = u.norm();
+        let (r, v) = ([x[0], x[1], x[2]], [x[3], x[4], x[5]]);
+        let wv = cross(w, &v);
+        let wwr = cross(w, &cross(w, &r));
         DVector::from_vec(vec![
             x[3],
             x[4],
             x[5],
-            u[0] / m + g[0],
-            u[1] / m + g[1],
-            u[2] / m + g[2],
+            u[0] / m + g[0] - 2.0 * wv[0] - wwr[0],
+            u[1] / m + g[1] - 2.0 * wv[1] - wwr[1],
+            u[2] / m + g[2] - 2.0 * wv[2] - wwr[2],
             -self.params.alpha() * t_norm,
         ])
     }
@@ -306,9 +338,41 @@ impl Problem for PoweredDescent {
         let m = x.narrow(1, 6, 1);
         // |T| with a floor of 1e-10 N under the root so the gradient at T = 0 stays finite.
         let t_norm = (u * u).sum_dim_intlist(&[1i64][..], true, u.kind()).clamp_min(1e-20).sqrt();
-        let acc = u / &m + const_row(&self.params.gravity, x);
+        let mut acc = u / &m + const_row(&self.params.gravity, x);
+        if self.params.planet_rotation.iter().any(|w| *w != 0.0) {
+            // -2 w x v - w x (w x r) = -(2 S v + S^2 r), as a [B, 3] x [3, 3]' product
+            let s = skew(&self.params.planet_rotation);
+            let s2 = &s * &s;
+            let st = Tensor::from_slice(s.transpose().as_slice()).view([3, 3]).to_kind(x.kind()).to_device(x.device());
+            let s2t = Tensor::from_slice(s2.transpose().as_slice()).view([3, 3]).to_kind(x.kind()).to_device(x.device());
+            // st holds S row-major (S' column-major read row-major); for row vectors (S v)' = v S'
+            acc = acc - v.matmul(&st.transpose(0, 1)) * 2.0 - x.narrow(1, 0, 3).matmul(&s2t.transpose(0, 1));
+        }
         let mdot = t_norm * (-self.params.alpha());
         Tensor::cat(&[v, acc, mdot], 1)
+    }
+    fn f_jacobian(&self, x: &DVector<f64>, u: &DVector<f64>) -> (DMatrix<f64>, DMatrix<f64>) {
+        let m = x[6];
+        let s = skew(&self.params.planet_rotation);
+        let s2 = &s * &s;
+        let mut fx = DMatrix::zeros(7, 7);
+        for i in 0..3 {
+            for j in 0..3 {
+                fx[(3 + i, j)] = -s2[(i, j)];
+                fx[(3 + i, 3 + j)] = -2.0 * s[(i, j)];
+            }
+        }
+        let mut fu = DMatrix::zeros(7, 3);
+        let t_norm = u.norm();
+        for i in 0..3 {
+            fx[(i, 3 + i)] = 1.0;
+            fx[(3 + i, 6)] = -u[i] / (m * m);
+            fu[(3 + i, i)] = 1.0 / m;
+            if t_norm > 0.0 {
+                fu[(6, i)] = -self.params.alpha() * u[i] / t_norm;
+            }
+        }
+        (fx, fu)
     }
     fn cost(&self, x: &DMatrix<f64>, u: &DMatrix<f64>, x_target: &DVector<f64>, dt: f64) -> f64 {
         let fuel: f64 = (0..u.nrows()).map(|k| u.row(k).norm()).sum::<f64>() * dt;

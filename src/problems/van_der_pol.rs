@@ -18,8 +18,10 @@ use crate::error::ConfigError;
 pub struct VanDerPolParams {
     /// Nonlinearity / damping parameter mu [-]. Default 1.
     pub mu: f64,
-    /// Control bound u_max, `|u| <= u_max` [-]. Default 2.
+    /// Upper control bound u_max [-]. Default 2.
     pub u_max: f64,
+    /// Lower control bound u_min [-]; default `-u_max` (the symmetric `|u| <= u_max` of the paper).
+    pub u_min: Option<f64>,
     /// Step dt [s]. Default 0.05.
     pub dt: f64,
     /// Horizon N [steps]. Default 100 (5 s).
@@ -36,7 +38,7 @@ pub struct VanDerPolParams {
 
 impl Default for VanDerPolParams {
     fn default() -> Self {
-        Self { mu: 1.0, u_max: 2.0, dt: 0.05, horizon: 100, q: [10.0, 5.0], r: 0.1, q_f_scale: 20.0, success_radius: 0.2 }
+        Self { mu: 1.0, u_max: 2.0, u_min: None, dt: 0.05, horizon: 100, q: [10.0, 5.0], r: 0.1, q_f_scale: 20.0, success_radius: 0.2 }
     }
 }
 
@@ -49,6 +51,11 @@ impl VanDerPolParams {
         let f = |name: &str| format!("{prefix}.{name}");
         non_negative(&f("mu"), self.mu)?;
         positive(&f("u_max"), self.u_max)?;
+        if let Some(lo) = self.u_min {
+            if !(lo.is_finite() && lo < self.u_max) {
+                return Err(ConfigError::invalid(f("u_min"), format!("must be finite and < u_max = {}, got {lo}", self.u_max)));
+            }
+        }
         positive(&f("dt"), self.dt)?;
         if self.horizon < 1 {
             return Err(ConfigError::invalid(f("horizon"), "must be >= 1"));
@@ -88,6 +95,11 @@ impl VanDerPol {
     pub fn params(&self) -> &VanDerPolParams {
         &self.params
     }
+
+    /// Control bounds `(u_min, u_max)`.
+    pub fn bounds(&self) -> (f64, f64) {
+        (self.params.u_min.unwrap_or(-self.params.u_max), self.params.u_max)
+    }
 }
 
 impl Problem for VanDerPol {
@@ -107,10 +119,8 @@ impl Problem for VanDerPol {
         self.params.dt * self.params.horizon as f64
     }
     fn control_constraint(&self) -> ControlConstraint {
-        ControlConstraint::Box {
-            lower: DVector::from_element(1, -self.params.u_max),
-            upper: DVector::from_element(1, self.params.u_max),
-        }
+        let (lo, hi) = self.bounds();
+        ControlConstraint::Box { lower: DVector::from_element(1, lo), upper: DVector::from_element(1, hi) }
     }
     fn default_target(&self) -> DVector<f64> {
         DVector::zeros(2)
@@ -125,6 +135,11 @@ impl Problem for VanDerPol {
         let x2dot = (1.0 - &x1 * &x1) * &x2 * self.params.mu - &x1 + u.select(1, 0);
         Tensor::stack(&[x2, x2dot], 1)
     }
+    fn f_jacobian(&self, x: &DVector<f64>, _u: &DVector<f64>) -> (DMatrix<f64>, DMatrix<f64>) {
+        let (x1, x2, mu) = (x[0], x[1], self.params.mu);
+        let fx = DMatrix::from_row_slice(2, 2, &[0.0, 1.0, -2.0 * mu * x1 * x2 - 1.0, mu * (1.0 - x1 * x1)]);
+        (fx, DMatrix::from_row_slice(2, 1, &[0.0, 1.0]))
+    }
     fn cost(&self, x: &DMatrix<f64>, u: &DMatrix<f64>, x_target: &DVector<f64>, _dt: f64) -> f64 {
         self.cost.eval(x, u, x_target)
     }
@@ -132,7 +147,8 @@ impl Problem for VanDerPol {
         self.cost.eval_batch(x, u, x_target)
     }
     fn check_constraints(&self, x: &DMatrix<f64>, u: &DMatrix<f64>, _x_target: &DVector<f64>) -> Vec<ConstraintViolation> {
-        let mut v = check_box(u, -self.params.u_max, self.params.u_max, 1e-9);
+        let (lo, hi) = self.bounds();
+        let mut v = check_box(u, lo, hi, 1e-9);
         v.extend(check_finite_states(x));
         v
     }
