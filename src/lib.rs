@@ -13,6 +13,7 @@
 //!   descent, each in f64 (nalgebra) and batched tch forms.
 //! - [`demo`]: classical feedback laws for the pre-TRC closed-loop demo.
 //! - [`solvers`]: LQR / box QP, SCP (Van der Pol), LCvx (descent) on Clarabel: the optimal demonstrations.
+//! - [`data`]: initial-state distributions, parallel demonstration generation, the dataset file format.
 //! - [`config`]: YAML configuration shared by the CLI and the node, validated on load.
 //! - [`error`]: typed errors per layer.
 //! - [`plan`]: the controller's answer (control sequence, prediction, status), ROS-free.
@@ -22,6 +23,7 @@
 #![warn(missing_docs)]
 
 pub mod config;
+pub mod data;
 pub mod demo;
 pub mod error;
 pub mod plan;

@@ -144,6 +144,21 @@ pub trait OcpSolver {
     fn solve(&mut self, instance: &Instance) -> Result<Solution, SolveError>;
 }
 
+/// The optimality-reference solver of a configured problem: box QP (double integrator), SCP
+/// (Van der Pol), LCvx with t_f search (descent).
+///
+/// # Errors
+/// [`ConfigError`] if the problem or settings are invalid.
+pub fn for_problem(cfg: &crate::config::ProblemConfig, settings: SolverSettings) -> Result<Box<dyn OcpSolver>, ConfigError> {
+    use crate::config::ProblemKind as K;
+    cfg.validate()?;
+    Ok(match cfg.name {
+        K::DoubleIntegrator => Box::new(lqr::DoubleIntegratorSolver::new(crate::problems::DoubleIntegrator::new(cfg.double_integrator.clone())?, settings)?),
+        K::Vanderpol => Box::new(scp::ScpSolver::new(crate::problems::VanDerPol::new(cfg.vanderpol.clone())?, settings, scp::ScpSolver::DEFAULT_KKT_TOL)?),
+        K::Descent => Box::new(lcvx::LcvxSolver::new(crate::problems::PoweredDescent::new(cfg.descent.clone())?, settings, lcvx::TfSearch::default())?),
+    })
+}
+
 /// Maps a Clarabel status to `Ok(())` for a solved problem or the matching [`SolveError`].
 pub(crate) fn check_clarabel(status: clarabel::solver::SolverStatus, iterations: u32, limit_s: f64, what: &str) -> Result<(), SolveError> {
     use clarabel::solver::SolverStatus as S;

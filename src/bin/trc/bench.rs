@@ -1,0 +1,163 @@
+//! `trc bench ...`: benchmark commands. Each writes a markdown fragment under `bench/`;
+//! `trc bench report` assembles them into BENCHMARKS.md. Numbers are measured, never typed in.
+
+use std::fmt::Write as _;
+use std::path::Path;
+use std::time::Instant;
+
+use rayon::prelude::*;
+use trc_control::config::{ProblemConfig, ProblemKind};
+use trc_control::data::{generate, sample_instance, GenerateOptions, Split};
+use trc_control::problems::PoweredDescent;
+use trc_control::solvers::lcvx::{LcvxSolver, TfSearch};
+use trc_control::solvers::{for_problem, Instance, OcpSolver, SolverSettings};
+
+type AnyResult<T> = Result<T, Box<dyn std::error::Error>>;
+
+/// p-quantile (nearest rank) of unsorted values.
+fn pct(v: &[f64], p: f64) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    s[((s.len() - 1) as f64 * p).round() as usize]
+}
+
+fn header(title: &str, command: &str) -> String {
+    let profile = if cfg!(debug_assertions) { "debug" } else { "release" };
+    format!(
+        "## {title}\n\nCommand: `{command}` ({profile} build, {} cores, rayon {} threads).\n\n",
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        rayon::current_num_threads()
+    )
+}
+
+fn write_out(out: &Path, text: &str) -> AnyResult<()> {
+    if let Some(d) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(d)?;
+    }
+    std::fs::write(out, text)?;
+    log::info!("wrote {}", out.display());
+    Ok(())
+}
+
+/// Solver solve times, iterations, LCvx losslessness, re-simulation error and fuel vs t_f.
+pub fn solvers(out: &Path, instances: u64, lossless_samples: u64, seed: u64) -> AnyResult<()> {
+    let settings = SolverSettings::default();
+    let mut md = header("Optimal-control solvers", &format!("trc bench solvers --instances {instances} --lossless-samples {lossless_samples} --seed {seed}"));
+    md.push_str("Instances: the test split of the seed (distributions in `src/data/sampling.rs`), solved one at a time on one thread.\n\n");
+    md.push_str("| problem | solver | solved | solve p50 [ms] | solve p99 [ms] | iterations (mean) | convex subproblems (mean) | success after RK4 re-simulation |\n|---|---|---|---|---|---|---|---|\n");
+    for kind in [ProblemKind::DoubleIntegrator, ProblemKind::Vanderpol, ProblemKind::Descent] {
+        let cfg = ProblemConfig::new(kind);
+        let problem = cfg.build()?;
+        let mut solver = for_problem(&cfg, settings.clone())?;
+        let (mut times, mut iters, mut subs, mut ok, mut solved) = (Vec::new(), 0.0, 0.0, 0, 0);
+        for i in 0..instances {
+            let inst = sample_instance(&cfg, seed, Split::Test, i);
+            if let Ok(sol) = solver.solve(&inst) {
+                solved += 1;
+                times.push(sol.solve_time.as_secs_f64() * 1e3);
+                iters += sol.iterations as f64;
+                subs += sol.subproblems as f64;
+                let last = sol.x.row(sol.x.nrows() - 1).transpose();
+                ok += problem.is_success(&last, &inst.x_target) as usize;
+            }
+        }
+        let name = match kind {
+            ProblemKind::DoubleIntegrator => "box QP (Clarabel)",
+            ProblemKind::Vanderpol => "SCP, trust region (QPs on Clarabel)",
+            ProblemKind::Descent => "LCvx SOCP + t_f search (Clarabel)",
+        };
+        let s = solved.max(1) as f64;
+        let _ = writeln!(md, "| {kind} | {name} | {solved}/{instances} | {:.2} | {:.2} | {:.1} | {:.1} | {ok}/{solved} |", pct(&times, 0.5), pct(&times, 0.99), iters / s, subs / s);
+        log::info!("{kind}: {solved}/{instances} solved, p50 {:.2} ms", pct(&times, 0.5));
+    }
+
+    // One LCvx cone solve at the optimal t_f vs the full t_f search, same instances.
+    let cfg = ProblemConfig::new(ProblemKind::Descent);
+    let p = PoweredDescent::new(cfg.descent.clone())?;
+    let mut lcvx = LcvxSolver::new(p.clone(), settings.clone(), TfSearch::default())?;
+    let (mut one, mut search) = (Vec::new(), Vec::new());
+    for i in 0..instances {
+        let inst = sample_instance(&cfg, seed, Split::Test, i);
+        let t0 = Instant::now();
+        let Ok(sol) = lcvx.solve(&inst) else { continue };
+        search.push(t0.elapsed().as_secs_f64() * 1e3);
+        let fixed = Instance { t_go: Some(sol.t_go), ..inst };
+        let t1 = Instant::now();
+        if lcvx.solve(&fixed).is_ok() {
+            one.push(t1.elapsed().as_secs_f64() * 1e3);
+        }
+    }
+    let _ = writeln!(md, "\nLCvx on the same {} descent instances: one cone solve at the optimal t_f p50 {:.2} ms / p99 {:.2} ms; with the t_f search p50 {:.2} ms / p99 {:.2} ms.\n", one.len(), pct(&one, 0.5), pct(&one, 0.99), pct(&search, 0.5), pct(&search, 0.99));
+
+    // Losslessness and re-simulation over many instances (parallel).
+    let t0 = Instant::now();
+    let results: Vec<_> = (0..lossless_samples)
+        .into_par_iter()
+        .map_init(
+            || LcvxSolver::new(p.clone(), settings.clone(), TfSearch::default()).expect("valid settings"),
+            |s, i| {
+                let inst = sample_instance(&cfg, seed, Split::Test, 10_000 + i);
+                s.solve_detailed(&inst).ok().map(|(sol, rep)| (sol.t_go, rep))
+            },
+        )
+        .collect();
+    let solved: Vec<_> = results.iter().flatten().collect();
+    let lossless = solved.iter().filter(|(_, r)| r.lossless_gap < 1e-5).count();
+    let worst_gap = solved.iter().map(|(_, r)| r.lossless_gap).fold(0.0, f64::max);
+    let pos: Vec<f64> = solved.iter().map(|(_, r)| r.resim_position_error).collect();
+    let vel: Vec<f64> = solved.iter().map(|(_, r)| r.resim_velocity_error).collect();
+    let land = solved.iter().filter(|(_, r)| r.resim_position_error < 1.0 && r.resim_velocity_error < 0.5).count();
+    let _ = writeln!(
+        md,
+        "LCvx losslessness over {lossless_samples} descent instances ({:.0} s on {} threads): {} solved, {} infeasible; lossless (|u| = sigma within 1e-5 relative) on {lossless}/{} = {:.1}% (worst gap {worst_gap:.1e}).\n",
+        t0.elapsed().as_secs_f64(), rayon::current_num_threads(), solved.len(), results.len() - solved.len(), solved.len(), 100.0 * lossless as f64 / solved.len().max(1) as f64
+    );
+    let _ = writeln!(
+        md,
+        "Discretisation gap: the LCvx model holds u = T/m per step, the RK4 plant holds the thrust T. Re-simulating the optimal thrust open loop through the plant lands with position error p50 {:.2} m / p99 {:.2} m and velocity error p50 {:.3} / p99 {:.3} m/s; {land}/{} ({:.1}%) meet the landing criterion (1 m, 0.5 m/s) open loop.\n",
+        pct(&pos, 0.5), pct(&pos, 0.99), pct(&vel, 0.5), pct(&vel, 0.99), solved.len(), 100.0 * land as f64 / solved.len().max(1) as f64
+    );
+
+    // Fuel as a function of t_f around the optimum, one instance.
+    let inst = sample_instance(&cfg, seed, Split::Test, 0);
+    if let Ok((sol, _)) = lcvx.solve_detailed(&inst) {
+        let _ = writeln!(md, "Fuel vs t_f around the optimum (test instance 0, t_f* = {:.2} s):\n\n| t_f [s] | fuel [kg] |\n|---|---|", sol.t_go);
+        for dt in [-6.0, -3.0, -1.0, -0.3, 0.0, 0.3, 1.0, 3.0, 6.0] {
+            let t = sol.t_go + dt;
+            let fuel = lcvx.solve(&Instance { t_go: Some(t), ..inst.clone() }).map(|s| format!("{:.3}", inst.x0[6] - s.x_model[(s.x_model.nrows() - 1, 6)])).unwrap_or_else(|_| "infeasible".into());
+            let _ = writeln!(md, "| {t:.2} | {fuel} |");
+        }
+        md.push('\n');
+    }
+    write_out(out, &md)
+}
+
+/// Dataset generation wall time for `count` descent and Van der Pol demonstrations.
+pub fn datasets(out: &Path, count: u64, data_dir: &Path) -> AnyResult<()> {
+    let mut md = header("Dataset generation", &format!("trc bench datasets --count {count}"));
+    md.push_str("| problem | requested | solved | dropped | wall [s] | solve p50 [ms] | solve p99 [ms] |\n|---|---|---|---|---|---|---|\n");
+    for kind in [ProblemKind::Descent, ProblemKind::Vanderpol] {
+        let opts = GenerateOptions { problem: ProblemConfig::new(kind), seed: 1, split: Split::Train, count, shard: (0, 1), settings: SolverSettings::default(), progress: true };
+        let (ds, rep) = generate(&opts)?;
+        let path = data_dir.join(format!("{kind}_train_{count}.safetensors"));
+        ds.save(&path)?;
+        let _ = writeln!(md, "| {kind} | {count} | {} | {} | {:.1} | {:.1} | {:.1} |", rep.solved, rep.dropped.len(), rep.wall_s, pct(&rep.solve_ms, 0.5), pct(&rep.solve_ms, 0.99));
+        log::info!("{kind}: {} solved in {:.1} s -> {}", rep.solved, rep.wall_s, path.display());
+    }
+    write_out(out, &md)
+}
+
+/// Concatenates the fragments into the report.
+pub fn report(dir: &Path, out: &Path) -> AnyResult<()> {
+    let mut parts: Vec<_> = std::fs::read_dir(dir)?.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.extension().is_some_and(|e| e == "md")).collect();
+    parts.sort();
+    let mut md = String::from("# trc_control benchmarks\n\nGenerated by `make bench` (each section by the command it names; `trc bench report` assembles them). Do not edit by hand: rerun the command. Machines are shared and noisy: compare numbers measured side by side in one run.\n\n");
+    for p in parts {
+        md.push_str(&std::fs::read_to_string(&p)?);
+        md.push('\n');
+    }
+    write_out(out, &md)
+}

@@ -1,0 +1,313 @@
+//! `trc`: the trc_control command line.
+//!
+//! ```text
+//! trc demo --problem descent --episodes 5 --seed 0     # closed-loop landings on the f64 plant
+//! trc demo --problem vanderpol
+//! trc gen-data --problem descent --count 5000 --seed 1 --split train --out data/descent_train.safetensors
+//! trc gen-data ... --shard 0/4           # one of four shards (cluster job arrays)
+//! trc merge-data --out all.safetensors shard0.safetensors shard1.safetensors ...
+//! trc bench solvers --out bench/solvers.md
+//! trc bench report                        # assemble bench/*.md into BENCHMARKS.md
+//! ```
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use nalgebra::DVector;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use trc_control::config::{ProblemKind, TrcConfig};
+use trc_control::demo::{fly_descent, fly_pd, Episode};
+use trc_control::data::{Dataset, GenerateOptions, Split};
+use trc_control::problems::{DoubleIntegrator, PoweredDescent, Problem, VanDerPol};
+use trc_control::solvers::SolverSettings;
+
+mod bench;
+
+/// trc_control command line.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Closed-loop episodes with the classical baseline feedback law (the demo until the TRC node lands).
+    Demo {
+        /// Problem to fly.
+        #[arg(long, value_enum, default_value = "descent")]
+        problem: ProblemArg,
+        /// Config file (ROS 2 params-file or bare form); default config/<problem>.yaml.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Number of episodes.
+        #[arg(long, default_value_t = 5)]
+        episodes: usize,
+        /// Seed for the initial states.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+    },
+    /// Generate optimal demonstrations (parallel over cores, deterministic per seed).
+    GenData {
+        /// Problem.
+        #[arg(long, value_enum)]
+        problem: ProblemArg,
+        /// Config file; default config/<problem>.yaml.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Number of samples (over all shards).
+        #[arg(long)]
+        count: u64,
+        /// Base seed.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Split: train, val or test (disjoint random streams).
+        #[arg(long, value_enum, default_value = "train")]
+        split: Split,
+        /// This shard as i/n (e.g. 0/4): indices [i count/n, (i+1) count/n).
+        #[arg(long, default_value = "0/1")]
+        shard: String,
+        /// Output .safetensors file (a .report.yaml with timings is written beside it).
+        #[arg(long)]
+        out: PathBuf,
+        /// Worker threads (default: all cores).
+        #[arg(long)]
+        threads: Option<usize>,
+    },
+    /// Merge shards (given in shard order) into the file the unsharded run writes.
+    MergeData {
+        /// Output file.
+        #[arg(long)]
+        out: PathBuf,
+        /// Shard files, in order.
+        shards: Vec<PathBuf>,
+    },
+    /// Benchmarks; each writes a markdown fragment, `report` assembles BENCHMARKS.md.
+    Bench {
+        #[command(subcommand)]
+        what: BenchCmd,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum BenchCmd {
+    /// Solver solve-time p50/p99, iterations, LCvx losslessness and fuel vs t_f.
+    Solvers {
+        /// Output markdown fragment.
+        #[arg(long, default_value = "bench/solvers.md")]
+        out: PathBuf,
+        /// Instances per problem for timing.
+        #[arg(long, default_value_t = 50)]
+        instances: u64,
+        /// Descent instances for the losslessness statistics.
+        #[arg(long, default_value_t = 1000)]
+        lossless_samples: u64,
+        /// Seed (the test split of this seed is used).
+        #[arg(long, default_value_t = 7)]
+        seed: u64,
+    },
+    /// Dataset generation wall time (5,000 descent + 5,000 Van der Pol by default).
+    Datasets {
+        /// Output markdown fragment.
+        #[arg(long, default_value = "bench/datasets.md")]
+        out: PathBuf,
+        /// Samples per problem.
+        #[arg(long, default_value_t = 5000)]
+        count: u64,
+        /// Directory for the generated files.
+        #[arg(long, default_value = "data")]
+        data_dir: PathBuf,
+    },
+    /// Assemble bench/*.md into BENCHMARKS.md.
+    Report {
+        /// Fragment directory.
+        #[arg(long, default_value = "bench")]
+        dir: PathBuf,
+        /// Output file.
+        #[arg(long, default_value = "BENCHMARKS.md")]
+        out: PathBuf,
+    },
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+enum ProblemArg {
+    Descent,
+    Vanderpol,
+    DoubleIntegrator,
+}
+
+impl From<ProblemArg> for ProblemKind {
+    fn from(p: ProblemArg) -> Self {
+        match p {
+            ProblemArg::Descent => ProblemKind::Descent,
+            ProblemArg::Vanderpol => ProblemKind::Vanderpol,
+            ProblemArg::DoubleIntegrator => ProblemKind::DoubleIntegrator,
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    let cli = Cli::parse();
+    match cli.cmd {
+        Cmd::Demo { problem, config, episodes, seed } => match demo(problem.into(), config, episodes, seed) {
+            Ok(true) => ExitCode::SUCCESS,
+            Ok(false) => ExitCode::from(1),
+            Err(e) => {
+                log::error!("{e}");
+                ExitCode::from(2)
+            }
+        },
+        Cmd::GenData { problem, config, count, seed, split, shard, out, threads } => exit(gen_data(problem.into(), config, count, seed, split, &shard, &out, threads)),
+        Cmd::MergeData { out, shards } => exit(merge_data(&out, &shards)),
+        Cmd::Bench { what } => exit(match what {
+            BenchCmd::Solvers { out, instances, lossless_samples, seed } => bench::solvers(&out, instances, lossless_samples, seed),
+            BenchCmd::Datasets { out, count, data_dir } => bench::datasets(&out, count, &data_dir),
+            BenchCmd::Report { dir, out } => bench::report(&dir, &out),
+        }),
+    }
+}
+
+type AnyResult<T> = Result<T, Box<dyn std::error::Error>>;
+
+fn exit(r: AnyResult<()>) -> ExitCode {
+    match r {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            log::error!("{e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn load_problem_config(kind: ProblemKind, config: Option<PathBuf>) -> AnyResult<TrcConfig> {
+    let path = config.unwrap_or_else(|| PathBuf::from(format!("{}/config/{kind}.yaml", env!("CARGO_MANIFEST_DIR"))));
+    let cfg = TrcConfig::from_file(&path)?;
+    if cfg.problem.name != kind {
+        return Err(format!("{} configures `{}`, not `{kind}`: pass --config for {kind}", path.display(), cfg.problem.name).into());
+    }
+    Ok(cfg)
+}
+
+fn parse_shard(s: &str) -> AnyResult<(u64, u64)> {
+    let (i, n) = s.split_once('/').ok_or_else(|| format!("--shard must look like i/n (e.g. 0/4), got `{s}`"))?;
+    let (i, n): (u64, u64) = (i.trim().parse()?, n.trim().parse()?);
+    if n == 0 || i >= n {
+        return Err(format!("--shard {s}: need 0 <= i < n").into());
+    }
+    Ok((i, n))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn gen_data(kind: ProblemKind, config: Option<PathBuf>, count: u64, seed: u64, split: Split, shard: &str, out: &std::path::Path, threads: Option<usize>) -> AnyResult<()> {
+    let cfg = load_problem_config(kind, config)?;
+    let shard = parse_shard(shard)?;
+    if let Some(t) = threads {
+        rayon::ThreadPoolBuilder::new().num_threads(t).build_global()?;
+    }
+    let opts = GenerateOptions { problem: cfg.problem, seed, split, count, shard, settings: SolverSettings::default(), progress: true };
+    log::info!("gen-data: {kind}, {count} samples, seed {seed}, split {split:?}, shard {}/{}, {} threads", shard.0, shard.1, rayon::current_num_threads());
+    let (ds, report) = trc_control::data::generate(&opts)?;
+    ds.save(out)?;
+    let report_path = out.with_extension("report.yaml");
+    std::fs::write(&report_path, serde_yaml::to_string(&report)?)?;
+    let mut ms = report.solve_ms.clone();
+    ms.sort_by(f64::total_cmp);
+    let pct = |p: f64| if ms.is_empty() { f64::NAN } else { ms[((ms.len() - 1) as f64 * p).round() as usize] };
+    log::info!(
+        "gen-data: {} solved, {} dropped (infeasible or unconverged) of {} in {:.1} s; solve time p50 {:.1} ms, p99 {:.1} ms; wrote {} and {}",
+        report.solved, report.dropped.len(), report.attempted, report.wall_s, pct(0.5), pct(0.99), out.display(), report_path.display()
+    );
+    for (idx, why) in report.dropped.iter().take(5) {
+        log::info!("  dropped #{idx}: {why}");
+    }
+    Ok(())
+}
+
+fn merge_data(out: &std::path::Path, shards: &[PathBuf]) -> AnyResult<()> {
+    let parts = shards.iter().map(Dataset::load).collect::<Result<Vec<_>, _>>()?;
+    let merged = Dataset::merge(parts)?;
+    merged.save(out)?;
+    log::info!("merged {} shards: {} samples -> {}", shards.len(), merged.len(), out.display());
+    Ok(())
+}
+
+fn demo(kind: ProblemKind, config: Option<PathBuf>, episodes: usize, seed: u64) -> AnyResult<bool> {
+    let cfg = load_problem_config(kind, config)?;
+    log::info!("demo: {episodes} closed-loop {kind} episodes (baseline feedback law on the RK4 plant)");
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut ok = 0;
+    match kind {
+        ProblemKind::Descent => {
+            let p = PoweredDescent::new(cfg.problem.descent.clone())?;
+            let target = p.default_target();
+            println!("{:>3} {:>28} {:>6} {:>10} {:>10} {:>10} {:>6} {:>5}", "ep", "r0 [m]", "t_f", "pos err", "speed", "fuel [kg]", "viol", "land");
+            for ep in 0..episodes {
+                let x0 = sample_descent(&p, &mut rng);
+                // ZEM/ZEV has no t_f of its own: sweep it and keep the cheapest landing.
+                let best = (4..=20)
+                    .map(|i| (i as f64 * 5.0, fly_descent(&p, &x0, &target, i as f64 * 5.0, 0.1)))
+                    .min_by(|a, b| rank(&p, &a.1).partial_cmp(&rank(&p, &b.1)).unwrap_or(std::cmp::Ordering::Equal))
+                    .ok_or("no t_f candidates")?;
+                let (t_f, e) = best;
+                let last = e.x.row(e.x.nrows() - 1);
+                let pos = (last.columns(0, 3) - target.rows(0, 3).transpose()).norm();
+                let speed = last.columns(3, 3).norm();
+                let fuel = x0[6] - last[6];
+                ok += e.success as usize;
+                println!(
+                    "{ep:>3} ({:>7.1},{:>7.1},{:>7.1}) {t_f:>6.1} {pos:>10.2e} {speed:>10.2e} {fuel:>10.2} {:>6} {:>5}",
+                    x0[0], x0[1], x0[2], e.violations, if e.success && e.violations == 0 { "yes" } else { "no" }
+                );
+            }
+        }
+        ProblemKind::Vanderpol | ProblemKind::DoubleIntegrator => {
+            let (p, mu): (Box<dyn Problem>, Option<f64>) = if kind == ProblemKind::Vanderpol {
+                (Box::new(VanDerPol::new(cfg.problem.vanderpol.clone())?), Some(cfg.problem.vanderpol.mu))
+            } else {
+                (Box::new(DoubleIntegrator::new(cfg.problem.double_integrator.clone())?), None)
+            };
+            let dt = p.dt_for(p.default_t_go());
+            let target = p.default_target();
+            println!("{:>3} {:>18} {:>10} {:>10} {:>6} {:>8}", "ep", "x0", "|x_N|", "J", "viol", "success");
+            for ep in 0..episodes {
+                let x0 = DVector::from_fn(2, |_, _| rng.gen_range(-2.0..2.0));
+                let e = fly_pd(p.as_ref(), &x0, &target, dt, mu);
+                let xn = e.x.row(e.x.nrows() - 1).transpose() - &target;
+                ok += e.success as usize;
+                println!("{ep:>3} ({:>7.3},{:>7.3}) {:>10.4} {:>10.3} {:>6} {:>8}", x0[0], x0[1], xn.norm(), e.cost, e.violations, e.success);
+            }
+        }
+    }
+    println!("{ok}/{episodes} episodes met the success criterion");
+    Ok(ok == episodes)
+}
+
+/// Ranks descent episodes: successful and feasible first, then by fuel; else by miss distance.
+fn rank(p: &PoweredDescent, e: &Episode) -> f64 {
+    let last = e.x.row(e.x.nrows() - 1);
+    let miss = last.columns(0, 6).norm();
+    if e.success && e.violations == 0 {
+        e.cost * p.params().alpha()
+    } else {
+        1e6 + miss
+    }
+}
+
+/// Initial descent states for the demo: horizontal offset up to 1 km, altitude 1.2..2.5 km
+/// (inside the glide slope), descending at 20..60 m/s with up to 30 m/s sideways, wet mass.
+fn sample_descent(p: &PoweredDescent, rng: &mut ChaCha8Rng) -> DVector<f64> {
+    let prm = p.params();
+    DVector::from_vec(vec![
+        rng.gen_range(-1000.0..1000.0),
+        rng.gen_range(-1000.0..1000.0),
+        rng.gen_range(1200.0..2500.0),
+        rng.gen_range(-30.0..30.0),
+        rng.gen_range(-30.0..30.0),
+        rng.gen_range(-60.0..-20.0),
+        prm.m_wet,
+    ])
+}
