@@ -23,3 +23,17 @@ demo: setup
 # Remove the project's environment (venv, interfaces, env file); the next setup rebuilds it.
 clean-env:
 	rm -rf .venv install build trc-env.sh
+
+# Benchmark report: every section measured by the command it names (release build).
+BENCH_INSTANCES ?= 50
+LOSSLESS_SAMPLES ?= 1000
+DATA_COUNT ?= 5000
+.PHONY: bench bench-solvers bench-datasets
+bench: bench-solvers bench-datasets
+	source ./trc-env.sh && cargo run --release --bin trc -- bench report
+
+bench-solvers: setup
+	source ./trc-env.sh && cargo run --release --bin trc -- bench solvers --instances $(BENCH_INSTANCES) --lossless-samples $(LOSSLESS_SAMPLES)
+
+bench-datasets: setup
+	source ./trc-env.sh && cargo run --release --bin trc -- bench datasets --count $(DATA_COUNT)

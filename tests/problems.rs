@@ -65,6 +65,10 @@ fn batched_matches_single(p: &dyn Problem, seed: u64) {
 #[test]
 fn batched_rollouts_equal_f64_for_all_problems() {
     batched_matches_single(&descent(), 1);
+    // with Mars rotation (Coriolis and centrifugal terms), exaggerated 100x to matter at 1e-9
+    let w = 100.0 * 2.0 * std::f64::consts::PI / (24.6229 * 3600.0);
+    let rotating = PoweredDescent::new(DescentParams { planet_rotation: [w * 0.866, 0.0, w * 0.5], ..DescentParams::default() }).unwrap();
+    batched_matches_single(&rotating, 4);
     batched_matches_single(&VanDerPol::new(VanDerPolParams::default()).unwrap(), 2);
     batched_matches_single(&DoubleIntegrator::new(DoubleIntegratorParams::default()).unwrap(), 3);
 }
@@ -183,6 +187,54 @@ fn lcvx_zoh_and_rk4_plant_gap_is_bounded_and_first_order() {
     assert!(dv2 < dv1, "velocity gap should shrink with dt: {dv1} -> {dv2}");
 }
 
+/// With no planet rotation the matrix-exponential ZOH equals the closed form
+/// `r + v dt + (u + g) dt^2/2`, `v + (u + g) dt`, `z - alpha sigma dt`; with rotation it equals
+/// a fine RK4 integration of the same linear model.
+#[test]
+fn lcvx_discretization_matches_closed_form_and_rotation() {
+    let p = descent();
+    let prm = p.params().clone();
+    let dt = 1.3;
+    let d = p.lcvx_discretization(dt);
+    let y = DVector::from_vec(vec![100.0, -50.0, 1500.0, 10.0, 3.0, -40.0, 7.5]);
+    let w = DVector::from_vec(vec![0.5, -0.2, 4.0, 4.1]);
+    let next = &d.a * &y + &d.b * &w + &d.c;
+    for i in 0..3 {
+        let acc = w[i] + prm.gravity[i];
+        assert!((next[i] - (y[i] + y[3 + i] * dt + 0.5 * acc * dt * dt)).abs() < 1e-9);
+        assert!((next[3 + i] - (y[3 + i] + acc * dt)).abs() < 1e-9);
+    }
+    assert!((next[6] - (y[6] - prm.alpha() * w[3] * dt)).abs() < 1e-12);
+
+    let om = [3e-3, 0.0, 5e-3];
+    let rot = PoweredDescent::new(DescentParams { planet_rotation: om, ..prm.clone() }).unwrap();
+    let d = rot.lcvx_discretization(dt);
+    let exact = &d.a * &y + &d.b * &w + &d.c;
+    // fine RK4 of y' = A_c y + B_c w + c
+    let f = |y: &DVector<f64>| -> DVector<f64> {
+        let (r, v) = ([y[0], y[1], y[2]], [y[3], y[4], y[5]]);
+        let cr = |a: [f64; 3], b: [f64; 3]| [a[1] * b[2] - a[2] * b[1], a[2] * b[0] - a[0] * b[2], a[0] * b[1] - a[1] * b[0]];
+        let wv = cr(om, v);
+        let wwr = cr(om, cr(om, r));
+        DVector::from_vec(vec![
+            v[0], v[1], v[2],
+            w[0] + prm.gravity[0] - 2.0 * wv[0] - wwr[0],
+            w[1] + prm.gravity[1] - 2.0 * wv[1] - wwr[1],
+            w[2] + prm.gravity[2] - 2.0 * wv[2] - wwr[2],
+            -prm.alpha() * w[3],
+        ])
+    };
+    let (mut yy, h) = (y.clone(), dt / 1000.0);
+    for _ in 0..1000 {
+        let k1 = f(&yy);
+        let k2 = f(&(&yy + &k1 * (h / 2.0)));
+        let k3 = f(&(&yy + &k2 * (h / 2.0)));
+        let k4 = f(&(&yy + &k3 * h));
+        yy += (k1 + k2 * 2.0 + k3 * 2.0 + k4) * (h / 6.0);
+    }
+    assert!((&exact - &yy).amax() < 1e-9, "ZOH with rotation vs RK4: {}", (&exact - &yy).amax());
+}
+
 /// Van der Pol with u = 0 (mu = 1) converges to its limit cycle, whose x1 amplitude is about 2.0086.
 #[test]
 fn van_der_pol_unforced_converges_to_the_limit_cycle() {
@@ -263,4 +315,40 @@ fn default_thrust_bounds_follow_design() {
     assert!((prm.rho1() - 0.3 * 6.0 * 3100.0 * c).abs() < 1e-9);
     assert!((prm.rho2() - 0.8 * 6.0 * 3100.0 * c).abs() < 1e-9);
     assert!((prm.alpha() - 1.0 / (225.0 * 9.80665)).abs() < 1e-15);
+}
+
+/// The exact RK4 step Jacobians (chain rule through the stages) match central differences.
+#[test]
+fn step_jacobians_match_finite_differences() {
+    let probs: Vec<Box<dyn Problem>> = vec![
+        Box::new(descent()),
+        Box::new(VanDerPol::new(VanDerPolParams::default()).unwrap()),
+        Box::new(DoubleIntegrator::new(DoubleIntegratorParams::default()).unwrap()),
+    ];
+    let mut rng = ChaCha8Rng::seed_from_u64(9);
+    for p in probs {
+        let (x0, u, dt) = random_case(p.as_ref(), &mut rng);
+        let uk = u.row(0).transpose();
+        let (a, b) = p.step_jacobian(&x0, &uk, dt);
+        for j in 0..p.state_dim() {
+            let h = 1e-6 * x0[j].abs().max(1.0);
+            let mut xp = x0.clone();
+            let mut xm = x0.clone();
+            xp[j] += h;
+            xm[j] -= h;
+            let col = (p.step(&xp, &uk, dt) - p.step(&xm, &uk, dt)) / (2.0 * h);
+            let err = (&col - a.column(j)).amax();
+            assert!(err < 1e-6 * col.amax().max(1.0), "{:?}: dA/dx_{j} off by {err:e}", p.kind());
+        }
+        for j in 0..p.control_dim() {
+            let h = 1e-6 * uk[j].abs().max(1.0);
+            let mut up = uk.clone();
+            let mut um = uk.clone();
+            up[j] += h;
+            um[j] -= h;
+            let col = (p.step(&x0, &up, dt) - p.step(&x0, &um, dt)) / (2.0 * h);
+            let err = (&col - b.column(j)).amax();
+            assert!(err < 1e-6 * col.amax().max(1e-3), "{:?}: dB/du_{j} off by {err:e}", p.kind());
+        }
+    }
 }
