@@ -30,32 +30,9 @@ pub struct Episode {
     pub violations: usize,
 }
 
-/// Projects a thrust vector onto `{rho_min <= |T| <= rho_max, angle(T, +z) <= max_tilt}`
-/// (radial clamp after tilting onto the cone; exact for this set's two active pieces separately).
+/// Projects a thrust vector onto the admissible set (see [`PoweredDescent::project_thrust`]).
 pub fn project_thrust(t: &DVector<f64>, rho_min: f64, rho_max: f64, max_tilt: f64) -> DVector<f64> {
-    let mut t = t.clone();
-    let horiz = (t[0] * t[0] + t[1] * t[1]).sqrt();
-    let tilt = PoweredDescent::tilt(t.as_slice());
-    if tilt > max_tilt || t[2] <= 0.0 {
-        // rotate onto the cone boundary in the same azimuth, keeping the magnitude
-        let mag = t.norm().max(rho_min);
-        let (s, c) = max_tilt.min(std::f64::consts::FRAC_PI_2).sin_cos();
-        let (ax, ay) = if horiz > 0.0 { (t[0] / horiz, t[1] / horiz) } else { (0.0, 0.0) };
-        t = DVector::from_vec(vec![mag * s * ax, mag * s * ay, mag * c]);
-        if horiz == 0.0 {
-            t = DVector::from_vec(vec![0.0, 0.0, mag]);
-        }
-    }
-    let n = t.norm();
-    if n < rho_min {
-        if n == 0.0 {
-            return DVector::from_vec(vec![0.0, 0.0, rho_min]);
-        }
-        t *= rho_min / n;
-    } else if n > rho_max {
-        t *= rho_max / n;
-    }
-    t
+    PoweredDescent::project_thrust(t, rho_min, rho_max, max_tilt)
 }
 
 /// Flies one descent episode from `x0` to `target` with ZEM/ZEV guidance at period `dt` [s] and

@@ -14,6 +14,8 @@
 //! - [`demo`]: classical feedback laws for the pre-TRC closed-loop demo.
 //! - [`solvers`]: LQR / box QP, SCP (Van der Pol), LCvx (descent) on Clarabel: the optimal demonstrations.
 //! - [`data`]: initial-state distributions, parallel demonstration generation, the dataset file format.
+//! - [`model`]: the TRC network (tch): encoders, shared reasoning module, projection, checkpoints.
+//! - [`train`]: training with process supervision, evaluation.
 //! - [`config`]: YAML configuration shared by the CLI and the node, validated on load.
 //! - [`error`]: typed errors per layer.
 //! - [`plan`]: the controller's answer (control sequence, prediction, status), ROS-free.
@@ -26,8 +28,10 @@ pub mod config;
 pub mod data;
 pub mod demo;
 pub mod error;
+pub mod model;
 pub mod plan;
 pub mod problems;
 pub mod ros;
 pub mod solvers;
 pub mod tensor;
+pub mod train;

@@ -267,6 +267,95 @@ impl PoweredDescent {
         }
     }
 
+    /// Rollout in the LCvx discrete model ("acceleration hold"): over each step the engine keeps
+    /// the acceleration `T_k / m_k` constant (throttling down as mass burns), so
+    /// `r+ = r + v dt + (a + g) dt^2 / 2`, `v+ = v + (a + g) dt`, `m+ = m exp(-alpha |T_k| dt / m_k)`,
+    /// exactly the model LCvx optimises (with rotation: the same ZOH matrices). Its optimal
+    /// demonstrations land exactly in this model; the RK4 thrust-hold plant differs at first order
+    /// in dt. `x0` length 7, `u` thrust `[N, 3]` [N] -> `[N+1, 7]`.
+    ///
+    /// # Errors
+    /// [`crate::error::ProblemError::Shape`] for wrong dimensions.
+    pub fn rollout_accel_hold(&self, x0: &DVector<f64>, u: &DMatrix<f64>, dt: f64) -> Result<DMatrix<f64>, crate::error::ProblemError> {
+        super::check_len(self.kind(), "x0", x0.len(), 7)?;
+        if u.ncols() != 3 {
+            return Err(super::shape_err(self.kind(), "u", "[N, 3]".into(), format!("[{}, {}]", u.nrows(), u.ncols())));
+        }
+        let d = self.lcvx_discretization(dt);
+        let mut out = DMatrix::zeros(u.nrows() + 1, 7);
+        out.row_mut(0).copy_from(&x0.transpose());
+        let mut y = x0.clone();
+        y[6] = x0[6].ln();
+        for k in 0..u.nrows() {
+            let m = y[6].exp();
+            let w = DVector::from_vec(vec![u[(k, 0)] / m, u[(k, 1)] / m, u[(k, 2)] / m, u.row(k).norm() / m]);
+            y = &d.a * &y + &d.b * &w + &d.c;
+            for i in 0..6 {
+                out[(k + 1, i)] = y[i];
+            }
+            out[(k + 1, 6)] = y[6].exp();
+        }
+        Ok(out)
+    }
+
+    /// Batched [`PoweredDescent::rollout_accel_hold`]: `x0` `[B, 7]`, thrust `u` `[B, N, 3]`,
+    /// `dt` `[B]` -> `[B, N+1, 7]`, differentiable, on the inputs' device and dtype.
+    ///
+    /// # Errors
+    /// [`crate::error::ProblemError::Shape`] for wrong shapes, or a non-zero `planet_rotation`
+    /// (the batched closed form covers the non-rotating model only).
+    pub fn rollout_accel_hold_batch(&self, x0: &Tensor, u: &Tensor, dt: &Tensor) -> Result<Tensor, crate::error::ProblemError> {
+        let (xs, us) = (x0.size(), u.size());
+        if xs.len() != 2 || xs[1] != 7 || us.len() != 3 || us[2] != 3 || us[0] != xs[0] || dt.size() != [xs[0]] {
+            return Err(super::shape_err(self.kind(), "rollout_accel_hold_batch(x0, u, dt)", "[B, 7], [B, N, 3], [B]".into(), format!("{xs:?}, {us:?}, {:?}", dt.size())));
+        }
+        if self.params.planet_rotation.iter().any(|w| *w != 0.0) {
+            return Err(super::shape_err(self.kind(), "rollout_accel_hold_batch", "planet_rotation = 0".into(), format!("{:?}", self.params.planet_rotation)));
+        }
+        let dt = dt.unsqueeze(1);
+        let g = const_row(&self.params.gravity, x0);
+        let alpha = self.params.alpha();
+        let mut r = x0.narrow(1, 0, 3);
+        let mut v = x0.narrow(1, 3, 3);
+        let mut m = x0.narrow(1, 6, 1);
+        let mut states = vec![x0.shallow_clone()];
+        for k in 0..us[1] {
+            let t = u.select(1, k);
+            let a = &t / &m + &g;
+            let t_norm = (&t * &t).sum_dim_intlist(&[1i64][..], true, t.kind()).clamp_min(1e-20).sqrt();
+            r = &r + &v * &dt + &a * (&dt * &dt * 0.5);
+            v = &v + &a * &dt;
+            m = &m * (t_norm * (-alpha) * &dt / &m).exp();
+            states.push(Tensor::cat(&[&r, &v, &m], 1));
+        }
+        Ok(Tensor::stack(&states, 1))
+    }
+
+    /// Exact Euclidean projection of a thrust `t` (length 3) onto the admissible set
+    /// `{rho_min <= |T| <= rho_max, angle(T, +z) <= max_tilt}` (an annulus intersected with a cone).
+    ///
+    /// In spherical coordinates the set is `r d` with `r` in `[rho_min, rho_max]` and `d` in the
+    /// spherical cap of half-angle `max_tilt`. For a fixed `d` the best `r` is
+    /// `clamp(t . d, rho_min, rho_max)`, and the resulting distance falls as `t . d` grows, so the
+    /// best `d` is the cap direction closest in angle to `t`: `t / |t|` inside the cone, else the
+    /// cap boundary in `t`'s azimuth. For `t = 0` (every direction ties) it returns `rho_min` along
+    /// +z; straight down (azimuth undefined) it picks the +x azimuth.
+    pub fn project_thrust(t: &DVector<f64>, rho_min: f64, rho_max: f64, max_tilt: f64) -> DVector<f64> {
+        let n = t.norm();
+        let h = (t[0] * t[0] + t[1] * t[1]).sqrt();
+        let d = if n == 0.0 {
+            DVector::from_vec(vec![0.0, 0.0, 1.0])
+        } else if t[2] >= n * max_tilt.cos() {
+            t / n
+        } else {
+            let (s, c) = max_tilt.sin_cos();
+            let (ax, ay) = if h > 0.0 { (t[0] / h, t[1] / h) } else { (1.0, 0.0) };
+            DVector::from_vec(vec![s * ax, s * ay, c])
+        };
+        let r = t.dot(&d).clamp(rho_min, rho_max);
+        d * r
+    }
+
     /// Thrust-pointing angle from +z [rad] of thrust `t` (0 for zero thrust).
     pub fn tilt(t: &[f64]) -> f64 {
         let n = (t[0] * t[0] + t[1] * t[1] + t[2] * t[2]).sqrt();

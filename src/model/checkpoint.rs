@@ -1,0 +1,173 @@
+//! Checkpoints: `<name>.safetensors` (weights; keys are the variable paths) and
+//! `<name>.yaml`, the model card: architecture, normalisation, problem config, how it was made
+//! (command, seed, dataset hash, commit) and its metrics.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use tch::{nn, Device};
+use thiserror::Error;
+
+use super::{ModelConfig, Normalizer, Trc};
+use crate::config::ProblemConfig;
+use crate::error::ConfigError;
+
+/// Model card format version.
+pub const CARD_VERSION: u32 = 1;
+
+/// How a checkpoint was produced.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Provenance {
+    /// The exact command line.
+    pub command: String,
+    /// Training seed.
+    pub seed: u64,
+    /// Training dataset file and its SHA-256.
+    pub train_data: Vec<(String, String)>,
+    /// Validation dataset file and its SHA-256.
+    pub val_data: Vec<(String, String)>,
+    /// Git commit of the code (`git rev-parse HEAD`, "+dirty" if modified), or "unknown".
+    pub commit: String,
+    /// Device trained on.
+    pub device: String,
+    /// Wall time of training [s].
+    pub train_time_s: f64,
+    /// Epochs run and the one kept (best validation loss).
+    pub epochs: u64,
+    /// Epoch of the kept weights.
+    pub best_epoch: u64,
+}
+
+/// The YAML model card beside the weights.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelCard {
+    /// Card format version ([`CARD_VERSION`]).
+    pub version: u32,
+    /// The problem the model controls, with every parameter.
+    pub problem: ProblemConfig,
+    /// Architecture.
+    pub model: ModelConfig,
+    /// Normalisation statistics of the training data.
+    pub normalizer: Normalizer,
+    /// Trainable parameters.
+    pub parameters: i64,
+    /// Training settings, free-form (loss weights, optimiser, schedule).
+    pub training: BTreeMap<String, String>,
+    /// How it was made.
+    pub provenance: Provenance,
+    /// Metrics (name -> value), with the split they were measured on in the name.
+    pub metrics: BTreeMap<String, f64>,
+}
+
+/// Errors loading or saving checkpoints.
+#[derive(Debug, Error)]
+pub enum CheckpointError {
+    /// File I/O.
+    #[error("{path}: {message}")]
+    Io {
+        /// The file.
+        path: String,
+        /// What failed.
+        message: String,
+    },
+    /// The card does not fit what the caller needs.
+    #[error("model card {path} does not match: {reason}")]
+    Mismatch {
+        /// The card.
+        path: String,
+        /// What differs, and what to do.
+        reason: String,
+    },
+    /// The card's configuration is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+}
+
+/// Paths of a checkpoint: `stem.safetensors` and `stem.yaml`.
+pub fn paths(stem: &Path) -> (PathBuf, PathBuf) {
+    (stem.with_extension("safetensors"), stem.with_extension("yaml"))
+}
+
+/// Saves weights and card for the checkpoint `stem`.
+///
+/// # Errors
+/// [`CheckpointError::Io`] if either file cannot be written.
+pub fn save(stem: &Path, vs: &nn::VarStore, card: &ModelCard) -> Result<(), CheckpointError> {
+    let (w, c) = paths(stem);
+    if let Some(d) = stem.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(d).map_err(|e| CheckpointError::Io { path: d.display().to_string(), message: e.to_string() })?;
+    }
+    vs.save(&w).map_err(|e| CheckpointError::Io { path: w.display().to_string(), message: e.to_string() })?;
+    let text = serde_yaml::to_string(card).map_err(|e| CheckpointError::Io { path: c.display().to_string(), message: e.to_string() })?;
+    std::fs::write(&c, format!("# trc_control model card (written by trc train; do not edit the weights' card by hand)\n{text}"))
+        .map_err(|e| CheckpointError::Io { path: c.display().to_string(), message: e.to_string() })
+}
+
+/// Reads a model card.
+///
+/// # Errors
+/// [`CheckpointError::Io`] if unreadable or malformed.
+pub fn read_card(stem: &Path) -> Result<ModelCard, CheckpointError> {
+    let (_, c) = paths(stem);
+    let text = std::fs::read_to_string(&c).map_err(|e| CheckpointError::Io { path: c.display().to_string(), message: e.to_string() })?;
+    let card: ModelCard = serde_yaml::from_str(&text).map_err(|e| CheckpointError::Io { path: c.display().to_string(), message: format!("malformed model card: {e}") })?;
+    if card.version != CARD_VERSION {
+        return Err(CheckpointError::Mismatch { path: c.display().to_string(), reason: format!("card version {} (this build reads {CARD_VERSION}); retrain or use a matching build", card.version) });
+    }
+    Ok(card)
+}
+
+/// Loads a checkpoint onto `device`. With `expect`, refuses a card whose problem (kind,
+/// dimensions, or any parameter) differs from the one the caller runs.
+///
+/// # Errors
+/// [`CheckpointError::Mismatch`] naming what differs; [`CheckpointError::Io`] for unreadable files.
+pub fn load(stem: &Path, device: Device, expect: Option<&ProblemConfig>) -> Result<(nn::VarStore, Trc, ModelCard), CheckpointError> {
+    let card = read_card(stem)?;
+    let (w, c) = paths(stem);
+    let cpath = c.display().to_string();
+    if let Some(want) = expect {
+        if want.name != card.problem.name {
+            return Err(CheckpointError::Mismatch { path: cpath, reason: format!("the model is for `{}`, the configuration runs `{}`; pass the {} model", card.problem.name, want.name, want.name) });
+        }
+        let (a, b) = (want.build()?, card.problem.build()?);
+        if (a.state_dim(), a.control_dim(), a.horizon()) != (b.state_dim(), b.control_dim(), b.horizon()) {
+            return Err(CheckpointError::Mismatch {
+                path: cpath,
+                reason: format!("dimensions (n, m, N) = {:?} in the card vs {:?} configured", (b.state_dim(), b.control_dim(), b.horizon()), (a.state_dim(), a.control_dim(), a.horizon())),
+            });
+        }
+        if *want != card.problem {
+            return Err(CheckpointError::Mismatch { path: cpath, reason: "problem parameters differ from the configuration (the model was trained for other constants); retrain or use the card's problem section".into() });
+        }
+    }
+    let mut vs = nn::VarStore::new(device);
+    let model = Trc::new(&vs.root(), &card.model, &card.problem, card.normalizer.clone())?;
+    vs.load(&w).map_err(|e| CheckpointError::Io { path: w.display().to_string(), message: e.to_string() })?;
+    Ok((vs, model, card))
+}
+
+/// SHA-256 of a file, hex.
+///
+/// # Errors
+/// I/O errors reading the file.
+pub fn sha256_file(path: &Path) -> std::io::Result<String> {
+    use sha2::{Digest, Sha256};
+    let bytes = std::fs::read(path)?;
+    Ok(format!("{:x}", Sha256::digest(&bytes)))
+}
+
+/// The current git commit, "+dirty" if the tree has changes, or "unknown".
+pub fn git_commit() -> String {
+    let run = |args: &[&str]| std::process::Command::new("git").args(args).current_dir(env!("CARGO_MANIFEST_DIR")).output().ok().filter(|o| o.status.success()).map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
+    match run(&["rev-parse", "HEAD"]) {
+        Some(h) => {
+            let dirty = run(&["status", "--porcelain", "--untracked-files=no"]).is_some_and(|s| !s.is_empty());
+            if dirty { format!("{h}+dirty") } else { h }
+        }
+        None => "unknown".into(),
+    }
+}

@@ -1,0 +1,90 @@
+//! The Tiny Recursive Control network (Jain & Linares 2025; DESIGN.md §2), in tch.
+//!
+//! - [`ModelConfig`]: architecture, with named presets (`tiny` for CI, `paper` for the ~1.5M
+//!   parameter model of the paper).
+//! - [`layers`]: MLPs and the pre-norm transformer block of the reasoning module L_theta.
+//! - [`projection`]: control constraints applied to every iterate (box clip; exact projection
+//!   onto the thrust annulus and pointing cone).
+//! - [`trc`]: the model: StateEncoder, InitialDecoder, ErrorEncoder, ControlEmbed, L_theta,
+//!   ResidualDecoder, learned z_H / z_L, K outer x n inner iterations with the rollout simulated in
+//!   the loop.
+//! - [`checkpoint`]: safetensors weights + YAML model card.
+
+pub mod checkpoint;
+pub mod layers;
+pub mod normalizer;
+pub mod projection;
+pub mod trc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::ConfigError;
+
+pub use normalizer::Normalizer;
+pub use trc::{Trc, TrcOutput};
+
+/// TRC architecture.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelConfig {
+    /// Latent width d of z_H, z_L and every token.
+    pub latent: i64,
+    /// Attention heads in L_theta (must divide `latent`).
+    pub heads: i64,
+    /// Transformer blocks in L_theta.
+    pub layers: i64,
+    /// MLP width of a block, as a multiple of `latent`.
+    pub mlp_ratio: i64,
+    /// Hidden width of the encoder / decoder MLPs.
+    pub hidden: i64,
+    /// Latent tokens: the horizon is cut into this many chunks of N / tokens steps (must divide N).
+    pub tokens: i64,
+    /// Outer ("strategic") iterations K used in training and by default in inference.
+    pub outer: i64,
+    /// Inner ("tactical") iterations n per outer iteration.
+    pub inner: i64,
+}
+
+impl ModelConfig {
+    /// CI-fast preset: latent 32, 1 block, K = 2, n = 2, 5 tokens.
+    pub fn tiny() -> Self {
+        Self { latent: 32, heads: 2, layers: 1, mlp_ratio: 2, hidden: 64, tokens: 5, outer: 2, inner: 2 }
+    }
+
+    /// The paper's scale (Jain & Linares 2025, §4: latent 256, K = 3, n = 4..6, ~1.5M
+    /// parameters): latent 256, 4 heads, 2 blocks with MLP ratio 2, encoder width 320, 10 tokens, K = 3, n = 4.
+    pub fn paper() -> Self {
+        Self { latent: 256, heads: 4, layers: 2, mlp_ratio: 2, hidden: 320, tokens: 10, outer: 3, inner: 4 }
+    }
+
+    /// A preset by name (`tiny`, `paper`).
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] for an unknown name.
+    pub fn preset(name: &str) -> Result<Self, ConfigError> {
+        match name {
+            "tiny" => Ok(Self::tiny()),
+            "paper" => Ok(Self::paper()),
+            other => Err(ConfigError::invalid("model.preset", format!("unknown preset `{other}` (tiny, paper)"))),
+        }
+    }
+
+    /// Checks the architecture against a horizon N.
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] naming the field.
+    pub fn validate(&self, horizon: i64) -> Result<(), ConfigError> {
+        for (name, v) in [("latent", self.latent), ("heads", self.heads), ("layers", self.layers), ("mlp_ratio", self.mlp_ratio), ("hidden", self.hidden), ("tokens", self.tokens), ("outer", self.outer), ("inner", self.inner)] {
+            if v < 1 {
+                return Err(ConfigError::invalid(format!("model.{name}"), format!("must be >= 1, got {v}")));
+            }
+        }
+        if self.latent % self.heads != 0 {
+            return Err(ConfigError::invalid("model.heads", format!("{} does not divide latent {}", self.heads, self.latent)));
+        }
+        if horizon % self.tokens != 0 {
+            return Err(ConfigError::invalid("model.tokens", format!("{} does not divide the horizon N = {horizon}", self.tokens)));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,48 @@
+//! Control constraints applied to every TRC iterate (hard per-step satisfaction).
+//!
+//! - Box (Van der Pol, double integrator): clipping.
+//! - Thrust annulus + pointing cone (descent): the exact Euclidean projection of
+//!   [`crate::problems::PoweredDescent::project_thrust`], batched and differentiable almost
+//!   everywhere: rotate onto the cap of half-angle theta in the thrust's azimuth if outside the
+//!   cone, then set the magnitude to `clamp(T . d, rho1, rho2)`.
+
+use tch::Tensor;
+
+use crate::problems::ControlConstraint;
+
+/// Projects controls `u` `[.., m]` (physical units) onto the admissible set.
+pub fn project(u: &Tensor, c: &ControlConstraint) -> Tensor {
+    match c {
+        ControlConstraint::Box { lower, upper } => {
+            let lo = Tensor::from_slice(lower.as_slice()).to_kind(u.kind()).to_device(u.device());
+            let hi = Tensor::from_slice(upper.as_slice()).to_kind(u.kind()).to_device(u.device());
+            u.clamp_tensor(Some(&lo), Some(&hi))
+        }
+        ControlConstraint::ThrustAnnulusCone { rho_min, rho_max, max_tilt } => project_thrust(u, *rho_min, *rho_max, *max_tilt),
+    }
+}
+
+/// Batched exact projection of thrust `t` `[.., 3]` onto `{rho_min <= |T| <= rho_max, tilt <= max_tilt}`.
+pub fn project_thrust(t: &Tensor, rho_min: f64, rho_max: f64, max_tilt: f64) -> Tensor {
+    let eps = 1e-12;
+    let tx = t.narrow(-1, 0, 1);
+    let ty = t.narrow(-1, 1, 1);
+    let tz = t.narrow(-1, 2, 1);
+    let n = (t * t).sum_dim_intlist(&[-1i64][..], true, t.kind()).clamp_min(eps * eps).sqrt();
+    let h = (&tx * &tx + &ty * &ty).clamp_min(eps * eps).sqrt();
+    let (s, c) = max_tilt.sin_cos();
+    // boundary direction in the thrust's azimuth (+x if the azimuth is undefined)
+    let has_az = h.gt(1e-9);
+    let ax = (&tx / &h).where_self(&has_az, &tx.ones_like());
+    let ay = (&ty / &h).where_self(&has_az, &ty.zeros_like());
+    let d_cap = Tensor::cat(&[ax * s, ay * s, tz.ones_like() * c], -1);
+    let inside = tz.ge_tensor(&(&n * c)).logical_and(&n.gt(1e-9));
+    let d_in = t / &n;
+    let d = d_in.where_self(&inside, &d_cap);
+    // zero thrust: +z
+    let zero = n.le(1e-9);
+    let up = Tensor::cat(&[tx.zeros_like(), ty.zeros_like(), tz.ones_like()], -1);
+    let d = up.where_self(&zero, &d);
+    let r = (t * &d).sum_dim_intlist(&[-1i64][..], true, t.kind()).clamp(rho_min, rho_max);
+    d * r
+}

@@ -1,0 +1,289 @@
+//! Training TRC: behaviour cloning on optimal demonstrations plus process supervision
+//! (DESIGN.md §2), AdamW with a cosine schedule, gradient clipping, optional TRM-style
+//! truncation, validation every epoch with the best weights kept.
+//!
+//! Loss per batch, with u^(k) the iterates, J^(k) their training cost relative to the optimum
+//! and sg() a stop-gradient:
+//!
+//! `L = mean |norm(u^(K)) - norm(u*)|^2 + lambda * (1/K) sum_k mean[ d_k + relu(d_k) ]`,
+//! `d_k = ln J^(k) - sg ln J^(k-1)`.
+//!
+//! The second term rewards every iteration for lowering the cost relative to the previous one
+//! (and doubly penalises an increase); on the log scale, so an instance with a tiny optimal cost
+//! cannot dominate the batch. lambda = 0 is pure cloning. The training cost J is the
+//! problem's cost divided by J* (Van der Pol, double integrator), or for descent the fuel
+//! `sum |T| dt / J*` plus `landing_weight * (|r_N - r_t|^2 / 1 m^2 + |v_N - v_t|^2 / (1 m/s)^2)`,
+//! all rolled out in the model's in-loop simulator (the discretisation of the demonstrations).
+
+pub mod eval;
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use indicatif::{ProgressBar, ProgressStyle};
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+use tch::{nn, nn::OptimizerConfig, Device, Kind, Tensor};
+
+use crate::config::{positive, ProblemKind};
+use crate::data::Dataset;
+use crate::error::ConfigError;
+use crate::model::Trc;
+
+/// Training settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrainConfig {
+    /// Epochs. Default 30.
+    pub epochs: u64,
+    /// Batch size. Default 64.
+    pub batch_size: usize,
+    /// Peak learning rate (AdamW). Default 1e-3.
+    pub lr: f64,
+    /// AdamW weight decay. Default 1e-4.
+    pub weight_decay: f64,
+    /// Linear warm-up steps before the cosine decay. Default 100.
+    pub warmup_steps: u64,
+    /// Process-supervision weight lambda (0 = pure behaviour cloning). Default 0.1.
+    pub lambda: f64,
+    /// Descent: weight of the squared landing error in the training cost. Default 0.01.
+    pub landing_weight: f64,
+    /// TRM-style truncation: no gradient across outer iterations. Default false.
+    pub truncate: bool,
+    /// Gradient-norm clip. Default 1.0.
+    pub grad_clip: f64,
+    /// Seed (weights init and batch order). Default 0.
+    pub seed: u64,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        Self { epochs: 30, batch_size: 64, lr: 1e-3, weight_decay: 1e-4, warmup_steps: 100, lambda: 0.1, landing_weight: 0.01, truncate: false, grad_clip: 1.0, seed: 0 }
+    }
+}
+
+impl TrainConfig {
+    /// Checks ranges.
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] naming the field.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.epochs == 0 || self.batch_size == 0 {
+            return Err(ConfigError::invalid("train.epochs/batch_size", "must be >= 1"));
+        }
+        positive("train.lr", self.lr)?;
+        crate::config::non_negative("train.weight_decay", self.weight_decay)?;
+        crate::config::non_negative("train.lambda", self.lambda)?;
+        crate::config::non_negative("train.landing_weight", self.landing_weight)?;
+        positive("train.grad_clip", self.grad_clip)
+    }
+
+    /// The settings as strings for the model card.
+    pub fn to_card(&self) -> BTreeMap<String, String> {
+        let v = serde_yaml::to_value(self).expect("serialisable");
+        v.as_mapping()
+            .map(|m| m.iter().map(|(k, v)| (k.as_str().unwrap_or("?").to_string(), serde_yaml::to_string(v).unwrap_or_default().trim().to_string())).collect())
+            .unwrap_or_default()
+    }
+}
+
+/// A dataset as f32 tensors on a device.
+#[derive(Debug)]
+pub struct Tensors {
+    /// `[B, n]`.
+    pub x0: Tensor,
+    /// `[B, n]`.
+    pub x_target: Tensor,
+    /// `[B]`.
+    pub t_go: Tensor,
+    /// `[B, N, m]`.
+    pub u_star: Tensor,
+    /// `[B]` optimal cost J*.
+    pub cost_star: Tensor,
+}
+
+impl Tensors {
+    /// Converts a dataset (all samples).
+    pub fn new(ds: &Dataset, device: Device) -> Self {
+        let b = ds.len() as i64;
+        let t = |v: &[f64], shape: &[i64]| Tensor::from_slice(v).view(shape).to_kind(Kind::Float).to_device(device);
+        Self {
+            x0: t(&ds.x0, &[b, ds.n as i64]),
+            x_target: t(&ds.x_target, &[b, ds.n as i64]),
+            t_go: t(&ds.t_go, &[b]),
+            u_star: t(&ds.u, &[b, ds.horizon as i64, ds.m as i64]),
+            cost_star: t(&ds.cost, &[b]),
+        }
+    }
+
+    /// Number of samples.
+    pub fn len(&self) -> i64 {
+        self.x0.size()[0]
+    }
+
+    /// True when empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Rows `idx` (a 1-D int64 tensor).
+    pub fn select(&self, idx: &Tensor) -> Self {
+        Self {
+            x0: self.x0.index_select(0, idx),
+            x_target: self.x_target.index_select(0, idx),
+            t_go: self.t_go.index_select(0, idx),
+            u_star: self.u_star.index_select(0, idx),
+            cost_star: self.cost_star.index_select(0, idx),
+        }
+    }
+}
+
+/// Training cost of iterate trajectories relative to the optimum, `[B]` (see the module docs).
+pub fn relative_cost(model: &Trc, u: &Tensor, x: &Tensor, batch: &Tensors, dt: &Tensor, landing_weight: f64) -> Tensor {
+    let p = model.simulator().problem();
+    let xt = batch.x_target.to_device(u.device());
+    let j_star = batch.cost_star.to_device(u.device()).clamp_min(1e-9);
+    match p.kind() {
+        ProblemKind::Descent => {
+            let n_steps = u.size()[1];
+            let fuel = (u * u).sum_dim_intlist(&[2i64][..], false, u.kind()).clamp_min(1e-20).sqrt().sum_dim_intlist(&[1i64][..], false, u.kind()) * dt;
+            let e = x.select(1, n_steps).narrow(1, 0, 6) - xt.narrow(1, 0, 6);
+            fuel / &j_star + (&e * &e).sum_dim_intlist(&[1i64][..], false, u.kind()) * landing_weight
+        }
+        _ => p.cost_batch(x, u, &xt, dt) / j_star,
+    }
+}
+
+/// Loss parts of one batch.
+#[derive(Debug)]
+pub struct LossParts {
+    /// Total loss (differentiable scalar).
+    pub total: Tensor,
+    /// Behaviour-cloning MSE of the final iterate (normalised units).
+    pub bc: f64,
+    /// Process-supervision term.
+    pub process: f64,
+    /// Mean relative training cost of the final iterate.
+    pub final_cost: f64,
+}
+
+/// Forward pass and loss on a batch.
+pub fn batch_loss(model: &Trc, batch: &Tensors, cfg: &TrainConfig, train: bool) -> LossParts {
+    let k = model.config().outer;
+    let out = model.forward_t(&batch.x0, &batch.x_target, &batch.t_go, None, k, train && cfg.truncate);
+    let norm = model.normalizer();
+    let u_star = batch.u_star.to_device(model.device());
+    let bc = (norm.u(&out.u[k as usize]) - norm.u(&u_star)).square().mean(Kind::Float);
+    let costs: Vec<Tensor> = (0..=k as usize).map(|i| relative_cost(model, &out.u[i], &out.x[i], batch, &out.dt, cfg.landing_weight)).collect();
+    let mut process = Tensor::zeros([], (Kind::Float, model.device()));
+    for i in 1..=k as usize {
+        let d = costs[i].clamp_min(1e-6).log() - costs[i - 1].detach().clamp_min(1e-6).log();
+        process = process + (&d + d.relu()).mean(Kind::Float);
+    }
+    let process = process / k as f64;
+    let total = &bc + &process * cfg.lambda;
+    LossParts {
+        bc: bc.double_value(&[]),
+        process: process.double_value(&[]),
+        final_cost: costs[k as usize].mean(Kind::Float).double_value(&[]),
+        total,
+    }
+}
+
+/// Per-epoch record.
+#[derive(Debug, Clone, Serialize)]
+pub struct EpochLog {
+    /// Epoch (1-based).
+    pub epoch: u64,
+    /// Mean training loss.
+    pub train_loss: f64,
+    /// Validation loss (same formula, no gradient).
+    pub val_loss: f64,
+    /// Validation behaviour-cloning MSE.
+    pub val_bc: f64,
+    /// Validation mean relative cost of the final iterate.
+    pub val_cost: f64,
+    /// Learning rate at the end of the epoch.
+    pub lr: f64,
+}
+
+/// Validation loss over a dataset (batches, no gradient): `(loss, bc, relative cost)`.
+pub fn evaluate_loss(model: &Trc, data: &Tensors, cfg: &TrainConfig) -> (f64, f64, f64) {
+    let _guard = tch::no_grad_guard();
+    let (mut l, mut b, mut c, mut n) = (0.0, 0.0, 0.0, 0.0);
+    let bs = cfg.batch_size as i64;
+    let mut start = 0;
+    while start < data.len() {
+        let len = bs.min(data.len() - start);
+        let idx = Tensor::arange_start(start, start + len, (Kind::Int64, data.x0.device()));
+        let parts = batch_loss(model, &data.select(&idx), cfg, false);
+        let w = len as f64;
+        l += parts.total.double_value(&[]) * w;
+        b += parts.bc * w;
+        c += parts.final_cost * w;
+        n += w;
+        start += len;
+    }
+    (l / n, b / n, c / n)
+}
+
+/// Trains `model` (whose variables live in `vs`) and calls `on_best(epoch)` whenever the
+/// validation loss improves (the caller saves a checkpoint). Returns the epoch log.
+///
+/// # Errors
+/// [`ConfigError`] for invalid settings or an empty dataset.
+pub fn train(model: &Trc, vs: &mut nn::VarStore, train_set: &Tensors, val_set: &Tensors, cfg: &TrainConfig, progress: bool, mut on_best: impl FnMut(u64, &EpochLog)) -> Result<Vec<EpochLog>, ConfigError> {
+    cfg.validate()?;
+    if train_set.is_empty() || val_set.is_empty() {
+        return Err(ConfigError::invalid("train data", "training and validation sets must not be empty"));
+    }
+    let mut opt = nn::AdamW { wd: cfg.weight_decay, ..Default::default() }.build(vs, cfg.lr).map_err(|e| ConfigError::invalid("optimizer", e.to_string()))?;
+    let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
+    let n = train_set.len() as usize;
+    let steps_per_epoch = n.div_ceil(cfg.batch_size) as u64;
+    let total_steps = steps_per_epoch * cfg.epochs;
+    let bar = if progress { ProgressBar::new(total_steps) } else { ProgressBar::hidden() };
+    bar.set_style(ProgressStyle::with_template("train [{bar:40}] {pos}/{len} {msg} (eta {eta})").expect("valid template").progress_chars("=> "));
+    let mut log = Vec::new();
+    let mut best = f64::INFINITY;
+    let mut step = 0u64;
+    let mut lr = cfg.lr;
+    for epoch in 1..=cfg.epochs {
+        let mut order: Vec<i64> = (0..n as i64).collect();
+        order.shuffle(&mut rng);
+        let mut sum = 0.0;
+        for chunk in order.chunks(cfg.batch_size) {
+            lr = if step < cfg.warmup_steps {
+                cfg.lr * (step + 1) as f64 / cfg.warmup_steps as f64
+            } else {
+                let p = (step - cfg.warmup_steps) as f64 / (total_steps.saturating_sub(cfg.warmup_steps)).max(1) as f64;
+                cfg.lr * 0.5 * (1.0 + (std::f64::consts::PI * p.min(1.0)).cos())
+            };
+            opt.set_lr(lr);
+            let idx = Tensor::from_slice(chunk).to_device(train_set.x0.device());
+            let parts = batch_loss(model, &train_set.select(&idx), cfg, true);
+            opt.backward_step_clip_norm(&parts.total, cfg.grad_clip);
+            sum += parts.total.double_value(&[]) * chunk.len() as f64;
+            step += 1;
+            bar.inc(1);
+        }
+        let (val_loss, val_bc, val_cost) = evaluate_loss(model, val_set, cfg);
+        let entry = EpochLog { epoch, train_loss: sum / n as f64, val_loss, val_bc, val_cost, lr };
+        bar.set_message(format!("epoch {epoch}: train {:.4} val {:.4} (bc {:.4}, J/J* {:.4})", entry.train_loss, val_loss, val_bc, val_cost));
+        log::info!("epoch {epoch}: train loss {:.5}, val loss {val_loss:.5} (bc {val_bc:.5}, relative cost {val_cost:.4})", entry.train_loss);
+        if val_loss < best {
+            best = val_loss;
+            on_best(epoch, &entry);
+        }
+        log.push(entry);
+    }
+    bar.finish_and_clear();
+    Ok(log)
+}
+
+/// Timer helper for CLIs.
+pub fn elapsed_s(t: Instant) -> f64 {
+    t.elapsed().as_secs_f64()
+}

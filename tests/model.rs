@@ -1,0 +1,187 @@
+//! TRC model tests (tiny preset; CPU). Issue: TRC model, training, checkpoints.
+
+use nalgebra::{DMatrix, DVector};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use tch::{nn, Device, Kind, Tensor};
+use trc_control::config::{ProblemConfig, ProblemKind};
+use trc_control::data::{generate, Dataset, GenerateOptions, Split};
+use trc_control::model::checkpoint::{self, ModelCard, Provenance};
+use trc_control::model::trc::parameter_count;
+use trc_control::model::{projection, ModelConfig, Normalizer, Trc};
+use trc_control::problems::{DescentParams, PoweredDescent, Problem};
+use trc_control::solvers::lcvx::{LcvxSolver, TfSearch};
+use trc_control::solvers::{Instance, SolverSettings};
+use trc_control::train::{self, TrainConfig, Tensors};
+
+fn dataset(kind: ProblemKind, count: u64, split: Split) -> Dataset {
+    let opts = GenerateOptions { problem: ProblemConfig::new(kind), seed: 3, split, count, shard: (0, 1), settings: SolverSettings::default(), progress: false };
+    generate(&opts).unwrap().0
+}
+
+fn build(kind: ProblemKind, cfg: &ModelConfig, ds: &Dataset) -> (nn::VarStore, Trc) {
+    tch::manual_seed(0);
+    let vs = nn::VarStore::new(Device::Cpu);
+    let model = Trc::new(&vs.root(), cfg, &ProblemConfig::new(kind), Normalizer::fit(ds)).unwrap();
+    (vs, model)
+}
+
+#[test]
+fn output_shapes_and_feasible_iterates() {
+    let ds = dataset(ProblemKind::Descent, 3, Split::Train);
+    let (_vs, model) = build(ProblemKind::Descent, &ModelConfig::tiny(), &ds);
+    let t = Tensors::new(&ds, Device::Cpu);
+    let out = tch::no_grad(|| model.forward_t(&t.x0, &t.x_target, &t.t_go, None, 3, false));
+    assert_eq!(out.u.len(), 4, "u^(0..K) for K = 3");
+    assert_eq!(out.x.len(), 4);
+    assert_eq!(out.z_h.len(), 3);
+    for u in &out.u {
+        assert_eq!(u.size(), [3, 50, 3]);
+    }
+    assert_eq!(out.x[0].size(), [3, 51, 7]);
+    assert_eq!(out.z_h[0].size(), [3, 5, 32]);
+    // every iterate satisfies the thrust bounds and pointing constraint exactly
+    let p = PoweredDescent::new(DescentParams::default()).unwrap();
+    let (r1, r2) = (p.params().rho1(), p.params().rho2());
+    for u in &out.u {
+        let norms = Vec::<f64>::try_from(u.square().sum_dim_intlist(&[2i64][..], false, Kind::Double).sqrt().flatten(0, -1)).unwrap();
+        assert!(norms.iter().all(|n| *n >= r1 * (1.0 - 1e-5) && *n <= r2 * (1.0 + 1e-5)), "thrust bound violated");
+        let uz = Vec::<f64>::try_from(u.select(2, 2).to_kind(Kind::Double).flatten(0, -1)).unwrap();
+        for (z, n) in uz.iter().zip(&norms) {
+            assert!(z / n >= 45f64.to_radians().cos() - 1e-5, "pointing violated");
+        }
+    }
+}
+
+#[test]
+fn parameter_counts_of_both_presets() {
+    for kind in [ProblemKind::Descent, ProblemKind::Vanderpol, ProblemKind::DoubleIntegrator] {
+        let ds = dataset(kind, 2, Split::Train);
+        let (vs, _) = build(kind, &ModelConfig::paper(), &ds);
+        let n = parameter_count(&vs);
+        assert!((1_350_000..=1_650_000).contains(&n), "{kind}: paper preset has {n} parameters, want 1.5M +- 10%");
+        let (vs, _) = build(kind, &ModelConfig::tiny(), &ds);
+        let n = parameter_count(&vs);
+        assert!(n < 60_000, "{kind}: tiny preset has {n} parameters");
+    }
+}
+
+#[test]
+fn paper_checkpoint_is_under_10_mb_and_save_load_is_exact() {
+    let ds = dataset(ProblemKind::Vanderpol, 4, Split::Train);
+    for cfg in [ModelConfig::tiny(), ModelConfig::paper()] {
+        let (vs, model) = build(ProblemKind::Vanderpol, &cfg, &ds);
+        let card = ModelCard {
+            version: checkpoint::CARD_VERSION,
+            problem: ProblemConfig::new(ProblemKind::Vanderpol),
+            model: cfg.clone(),
+            normalizer: model.normalizer().clone(),
+            parameters: parameter_count(&vs),
+            training: Default::default(),
+            provenance: Provenance::default(),
+            metrics: Default::default(),
+        };
+        let stem = std::env::temp_dir().join(format!("trc_model_test_{}_{}", std::process::id(), cfg.latent));
+        checkpoint::save(&stem, &vs, &card).unwrap();
+        let size = std::fs::metadata(stem.with_extension("safetensors")).unwrap().len();
+        assert!(size < 10_000_000, "checkpoint is {size} bytes");
+        let (_vs2, loaded, card2) = checkpoint::load(&stem, Device::Cpu, Some(&ProblemConfig::new(ProblemKind::Vanderpol))).unwrap();
+        assert_eq!(card2, card);
+        let t = Tensors::new(&ds, Device::Cpu);
+        let a = tch::no_grad(|| model.forward_t(&t.x0, &t.x_target, &t.t_go, None, 2, false));
+        let b = tch::no_grad(|| loaded.forward_t(&t.x0, &t.x_target, &t.t_go, None, 2, false));
+        assert!(a.u[2].equal(&b.u[2]), "outputs differ after save/load");
+        // a card for another problem is refused with a clear error
+        let e = checkpoint::load(&stem, Device::Cpu, Some(&ProblemConfig::new(ProblemKind::Descent))).unwrap_err().to_string();
+        assert!(e.contains("vanderpol") && e.contains("descent"), "{e}");
+        let mut other = ProblemConfig::new(ProblemKind::Vanderpol);
+        other.vanderpol.u_max = 3.0;
+        let e = checkpoint::load(&stem, Device::Cpu, Some(&other)).unwrap_err().to_string();
+        assert!(e.contains("parameters differ"), "{e}");
+    }
+}
+
+#[test]
+fn thrust_projection_is_exact_feasible_and_identity_on_feasible_input() {
+    let (r1, r2, th) = (4971.8, 13258.2, 45f64.to_radians());
+    let mut rng = ChaCha8Rng::seed_from_u64(1);
+    let feasible = |t: &DVector<f64>| t.norm() >= r1 - 1e-6 && t.norm() <= r2 + 1e-6 && PoweredDescent::tilt(t.as_slice()) <= th + 1e-9;
+    let mut pts: Vec<[f64; 3]> = (0..300).map(|_| [rng.gen_range(-2e4..2e4), rng.gen_range(-2e4..2e4), rng.gen_range(-2e4..2e4)]).collect();
+    pts.extend([[0.0, 0.0, 0.0], [0.0, 0.0, -9000.0], [1000.0, -500.0, 8000.0], [1e5, 0.0, 1.0], [10.0, 0.0, 20.0]]);
+    // the batched (tch, f64) projection equals the f64 one and is feasible
+    let flat: Vec<f64> = pts.iter().flatten().copied().collect();
+    let batched = projection::project_thrust(&Tensor::from_slice(&flat).view([-1, 3]), r1, r2, th);
+    let batched = Vec::<f64>::try_from(batched.flatten(0, -1)).unwrap();
+    // a dense sample of the admissible set for the optimality check
+    let cands: Vec<DVector<f64>> = (0..20000)
+        .map(|_| {
+            let (tilt, az, r) = (rng.gen_range(0.0..th), rng.gen_range(0.0..std::f64::consts::TAU), rng.gen_range(r1..r2));
+            DVector::from_vec(vec![r * tilt.sin() * az.cos(), r * tilt.sin() * az.sin(), r * tilt.cos()])
+        })
+        .collect();
+    for (i, p) in pts.iter().enumerate() {
+        let t = DVector::from_row_slice(p);
+        let proj = PoweredDescent::project_thrust(&t, r1, r2, th);
+        assert!(feasible(&proj), "{p:?} -> {proj:?} infeasible");
+        let b = DVector::from_row_slice(&batched[3 * i..3 * i + 3]);
+        assert!((&b - &proj).amax() < 1e-6 * r2, "batched {b:?} vs f64 {proj:?}");
+        if feasible(&t) {
+            assert!((&proj - &t).amax() < 1e-9 * r2, "not the identity on feasible {p:?}");
+        }
+        let best = cands.iter().map(|c| (c - &t).norm()).fold(f64::INFINITY, f64::min);
+        assert!((&proj - &t).norm() <= best + 1e-6, "{p:?}: a sampled feasible point is closer ({best}) than the projection ({})", (&proj - &t).norm());
+    }
+}
+
+#[test]
+fn accel_hold_model_is_the_lcvx_model_and_demonstrations_land_in_it() {
+    let p = PoweredDescent::new(DescentParams::default()).unwrap();
+    let mut s = LcvxSolver::new(p.clone(), SolverSettings::default(), TfSearch::default()).unwrap();
+    let i = Instance { x0: DVector::from_row_slice(&[600.0, 300.0, 1800.0, -15.0, 10.0, -55.0, 1890.0]), x_target: p.default_target(), t_go: None };
+    let (sol, _) = s.solve_detailed(&i).unwrap();
+    let x = p.rollout_accel_hold(&i.x0, &sol.u, sol.dt).unwrap();
+    assert!((&x - &sol.x_model).amax() < 1e-3, "accel-hold rollout vs LCvx model: {}", (&x - &sol.x_model).amax());
+    let last = x.row(50).transpose();
+    assert!(p.is_success(&last, &i.x_target), "the optimum must land in the accel-hold model: {last}");
+    // batched form equals f64
+    let xb = p
+        .rollout_accel_hold_batch(
+            &trc_control::tensor::from_dvector(&i.x0, Device::Cpu).unsqueeze(0),
+            &trc_control::tensor::from_dmatrix(&sol.u, Device::Cpu).unsqueeze(0),
+            &Tensor::from_slice(&[sol.dt]),
+        )
+        .unwrap();
+    let xb: DMatrix<f64> = trc_control::tensor::to_dmatrix(&xb.get(0)).unwrap();
+    assert!((&xb - &x).amax() < 1e-9 * x.amax());
+}
+
+#[test]
+fn warm_start_replaces_the_initial_decoder() {
+    let ds = dataset(ProblemKind::Vanderpol, 2, Split::Train);
+    let (_vs, model) = build(ProblemKind::Vanderpol, &ModelConfig::tiny(), &ds);
+    let t = Tensors::new(&ds, Device::Cpu);
+    let warm = Tensor::full([2, 100, 1], 0.5, (Kind::Float, Device::Cpu));
+    let out = tch::no_grad(|| model.forward_t(&t.x0, &t.x_target, &t.t_go, Some(&warm), 1, false));
+    assert!(out.u[0].equal(&warm), "u^(0) must be the warm start");
+    let too_big = Tensor::full([2, 100, 1], 5.0, (Kind::Float, Device::Cpu));
+    let out = tch::no_grad(|| model.forward_t(&t.x0, &t.x_target, &t.t_go, Some(&too_big), 1, false));
+    assert!(f64::try_from(out.u[0].max()).unwrap() <= 2.0, "a warm start is projected too");
+    assert!(model.check_inputs(&t.x0, &t.x_target, &t.t_go, Some(&Tensor::zeros([2, 99, 1], (Kind::Float, Device::Cpu)))).is_err());
+}
+
+#[test]
+fn a_short_training_run_lowers_validation_loss() {
+    let tr = dataset(ProblemKind::Vanderpol, 48, Split::Train);
+    let va = dataset(ProblemKind::Vanderpol, 16, Split::Val);
+    let (mut vs, model) = build(ProblemKind::Vanderpol, &ModelConfig::tiny(), &tr);
+    let (ttr, tva) = (Tensors::new(&tr, Device::Cpu), Tensors::new(&va, Device::Cpu));
+    let cfg = TrainConfig { epochs: 8, batch_size: 16, lr: 5e-3, warmup_steps: 2, ..TrainConfig::default() };
+    let (before, bc_before, _) = train::evaluate_loss(&model, &tva, &cfg);
+    let log = train::train(&model, &mut vs, &ttr, &tva, &cfg, false, |_, _| {}).unwrap();
+    for e in &log {
+        eprintln!("{e:?}");
+    }
+    let best = log.iter().min_by(|a, b| a.val_loss.total_cmp(&b.val_loss)).unwrap();
+    assert!(best.val_loss < before - 0.1 * before.abs(), "validation loss {before} -> {}", best.val_loss);
+    assert!(best.val_bc < 0.5 * bc_before, "validation cloning error {bc_before} -> {}", best.val_bc);
+}
