@@ -173,11 +173,11 @@ fn warm_start_replaces_the_initial_decoder() {
 fn a_short_training_run_lowers_validation_loss() {
     let tr = dataset(ProblemKind::Vanderpol, 48, Split::Train);
     let va = dataset(ProblemKind::Vanderpol, 16, Split::Val);
-    let (mut vs, model) = build(ProblemKind::Vanderpol, &ModelConfig::tiny(), &tr);
+    let (vs, model) = build(ProblemKind::Vanderpol, &ModelConfig::tiny(), &tr);
     let (ttr, tva) = (Tensors::new(&tr, Device::Cpu), Tensors::new(&va, Device::Cpu));
     let cfg = TrainConfig { epochs: 8, batch_size: 16, lr: 5e-3, warmup_steps: 2, ..TrainConfig::default() };
     let (before, bc_before, _) = train::evaluate_loss(&model, &tva, &cfg);
-    let log = train::train(&model, &mut vs, &ttr, &tva, &cfg, false, |_, _| {}).unwrap();
+    let log = train::train(&model, &vs, &ttr, &tva, &cfg, false, |_, _, _| {}).unwrap();
     for e in &log {
         eprintln!("{e:?}");
     }

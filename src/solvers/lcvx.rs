@@ -17,7 +17,9 @@
 //! - `r_0, v_0, z_0` fixed; `r_N = r_t`, `v_N = v_t`.
 //!
 //! The thrust returned is `T_k = u_k e^{z_k}`, held per step, re-simulated through the RK4 plant.
-//! Losslessness (`|u_k| = sigma_k`) is checked on every solution and reported.
+//! Losslessness (`|u_k| = sigma_k`) is checked on every solution: a relaxed solution that is not
+//! lossless (relative gap above [`LOSSLESS_TOL`]) would fly a thrust below rho1, so the t_f search
+//! treats it as unusable, and an instance with no lossless t_f is reported infeasible with that reason.
 //! t_f search: fuel(t_f) is evaluated on a grid over `[m_dry |v0| / rho2, (m0 - m_dry) / (alpha rho1)]`
 //! (Acikmese & Ploen 2007 eq. 56), then refined by golden-section search around the best grid point.
 
@@ -42,6 +44,8 @@ pub struct LcvxReport {
     pub resim_velocity_error: f64,
     /// Every t_f evaluated: `(t_f [s], fuel [kg] or None if infeasible)`, sorted by t_f.
     pub fuel_vs_tf: Vec<(f64, Option<f64>)>,
+    /// Cone solves whose relaxed solution was not lossless (rejected by the t_f search).
+    pub lossy_evaluations: u32,
 }
 
 /// Settings of the t_f search.
@@ -300,6 +304,7 @@ impl LcvxSolver {
         let alpha = self.problem.params().alpha();
         let mut evals: Vec<(f64, Option<f64>)> = Vec::new();
         let mut iterations = 0u32;
+        let mut lossy = 0u32;
         let mut best: Option<(f64, f64, Fixed)> = None;
         let mut eval = |this: &mut Self, t_f: f64, best: &mut Option<(f64, f64, Fixed)>| -> Result<f64, SolveError> {
             match this.solve_tf(inst, t_f, deadline) {
@@ -309,6 +314,11 @@ impl LcvxSolver {
                     let fuel = inst.x0[6] - fx.y[(big_n, 6)].exp();
                     let cost = (inst.x0[6].ln() - fx.y[(big_n, 6)]) / alpha;
                     evals.push((t_f, Some(fuel)));
+                    if lossless_gap(&fx.w) > LOSSLESS_TOL {
+                        // Not a solution of the original problem (|T| < rho1 somewhere): unusable.
+                        lossy += 1;
+                        return Ok(f64::INFINITY);
+                    }
                     if best.as_ref().is_none_or(|(c, _, _)| cost < *c) {
                         *best = Some((cost, t_f, fx));
                     }
@@ -367,13 +377,17 @@ impl LcvxSolver {
         evals.sort_by(|x, y| x.0.total_cmp(&y.0));
         let Some((_, t_f, fx)) = best else {
             let (lo, hi) = self.tf_bracket(&inst.x0);
-            let reason = match inst.t_go {
+            let mut reason = match inst.t_go {
                 Some(t) => format!("no feasible trajectory with t_f = {t:.2} s"),
                 None => format!("no feasible trajectory for any t_f tried in [{lo:.1}, {hi:.1}] s (N = {})", self.problem.horizon()),
             };
+            if lossy > 0 {
+                reason.push_str(&format!("; {lossy} relaxed solution(s) were not lossless (|u| < sigma by more than {LOSSLESS_TOL:e}), so not feasible for the thrust lower bound"));
+            }
             return Err(SolveError::Infeasible { reason });
         };
-        let (solution, report) = self.finish(inst, &fx, t_f, iterations, subproblems, start, evals)?;
+        let (solution, mut report) = self.finish(inst, &fx, t_f, iterations, subproblems, start, evals)?;
+        report.lossy_evaluations = lossy;
         Ok((solution, report))
     }
 
@@ -381,13 +395,8 @@ impl LcvxSolver {
     fn finish(&self, inst: &Instance, fx: &Fixed, t_f: f64, iterations: u32, subproblems: u32, start: Instant, evals: Vec<(f64, Option<f64>)>) -> Result<(Solution, LcvxReport), SolveError> {
         let big_n = self.problem.horizon();
         let dt = t_f / big_n as f64;
-        let mut lossless_gap: f64 = 0.0;
+        let lossless_gap = lossless_gap(&fx.w);
         let u = DMatrix::from_fn(big_n, 3, |k, j| fx.w[(k, j)] * fx.y[(k, 6)].exp());
-        for k in 0..big_n {
-            let un = fx.w.view((k, 0), (1, 3)).norm();
-            let sigma = fx.w[(k, 3)];
-            lossless_gap = lossless_gap.max((sigma - un) / sigma.max(1e-12));
-        }
         let x_model = DMatrix::from_fn(big_n + 1, 7, |k, i| if i == 6 { fx.y[(k, 6)].exp() } else { fx.y[(k, i)] });
         let x = self.problem.rollout(&inst.x0, &u, dt)?;
         let last = x.row(big_n);
@@ -396,9 +405,17 @@ impl LcvxSolver {
         let cost = self.problem.cost(&x, &u, &inst.x_target, dt);
         Ok((
             Solution { u, x, x_model, cost, t_go: t_f, dt, iterations, subproblems, solve_time: start.elapsed() },
-            LcvxReport { lossless_gap, resim_position_error: pos, resim_velocity_error: vel, fuel_vs_tf: evals },
+            LcvxReport { lossless_gap, resim_position_error: pos, resim_velocity_error: vel, fuel_vs_tf: evals, lossy_evaluations: 0 },
         ))
     }
+}
+
+/// Relative tolerance on `sigma - |u|` for a relaxed solution to count as lossless.
+pub const LOSSLESS_TOL: f64 = 1e-4;
+
+/// `max_k (sigma_k - |u_k|) / sigma_k` of controls `w` `[N, 4]` = (u, sigma).
+fn lossless_gap(w: &DMatrix<f64>) -> f64 {
+    (0..w.nrows()).map(|k| (w[(k, 3)] - w.view((k, 0), (1, 3)).norm()) / w[(k, 3)].max(1e-12)).fold(0.0, f64::max)
 }
 
 impl OcpSolver for LcvxSolver {

@@ -1,1 +1,207 @@
-pub fn _x(){}
+//! Evaluation of a trained TRC model on a held-out dataset (`trc eval`).
+//!
+//! **Which discrete model the success criterion rolls out in:** the demonstrations' own
+//! discretisation, in f64: RK4 with zero-order-hold controls for Van der Pol and the double
+//! integrator; for descent the LCvx acceleration-hold model
+//! ([`crate::problems::PoweredDescent::rollout_accel_hold`]). The optimum is checked against the
+//! same criterion, so the success rate measures the network, not a mismatch between the solver's
+//! discretisation and the rollout. For descent the thrust is also re-simulated through the RK4
+//! thrust-hold plant (the "continuous" dynamics), for TRC and for the optimum.
+//!
+//! Costs: J is the problem's cost in that model (descent: fuel `sum |T| dt`); the gap is
+//! `(J - J*) / J*`. The per-iteration cost J^(k) is the training cost of [`super::relative_cost`]
+//! (for descent fuel / J* plus the landing-error term, since fuel alone is lowest for a vehicle
+//! that does not land).
+
+use nalgebra::{DMatrix, DVector};
+use serde::Serialize;
+use tch::{Device, Kind, Tensor};
+
+use super::{relative_cost, Tensors};
+use crate::config::ProblemKind;
+use crate::data::Dataset;
+use crate::model::trc::Simulator;
+use crate::model::Trc;
+use crate::problems::ViolationKind;
+
+/// Mean, median and 95th percentile.
+#[derive(Debug, Clone, Copy, Serialize, Default)]
+pub struct Stats {
+    /// Mean.
+    pub mean: f64,
+    /// Median.
+    pub median: f64,
+    /// 95th percentile.
+    pub p95: f64,
+}
+
+impl Stats {
+    /// Of a sample (NaN for an empty one).
+    pub fn of(v: &[f64]) -> Self {
+        if v.is_empty() {
+            return Self { mean: f64::NAN, median: f64::NAN, p95: f64::NAN };
+        }
+        let mut s = v.to_vec();
+        s.sort_by(f64::total_cmp);
+        let q = |p: f64| s[((s.len() - 1) as f64 * p).round() as usize];
+        Self { mean: v.iter().sum::<f64>() / v.len() as f64, median: q(0.5), p95: q(0.95) }
+    }
+}
+
+/// Results of one evaluation at one K.
+#[derive(Debug, Clone, Serialize)]
+pub struct EvalResult {
+    /// Outer iterations K used.
+    pub outer: i64,
+    /// Test samples.
+    pub samples: usize,
+    /// Relative cost gap `(J - J*) / J*` of the final controls.
+    pub cost_gap: Stats,
+    /// Success rate of TRC (criterion of the problem, in the evaluation model).
+    pub success: f64,
+    /// Success rate of the optimal demonstrations under the same criterion and model.
+    pub success_optimum: f64,
+    /// Samples with any thrust-bound / pointing / box violation.
+    pub control_violations: usize,
+    /// Samples with any state-constraint violation (glide slope, speed, dry mass).
+    pub state_violations: usize,
+    /// Mean per-iteration training cost J^(k) / J*, k = 0..K.
+    pub per_iteration_cost: Vec<f64>,
+    /// Fraction of samples whose per-iteration cost never increases.
+    pub monotone_fraction: f64,
+    /// Descent: success after RK4 thrust-hold re-simulation, TRC and optimum.
+    pub continuous_success: Option<(f64, f64)>,
+    /// Descent: touchdown position / speed error in the evaluation model (median).
+    pub landing_error_median: Option<(f64, f64)>,
+}
+
+fn rows(t: &Tensor) -> Vec<DMatrix<f64>> {
+    let t = t.to_kind(Kind::Double).to_device(Device::Cpu);
+    (0..t.size()[0]).map(|b| crate::tensor::to_dmatrix(&t.get(b)).expect("2-D")).collect()
+}
+
+/// Rolls out `u` in the evaluation model (see the module docs).
+fn eval_rollout(sim: &Simulator, x0: &DVector<f64>, u: &DMatrix<f64>, dt: f64) -> DMatrix<f64> {
+    match sim {
+        Simulator::Rk4(p) => p.rollout(x0, u, dt),
+        Simulator::AccelHold(p) => p.rollout_accel_hold(x0, u, dt),
+    }
+    .expect("dimensions match the model")
+}
+
+/// Evaluates the model with `outer` iterations on `test`, in batches of `batch`.
+pub fn evaluate(model: &Trc, test: &Dataset, outer: i64, batch: usize, landing_weight: f64) -> EvalResult {
+    let _guard = tch::no_grad_guard();
+    let sim = model.simulator();
+    let p = sim.problem();
+    let all = Tensors::new(test, model.device());
+    let (n, m, nn) = (test.n, test.m, test.horizon);
+    let mut gaps = Vec::new();
+    let (mut ok, mut ok_opt, mut cviol, mut sviol, mut mono) = (0usize, 0usize, 0usize, 0usize, 0usize);
+    let (mut cont, mut cont_opt) = (0usize, 0usize);
+    let (mut pos_err, mut vel_err) = (Vec::new(), Vec::new());
+    let mut per_iter = vec![0.0; outer as usize + 1];
+    let mut start = 0i64;
+    while start < all.len() {
+        let len = (batch as i64).min(all.len() - start);
+        let idx = Tensor::arange_start(start, start + len, (Kind::Int64, model.device()));
+        let b = all.select(&idx);
+        let out = model.forward_t(&b.x0, &b.x_target, &b.t_go, None, outer, false);
+        let costs: Vec<Vec<f64>> = (0..=outer as usize).map(|k| Vec::<f64>::try_from(relative_cost(model, &out.u[k], &out.x[k], &b, &out.dt, landing_weight).to_kind(Kind::Double).to_device(Device::Cpu)).expect("1-D")).collect();
+        let u_final = rows(&out.u[outer as usize]);
+        for (j, uj) in u_final.iter().enumerate() {
+            let i = (start as usize) + j;
+            for (k, c) in costs.iter().enumerate() {
+                per_iter[k] += c[j];
+            }
+            if costs.windows(2).all(|w| w[1][j] <= w[0][j] + 1e-6) {
+                mono += 1;
+            }
+            let x0 = DVector::from_row_slice(&test.x0[i * n..(i + 1) * n]);
+            let xt = DVector::from_row_slice(&test.x_target[i * n..(i + 1) * n]);
+            let dt = test.t_go[i] / nn as f64;
+            let u_star = DMatrix::from_row_slice(nn, m, &test.u[i * nn * m..(i + 1) * nn * m]);
+            let x = eval_rollout(sim, &x0, uj, dt);
+            let x_star = eval_rollout(sim, &x0, &u_star, dt);
+            let j_trc = p.cost(&x, uj, &xt, dt);
+            let j_star = p.cost(&x_star, &u_star, &xt, dt);
+            gaps.push((j_trc - j_star) / j_star.abs().max(1e-12));
+            let last = x.row(nn).transpose();
+            ok += p.is_success(&last, &xt) as usize;
+            ok_opt += p.is_success(&x_star.row(nn).transpose(), &xt) as usize;
+            let v = p.check_constraints(&x, uj, &xt);
+            let is_ctrl = |k: ViolationKind| matches!(k, ViolationKind::ThrustMin | ViolationKind::ThrustMax | ViolationKind::Pointing | ViolationKind::ControlLower | ViolationKind::ControlUpper | ViolationKind::NonFinite);
+            cviol += v.iter().any(|v| is_ctrl(v.kind)) as usize;
+            sviol += v.iter().any(|v| !is_ctrl(v.kind)) as usize;
+            if p.kind() == ProblemKind::Descent {
+                pos_err.push((last.rows(0, 3) - xt.rows(0, 3)).norm());
+                vel_err.push((last.rows(3, 3) - xt.rows(3, 3)).norm());
+                let xc = p.rollout(&x0, uj, dt).expect("dims");
+                let xc_star = p.rollout(&x0, &u_star, dt).expect("dims");
+                cont += p.is_success(&xc.row(nn).transpose(), &xt) as usize;
+                cont_opt += p.is_success(&xc_star.row(nn).transpose(), &xt) as usize;
+            }
+        }
+        start += len;
+    }
+    let s = test.len().max(1) as f64;
+    let descent = p.kind() == ProblemKind::Descent;
+    EvalResult {
+        outer,
+        samples: test.len(),
+        cost_gap: Stats::of(&gaps),
+        success: ok as f64 / s,
+        success_optimum: ok_opt as f64 / s,
+        control_violations: cviol,
+        state_violations: sviol,
+        per_iteration_cost: per_iter.iter().map(|c| c / s).collect(),
+        monotone_fraction: mono as f64 / s,
+        continuous_success: descent.then(|| (cont as f64 / s, cont_opt as f64 / s)),
+        landing_error_median: descent.then(|| (Stats::of(&pos_err).median, Stats::of(&vel_err).median)),
+    }
+}
+
+/// PCA of z_H and z_L across outer iterations: the top-2 principal components of the latents of
+/// `samples` test instances over all iterations, and per iteration the mean position in that
+/// plane and the mean distance moved from the previous iteration (in the full latent space,
+/// relative to the latent norm). A refinement that converges moves less and less.
+#[derive(Debug, Clone, Serialize)]
+pub struct LatentPca {
+    /// Per outer iteration: mean (PC1, PC2) of z_H.
+    pub z_h_mean: Vec<(f64, f64)>,
+    /// Per outer iteration: mean (PC1, PC2) of z_L.
+    pub z_l_mean: Vec<(f64, f64)>,
+    /// Per outer iteration k >= 2: mean |z_H^(k) - z_H^(k-1)| / |z_H^(k)|.
+    pub z_h_step: Vec<f64>,
+    /// Per outer iteration k >= 2: the same for z_L.
+    pub z_l_step: Vec<f64>,
+}
+
+/// Computes [`LatentPca`] with `outer` iterations on the first `samples` test instances.
+pub fn latent_pca(model: &Trc, test: &Dataset, outer: i64, samples: usize) -> LatentPca {
+    let _guard = tch::no_grad_guard();
+    let all = Tensors::new(test, model.device());
+    let len = (samples as i64).min(all.len());
+    let b = all.select(&Tensor::arange(len, (Kind::Int64, model.device())));
+    let out = model.forward_t(&b.x0, &b.x_target, &b.t_go, None, outer, false);
+    let pca = |zs: &[Tensor]| -> (Vec<(f64, f64)>, Vec<f64>) {
+        let flat: Vec<Tensor> = zs.iter().map(|z| z.flatten(1, -1).to_kind(Kind::Double)).collect();
+        let stacked = Tensor::cat(&flat, 0);
+        let centered = &stacked - stacked.mean_dim(&[0i64][..], true, Kind::Double);
+        let (_, _, v) = centered.svd(true, true); // v: [D, k]
+        let pcs = v.narrow(1, 0, 2.min(v.size()[1]));
+        let means = flat
+            .iter()
+            .map(|z| {
+                let proj = (z - stacked.mean_dim(&[0i64][..], true, Kind::Double)).matmul(&pcs).mean_dim(&[0i64][..], false, Kind::Double);
+                let v = Vec::<f64>::try_from(proj).unwrap_or_default();
+                (v.first().copied().unwrap_or(0.0), v.get(1).copied().unwrap_or(0.0))
+            })
+            .collect();
+        let steps = flat.windows(2).map(|w| ((&w[1] - &w[0]).norm_scalaropt_dim(2, &[1i64][..], false) / w[1].norm_scalaropt_dim(2, &[1i64][..], false).clamp_min(1e-12)).mean(Kind::Double).double_value(&[])).collect();
+        (means, steps)
+    };
+    let (z_h_mean, z_h_step) = pca(&out.z_h);
+    let (z_l_mean, z_l_step) = pca(&out.z_l);
+    LatentPca { z_h_mean, z_l_mean, z_h_step, z_l_step }
+}

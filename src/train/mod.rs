@@ -229,12 +229,12 @@ pub fn evaluate_loss(model: &Trc, data: &Tensors, cfg: &TrainConfig) -> (f64, f6
     (l / n, b / n, c / n)
 }
 
-/// Trains `model` (whose variables live in `vs`) and calls `on_best(epoch)` whenever the
+/// Trains `model` (whose variables live in `vs`) and calls `on_best(epoch, log, vs)` whenever the
 /// validation loss improves (the caller saves a checkpoint). Returns the epoch log.
 ///
 /// # Errors
 /// [`ConfigError`] for invalid settings or an empty dataset.
-pub fn train(model: &Trc, vs: &mut nn::VarStore, train_set: &Tensors, val_set: &Tensors, cfg: &TrainConfig, progress: bool, mut on_best: impl FnMut(u64, &EpochLog)) -> Result<Vec<EpochLog>, ConfigError> {
+pub fn train(model: &Trc, vs: &nn::VarStore, train_set: &Tensors, val_set: &Tensors, cfg: &TrainConfig, progress: bool, mut on_best: impl FnMut(u64, &EpochLog, &nn::VarStore)) -> Result<Vec<EpochLog>, ConfigError> {
     cfg.validate()?;
     if train_set.is_empty() || val_set.is_empty() {
         return Err(ConfigError::invalid("train data", "training and validation sets must not be empty"));
@@ -275,7 +275,7 @@ pub fn train(model: &Trc, vs: &mut nn::VarStore, train_set: &Tensors, val_set: &
         log::info!("epoch {epoch}: train loss {:.5}, val loss {val_loss:.5} (bc {val_bc:.5}, relative cost {val_cost:.4})", entry.train_loss);
         if val_loss < best {
             best = val_loss;
-            on_best(epoch, &entry);
+            on_best(epoch, &entry, vs);
         }
         log.push(entry);
     }

@@ -24,6 +24,7 @@ use trc_control::problems::{DoubleIntegrator, PoweredDescent, Problem, VanDerPol
 use trc_control::solvers::SolverSettings;
 
 mod bench;
+mod learn;
 
 /// trc_control command line.
 #[derive(Parser, Debug)]
@@ -84,6 +85,63 @@ enum Cmd {
         out: PathBuf,
         /// Shard files, in order.
         shards: Vec<PathBuf>,
+    },
+    /// Train a TRC model on generated demonstrations; writes STEM.safetensors + STEM.yaml (card).
+    Train {
+        /// Training dataset (trc gen-data --split train).
+        #[arg(long)]
+        train: PathBuf,
+        /// Validation dataset (--split val).
+        #[arg(long)]
+        val: PathBuf,
+        /// Architecture preset: tiny or paper.
+        #[arg(long, default_value = "tiny")]
+        preset: String,
+        /// Output checkpoint stem (e.g. models/descent).
+        #[arg(long)]
+        out: PathBuf,
+        /// Epochs.
+        #[arg(long, default_value_t = 30)]
+        epochs: u64,
+        /// Batch size.
+        #[arg(long, default_value_t = 64)]
+        batch_size: usize,
+        /// Peak learning rate.
+        #[arg(long, default_value_t = 1e-3)]
+        lr: f64,
+        /// Process-supervision weight lambda (0 = behaviour cloning only).
+        #[arg(long, default_value_t = 0.1)]
+        lambda: f64,
+        /// TRM-style truncation (no gradient across outer iterations).
+        #[arg(long)]
+        truncate: bool,
+        /// Seed.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Device: auto (CUDA if available), cpu, cuda.
+        #[arg(long, default_value = "auto")]
+        device: String,
+    },
+    /// Evaluate a model on a held-out dataset; writes a markdown report.
+    Eval {
+        /// Checkpoint stem.
+        #[arg(long)]
+        model: PathBuf,
+        /// Test dataset (--split test).
+        #[arg(long)]
+        test: PathBuf,
+        /// Outer iterations to evaluate (the ablation K in {1,2,3,5}).
+        #[arg(long, value_delimiter = ',', default_value = "1,2,3,5")]
+        ks: Vec<i64>,
+        /// A second checkpoint to compare (e.g. the lambda = 0 ablation).
+        #[arg(long)]
+        compare: Option<PathBuf>,
+        /// Report file (default STEM.eval.md).
+        #[arg(long)]
+        report: Option<PathBuf>,
+        /// Write the test metrics into the model card.
+        #[arg(long)]
+        update_card: bool,
     },
     /// Benchmarks; each writes a markdown fragment, `report` assembles BENCHMARKS.md.
     Bench {
@@ -163,6 +221,11 @@ fn main() -> ExitCode {
         },
         Cmd::GenData { problem, config, count, seed, split, shard, out, threads } => exit(gen_data(problem.into(), config, count, seed, split, &shard, &out, threads)),
         Cmd::MergeData { out, shards } => exit(merge_data(&out, &shards)),
+        Cmd::Train { train, val, preset, out, epochs, batch_size, lr, lambda, truncate, seed, device } => {
+            let cfg = trc_control::train::TrainConfig { epochs, batch_size, lr, lambda, truncate, seed, ..Default::default() };
+            exit(learn::train(&train, &val, &preset, &out, cfg, &device))
+        }
+        Cmd::Eval { model, test, ks, compare, report, update_card } => exit(learn::eval(&model, &test, &ks, compare.as_deref(), report.as_deref(), update_card)),
         Cmd::Bench { what } => exit(match what {
             BenchCmd::Solvers { out, instances, lossless_samples, seed } => bench::solvers(&out, instances, lossless_samples, seed),
             BenchCmd::Datasets { out, count, data_dir } => bench::datasets(&out, count, &data_dir),

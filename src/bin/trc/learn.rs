@@ -1,0 +1,176 @@
+//! `trc train` and `trc eval`.
+
+use std::fmt::Write as _;
+use std::path::Path;
+use std::time::Instant;
+
+use tch::{nn, Device};
+use trc_control::data::Dataset;
+use trc_control::model::checkpoint::{self, ModelCard, Provenance};
+use trc_control::model::trc::parameter_count;
+use trc_control::model::{ModelConfig, Normalizer, Trc};
+use trc_control::train::eval::{evaluate, latent_pca, EvalResult};
+use trc_control::train::{self, TrainConfig, Tensors};
+
+type AnyResult<T> = Result<T, Box<dyn std::error::Error>>;
+
+fn device(name: &str) -> AnyResult<Device> {
+    Ok(match name {
+        "auto" => Device::cuda_if_available(),
+        "cpu" => Device::Cpu,
+        "cuda" if tch::Cuda::is_available() => Device::Cuda(0),
+        "cuda" => return Err("--device cuda: CUDA is not available on this machine (use auto or cpu)".into()),
+        other => return Err(format!("--device {other}: use auto, cpu or cuda").into()),
+    })
+}
+
+pub fn train(train_path: &Path, val_path: &Path, preset: &str, out: &Path, cfg: TrainConfig, device_name: &str) -> AnyResult<()> {
+    let dev = device(device_name)?;
+    let tr = Dataset::load(train_path)?;
+    let va = Dataset::load(val_path)?;
+    if tr.meta.problem != va.meta.problem {
+        return Err("training and validation sets were generated for different problem configurations".into());
+    }
+    if tr.meta.split == va.meta.split && tr.meta.seed == va.meta.seed {
+        return Err("training and validation sets are the same stream: generate the validation set with --split val".into());
+    }
+    let model_cfg = ModelConfig::preset(preset)?;
+    tch::manual_seed(cfg.seed as i64);
+    let vs = nn::VarStore::new(dev);
+    let norm = Normalizer::fit(&tr);
+    let model = Trc::new(&vs.root(), &model_cfg, &tr.meta.problem, norm.clone())?;
+    let params = parameter_count(&vs);
+    log::info!("train: {} model, {preset} preset ({params} parameters), {} train / {} val samples, device {dev:?}", tr.meta.problem.name, tr.len(), va.len());
+    let (ttr, tva) = (Tensors::new(&tr, dev), Tensors::new(&va, dev));
+    let mut card = ModelCard {
+        version: checkpoint::CARD_VERSION,
+        problem: tr.meta.problem.clone(),
+        model: model_cfg,
+        normalizer: norm,
+        parameters: params,
+        training: cfg.to_card(),
+        provenance: Provenance {
+            command: std::env::args().collect::<Vec<_>>().join(" "),
+            seed: cfg.seed,
+            train_data: vec![(train_path.display().to_string(), checkpoint::sha256_file(train_path)?)],
+            val_data: vec![(val_path.display().to_string(), checkpoint::sha256_file(val_path)?)],
+            commit: checkpoint::git_commit(),
+            device: format!("{dev:?}"),
+            train_time_s: 0.0,
+            epochs: cfg.epochs,
+            best_epoch: 0,
+        },
+        metrics: Default::default(),
+    };
+    let started = Instant::now();
+    let mut save_err = None;
+    let log = train::train(&model, &vs, &ttr, &tva, &cfg, true, |epoch, entry, vs| {
+        card.provenance.best_epoch = epoch;
+        card.provenance.train_time_s = started.elapsed().as_secs_f64();
+        card.metrics.insert("val_loss".into(), entry.val_loss);
+        card.metrics.insert("val_bc_mse".into(), entry.val_bc);
+        card.metrics.insert("val_relative_cost".into(), entry.val_cost);
+        if let Err(e) = checkpoint::save(out, vs, &card) {
+            save_err = Some(e);
+        }
+    })?;
+    if let Some(e) = save_err {
+        return Err(e.into());
+    }
+    // record the total time in the card (weights stay those of the best epoch)
+    let mut final_card = checkpoint::read_card(out)?;
+    final_card.provenance.train_time_s = started.elapsed().as_secs_f64();
+    let (wpath, cpath) = checkpoint::paths(out);
+    let text = serde_yaml::to_string(&final_card)?;
+    std::fs::write(&cpath, format!("# trc_control model card (written by trc train; do not edit the weights' card by hand)\n{text}"))?;
+    let mut csv = String::from("epoch,train_loss,val_loss,val_bc,val_relative_cost,lr\n");
+    for e in &log {
+        let _ = writeln!(csv, "{},{},{},{},{},{}", e.epoch, e.train_loss, e.val_loss, e.val_bc, e.val_cost, e.lr);
+    }
+    let csv_path = out.with_extension("train.csv");
+    std::fs::write(&csv_path, csv)?;
+    log::info!("train: best epoch {} of {}, {:.0} s; wrote {}, {}, {}", final_card.provenance.best_epoch, cfg.epochs, final_card.provenance.train_time_s, wpath.display(), cpath.display(), csv_path.display());
+    Ok(())
+}
+
+fn row(name: &str, r: &EvalResult) -> String {
+    let cont = r.continuous_success.map_or("-".into(), |(a, b)| format!("{:.1}% / {:.1}%", 100.0 * a, 100.0 * b));
+    let land = r.landing_error_median.map_or("-".into(), |(p, v)| format!("{p:.2} m, {v:.3} m/s"));
+    let iters = r.per_iteration_cost.iter().map(|c| format!("{c:.4}")).collect::<Vec<_>>().join(" -> ");
+    format!(
+        "| {name} | {} | {:.2}% | {:.2}% | {:.2}% | {:.1}% | {:.1}% | {} | {} | {land} | {cont} | {iters} | {:.1}% |\n",
+        r.outer,
+        100.0 * r.cost_gap.mean,
+        100.0 * r.cost_gap.median,
+        100.0 * r.cost_gap.p95,
+        100.0 * r.success,
+        100.0 * r.success_optimum,
+        r.control_violations,
+        r.state_violations,
+        100.0 * r.monotone_fraction
+    )
+}
+
+pub fn eval(stem: &Path, test_path: &Path, ks: &[i64], compare: Option<&Path>, report: Option<&Path>, update_card: bool) -> AnyResult<()> {
+    let test = Dataset::load(test_path)?;
+    let dev = Device::cuda_if_available();
+    let (_vs, model, card) = checkpoint::load(stem, dev, Some(&test.meta.problem))?;
+    if card.provenance.train_data.iter().any(|(p, _)| Path::new(p) == test_path) || test.meta.split != trc_control::data::Split::Test {
+        log::warn!("eval: {} is not a --split test dataset distinct from the training data; the numbers are not held-out", test_path.display());
+    }
+    let lw = train::TrainConfig::default().landing_weight;
+    let mut md = format!(
+        "# Evaluation of `{}`\n\nCommand: `{}`. Test set: `{}` ({} samples, split {:?}, seed {}). Model: {} parameters, trained K = {}, n = {}.\n\n",
+        stem.display(),
+        std::env::args().collect::<Vec<_>>().join(" "),
+        test_path.display(),
+        test.len(),
+        test.meta.split,
+        test.meta.seed,
+        card.parameters,
+        card.model.outer,
+        card.model.inner
+    );
+    md.push_str("Success and cost are rolled out in the demonstrations' discrete model (RK4 for Van der Pol / double integrator; the LCvx acceleration-hold model for descent), and the optimum is held to the same criterion. `continuous` re-simulates the thrust through the RK4 thrust-hold plant (TRC / optimum). J^(k) is the training cost relative to J* (descent: fuel plus landing-error term).\n\n");
+    md.push_str("| model | K | gap mean | gap median | gap p95 | success | optimum success | control violations | state violations | landing error (median) | continuous success | J^(0) -> J^(K) | monotone |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+    let mut at_trained = None;
+    for &k in ks {
+        let r = evaluate(&model, &test, k, 256, lw);
+        log::info!("K = {k}: gap mean {:.2}%, success {:.1}% (optimum {:.1}%)", 100.0 * r.cost_gap.mean, 100.0 * r.success, 100.0 * r.success_optimum);
+        md.push_str(&row(&format!("`{}`", stem.display()), &r));
+        if k == card.model.outer {
+            at_trained = Some(r);
+        }
+    }
+    if let Some(other) = compare {
+        let (_vs2, m2, c2) = checkpoint::load(other, dev, Some(&test.meta.problem))?;
+        let r = evaluate(&m2, &test, c2.model.outer, 256, lw);
+        md.push_str(&row(&format!("`{}` (lambda = {})", other.display(), c2.training.get("lambda").cloned().unwrap_or_default()), &r));
+    }
+    let pca = latent_pca(&model, &test, card.model.outer.max(3), 128);
+    let _ = writeln!(md, "\nLatent PCA over {} test instances (top-2 principal components of z_H / z_L across outer iterations):\n", test.len().min(128));
+    let _ = writeln!(md, "| k | z_H mean (PC1, PC2) | z_L mean (PC1, PC2) | z_H step | z_L step |\n|---|---|---|---|---|");
+    for k in 0..pca.z_h_mean.len() {
+        let step = |v: &Vec<f64>| if k == 0 { "-".to_string() } else { format!("{:.4}", v[k - 1]) };
+        let _ = writeln!(md, "| {} | ({:.3}, {:.3}) | ({:.3}, {:.3}) | {} | {} |", k + 1, pca.z_h_mean[k].0, pca.z_h_mean[k].1, pca.z_l_mean[k].0, pca.z_l_mean[k].1, step(&pca.z_h_step), step(&pca.z_l_step));
+    }
+    let out = report.map(Path::to_path_buf).unwrap_or_else(|| stem.with_extension("eval.md"));
+    std::fs::write(&out, &md)?;
+    log::info!("wrote {}", out.display());
+    if update_card {
+        if let Some(r) = at_trained {
+            let mut c = checkpoint::read_card(stem)?;
+            c.metrics.insert("test_cost_gap_mean".into(), r.cost_gap.mean);
+            c.metrics.insert("test_cost_gap_median".into(), r.cost_gap.median);
+            c.metrics.insert("test_cost_gap_p95".into(), r.cost_gap.p95);
+            c.metrics.insert("test_success_rate".into(), r.success);
+            c.metrics.insert("test_success_rate_optimum".into(), r.success_optimum);
+            c.metrics.insert("test_monotone_fraction".into(), r.monotone_fraction);
+            c.metrics.insert("test_control_violations".into(), r.control_violations as f64);
+            c.metrics.insert("test_samples".into(), r.samples as f64);
+            let (_, cpath) = checkpoint::paths(stem);
+            std::fs::write(&cpath, format!("# trc_control model card (written by trc train / trc eval --update-card)\n{}", serde_yaml::to_string(&c)?))?;
+        }
+    }
+    Ok(())
+}
