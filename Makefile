@@ -29,7 +29,7 @@ BENCH_INSTANCES ?= 50
 LOSSLESS_SAMPLES ?= 1000
 DATA_COUNT ?= 5000
 .PHONY: bench bench-solvers bench-datasets
-bench: bench-solvers bench-datasets
+bench: bench-solvers bench-datasets bench-inference
 	source ./trc-env.sh && cargo run --release --bin trc -- bench report
 
 bench-solvers: setup
@@ -37,3 +37,11 @@ bench-solvers: setup
 
 bench-datasets: setup
 	source ./trc-env.sh && cargo run --release --bin trc -- bench datasets --count $(DATA_COUNT)
+
+# Reproduce the shipped models (datasets, training, held-out evaluation): see scripts/train_models.sh.
+.PHONY: models bench-inference
+models: setup
+	source ./trc-env.sh && cargo build --release --bin trc && scripts/train_models.sh
+
+bench-inference: setup
+	source ./trc-env.sh && cargo run --release --bin trc -- bench inference --model models/descent

@@ -152,6 +152,47 @@ pub fn datasets(out: &Path, count: u64, data_dir: &Path) -> AnyResult<()> {
     write_out(out, &md)
 }
 
+/// Batch-1 TRC latency vs LCvx on the same descent instances.
+pub fn inference(stem: &Path, out: &Path, instances: u64, reps: usize) -> AnyResult<()> {
+    let card = trc_control::model::checkpoint::read_card(stem)?;
+    let cfg = card.problem.clone();
+    let (_vs, model, card) = trc_control::model::checkpoint::load(stem, tch::Device::Cpu, Some(&cfg))?;
+    let p = PoweredDescent::new(cfg.descent.clone())?;
+    let mut lcvx = LcvxSolver::new(p, SolverSettings::default(), TfSearch::default())?;
+    let k = card.model.outer;
+    let (mut trc, mut one, mut search) = (Vec::new(), Vec::new(), Vec::new());
+    let _guard = tch::no_grad_guard();
+    for i in 0..instances {
+        let inst = sample_instance(&cfg, 7, Split::Test, i);
+        let t0 = Instant::now();
+        let Ok(sol) = lcvx.solve(&inst) else { continue };
+        search.push(t0.elapsed().as_secs_f64() * 1e3);
+        let t1 = Instant::now();
+        if lcvx.solve(&Instance { t_go: Some(sol.t_go), ..inst.clone() }).is_ok() {
+            one.push(t1.elapsed().as_secs_f64() * 1e3);
+        }
+        let x0 = trc_control::tensor::from_dvector(&inst.x0, tch::Device::Cpu).unsqueeze(0).to_kind(tch::Kind::Float);
+        let xt = trc_control::tensor::from_dvector(&inst.x_target, tch::Device::Cpu).unsqueeze(0).to_kind(tch::Kind::Float);
+        let tg = tch::Tensor::from_slice(&[sol.t_go as f32]);
+        let _ = model.forward_t(&x0, &xt, &tg, None, k, false); // warm-up
+        for _ in 0..reps {
+            let t = Instant::now();
+            let o = model.forward_t(&x0, &xt, &tg, None, k, false);
+            let _ = o.u[k as usize].double_value(&[0, 0, 0]);
+            trc.push(t.elapsed().as_secs_f64() * 1e3);
+        }
+    }
+    let mut md = header("TRC inference latency vs LCvx (descent)", &format!("trc bench inference --model {} --instances {instances} --reps {reps}", stem.display()));
+    let _ = writeln!(
+        md,
+        "Model `{}` ({} parameters, latent {}, K = {k}, n = {}), CPU, batch 1, libtorch intra-op threads {}; {} instances of the test split (seed 7), {reps} timed runs each.\n\n| solver | p50 [ms] | p99 [ms] |\n|---|---|---|\n| TRC (K = {k}) | {:.3} | {:.3} |\n| LCvx, one cone solve at t_f* | {:.2} | {:.2} |\n| LCvx with t_f search | {:.1} | {:.1} |\n\nRatios (p50): one LCvx solve / TRC = {:.1}x; LCvx with search / TRC = {:.0}x.\n",
+        stem.display(), card.parameters, card.model.latent, card.model.inner, tch::get_num_threads(), one.len(),
+        pct(&trc, 0.5), pct(&trc, 0.99), pct(&one, 0.5), pct(&one, 0.99), pct(&search, 0.5), pct(&search, 0.99),
+        pct(&one, 0.5) / pct(&trc, 0.5), pct(&search, 0.5) / pct(&trc, 0.5)
+    );
+    write_out(out, &md)
+}
+
 /// Concatenates the fragments into the report.
 pub fn report(dir: &Path, out: &Path) -> AnyResult<()> {
     let mut parts: Vec<_> = std::fs::read_dir(dir)?.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.extension().is_some_and(|e| e == "md")).collect();

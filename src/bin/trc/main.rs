@@ -179,6 +179,21 @@ enum BenchCmd {
         #[arg(long, default_value = "data")]
         data_dir: PathBuf,
     },
+    /// Batch-1 TRC inference latency (K outer iterations) next to one LCvx solve, same instances.
+    Inference {
+        /// Checkpoint stem of a descent model.
+        #[arg(long, default_value = "models/descent")]
+        model: PathBuf,
+        /// Output markdown fragment.
+        #[arg(long, default_value = "bench/inference.md")]
+        out: PathBuf,
+        /// Instances (test split, seed 7).
+        #[arg(long, default_value_t = 50)]
+        instances: u64,
+        /// Timed repetitions per instance.
+        #[arg(long, default_value_t = 20)]
+        reps: usize,
+    },
     /// Assemble bench/*.md into BENCHMARKS.md.
     Report {
         /// Fragment directory.
@@ -194,6 +209,7 @@ enum BenchCmd {
 enum ProblemArg {
     Descent,
     Vanderpol,
+    #[value(name = "double_integrator", alias = "double-integrator")]
     DoubleIntegrator,
 }
 
@@ -230,6 +246,7 @@ fn main() -> ExitCode {
             BenchCmd::Solvers { out, instances, lossless_samples, seed } => bench::solvers(&out, instances, lossless_samples, seed),
             BenchCmd::Datasets { out, count, data_dir } => bench::datasets(&out, count, &data_dir),
             BenchCmd::Report { dir, out } => bench::report(&dir, &out),
+            BenchCmd::Inference { model, out, instances, reps } => bench::inference(&model, &out, instances, reps),
         }),
     }
 }
