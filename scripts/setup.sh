@@ -40,6 +40,21 @@ command -v cmake >/dev/null || need_apt+=(cmake)
 command -v clang >/dev/null || need_apt+=(clang)
 command -v g++   >/dev/null || need_apt+=(g++)
 dpkg -s libclang-dev >/dev/null 2>&1 || need_apt+=(libclang-dev)
+# The Python the venv is made from needs venv/ensurepip, a shared libpython (the ROS wheels load
+# it) and Python.h (rosidl's Python generator). Debian's python3 needs python3-venv and python3-dev.
+if command -v "$PY_BASE" >/dev/null; then
+  "$PY_BASE" -c 'import ensurepip' >/dev/null 2>&1 || need_apt+=(python3-venv)
+  "$PY_BASE" - <<'PYEOF' >/dev/null 2>&1 || need_apt+=(python3-dev)
+import os, sys, sysconfig
+v = f"{sys.version_info[0]}.{sys.version_info[1]}"
+libs = [sysconfig.get_config_var("LIBDIR") or "", "/usr/lib/x86_64-linux-gnu", "/usr/lib/aarch64-linux-gnu"]
+ok_lib = any(os.path.exists(os.path.join(d, f"libpython{v}.so.1.0")) for d in libs)
+ok_inc = os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h"))
+sys.exit(0 if ok_lib and ok_inc else 1)
+PYEOF
+else
+  need_apt+=(python3 python3-venv python3-dev)
+fi
 if [ ${#need_apt[@]} -gt 0 ]; then
   command -v apt-get >/dev/null || die "missing ${need_apt[*]} and no apt-get: install them by hand"
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
@@ -51,14 +66,17 @@ else
   say "Debian packages present (cmake, clang, libclang-dev, g++)"
 fi
 command -v cargo >/dev/null || die "cargo not found: install a Rust toolchain (rustup) first"
+rust_minor=$(rustc --version | sed -E 's/rustc 1\.([0-9]+).*/\1/')
+[ "${rust_minor:-0}" -ge 85 ] || die "rustc $(rustc --version) is too old: trc_control needs Rust >= 1.85 (rustup update)"
 
 # --- 2. Python environment ------------------------------------------------------------------
 command -v "$PY_BASE" >/dev/null || die "$PY_BASE not found: install CPython 3.11 (or set TRC_PYTHON)"
 REQS=("$ROOT/scripts/requirements-torch.txt")
 [ "$MODE" = wheels ] && REQS+=("$ROOT/scripts/requirements-ros.txt")
 REQ_HASH="$MODE-$(hash_of "${REQS[@]}")"
-if [ ! -x "$VENV/bin/python" ]; then
+if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -m pip --version >/dev/null 2>&1; then
   say "creating $VENV"
+  rm -rf "$VENV"
   "$PY_BASE" -m venv "$VENV" || die "python -m venv failed: install python3-venv"
 fi
 if [ "$(cat "$VENV/.trc-req" 2>/dev/null)" != "$REQ_HASH" ]; then
@@ -75,8 +93,9 @@ PY_VER=$("$PY" -c 'import sys; print(f"{sys.version_info[0]}.{sys.version_info[1
 SITE=$("$PY" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
 PY_INC=$("$PY" -c 'import sysconfig; print(sysconfig.get_paths()["include"])')
 PY_LIBDIR=$("$PY" -c 'import sysconfig; print(sysconfig.get_config_var("LIBDIR"))')
+[ -e "$PY_LIBDIR/libpython$PY_VER.so.1.0" ] || PY_LIBDIR=/usr/lib/$(uname -m)-linux-gnu
 [ -e "$PY_LIBDIR/libpython$PY_VER.so.1.0" ] || [ "$MODE" = system ] \
-  || die "libpython$PY_VER.so.1.0 not found in $PY_LIBDIR: the ROS wheels need a shared CPython (--enable-shared)"
+  || die "libpython$PY_VER.so.1.0 not found: the ROS wheels need a shared CPython (Debian: apt-get install python3-dev; pyenv: --enable-shared)"
 TORCH_LIB="$SITE/torch/lib"
 [ -d "$TORCH_LIB" ] || die "torch not importable from .venv ($TORCH_LIB missing): rerun after 'rm -rf .venv'"
 
@@ -104,7 +123,7 @@ else
 fi
 
 # --- 4. Interfaces (msg/) -------------------------------------------------------------------
-MSG_HASH="$MODE-$(hash_of "$ROOT"/msg/*.msg "$ROOT/CMakeLists.txt" "$ROOT/package.xml")"
+MSG_HASH="$MODE-$PY_VER-$REQ_HASH-$(hash_of "$ROOT"/msg/*.msg "$ROOT/CMakeLists.txt" "$ROOT/package.xml")"
 if [ "$(cat "$PREFIX/.trc-msg" 2>/dev/null)" != "$MSG_HASH" ]; then
   say "building msg/ with rosidl into install/"
   rm -rf "$BUILD" "$PREFIX"

@@ -15,7 +15,7 @@ use trc_control::solvers::{Instance, SolverSettings};
 use trc_control::train::{self, TrainConfig, Tensors};
 
 fn dataset(kind: ProblemKind, count: u64, split: Split) -> Dataset {
-    let opts = GenerateOptions { problem: ProblemConfig::new(kind), seed: 3, split, count, shard: (0, 1), settings: SolverSettings::default(), progress: false };
+    let opts = GenerateOptions { problem: ProblemConfig::new(kind), seed: 3, split, count, shard: (0, 1), settings: GenerateOptions::deterministic_settings(), progress: false };
     generate(&opts).unwrap().0
 }
 

@@ -29,6 +29,14 @@ pub struct GenerateOptions {
     pub progress: bool,
 }
 
+impl GenerateOptions {
+    /// Solver settings for dataset generation: the defaults with the wall-clock limit lifted
+    /// (1e6 s), so only iteration limits decide, never machine load.
+    pub fn deterministic_settings() -> SolverSettings {
+        SolverSettings::default().with_time_limit(1e6)
+    }
+}
+
 /// Outcome of a generation run (timings are not stored in the dataset: they are not deterministic).
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct GenerateReport {
@@ -46,8 +54,9 @@ pub struct GenerateReport {
     pub threads: usize,
 }
 
-/// Generates the shard's samples in parallel (rayon), one solver workspace per worker, and
-/// returns them in index order.
+/// Generates the shard's samples in parallel (rayon), a fresh solver per instance, and returns
+/// them in index order. Deterministic: pass settings without a binding wall-clock limit
+/// ([`GenerateOptions::deterministic_settings`]) so machine load cannot drop a sample.
 ///
 /// # Errors
 /// [`ConfigError`] if the problem or settings are invalid or the shard spec is.
@@ -69,18 +78,17 @@ pub fn generate(opts: &GenerateOptions) -> Result<(Dataset, GenerateReport), Con
     type Outcome = (u64, Instance, Result<Solution, String>);
     let results: Vec<Outcome> = (start_idx..end_idx)
         .into_par_iter()
-        .map_init(
-            || solvers::for_problem(&opts.problem, opts.settings.clone()),
-            |solver, idx| {
-                let inst = sample_instance(&opts.problem, opts.seed, opts.split, idx);
-                let res = match solver {
-                    Ok(s) => s.solve(&inst).map_err(|e| e.to_string()),
-                    Err(e) => Err(e.to_string()),
-                };
-                bar.inc(1);
-                (idx, inst, res)
-            },
-        )
+        .map(|idx| {
+            // A fresh solver per instance: a reused Clarabel workspace keeps the scaling of its
+            // first problem, which would make results depend on scheduling and sharding.
+            let inst = sample_instance(&opts.problem, opts.seed, opts.split, idx);
+            let res = match solvers::for_problem(&opts.problem, opts.settings.clone()) {
+                Ok(mut s) => s.solve(&inst).map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            };
+            bar.inc(1);
+            (idx, inst, res)
+        })
         .collect();
     bar.finish_and_clear();
     let mut ds = Dataset {

@@ -202,22 +202,35 @@ impl Dataset {
         };
         let (xs, x0) = f64s("x0")?;
         let (us, u) = f64s("u")?;
-        if xs.len() != 2 || us.len() != 3 {
+        if xs.len() != 2 || us.len() != 3 || us[0] != xs[0] {
             return Err(fmt(format!("x0 shape {xs:?}, u shape {us:?}")));
         }
+        let (b, n, m, nn) = (xs[0], xs[1], us[2], us[1]);
+        let problem = meta.problem.build().map_err(|e| fmt(format!("problem in metadata: {e}")))?;
+        if (problem.state_dim(), problem.control_dim(), problem.horizon()) != (n, m, nn) {
+            return Err(fmt(format!("arrays have (n, m, N) = {:?}, the problem in the metadata {:?}", (n, m, nn), (problem.state_dim(), problem.control_dim(), problem.horizon()))));
+        }
+        let check = |name: &str, (s, v): (Vec<usize>, Vec<f64>), want: Vec<usize>| -> Result<Vec<f64>, DataError> {
+            if s == want { Ok(v) } else { Err(fmt(format!("{name}: shape {s:?}, expected {want:?}"))) }
+        };
+        let index = i64s("index")?;
+        let iterations = i64s("iterations")?;
+        if index.len() != b || iterations.len() != b {
+            return Err(fmt(format!("index/iterations have {}/{} rows, expected {b}", index.len(), iterations.len())));
+        }
         Ok(Self {
-            n: xs[1],
-            m: us[2],
-            horizon: us[1],
-            index: i64s("index")?,
+            n,
+            m,
+            horizon: nn,
+            index,
             x0,
-            x_target: f64s("x_target")?.1,
-            t_go: f64s("t_go")?.1,
+            x_target: check("x_target", f64s("x_target")?, vec![b, n])?,
+            t_go: check("t_go", f64s("t_go")?, vec![b])?,
             u,
-            x: f64s("x")?.1,
-            x_model: f64s("x_model")?.1,
-            cost: f64s("cost")?.1,
-            iterations: i64s("iterations")?,
+            x: check("x", f64s("x")?, vec![b, nn + 1, n])?,
+            x_model: check("x_model", f64s("x_model")?, vec![b, nn + 1, n])?,
+            cost: check("cost", f64s("cost")?, vec![b])?,
+            iterations,
             meta,
         })
     }

@@ -42,7 +42,8 @@ pub struct LcvxReport {
     pub resim_position_error: f64,
     /// Landing velocity error after re-simulation [m/s].
     pub resim_velocity_error: f64,
-    /// Every t_f evaluated: `(t_f [s], fuel [kg] or None if infeasible)`, sorted by t_f.
+    /// Every t_f evaluated: `(t_f [s], fuel [kg] of the relaxed solution, or None if infeasible or
+    /// failed)`, sorted by t_f (lossy solutions, rejected by the search, keep their fuel here).
     pub fuel_vs_tf: Vec<(f64, Option<f64>)>,
     /// Cone solves whose relaxed solution was not lossless (rejected by the t_f search).
     pub lossy_evaluations: u32,
@@ -117,7 +118,8 @@ impl LcvxSolver {
         let p = self.problem.params();
         let speed = x0.rows(3, 3).norm();
         let t_min = (p.m_dry * speed / p.rho2()).max(1.0);
-        let t_max = (x0[6] - p.m_dry) / (p.alpha() * p.rho1());
+        // past m0 / (alpha rho2) the Taylor thrust bounds around z0 lose meaning: stay below it
+        let t_max = ((x0[6] - p.m_dry) / (p.alpha() * p.rho1())).min(0.9 * x0[6] / (p.alpha() * p.rho2()));
         (t_min, t_max)
     }
 
@@ -305,6 +307,7 @@ impl LcvxSolver {
         let mut evals: Vec<(f64, Option<f64>)> = Vec::new();
         let mut iterations = 0u32;
         let mut lossy = 0u32;
+        let mut failed = 0u32;
         let mut best: Option<(f64, f64, Fixed)> = None;
         let mut eval = |this: &mut Self, t_f: f64, best: &mut Option<(f64, f64, Fixed)>| -> Result<f64, SolveError> {
             match this.solve_tf(inst, t_f, deadline) {
@@ -328,7 +331,15 @@ impl LcvxSolver {
                     evals.push((t_f, None));
                     Ok(f64::INFINITY)
                 }
-                Err(e) => Err(e),
+                Err(e @ SolveError::TimeLimit { .. }) => Err(e),
+                Err(e) => {
+                    // A numerical failure at one t_f (near the edge of feasibility) must not
+                    // discard the feasible solutions already found: count it as unusable.
+                    log::debug!("LCvx: t_f = {t_f:.3} s unusable: {e}");
+                    failed += 1;
+                    evals.push((t_f, None));
+                    Ok(f64::INFINITY)
+                }
             }
         };
         match inst.t_go {
@@ -381,6 +392,9 @@ impl LcvxSolver {
                 Some(t) => format!("no feasible trajectory with t_f = {t:.2} s"),
                 None => format!("no feasible trajectory for any t_f tried in [{lo:.1}, {hi:.1}] s (N = {})", self.problem.horizon()),
             };
+            if failed > 0 {
+                reason.push_str(&format!("; {failed} cone solve(s) failed numerically"));
+            }
             if lossy > 0 {
                 reason.push_str(&format!("; {lossy} relaxed solution(s) were not lossless (|u| < sigma by more than {LOSSLESS_TOL:e}), so not feasible for the thrust lower bound"));
             }

@@ -42,8 +42,8 @@ pub struct Instance {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SolverSettings {
-    /// Convergence tolerance (relative duality gap / feasibility for Clarabel; step and
-    /// projected-gradient norm for SCP).
+    /// Convergence tolerance of the cone solver (Clarabel's relative duality gap and
+    /// feasibility). SCP's own KKT tolerance is separate (`ScpSolver::new`).
     pub tol: f64,
     /// Iteration limit (interior-point iterations per cone solve; outer iterations for SCP).
     pub max_iter: u32,

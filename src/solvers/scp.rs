@@ -230,7 +230,12 @@ impl OcpSolver for ScpSolver {
                         best = Some(run);
                     }
                 }
-                Err(e @ SolveError::TimeLimit { .. }) => return Err(e),
+                Err(e @ SolveError::TimeLimit { .. }) => {
+                    if best.is_some() {
+                        break; // keep the converged run from an earlier guess
+                    }
+                    return Err(e);
+                }
                 Err(e) => last_err = Some(e),
             }
         }

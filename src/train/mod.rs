@@ -264,6 +264,9 @@ pub fn train(model: &Trc, vs: &nn::VarStore, train_set: &Tensors, val_set: &Tens
             opt.set_lr(lr);
             let idx = Tensor::from_slice(chunk).to_device(train_set.x0.device());
             let parts = batch_loss(model, &train_set.select(&idx), cfg, true);
+            if !parts.total.double_value(&[]).is_finite() {
+                return Err(ConfigError::invalid("train", format!("non-finite loss at epoch {epoch}, step {step}: lower train.lr or raise the landing/normalisation floors")));
+            }
             opt.backward_step_clip_norm(&parts.total, cfg.grad_clip);
             sum += parts.total.double_value(&[]) * chunk.len() as f64;
             step += 1;
@@ -273,6 +276,9 @@ pub fn train(model: &Trc, vs: &nn::VarStore, train_set: &Tensors, val_set: &Tens
         let entry = EpochLog { epoch, train_loss: sum / n as f64, val_loss, val_bc, val_cost, lr };
         bar.set_message(format!("epoch {epoch}: train {:.4} val {:.4} (bc {:.4}, J/J* {:.4})", entry.train_loss, val_loss, val_bc, val_cost));
         log::info!("epoch {epoch}: train loss {:.5}, val loss {val_loss:.5} (bc {val_bc:.5}, relative cost {val_cost:.4})", entry.train_loss);
+        if !val_loss.is_finite() {
+            return Err(ConfigError::invalid("train", format!("non-finite validation loss at epoch {epoch}: lower train.lr")));
+        }
         if val_loss < best {
             best = val_loss;
             on_best(epoch, &entry, vs);

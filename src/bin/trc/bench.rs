@@ -142,7 +142,7 @@ pub fn datasets(out: &Path, count: u64, data_dir: &Path) -> AnyResult<()> {
     let mut md = header("Dataset generation", &format!("trc bench datasets --count {count}"));
     md.push_str("| problem | requested | solved | dropped | wall [s] | solve p50 [ms] | solve p99 [ms] |\n|---|---|---|---|---|---|---|\n");
     for kind in [ProblemKind::Descent, ProblemKind::Vanderpol] {
-        let opts = GenerateOptions { problem: ProblemConfig::new(kind), seed: 1, split: Split::Train, count, shard: (0, 1), settings: SolverSettings::default(), progress: true };
+        let opts = GenerateOptions { problem: ProblemConfig::new(kind), seed: 1, split: Split::Train, count, shard: (0, 1), settings: GenerateOptions::deterministic_settings(), progress: true };
         let (ds, rep) = generate(&opts)?;
         let path = data_dir.join(format!("{kind}_train_{count}.safetensors"));
         ds.save(&path)?;

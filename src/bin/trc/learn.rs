@@ -77,6 +77,9 @@ pub fn train(train_path: &Path, val_path: &Path, preset: &str, out: &Path, cfg: 
     if let Some(e) = save_err {
         return Err(e.into());
     }
+    if card.provenance.best_epoch == 0 {
+        return Err("training never produced a checkpoint".into());
+    }
     // record the total time in the card (weights stay those of the best epoch)
     let mut final_card = checkpoint::read_card(out)?;
     final_card.provenance.train_time_s = started.elapsed().as_secs_f64();
@@ -112,6 +115,9 @@ fn row(name: &str, r: &EvalResult) -> String {
 }
 
 pub fn eval(stem: &Path, test_path: &Path, ks: &[i64], compare: Option<&Path>, report: Option<&Path>, update_card: bool) -> AnyResult<()> {
+    if let Some(k) = ks.iter().find(|k| **k < 1) {
+        return Err(format!("--ks: K must be >= 1, got {k}").into());
+    }
     let test = Dataset::load(test_path)?;
     let dev = Device::cuda_if_available();
     let (_vs, model, card) = checkpoint::load(stem, dev, Some(&test.meta.problem))?;

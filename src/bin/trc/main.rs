@@ -3,7 +3,7 @@
 //! ```text
 //! trc demo --problem descent --episodes 5 --seed 0     # closed-loop landings on the f64 plant
 //! trc demo --problem vanderpol
-//! trc gen-data --problem descent --count 5000 --seed 1 --split train --out data/descent_train.safetensors
+//! trc gen-data --problem descent --count 5000 --seed 1 --split train --out data/descent_train.safetensors  # deterministic
 //! trc gen-data ... --shard 0/4           # one of four shards (cluster job arrays)
 //! trc merge-data --out all.safetensors shard0.safetensors shard1.safetensors ...
 //! trc bench solvers --out bench/solvers.md
@@ -21,7 +21,6 @@ use trc_control::config::{ProblemKind, TrcConfig};
 use trc_control::demo::{fly_descent, fly_pd, Episode};
 use trc_control::data::{Dataset, GenerateOptions, Split};
 use trc_control::problems::{DoubleIntegrator, PoweredDescent, Problem, VanDerPol};
-use trc_control::solvers::SolverSettings;
 
 mod bench;
 mod learn;
@@ -288,7 +287,7 @@ fn gen_data(kind: ProblemKind, config: Option<PathBuf>, count: u64, seed: u64, s
     if let Some(t) = threads {
         rayon::ThreadPoolBuilder::new().num_threads(t).build_global()?;
     }
-    let opts = GenerateOptions { problem: cfg.problem, seed, split, count, shard, settings: SolverSettings::default(), progress: true };
+    let opts = GenerateOptions { problem: cfg.problem, seed, split, count, shard, settings: GenerateOptions::deterministic_settings(), progress: true };
     log::info!("gen-data: {kind}, {count} samples, seed {seed}, split {split:?}, shard {}/{}, {} threads", shard.0, shard.1, rayon::current_num_threads());
     let (ds, report) = trc_control::data::generate(&opts)?;
     ds.save(out)?;
