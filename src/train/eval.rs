@@ -107,7 +107,7 @@ pub fn evaluate(model: &Trc, test: &Dataset, outer: i64, batch: usize, landing_w
         let idx = Tensor::arange_start(start, start + len, (Kind::Int64, model.device()));
         let b = all.select(&idx);
         let out = model.forward_t(&b.x0, &b.x_target, &b.t_go, None, outer, false);
-        let costs: Vec<Vec<f64>> = (0..=outer as usize).map(|k| Vec::<f64>::try_from(relative_cost(model, &out.u[k], &out.x[k], &b, &out.dt, landing_weight).to_kind(Kind::Double).to_device(Device::Cpu)).expect("1-D")).collect();
+        let costs: Vec<Vec<f64>> = (0..=outer as usize).map(|k| Vec::<f64>::try_from(relative_cost(model, &out.u[k], &out.x[k], &b, &out.dt, landing_weight, true).to_kind(Kind::Double).to_device(Device::Cpu)).expect("1-D")).collect();
         let u_final = rows(&out.u[outer as usize]);
         for (j, uj) in u_final.iter().enumerate() {
             let i = (start as usize) + j;

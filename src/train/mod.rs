@@ -6,12 +6,13 @@
 //! and sg() a stop-gradient:
 //!
 //! `L = mean |norm(u^(K)) - norm(u*)|^2 + lambda * (1/K) sum_k mean[ d_k + relu(d_k) ]`,
-//! `d_k = ln J^(k) - sg ln J^(k-1)`.
+//! `d_k = J^(k) - sg J^(k-1)`.
 //!
 //! The second term rewards every iteration for lowering the cost relative to the previous one
-//! (and doubly penalises an increase); on the log scale, so an instance with a tiny optimal cost
-//! cannot dominate the batch. lambda = 0 is pure cloning. The training cost J is the
-//! problem's cost divided by J* (Van der Pol, double integrator), or for descent the fuel
+//! (and doubly penalises an increase); lambda = 0 is pure cloning. The training cost J is the
+//! problem's cost divided by the batch mean of J* (Van der Pol, double integrator: per-sample
+//! ratios or logs let instances that start at their target dominate and destabilised training),
+//! or for descent the fuel
 //! `sum |T| dt / J*` plus `landing_weight * (|r_N - r_t|^2 / 1 m^2 + |v_N - v_t|^2 / (1 m/s)^2)`,
 //! all rolled out in the model's in-loop simulator (the discretisation of the demonstrations).
 
@@ -141,7 +142,12 @@ impl Tensors {
 }
 
 /// Training cost of iterate trajectories relative to the optimum, `[B]` (see the module docs).
-pub fn relative_cost(model: &Trc, u: &Tensor, x: &Tensor, batch: &Tensors, dt: &Tensor, landing_weight: f64) -> Tensor {
+///
+/// With `per_sample`, the quadratic costs (Van der Pol, double integrator) are divided by each
+/// sample's J*; otherwise by the batch mean of J*, so an instance that starts next to its target
+/// (J* near 0) cannot dominate the gradient. Descent's fuel is always divided per sample (J* is
+/// never small there).
+pub fn relative_cost(model: &Trc, u: &Tensor, x: &Tensor, batch: &Tensors, dt: &Tensor, landing_weight: f64, per_sample: bool) -> Tensor {
     let p = model.simulator().problem();
     let xt = batch.x_target.to_device(u.device());
     let j_star = batch.cost_star.to_device(u.device()).clamp_min(1e-9);
@@ -152,7 +158,8 @@ pub fn relative_cost(model: &Trc, u: &Tensor, x: &Tensor, batch: &Tensors, dt: &
             let e = x.select(1, n_steps).narrow(1, 0, 6) - xt.narrow(1, 0, 6);
             fuel / &j_star + (&e * &e).sum_dim_intlist(&[1i64][..], false, u.kind()) * landing_weight
         }
-        _ => p.cost_batch(x, u, &xt, dt) / j_star,
+        _ if per_sample => p.cost_batch(x, u, &xt, dt) / j_star,
+        _ => p.cost_batch(x, u, &xt, dt) / j_star.mean(j_star.kind()),
     }
 }
 
@@ -176,10 +183,10 @@ pub fn batch_loss(model: &Trc, batch: &Tensors, cfg: &TrainConfig, train: bool) 
     let norm = model.normalizer();
     let u_star = batch.u_star.to_device(model.device());
     let bc = (norm.u(&out.u[k as usize]) - norm.u(&u_star)).square().mean(Kind::Float);
-    let costs: Vec<Tensor> = (0..=k as usize).map(|i| relative_cost(model, &out.u[i], &out.x[i], batch, &out.dt, cfg.landing_weight)).collect();
+    let costs: Vec<Tensor> = (0..=k as usize).map(|i| relative_cost(model, &out.u[i], &out.x[i], batch, &out.dt, cfg.landing_weight, false)).collect();
     let mut process = Tensor::zeros([], (Kind::Float, model.device()));
     for i in 1..=k as usize {
-        let d = costs[i].clamp_min(1e-6).log() - costs[i - 1].detach().clamp_min(1e-6).log();
+        let d = &costs[i] - costs[i - 1].detach();
         process = process + (&d + d.relu()).mean(Kind::Float);
     }
     let process = process / k as f64;
@@ -230,7 +237,8 @@ pub fn evaluate_loss(model: &Trc, data: &Tensors, cfg: &TrainConfig) -> (f64, f6
 }
 
 /// Trains `model` (whose variables live in `vs`) and calls `on_best(epoch, log, vs)` whenever the
-/// validation loss improves (the caller saves a checkpoint). Returns the epoch log.
+/// validation relative cost of the final iterate improves (the caller saves a checkpoint).
+/// Returns the epoch log.
 ///
 /// # Errors
 /// [`ConfigError`] for invalid settings or an empty dataset.
@@ -279,8 +287,11 @@ pub fn train(model: &Trc, vs: &nn::VarStore, train_set: &Tensors, val_set: &Tens
         if !val_loss.is_finite() {
             return Err(ConfigError::invalid("train", format!("non-finite validation loss at epoch {epoch}: lower train.lr")));
         }
-        if val_loss < best {
-            best = val_loss;
+        // Model selection by the quantity that matters: the final iterate's cost relative to the
+        // optimum on validation data (the loss value also contains the process term, whose level
+        // depends on how bad u^(0) is).
+        if val_cost < best {
+            best = val_cost;
             on_best(epoch, &entry, vs);
         }
         log.push(entry);
