@@ -44,4 +44,4 @@ models: setup
 	source ./trc-env.sh && cargo build --release --bin trc && scripts/train_models.sh
 
 bench-inference: setup
-	source ./trc-env.sh && cargo run --release --bin trc -- bench inference --model models/descent
+	source ./trc-env.sh && cargo run --release --bin trc -- bench inference --preset paper

@@ -116,6 +116,7 @@ pub struct Trc {
     z_h0: Tensor,
     z_l0: Tensor,
     blocks: Vec<Block>,
+    ln_out: nn::LayerNorm,
     res_dec: Mlp,
     device: Device,
 }
@@ -147,6 +148,7 @@ impl Trc {
             z_h0: vs.var("z_h0", &[t, d], init),
             z_l0: vs.var("z_l0", &[t, d], init),
             blocks: (0..cfg.layers).map(|i| Block::new(vs / "reason" / i, d, cfg.heads, cfg.mlp_ratio)).collect(),
+            ln_out: nn::layer_norm(vs / "reason" / "ln_out", vec![d], Default::default()),
             res_dec,
             cfg: cfg.clone(),
             problem_cfg: problem_cfg.clone(),
@@ -186,9 +188,10 @@ impl Trc {
         self.device
     }
 
-    /// The shared reasoning module L_theta on `[B, T, d]`.
+    /// The shared reasoning module L_theta on `[B, T, d]`: the blocks, then a LayerNorm so the
+    /// latent states z_H / z_L stay bounded however many times the module is applied.
     fn reason(&self, xs: &Tensor) -> Tensor {
-        self.blocks.iter().fold(xs.shallow_clone(), |h, b| b.forward(&h))
+        self.ln_out.forward(&self.blocks.iter().fold(xs.shallow_clone(), |h, b| b.forward(&h)))
     }
 
     /// Refines controls for a batch.

@@ -5,7 +5,7 @@
 //! Loss per batch, with u^(k) the iterates, J^(k) their training cost relative to the optimum
 //! and sg() a stop-gradient:
 //!
-//! `L = mean |norm(u^(K)) - norm(u*)|^2 + lambda * (1/K) sum_k mean[ d_k + relu(d_k) ]`,
+//! `L = (1/K) sum_k mean |norm(u^(k)) - norm(u*)|^2 + lambda * (1/K) sum_k mean[ d_k + relu(d_k) ]`,
 //! `d_k = J^(k) - sg J^(k-1)`.
 //!
 //! The second term rewards every iteration for lowering the cost relative to the previous one
@@ -168,7 +168,7 @@ pub fn relative_cost(model: &Trc, u: &Tensor, x: &Tensor, batch: &Tensors, dt: &
 pub struct LossParts {
     /// Total loss (differentiable scalar).
     pub total: Tensor,
-    /// Behaviour-cloning MSE of the final iterate (normalised units).
+    /// Behaviour-cloning MSE averaged over the iterates u^(1..K) (normalised units).
     pub bc: f64,
     /// Process-supervision term.
     pub process: f64,
@@ -182,7 +182,10 @@ pub fn batch_loss(model: &Trc, batch: &Tensors, cfg: &TrainConfig, train: bool) 
     let out = model.forward_t(&batch.x0, &batch.x_target, &batch.t_go, None, k, train && cfg.truncate);
     let norm = model.normalizer();
     let u_star = batch.u_star.to_device(model.device());
-    let bc = (norm.u(&out.u[k as usize]) - norm.u(&u_star)).square().mean(Kind::Float);
+    // deep supervision: every iterate u^(1..K) is pulled towards u*, so the shared module learns
+    // a refinement step rather than a map that is only right after exactly K steps
+    let target = norm.u(&u_star);
+    let bc = (1..=k as usize).map(|i| (norm.u(&out.u[i]) - &target).square().mean(Kind::Float)).fold(Tensor::zeros([], (Kind::Float, model.device())), |a, b| a + b) / k as f64;
     let costs: Vec<Tensor> = (0..=k as usize).map(|i| relative_cost(model, &out.u[i], &out.x[i], batch, &out.dt, cfg.landing_weight, false)).collect();
     let mut process = Tensor::zeros([], (Kind::Float, model.device()));
     for i in 1..=k as usize {

@@ -153,10 +153,36 @@ pub fn datasets(out: &Path, count: u64, data_dir: &Path) -> AnyResult<()> {
 }
 
 /// Batch-1 TRC latency vs LCvx on the same descent instances.
-pub fn inference(stem: &Path, out: &Path, instances: u64, reps: usize) -> AnyResult<()> {
-    let card = trc_control::model::checkpoint::read_card(stem)?;
+pub fn inference(stem: Option<&Path>, preset: &str, out: &Path, instances: u64, reps: usize) -> AnyResult<()> {
+    let (_vs, model, card, label) = match stem {
+        Some(stem) => {
+            let card = trc_control::model::checkpoint::read_card(stem)?;
+            let cfg = card.problem.clone();
+            let (vs, model, card) = trc_control::model::checkpoint::load(stem, tch::Device::Cpu, Some(&cfg))?;
+            (vs, model, card, format!("`{}`", stem.display()))
+        }
+        None => {
+            // Random weights of the preset: the latency of the architecture, not of a trained model.
+            let cfg = ProblemConfig::new(ProblemKind::Descent);
+            let norm_ds = generate(&GenerateOptions { problem: cfg.clone(), seed: 7, split: Split::Val, count: 8, shard: (0, 1), settings: GenerateOptions::deterministic_settings(), progress: false })?.0;
+            let mcfg = trc_control::model::ModelConfig::preset(preset)?;
+            let vs = tch::nn::VarStore::new(tch::Device::Cpu);
+            let norm = trc_control::model::Normalizer::fit(&norm_ds);
+            let model = trc_control::model::Trc::new(&vs.root(), &mcfg, &cfg, norm.clone())?;
+            let card = trc_control::model::checkpoint::ModelCard {
+                version: trc_control::model::checkpoint::CARD_VERSION,
+                problem: cfg,
+                model: mcfg,
+                normalizer: norm,
+                parameters: trc_control::model::trc::parameter_count(&vs),
+                training: Default::default(),
+                provenance: Default::default(),
+                metrics: Default::default(),
+            };
+            (vs, model, card, format!("the `{preset}` preset with random weights (latency only, not a trained model)"))
+        }
+    };
     let cfg = card.problem.clone();
-    let (_vs, model, card) = trc_control::model::checkpoint::load(stem, tch::Device::Cpu, Some(&cfg))?;
     let p = PoweredDescent::new(cfg.descent.clone())?;
     let mut lcvx = LcvxSolver::new(p, SolverSettings::default(), TfSearch::default())?;
     let k = card.model.outer;
@@ -182,11 +208,12 @@ pub fn inference(stem: &Path, out: &Path, instances: u64, reps: usize) -> AnyRes
             trc.push(t.elapsed().as_secs_f64() * 1e3);
         }
     }
-    let mut md = header("TRC inference latency vs LCvx (descent)", &format!("trc bench inference --model {} --instances {instances} --reps {reps}", stem.display()));
+    let what = stem.map_or(format!("--preset {preset}"), |s| format!("--model {}", s.display()));
+    let mut md = header("TRC inference latency vs LCvx (descent)", &format!("trc bench inference {what} --instances {instances} --reps {reps}"));
     let _ = writeln!(
         md,
-        "Model `{}` ({} parameters, latent {}, K = {k}, n = {}), CPU, batch 1, libtorch intra-op threads {}; {} instances of the test split (seed 7), {reps} timed runs each.\n\n| solver | p50 [ms] | p99 [ms] |\n|---|---|---|\n| TRC (K = {k}) | {:.3} | {:.3} |\n| LCvx, one cone solve at t_f* | {:.2} | {:.2} |\n| LCvx with t_f search | {:.1} | {:.1} |\n\nRatios (p50): one LCvx solve / TRC = {:.1}x; LCvx with search / TRC = {:.0}x.\n",
-        stem.display(), card.parameters, card.model.latent, card.model.inner, tch::get_num_threads(), one.len(),
+        "Model {} ({} parameters, latent {}, K = {k}, n = {}), CPU, batch 1, libtorch intra-op threads {}; {} instances of the test split (seed 7), {reps} timed runs each.\n\n| solver | p50 [ms] | p99 [ms] |\n|---|---|---|\n| TRC (K = {k}) | {:.3} | {:.3} |\n| LCvx, one cone solve at t_f* | {:.2} | {:.2} |\n| LCvx with t_f search | {:.1} | {:.1} |\n\nRatios (p50): one LCvx solve / TRC = {:.1}x; LCvx with search / TRC = {:.0}x.\n",
+        label, card.parameters, card.model.latent, card.model.inner, tch::get_num_threads(), one.len(),
         pct(&trc, 0.5), pct(&trc, 0.99), pct(&one, 0.5), pct(&one, 0.99), pct(&search, 0.5), pct(&search, 0.99),
         pct(&one, 0.5) / pct(&trc, 0.5), pct(&search, 0.5) / pct(&trc, 0.5)
     );

@@ -180,9 +180,13 @@ enum BenchCmd {
     },
     /// Batch-1 TRC inference latency (K outer iterations) next to one LCvx solve, same instances.
     Inference {
-        /// Checkpoint stem of a descent model.
-        #[arg(long, default_value = "models/descent")]
-        model: PathBuf,
+        /// Checkpoint stem of a descent model; without one, the --preset architecture with
+        /// random weights is timed (latency does not depend on the weights; labelled as such).
+        #[arg(long)]
+        model: Option<PathBuf>,
+        /// Preset timed when no --model is given.
+        #[arg(long, default_value = "paper")]
+        preset: String,
         /// Output markdown fragment.
         #[arg(long, default_value = "bench/inference.md")]
         out: PathBuf,
@@ -245,7 +249,7 @@ fn main() -> ExitCode {
             BenchCmd::Solvers { out, instances, lossless_samples, seed } => bench::solvers(&out, instances, lossless_samples, seed),
             BenchCmd::Datasets { out, count, data_dir } => bench::datasets(&out, count, &data_dir),
             BenchCmd::Report { dir, out } => bench::report(&dir, &out),
-            BenchCmd::Inference { model, out, instances, reps } => bench::inference(&model, &out, instances, reps),
+            BenchCmd::Inference { model, preset, out, instances, reps } => bench::inference(model.as_deref(), &preset, &out, instances, reps),
         }),
     }
 }
