@@ -15,7 +15,7 @@ build: setup
 	source ./trc-env.sh && cargo build --all-targets $(CARGO_FLAGS)
 
 test: setup
-	source ./trc-env.sh && cargo test --all-targets $(CARGO_FLAGS)
+	source ./trc-env.sh && cargo test --all-targets --no-fail-fast $(CARGO_FLAGS)
 
 demo: setup
 	source ./trc-env.sh && cargo run $(CARGO_FLAGS) --bin trc -- demo --problem $(PROBLEM) --episodes $(EPISODES)

@@ -343,6 +343,9 @@ impl PoweredDescent {
     pub fn project_thrust(t: &DVector<f64>, rho_min: f64, rho_max: f64, max_tilt: f64) -> DVector<f64> {
         let n = t.norm();
         let h = (t[0] * t[0] + t[1] * t[1]).sqrt();
+        if n > 0.0 && t[2] >= n * max_tilt.cos() && (rho_min..=rho_max).contains(&n) {
+            return t.clone(); // already admissible: exactly the identity
+        }
         let d = if n == 0.0 {
             DVector::from_vec(vec![0.0, 0.0, 1.0])
         } else if t[2] >= n * max_tilt.cos() {

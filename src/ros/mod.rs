@@ -117,7 +117,7 @@ mod tests {
         };
         let msg = plan_to_msg(&plan);
         assert_eq!(msg.u[..4], [0.5, 1.5, 2.5, 3.5], "u must be row-major [N, m]");
-        assert_eq!(plan_from_msg(&msg).unwrap(), plan);
+        assert_eq!(plan_from_msg(&msg), Ok(plan));
     }
 
     #[test]
