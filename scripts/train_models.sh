@@ -12,7 +12,9 @@ TRC=${TRC:-target/release/trc}
 PRESET=${PRESET:-tiny}
 PROBLEMS=${PROBLEMS:-"double_integrator vanderpol descent"}
 SEED=${SEED:-1}
-EPOCHS=${EPOCHS:-20}
+EPOCHS=${EPOCHS:-10}
+LAMBDA=${LAMBDA:-0.1}
+LR=${LR:-3e-4}
 mkdir -p data models
 count_for() { case "$1" in double_integrator) echo 4000;; *) echo 5000;; esac; }
 for p in $PROBLEMS; do
@@ -24,6 +26,6 @@ for p in $PROBLEMS; do
     [ -f "$f" ] || "$TRC" gen-data --problem "$p" --count 500 --seed "$SEED" --split "$s" --out "$f"
   done
   "$TRC" train --train "$train" --val "data/${p}_val.safetensors" --preset "$PRESET" --out "models/${p}" \
-    --epochs "$EPOCHS" --seed 0 --lambda 0.1
+    --epochs "$EPOCHS" --seed 0 --lambda "$LAMBDA" --lr "$LR"
   "$TRC" eval --model "models/${p}" --test "data/${p}_test.safetensors" --ks 1,2,3,5 --update-card
 done
