@@ -30,11 +30,6 @@ pub struct Episode {
     pub violations: usize,
 }
 
-/// Projects a thrust vector onto the admissible set (see [`PoweredDescent::project_thrust`]).
-pub fn project_thrust(t: &DVector<f64>, rho_min: f64, rho_max: f64, max_tilt: f64) -> DVector<f64> {
-    PoweredDescent::project_thrust(t, rho_min, rho_max, max_tilt)
-}
-
 /// Flies one descent episode from `x0` to `target` with ZEM/ZEV guidance at period `dt` [s] and
 /// final time `t_f` [s]; the plant is the problem's RK4 with the thrust held over each period.
 /// Guidance freezes the last command for the final `2 dt` (t_go -> 0 is singular), and the
@@ -56,7 +51,7 @@ pub fn fly_descent(p: &PoweredDescent, x0: &DVector<f64>, target: &DVector<f64>,
             let zem = target.rows(0, 3) - (&r + &v * t_go + &g * (0.5 * t_go * t_go));
             let zev = target.rows(3, 3) - (&v + &g * t_go);
             let a = zem * (6.0 / (t_go * t_go)) - zev * (2.0 / t_go);
-            project_thrust(&(a * x[6]), rho1, rho2, tilt)
+            PoweredDescent::project_thrust(&(a * x[6]), rho1, rho2, tilt)
         } else {
             last.clone()
         };
@@ -114,9 +109,9 @@ mod tests {
     fn projection_is_feasible_and_identity_on_feasible_input() {
         let (r1, r2, th) = (4971.8, 13258.2, 45f64.to_radians());
         let ok = DVector::from_vec(vec![1000.0, -500.0, 8000.0]);
-        assert_eq!(project_thrust(&ok, r1, r2, th), ok);
+        assert_eq!(PoweredDescent::project_thrust(&ok, r1, r2, th), ok);
         for t in [[0.0, 0.0, 0.0], [1e5, 0.0, 1.0], [0.0, 0.0, -9000.0], [3000.0, 3000.0, 100.0], [10.0, 0.0, 20.0]] {
-            let p = project_thrust(&DVector::from_vec(t.to_vec()), r1, r2, th);
+            let p = PoweredDescent::project_thrust(&DVector::from_vec(t.to_vec()), r1, r2, th);
             let n = p.norm();
             assert!(n >= r1 - 1e-6 && n <= r2 + 1e-6, "{t:?} -> |T| = {n}");
             assert!(PoweredDescent::tilt(p.as_slice()) <= th + 1e-9, "{t:?} -> tilt");

@@ -29,27 +29,37 @@ pub struct LqrSolution {
     pub feedforward: Vec<DVector<f64>>,
 }
 
+/// A finite-horizon linear-quadratic problem: `x_{k+1} = A x_k + B u_k` over N steps, cost
+/// `sum_{k<N} (x_k - x_t)' Q (x_k - x_t) + u_k' R u_k + (x_N - x_t)' Q_f (x_N - x_t)`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Lq {
+    /// A `[n, n]`.
+    pub a: DMatrix<f64>,
+    /// B `[n, m]`.
+    pub b: DMatrix<f64>,
+    /// Q `[n, n]`.
+    pub q: DMatrix<f64>,
+    /// R `[m, m]`.
+    pub r: DMatrix<f64>,
+    /// Q_f `[n, n]`.
+    pub q_f: DMatrix<f64>,
+    /// Horizon N.
+    pub horizon: usize,
+}
+
 /// Finite-horizon discrete LQR with a target, by backward Riccati recursion (e.g. Anderson & Moore,
 /// "Optimal Control: Linear Quadratic Methods", §2.4, with the affine tracking term):
 ///
 /// `S_k = R + B' P B`, `K_k = S_k^-1 B' P A`, `k_k = S_k^-1 B' p`,
 /// `P_k = Q + A' P (A - B K_k)`, `p_k = -Q x_t + (A - B K_k)' p`, with `P_N = Q_f`, `p_N = -Q_f x_t`.
 ///
-/// `a` `[n, n]`, `b` `[n, m]`, `q`, `q_f` `[n, n]`, `r` `[m, m]`; returns the optimal sequence from `x0`.
+/// Returns the optimal sequence from `x0` (length n) to the target `x_t`.
 ///
 /// # Errors
 /// [`SolveError::Numerical`] if `R + B' P B` is singular.
-#[allow(clippy::too_many_arguments)]
-pub fn lqr(
-    a: &DMatrix<f64>,
-    b: &DMatrix<f64>,
-    q: &DMatrix<f64>,
-    r: &DMatrix<f64>,
-    q_f: &DMatrix<f64>,
-    horizon: usize,
-    x0: &DVector<f64>,
-    x_t: &DVector<f64>,
-) -> Result<LqrSolution, SolveError> {
+pub fn lqr(lq: &Lq, x0: &DVector<f64>, x_t: &DVector<f64>) -> Result<LqrSolution, SolveError> {
+    let Lq { a, b, q, r, q_f, horizon } = lq;
+    let horizon = *horizon;
     let mut p = q_f.clone();
     let mut pv = -(q_f * x_t);
     let mut gains = vec![DMatrix::zeros(b.ncols(), a.nrows()); horizon];
@@ -92,16 +102,9 @@ pub struct Condensed {
 }
 
 /// Builds the condensed LQ problem (the "batch least-squares" form, independent of Riccati).
-pub fn condense(
-    a: &DMatrix<f64>,
-    b: &DMatrix<f64>,
-    q: &DMatrix<f64>,
-    r: &DMatrix<f64>,
-    q_f: &DMatrix<f64>,
-    horizon: usize,
-    x0: &DVector<f64>,
-    x_t: &DVector<f64>,
-) -> Condensed {
+pub fn condense(lq: &Lq, x0: &DVector<f64>, x_t: &DVector<f64>) -> Condensed {
+    let Lq { a, b, q, r, q_f, horizon } = lq;
+    let horizon = *horizon;
     let (n, m) = (a.nrows(), b.ncols());
     let rows = n * (horizon + 1);
     let mut phi = DMatrix::zeros(rows, n);
@@ -168,16 +171,18 @@ impl DoubleIntegratorSolver {
         Ok(Self { problem, settings, ws: None })
     }
 
-    fn matrices(&self, dt: f64) -> [DMatrix<f64>; 5] {
+    /// The LQ data for step `dt`.
+    fn lq(&self, dt: f64) -> Lq {
         let prm = self.problem.params();
         let (a, b) = self.problem.discrete(dt);
-        [
-            DMatrix::from_iterator(2, 2, a.iter().copied()),
-            DMatrix::from_iterator(2, 1, b.iter().copied()),
-            DMatrix::from_diagonal(&DVector::from_row_slice(&prm.q)),
-            DMatrix::from_element(1, 1, prm.r),
-            DMatrix::from_diagonal(&DVector::from_row_slice(&prm.q_f)),
-        ]
+        Lq {
+            a: DMatrix::from_iterator(2, 2, a.iter().copied()),
+            b: DMatrix::from_iterator(2, 1, b.iter().copied()),
+            q: DMatrix::from_diagonal(&DVector::from_row_slice(&prm.q)),
+            r: DMatrix::from_element(1, 1, prm.r),
+            q_f: DMatrix::from_diagonal(&DVector::from_row_slice(&prm.q_f)),
+            horizon: self.problem.horizon(),
+        }
     }
 
     fn dt(&self, instance: &Instance) -> f64 {
@@ -191,14 +196,12 @@ impl DoubleIntegratorSolver {
     pub fn lqr(&self, instance: &Instance) -> Result<LqrSolution, SolveError> {
         check_len(self.problem.kind(), "x0", instance.x0.len(), 2)?;
         check_len(self.problem.kind(), "x_target", instance.x_target.len(), 2)?;
-        let [a, b, q, r, q_f] = self.matrices(self.dt(instance));
-        lqr(&a, &b, &q, &r, &q_f, self.problem.horizon(), &instance.x0, &instance.x_target)
+        lqr(&self.lq(self.dt(instance)), &instance.x0, &instance.x_target)
     }
 
     /// The condensed LQ data for an instance (see [`condense`]).
     pub fn condensed(&self, instance: &Instance) -> Condensed {
-        let [a, b, q, r, q_f] = self.matrices(self.dt(instance));
-        condense(&a, &b, &q, &r, &q_f, self.problem.horizon(), &instance.x0, &instance.x_target)
+        condense(&self.lq(self.dt(instance)), &instance.x0, &instance.x_target)
     }
 }
 
