@@ -22,10 +22,12 @@
 //! are not deterministic, go to a sidecar report (`<file>.report.yaml`).
 
 mod generate;
+mod mid_flight;
 mod sampling;
 
 pub use generate::{generate, GenerateOptions, GenerateReport};
-pub use sampling::{sample_instance, Split};
+pub use mid_flight::{mid_flight, S_MAX as MID_FLIGHT_S_MAX};
+pub use sampling::{sample_instance, sample_rng, Split};
 
 use std::collections::HashMap;
 use std::path::Path;

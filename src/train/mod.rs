@@ -5,7 +5,8 @@
 //! Loss per batch, with u^(k) the iterates, J^(k) their training cost relative to the optimum
 //! and sg() a stop-gradient:
 //!
-//! `L = (1/K) sum_k mean |norm(u^(k)) - norm(u*)|^2 + lambda * (1/K) sum_k mean[ d_k + relu(d_k) ]`,
+//! `L = (1/K) sum_k mean |norm(u^(k)) - norm(u*)|^2 + lambda * (1/K) sum_k mean[ d_k + relu(d_k) ]`
+//!     `+ w_T * (descent terminal loss, [`terminal_loss`])`,
 //! `d_k = J^(k) - sg J^(k-1)`.
 //!
 //! The second term rewards every iteration for lowering the cost relative to the previous one
@@ -51,6 +52,11 @@ pub struct TrainConfig {
     pub lambda: f64,
     /// Descent: weight of the squared landing error in the training cost. Default 0.01.
     pub landing_weight: f64,
+    /// Descent: weight `w_T` of the terminal (landing) loss on every iterate,
+    /// `(1/K) sum_k mean log(1 + |r_N - r_t|^2 / (1 m)^2 + |v_N - v_t|^2 / (1 m/s)^2)`, rolled out
+    /// in the in-loop simulator; scale-free, so it still pulls at sub-metre misses. Default 0.05.
+    /// Ignored by the other problems.
+    pub terminal_weight: f64,
     /// TRM-style truncation: no gradient across outer iterations. Default false.
     pub truncate: bool,
     /// Gradient-norm clip. Default 1.0.
@@ -61,7 +67,7 @@ pub struct TrainConfig {
 
 impl Default for TrainConfig {
     fn default() -> Self {
-        Self { epochs: 30, batch_size: 64, lr: 1e-3, weight_decay: 1e-4, warmup_steps: 100, lambda: 0.1, landing_weight: 0.01, truncate: false, grad_clip: 1.0, seed: 0 }
+        Self { epochs: 30, batch_size: 64, lr: 1e-3, weight_decay: 1e-4, warmup_steps: 100, lambda: 0.1, landing_weight: 0.01, terminal_weight: 0.05, truncate: false, grad_clip: 1.0, seed: 0 }
     }
 }
 
@@ -78,6 +84,7 @@ impl TrainConfig {
         crate::config::non_negative("train.weight_decay", self.weight_decay)?;
         crate::config::non_negative("train.lambda", self.lambda)?;
         crate::config::non_negative("train.landing_weight", self.landing_weight)?;
+        crate::config::non_negative("train.terminal_weight", self.terminal_weight)?;
         positive("train.grad_clip", self.grad_clip)
     }
 
@@ -172,8 +179,19 @@ pub struct LossParts {
     pub bc: f64,
     /// Process-supervision term.
     pub process: f64,
+    /// Descent terminal (landing) loss averaged over the iterates (0 for the other problems).
+    pub terminal: f64,
     /// Mean relative training cost of the final iterate.
     pub final_cost: f64,
+}
+
+/// Descent terminal loss of trajectories `x` `[B, N+1, 7]` against targets `[B, 7]`, a scalar:
+/// `mean log(1 + |r_N - r_t|^2 / (1 m)^2 + |v_N - v_t|^2 / (1 m/s)^2)` (see
+/// [`TrainConfig::terminal_weight`]).
+pub fn terminal_loss(x: &Tensor, x_target: &Tensor) -> Tensor {
+    let n_steps = x.size()[1] - 1;
+    let e = x.select(1, n_steps).narrow(1, 0, 6) - x_target.to_device(x.device()).narrow(1, 0, 6);
+    (e.square().sum_dim_intlist(&[1i64][..], false, e.kind()) + 1.0).log().mean(Kind::Float)
 }
 
 /// Forward pass and loss on a batch.
@@ -193,10 +211,17 @@ pub fn batch_loss(model: &Trc, batch: &Tensors, cfg: &TrainConfig, train: bool) 
         process = process + (&d + d.relu()).mean(Kind::Float);
     }
     let process = process / k as f64;
-    let total = &bc + &process * cfg.lambda;
+    let mut total = &bc + &process * cfg.lambda;
+    let mut terminal = 0.0;
+    if model.simulator().problem().kind() == ProblemKind::Descent && cfg.terminal_weight > 0.0 {
+        let t = (1..=k as usize).map(|i| terminal_loss(&out.x[i], &batch.x_target)).fold(Tensor::zeros([], (Kind::Float, model.device())), |a, b| a + b) / k as f64;
+        terminal = t.double_value(&[]);
+        total = total + t * cfg.terminal_weight;
+    }
     LossParts {
         bc: bc.double_value(&[]),
         process: process.double_value(&[]),
+        terminal,
         final_cost: costs[k as usize].mean(Kind::Float).double_value(&[]),
         total,
     }

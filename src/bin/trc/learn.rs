@@ -24,9 +24,9 @@ fn device(name: &str) -> AnyResult<Device> {
     })
 }
 
-pub fn train(train_path: &Path, val_path: &Path, preset: &str, out: &Path, cfg: TrainConfig, device_name: &str) -> AnyResult<()> {
+pub fn train(train_paths: &[std::path::PathBuf], val_path: &Path, preset: &str, out: &Path, cfg: TrainConfig, device_name: &str) -> AnyResult<()> {
     let dev = device(device_name)?;
-    let tr = Dataset::load(train_path)?;
+    let tr = Dataset::concat(train_paths.iter().map(Dataset::load).collect::<Result<Vec<_>, _>>()?)?;
     let va = Dataset::load(val_path)?;
     if tr.meta.problem != va.meta.problem {
         return Err("training and validation sets were generated for different problem configurations".into());
@@ -52,7 +52,7 @@ pub fn train(train_path: &Path, val_path: &Path, preset: &str, out: &Path, cfg: 
         provenance: Provenance {
             command: std::env::args().collect::<Vec<_>>().join(" "),
             seed: cfg.seed,
-            train_data: vec![(train_path.display().to_string(), checkpoint::sha256_file(train_path)?)],
+            train_data: train_paths.iter().map(|p| Ok((p.display().to_string(), checkpoint::sha256_file(p)?))).collect::<AnyResult<Vec<_>>>()?,
             val_data: vec![(val_path.display().to_string(), checkpoint::sha256_file(val_path)?)],
             commit: checkpoint::git_commit(),
             device: format!("{dev:?}"),

@@ -77,6 +77,19 @@ enum Cmd {
         #[arg(long)]
         threads: Option<usize>,
     },
+    /// Derive mid-flight (shrinking-horizon) descent demonstrations from a descent dataset:
+    /// states along the optimal trajectories, perturbed, re-solved with the time-to-go left.
+    MidFlight {
+        /// Source descent dataset (trc gen-data).
+        #[arg(long)]
+        from: PathBuf,
+        /// Seed of the draws (node k, perturbation).
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Output .safetensors file.
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Merge shards (given in shard order) into the file the unsharded run writes.
     MergeData {
         /// Output file.
@@ -87,9 +100,9 @@ enum Cmd {
     },
     /// Train a TRC model on generated demonstrations; writes STEM.safetensors + STEM.yaml (card).
     Train {
-        /// Training dataset (trc gen-data --split train).
-        #[arg(long)]
-        train: PathBuf,
+        /// Training dataset(s) (trc gen-data --split train, trc mid-flight); repeat to concatenate.
+        #[arg(long, required = true, num_args = 1..)]
+        train: Vec<PathBuf>,
         /// Validation dataset (--split val).
         #[arg(long)]
         val: PathBuf,
@@ -111,6 +124,9 @@ enum Cmd {
         /// Process-supervision weight lambda (0 = behaviour cloning only).
         #[arg(long, default_value_t = 0.1)]
         lambda: f64,
+        /// Descent: terminal (landing) loss weight w_T (0 = none).
+        #[arg(long, default_value_t = 0.05)]
+        terminal_weight: f64,
         /// TRM-style truncation (no gradient across outer iterations).
         #[arg(long)]
         truncate: bool,
@@ -240,8 +256,9 @@ fn main() -> ExitCode {
         },
         Cmd::GenData { problem, config, count, seed, split, shard, out, threads } => exit(gen_data(problem.into(), config, count, seed, split, &shard, &out, threads)),
         Cmd::MergeData { out, shards } => exit(merge_data(&out, &shards)),
-        Cmd::Train { train, val, preset, out, epochs, batch_size, lr, lambda, truncate, seed, device } => {
-            let cfg = trc_control::train::TrainConfig { epochs, batch_size, lr, lambda, truncate, seed, ..Default::default() };
+        Cmd::MidFlight { from, seed, out } => exit(mid_flight(&from, seed, &out)),
+        Cmd::Train { train, val, preset, out, epochs, batch_size, lr, lambda, terminal_weight, truncate, seed, device } => {
+            let cfg = trc_control::train::TrainConfig { epochs, batch_size, lr, lambda, terminal_weight, truncate, seed, ..Default::default() };
             exit(learn::train(&train, &val, &preset, &out, cfg, &device))
         }
         Cmd::Eval { model, test, ks, compare, report, update_card } => exit(learn::eval(&model, &test, &ks, compare.as_deref(), report.as_deref(), update_card)),
@@ -255,6 +272,18 @@ fn main() -> ExitCode {
 }
 
 type AnyResult<T> = Result<T, Box<dyn std::error::Error>>;
+
+fn mid_flight(from: &std::path::Path, seed: u64, out: &std::path::Path) -> AnyResult<()> {
+    let src = Dataset::load(from)?;
+    let started = std::time::Instant::now();
+    let (ds, dropped) = trc_control::data::mid_flight(&src, seed, &GenerateOptions::deterministic_settings(), true)?;
+    for (idx, why) in &dropped {
+        log::warn!("mid-flight: source sample {idx} dropped: {why}");
+    }
+    ds.save(out)?;
+    log::info!("mid-flight: {} samples from {} in {:.1} s ({} dropped) -> {}", ds.len(), src.len(), started.elapsed().as_secs_f64(), dropped.len(), out.display());
+    Ok(())
+}
 
 fn exit(r: AnyResult<()>) -> ExitCode {
     match r {
