@@ -95,13 +95,72 @@ impl ProblemConfig {
     }
 }
 
-/// Everything trc_control reads from a config file. Later layers (controller, model, node)
-/// add their sections here.
+/// Everything trc_control reads from a config file: the problem, the receding-horizon
+/// controller, the node and the plant simulator. Both nodes and the CLI read the same file;
+/// each uses its sections (`trc_node`: problem, controller, node; `trc_sim`: problem, sim).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TrcConfig {
-    /// The optimal-control problem.
+    /// The optimal-control problem (static: a node refuses to change it at run time).
     pub problem: ProblemConfig,
+    /// Receding-horizon controller settings (may change at run time).
+    #[serde(default)]
+    pub controller: crate::control::ControllerConfig,
+    /// trc_node settings (static).
+    #[serde(default)]
+    pub node: NodeConfig,
+    /// trc_sim settings (static).
+    #[serde(default)]
+    pub sim: crate::plant::SimConfig,
+    /// The standard ROS 2 parameter: follow `/clock` (trc_sim publishes it) instead of the
+    /// system clock. Default false.
+    #[serde(default)]
+    pub use_sim_time: bool,
+}
+
+/// trc_node settings (`node.*`; static).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NodeConfig {
+    /// Policy: `trc` (the network) or `solver` (the classical optimal-control solver, slow).
+    pub policy: String,
+    /// Checkpoint stem of the TRC model; empty = `models/<problem>`. A relative path is looked
+    /// up from the working directory, then from the package root (the config file's `..`).
+    pub model: String,
+    /// Inference device: `auto` (CUDA if available), `cpu`, `cuda`.
+    pub device: String,
+    /// Forward passes run at start-up before the first state (warm-up). Default 5.
+    pub warmup_passes: u32,
+    /// Test drills only: sleep before refining [ms]. Default 0.
+    pub inject_delay_ms: f64,
+    /// Test drills only: sleep after each outer iteration [ms]. Default 0.
+    pub inject_delay_between_ms: f64,
+    /// Diagnostics period [s]. Default 1.
+    pub diagnostics_period_s: f64,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        Self { policy: "trc".into(), model: String::new(), device: "auto".into(), warmup_passes: 5, inject_delay_ms: 0.0, inject_delay_between_ms: 0.0, diagnostics_period_s: 1.0 }
+    }
+}
+
+impl NodeConfig {
+    /// Checks values.
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] naming the field.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if !matches!(self.policy.as_str(), "trc" | "solver") {
+            return Err(ConfigError::invalid("node.policy", format!("`{}`: use trc or solver", self.policy)));
+        }
+        if !matches!(self.device.as_str(), "auto" | "cpu" | "cuda") {
+            return Err(ConfigError::invalid("node.device", format!("`{}`: use auto, cpu or cuda", self.device)));
+        }
+        non_negative("node.inject_delay_ms", self.inject_delay_ms)?;
+        non_negative("node.inject_delay_between_ms", self.inject_delay_between_ms)?;
+        positive("node.diagnostics_period_s", self.diagnostics_period_s)
+    }
 }
 
 impl TrcConfig {
@@ -132,12 +191,25 @@ impl TrcConfig {
         let perr = |message: String| ConfigError::Parse { path: path.clone(), message };
         let doc: serde_yaml::Value = serde_yaml::from_str(text).map_err(|e| perr(e.to_string()))?;
         let body = unwrap_ros_parameters(doc).map_err(perr)?;
+        Self::from_value(body, path)
+    }
+
+    /// Parses and validates the parameters of a config already in YAML-value form (bare, not
+    /// the params-file wrapper); `path` names the source in errors.
+    ///
+    /// # Errors
+    /// As [`TrcConfig::from_yaml_str`].
+    pub fn from_value(body: serde_yaml::Value, path: Option<String>) -> Result<Self, ConfigError> {
+        let perr = |message: String| ConfigError::Parse { path: path.clone(), message };
         // serde_path_to_error names the key even for type errors (`problem.descent.horizon: ...`).
         let cfg: TrcConfig = serde_path_to_error::deserialize(body).map_err(|e| {
             let at = e.path().to_string();
             perr(if at == "." { e.into_inner().to_string() } else { format!("{at}: {}", e.into_inner()) })
         })?;
         cfg.problem.validate()?;
+        cfg.controller.validate()?;
+        cfg.node.validate()?;
+        cfg.sim.validate()?;
         Ok(cfg)
     }
 }

@@ -16,20 +16,28 @@
 //! - [`data`]: initial-state distributions, parallel demonstration generation, the dataset file format.
 //! - [`model`]: the TRC network (tch): encoders, shared reasoning module, projection, checkpoints.
 //! - [`train`]: training with process supervision, evaluation.
+//! - [`closed_loop`]: lockstep closed-loop episodes (controller + plant in one process).
+//! - [`control`]: the receding-horizon controller (policies, inference thread, deadline, guards).
 //! - [`config`]: YAML configuration shared by the CLI and the node, validated on load.
+//! - [`launch`]: the project's launcher spec, equivalent to `launch/*.launch.py`.
 //! - [`error`]: typed errors per layer.
+//! - [`plant`]: the plant simulator core (true dynamics, disturbances, touchdown) behind `trc_sim`.
 //! - [`plan`]: the controller's answer (control sequence, prediction, status), ROS-free.
 //! - [`tensor`]: conversions between nalgebra and tch.
 //! - [`ros`]: the ROS 2 adapter layer (messages; r2r), kept apart from the core.
 
 #![warn(missing_docs)]
 
+pub mod closed_loop;
 pub mod config;
+pub mod control;
 pub mod data;
 pub mod demo;
 pub mod error;
+pub mod launch;
 pub mod model;
 pub mod plan;
+pub mod plant;
 pub mod problems;
 pub mod ros;
 pub mod solvers;

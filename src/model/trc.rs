@@ -205,6 +205,15 @@ impl Trc {
     /// # Panics
     /// If the input shapes do not match the problem (callers check; see [`Trc::check_inputs`]).
     pub fn forward_t(&self, x0: &Tensor, x_target: &Tensor, t_go: &Tensor, u_warm: Option<&Tensor>, outer: i64, truncate: bool) -> TrcOutput {
+        self.forward_anytime(x0, x_target, t_go, u_warm, outer, truncate, &mut |_, _| true)
+    }
+
+    /// [`Trc::forward_t`] with a callback after every outer iteration: `on_iterate(k, u^(k))`
+    /// (k = 1..K, `u^(k)` `[B, N, m]`, projected) returns `false` to stop refining (the anytime
+    /// use of the receding-horizon controller: a deadline stops the loop between iterations).
+    /// The output then holds the iterates finished so far.
+    #[allow(clippy::too_many_arguments)]
+    pub fn forward_anytime(&self, x0: &Tensor, x_target: &Tensor, t_go: &Tensor, u_warm: Option<&Tensor>, outer: i64, truncate: bool, on_iterate: &mut dyn FnMut(i64, &Tensor) -> bool) -> TrcOutput {
         let kind = self.pos.kind();
         let x0 = x0.to_device(self.device).to_kind(kind);
         let xt = x0.zeros_like() + x_target.to_device(self.device).to_kind(kind);
@@ -247,6 +256,9 @@ impl Trc {
             out.u.push(u.shallow_clone());
             out.z_h.push(z_h.shallow_clone());
             out.z_l.push(z_l.shallow_clone());
+            if !on_iterate(k + 1, &u) {
+                break;
+            }
         }
         out.x.push(self.sim.rollout(&x0, &u, &dt));
         out

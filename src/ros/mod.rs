@@ -7,6 +7,9 @@ use r2r::std_msgs::msg::Header;
 use r2r::trc_control::msg::ControlSequence;
 use thiserror::Error;
 
+pub mod logging;
+pub mod params;
+
 use crate::plan::{Plan, PlanStatus};
 
 /// A message that cannot be turned into a core type.
@@ -88,6 +91,49 @@ pub fn plan_from_msg(msg: &ControlSequence) -> Result<Plan, MsgError> {
         iterations: msg.iterations,
         solve_time_ms: msg.solve_time_ms,
     })
+}
+
+/// `State` -> the controller's input (no validation here: the controller's guards decide).
+pub fn state_from_msg(msg: &r2r::trc_control::msg::State) -> crate::control::StateInput {
+    crate::control::StateInput { stamp: secs_from_time(&msg.header.stamp), frame_id: msg.header.frame_id.clone(), x: msg.x.clone() }
+}
+
+/// The controller's state as a `State` message.
+pub fn state_to_msg(stamp: f64, frame_id: &str, x: &[f64]) -> r2r::trc_control::msg::State {
+    r2r::trc_control::msg::State { header: Header { stamp: time_from_secs(stamp), frame_id: frame_id.into() }, x: x.to_vec() }
+}
+
+/// `Goal` -> the controller's goal input.
+pub fn goal_from_msg(msg: &r2r::trc_control::msg::Goal) -> crate::control::GoalInput {
+    crate::control::GoalInput { stamp: secs_from_time(&msg.header.stamp), x_target: msg.x_target.clone(), t_go: msg.t_go }
+}
+
+/// The odometry adapter (Gazebo, robots): descent state `[r, v, m]` from `nav_msgs/Odometry`
+/// (pose position [m] and twist linear velocity [m/s], both read in the header frame: publish
+/// the twist in the landing frame, z up) and the latest mass [kg] (`mass` topic,
+/// `std_msgs/Float64`). `None` until a mass has been received.
+pub fn descent_state_from_odometry(msg: &r2r::nav_msgs::msg::Odometry, mass: Option<f64>) -> Option<crate::control::StateInput> {
+    let m = mass?;
+    let p = &msg.pose.pose.position;
+    let v = &msg.twist.twist.linear;
+    Some(crate::control::StateInput { stamp: secs_from_time(&msg.header.stamp), frame_id: msg.header.frame_id.clone(), x: vec![p.x, p.y, p.z, v.x, v.y, v.z, m] })
+}
+
+/// The first control of a descent plan as `geometry_msgs/WrenchStamped`: force = thrust [N] in
+/// the plan's frame, torque zero (3-DoF guidance).
+pub fn thrust_to_wrench(plan: &Plan) -> r2r::geometry_msgs::msg::WrenchStamped {
+    let u = plan.first_control();
+    let mut w = r2r::geometry_msgs::msg::WrenchStamped::default();
+    w.header = Header { stamp: time_from_secs(plan.stamp), frame_id: plan.frame_id.clone() };
+    w.wrench.force.x = u[0];
+    w.wrench.force.y = u[1];
+    w.wrench.force.z = u[2];
+    w
+}
+
+/// Thrust [N] from a `WrenchStamped` command (force part).
+pub fn wrench_to_thrust(w: &r2r::geometry_msgs::msg::WrenchStamped) -> nalgebra::DVector<f64> {
+    nalgebra::DVector::from_vec(vec![w.wrench.force.x, w.wrench.force.y, w.wrench.force.z])
 }
 
 #[cfg(test)]

@@ -1,8 +1,10 @@
 //! `trc`: the trc_control command line.
 //!
 //! ```text
-//! trc demo --problem descent --episodes 5 --seed 0     # closed-loop landings on the f64 plant
-//! trc demo --problem vanderpol
+//! trc demo --problem descent --episodes 5 --seed 0     # the main job: closed loop over DDS (trc_sim + trc_node)
+//! trc launch descent sim:=true episodes:=3          # the equivalent of ros2 launch trc_control descent.launch.py
+//! trc closed-loop --episodes 100 --disturbances      # lockstep closed loop in one process (benchmarks)
+//! trc baseline --problem vanderpol                   # classical feedback-law baseline
 //! trc gen-data --problem descent --count 5000 --seed 1 --split train --out data/descent_train.safetensors  # deterministic
 //! trc gen-data ... --shard 0/4           # one of four shards (cluster job arrays)
 //! trc merge-data --out all.safetensors shard0.safetensors shard1.safetensors ...
@@ -23,6 +25,8 @@ use trc_control::data::{Dataset, GenerateOptions, Split};
 use trc_control::problems::{DoubleIntegrator, PoweredDescent, Problem, VanDerPol};
 
 mod bench;
+mod fly;
+mod launcher;
 mod learn;
 
 /// trc_control command line.
@@ -35,8 +39,40 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Cmd {
-    /// Closed-loop episodes with the classical baseline feedback law (the demo until the TRC node lands).
+    /// The main job: closed-loop episodes over DDS, trc_sim and trc_node as separate processes
+    /// (the launch file with sim:=true, use_sim_time), with the shipped model; prints a table per
+    /// episode and writes a trajectory plot.
     Demo {
+        /// Problem to fly.
+        #[arg(long, value_enum, default_value = "descent")]
+        problem: ProblemArg,
+        /// Number of episodes.
+        #[arg(long, default_value_t = 5)]
+        episodes: u32,
+        /// Seed of the episodes (test split: never seen in training).
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Sim time per wall time.
+        #[arg(long, default_value_t = 4.0)]
+        time_scale: f64,
+        /// Checkpoint stem (default models/<problem>).
+        #[arg(long)]
+        model: Option<String>,
+        /// Trajectory plot (SVG); default target/demo/<problem>.svg.
+        #[arg(long)]
+        plot: Option<PathBuf>,
+    },
+    /// Start the nodes of launch/<problem>.launch.py (the equivalent of `ros2 launch`), e.g.
+    /// `trc launch descent sim:=true episodes:=3`.
+    Launch {
+        /// Problem (launch file).
+        #[arg(value_enum)]
+        problem: ProblemArg,
+        /// Launch arguments name:=value.
+        args: Vec<String>,
+    },
+    /// Closed-loop episodes with the classical baseline feedback law (ZEM/ZEV, PD) on the f64 plant.
+    Baseline {
         /// Problem to fly.
         #[arg(long, value_enum, default_value = "descent")]
         problem: ProblemArg,
@@ -76,6 +112,43 @@ enum Cmd {
         /// Worker threads (default: all cores).
         #[arg(long)]
         threads: Option<usize>,
+    },
+    /// Closed-loop episodes in one process: the receding-horizon controller (TRC) against the
+    /// plant in lockstep, per-episode table, summary and trajectory plot.
+    ClosedLoop {
+        /// Problem.
+        #[arg(long, value_enum, default_value = "descent")]
+        problem: ProblemArg,
+        /// Config file; default config/<problem>.yaml.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Checkpoint stem (default: node.model of the config, else models/<problem>).
+        #[arg(long)]
+        model: Option<String>,
+        /// Policy: trc or solver.
+        #[arg(long)]
+        policy: Option<String>,
+        /// Episodes.
+        #[arg(long, default_value_t = 5)]
+        episodes: usize,
+        /// Seed of the episodes (test split).
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Turn on the benchmark's disturbance set (SimConfig::with_default_disturbances).
+        #[arg(long)]
+        disturbances: bool,
+        /// Control rate [Hz] (default: sim.rate_hz of the config).
+        #[arg(long)]
+        rate: Option<f64>,
+        /// Deadline [ms] (default: controller.deadline_s of the config).
+        #[arg(long)]
+        deadline_ms: Option<f64>,
+        /// Markdown report file.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Trajectory plot (SVG).
+        #[arg(long)]
+        plot: Option<PathBuf>,
     },
     /// Derive mid-flight (shrinking-horizon) descent demonstrations from a descent dataset:
     /// states along the optimal trajectories, perturbed, re-solved with the time-to-go left.
@@ -246,7 +319,23 @@ fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let cli = Cli::parse();
     match cli.cmd {
-        Cmd::Demo { problem, config, episodes, seed } => match demo(problem.into(), config, episodes, seed) {
+        Cmd::Demo { problem, episodes, seed, time_scale, model, plot } => {
+            let kind: ProblemKind = problem.into();
+            let plot = plot.unwrap_or_else(|| launcher::package_root().join(format!("target/demo/{kind}.svg")));
+            exit(launcher::demo(kind, episodes, seed, time_scale, model, &plot))
+        }
+        Cmd::Launch { problem, args } => match launcher::launch(problem.into(), &args) {
+            Ok(st) if st.success() => ExitCode::SUCCESS,
+            Ok(st) => {
+                log::error!("launch: exited with {st}");
+                ExitCode::from(1)
+            }
+            Err(e) => {
+                log::error!("{e}");
+                ExitCode::from(2)
+            }
+        },
+        Cmd::Baseline { problem, config, episodes, seed } => match demo(problem.into(), config, episodes, seed) {
             Ok(true) => ExitCode::SUCCESS,
             Ok(false) => ExitCode::from(1),
             Err(e) => {
@@ -256,6 +345,7 @@ fn main() -> ExitCode {
         },
         Cmd::GenData { problem, config, count, seed, split, shard, out, threads } => exit(gen_data(problem.into(), config, count, seed, split, &shard, &out, threads)),
         Cmd::MergeData { out, shards } => exit(merge_data(&out, &shards)),
+        Cmd::ClosedLoop { problem, config, model, policy, episodes, seed, disturbances, rate, deadline_ms, out, plot } => exit(closed_loop(problem.into(), config, model, policy, episodes, seed, disturbances, rate, deadline_ms, out.as_deref(), plot.as_deref())),
         Cmd::MidFlight { from, seed, out } => exit(mid_flight(&from, seed, &out)),
         Cmd::Train { train, val, preset, out, epochs, batch_size, lr, lambda, terminal_weight, truncate, seed, device } => {
             let cfg = trc_control::train::TrainConfig { epochs, batch_size, lr, lambda, terminal_weight, truncate, seed, ..Default::default() };
@@ -272,6 +362,66 @@ fn main() -> ExitCode {
 }
 
 type AnyResult<T> = Result<T, Box<dyn std::error::Error>>;
+
+#[allow(clippy::too_many_arguments)]
+fn closed_loop(kind: ProblemKind, config: Option<PathBuf>, model: Option<String>, policy: Option<String>, episodes: usize, seed: u64, disturbances: bool, rate: Option<f64>, deadline_ms: Option<f64>, out: Option<&std::path::Path>, plot: Option<&std::path::Path>) -> AnyResult<()> {
+    let mut cfg = load_problem_config(kind, config)?;
+    if let Some(m) = model {
+        cfg.node.model = m;
+    }
+    if let Some(p) = policy {
+        cfg.node.policy = p;
+    }
+    cfg.sim.seed = seed;
+    if disturbances {
+        cfg.sim = cfg.sim.with_default_disturbances();
+    }
+    if let Some(r) = rate {
+        cfg.sim.rate_hz = r;
+    }
+    if let Some(d) = deadline_ms {
+        cfg.controller.deadline_s = d * 1e-3;
+    }
+    cfg.node.validate()?;
+    cfg.sim.validate()?;
+    cfg.controller.validate()?;
+    let started = std::time::Instant::now();
+    let (rows, solve) = fly::closed_loop_rows(&cfg, episodes, true)?;
+    let (succ, gap_mean, gap_med, pos_med, speed_med) = fly::summary(&rows);
+    let mut md = format!(
+        "Closed loop, {} episodes of {} (seed {seed}, test split), {} Hz, deadline {} ms, disturbances {}, policy {} {}; lockstep in one process, wall {:.0} s.\n\n",
+        rows.len(),
+        kind,
+        cfg.sim.rate_hz,
+        cfg.controller.deadline_s * 1e3,
+        if disturbances { "on" } else { "off" },
+        cfg.node.policy,
+        if cfg.node.model.is_empty() { format!("models/{kind}") } else { cfg.node.model.clone() },
+        started.elapsed().as_secs_f64()
+    );
+    md.push_str(&fly::table(kind, &rows));
+    md.push_str(&format!(
+        "\nSuccess {:.1}% | fuel gap mean {:+.2}%, median {:+.2}% | median touchdown error {:.2} m, speed {:.2} m/s | solve p50 {:.2} ms, p99 {:.2} ms\n",
+        succ * 100.0,
+        gap_mean * 100.0,
+        gap_med * 100.0,
+        pos_med,
+        speed_med,
+        fly::pct(&solve, 0.5),
+        fly::pct(&solve, 0.99)
+    ));
+    println!("{md}");
+    if let Some(o) = out {
+        if let Some(d) = o.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(d)?;
+        }
+        std::fs::write(o, &md)?;
+    }
+    if let Some(p) = plot {
+        fly::plot(kind, &rows, p)?;
+    }
+    Ok(())
+}
 
 fn mid_flight(from: &std::path::Path, seed: u64, out: &std::path::Path) -> AnyResult<()> {
     let src = Dataset::load(from)?;

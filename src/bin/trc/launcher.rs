@@ -1,0 +1,134 @@
+//! `trc launch` (the equivalent of `ros2 launch trc_control <problem>.launch.py`) and `trc demo`
+//! (closed-loop episodes over DDS: trc_sim + trc_node as separate processes).
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus};
+use std::time::Duration;
+
+use trc_control::config::ProblemKind;
+use trc_control::launch::{resolve, spec};
+
+use crate::fly;
+
+type AnyResult<T> = Result<T, Box<dyn std::error::Error>>;
+
+/// The package root (where config/, models/ and launch/ are): the source tree this binary was
+/// built from.
+pub fn package_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn interrupt(child: &mut Child) {
+    let _ = Command::new("kill").args(["-INT", &child.id().to_string()]).status();
+    for _ in 0..50 {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// Starts the launch file's processes; with `sim:=true` waits for trc_sim to finish its
+/// episodes, then stops trc_node; otherwise waits for trc_node. Returns trc_sim's (or
+/// trc_node's) exit status.
+pub fn launch(problem: ProblemKind, args: &[String]) -> AnyResult<ExitStatus> {
+    let s = spec(problem);
+    let cmds = resolve(&s, args, &package_root())?;
+    let bin_dir = std::env::current_exe()?.parent().map(Path::to_path_buf).ok_or("cannot locate the trc binary's directory")?;
+    let mut children: Vec<(String, Child)> = Vec::new();
+    for c in &cmds {
+        let exe = bin_dir.join(&c.executable);
+        if !exe.exists() {
+            return Err(format!("{} not found: build it first (cargo build --bins)", exe.display()).into());
+        }
+        log::info!("launch: {} {}", exe.display(), c.args.join(" "));
+        children.push((c.executable.clone(), Command::new(&exe).args(&c.args).spawn()?));
+    }
+    let main = if children.iter().any(|(n, _)| n == "trc_sim") { "trc_sim" } else { "trc_node" };
+    let idx = children.iter().position(|(n, _)| n == main).expect("started above");
+    let status = loop {
+        if let Some(st) = children[idx].1.try_wait()? {
+            break st;
+        }
+        // a node that dies early is an error worth stopping for
+        for (name, ch) in children.iter_mut() {
+            if name != main {
+                if let Some(st) = ch.try_wait()? {
+                    return Err(format!("{name} exited early with {st}; see its log above").into());
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    for (name, mut ch) in children {
+        if name != main {
+            interrupt(&mut ch);
+        }
+    }
+    Ok(status)
+}
+
+/// `trc demo`: `episodes` closed-loop episodes over DDS (trc_sim + trc_node, use_sim_time at
+/// `time_scale`), then the episode table, a summary and the trajectory plot.
+pub fn demo(problem: ProblemKind, episodes: u32, seed: u64, time_scale: f64, model: Option<String>, plot: &Path) -> AnyResult<()> {
+    let dir = package_root().join("target").join("demo");
+    std::fs::create_dir_all(&dir)?;
+    let results = dir.join(format!("{problem}-results-{}.yaml", std::process::id()));
+    let _ = std::fs::remove_file(&results);
+    let mut args = vec!["sim:=true".to_string(), "use_sim_time:=true".into(), format!("time_scale:={time_scale}"), format!("episodes:={episodes}"), format!("seed:={seed}"), format!("results_file:={}", results.display())];
+    if let Some(m) = model {
+        args.push(format!("model:={m}"));
+    }
+    println!("trc demo: {episodes} {problem} episodes over DDS (trc_sim + trc_node), sim time x{time_scale}; logs follow.\n");
+    let status = launch(problem, &args)?;
+    let text = std::fs::read_to_string(&results).map_err(|e| format!("no results from trc_sim ({}): {e}", results.display()))?;
+    let mut rows = Vec::new();
+    let mut e2e = (Vec::new(), Vec::new());
+    for doc in serde_yaml::Deserializer::from_str(&text) {
+        let v = serde_yaml::Value::deserialize(doc)?;
+        let f = |k: &str| v[k].as_f64().unwrap_or(f64::NAN);
+        let r = &v["result"];
+        e2e.0.push(f("e2e_ms_p50"));
+        e2e.1.push(f("e2e_ms_p99"));
+        rows.push(fly::Row {
+            index: r["episode"].as_u64().unwrap_or(0),
+            success: r["success"].as_bool().unwrap_or(false),
+            position_error: r["position_error"].as_f64().unwrap_or(f64::NAN),
+            speed: r["speed"].as_f64().unwrap_or(f64::NAN),
+            fuel_kg: r["fuel_kg"].as_f64().unwrap_or(f64::NAN),
+            fuel_opt_kg: v["spec"]["fuel_opt_kg"].as_f64().unwrap_or(f64::NAN),
+            fuel_gap: f("fuel_gap"),
+            solve_p50: f("solve_ms_p50"),
+            solve_p99: f("solve_ms_p99"),
+            anytime: v["anytime"].as_u64().unwrap_or(0),
+            fallback: v["fallback_shifted"].as_u64().unwrap_or(0),
+            failed: v["failed"].as_u64().unwrap_or(0),
+            late: v["late"].as_u64().unwrap_or(0),
+            trajectory: serde_yaml::from_value(v["trajectory"].clone()).unwrap_or_default(),
+        });
+    }
+    let (succ, gap_mean, gap_med, pos_med, speed_med) = fly::summary(&rows);
+    println!("\n{}", fly::table(problem, &rows));
+    println!(
+        "{} of {} episodes successful ({:.0}%) | fuel gap mean {:+.2}%, median {:+.2}% | median touchdown error {:.2} m, speed {:.2} m/s | end-to-end state -> sequence p50 {:.2} ms, worst p99 {:.2} ms",
+        rows.iter().filter(|r| r.success).count(),
+        rows.len(),
+        succ * 100.0,
+        gap_mean * 100.0,
+        gap_med * 100.0,
+        pos_med,
+        speed_med,
+        fly::pct(&e2e.0, 0.5),
+        e2e.1.iter().copied().fold(f64::NAN, f64::max)
+    );
+    fly::plot(problem, &rows, plot)?;
+    println!("trajectory plot: {}  (episode results: {})", plot.display(), results.display());
+    if !status.success() && rows.len() < episodes as usize {
+        return Err(format!("trc_sim exited with {status}").into());
+    }
+    Ok(())
+}
+
+use serde::Deserialize as _;

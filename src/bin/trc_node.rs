@@ -1,0 +1,247 @@
+//! `trc_node`: TRC as a receding-horizon controller over ROS 2 (r2r). A thin layer over
+//! [`trc_control::control::RecedingHorizon`].
+//!
+//! ```text
+//! trc_node --ros-args --params-file config/descent.yaml [-p controller.deadline_s:=0.05] [-p use_sim_time:=true]
+//! ```
+//!
+//! Topics (relative names; remap or namespace as usual):
+//! - in  `state` (`trc_control/State`, best effort, keep last 1): the state estimate x;
+//! - in  `odom` (`nav_msgs/Odometry`) + `mass` (`std_msgs/Float64`): the descent state from
+//!   Gazebo / a robot's estimator (position, linear velocity in the landing frame, mass);
+//! - in  `goal` (`trc_control/Goal`, reliable, transient local): target and time-to-go;
+//! - out `control_sequence` (`trc_control/ControlSequence`): the plan, stamped with the state's time;
+//! - out `command`: the first control (descent: `geometry_msgs/WrenchStamped`, force = thrust [N];
+//!   Van der Pol / double integrator: `std_msgs/Float64`);
+//! - out `/diagnostics` (`diagnostic_msgs/DiagnosticArray`): solve-time stats, deadline misses,
+//!   status counts, rate.
+//!
+//! Threads: DDS spinning on its own thread; the model on the inference thread; the control cycle
+//! on the main thread. Parameters: every config entry (`ros2 param list`); `controller.*` may be
+//! set at run time, the rest is refused (static).
+
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::{FutureExt, StreamExt};
+use r2r::diagnostic_msgs::msg::{DiagnosticArray, DiagnosticStatus, KeyValue};
+use r2r::geometry_msgs::msg::WrenchStamped;
+use r2r::nav_msgs::msg::Odometry;
+use r2r::std_msgs::msg::{Float64, Header};
+use r2r::trc_control::msg::{ControlSequence, Goal, State};
+use r2r::QosProfile;
+use trc_control::config::ProblemKind;
+use trc_control::control::{policy_from_config, CycleOutcome, InferenceWorker, RecedingHorizon, StateInput};
+use trc_control::ros::params::{startup_config, ParamStore};
+use trc_control::ros::{self, descent_state_from_odometry, goal_from_msg, plan_to_msg, state_from_msg, thrust_to_wrench};
+
+type AnyResult<T> = Result<T, Box<dyn std::error::Error>>;
+
+fn main() -> ExitCode {
+    ros::logging::init("trc_node");
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            log::error!("trc_node: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+enum Command {
+    Thrust(r2r::Publisher<WrenchStamped>),
+    Scalar(r2r::Publisher<Float64>),
+}
+
+/// Rate-limited warnings: the first occurrence of each kind, then one per `every`.
+#[derive(Default)]
+struct Throttle(std::collections::HashMap<String, u64>);
+
+impl Throttle {
+    fn warn(&mut self, key: &str, msg: &str) {
+        let n = self.0.entry(key.to_string()).or_insert(0);
+        *n += 1;
+        if *n == 1 || *n % 50 == 0 {
+            log::warn!("{msg}{}", if *n > 1 { format!(" ({n} times so far)") } else { String::new() });
+        }
+    }
+}
+
+fn now_secs(clock: &Arc<Mutex<r2r::Clock>>) -> f64 {
+    clock.lock().ok().and_then(|mut c| c.get_now().ok()).map(|d| d.as_secs_f64()).unwrap_or(0.0)
+}
+
+fn pct(v: &[f64], p: f64) -> f64 {
+    if v.is_empty() {
+        return 0.0;
+    }
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    s[((s.len() - 1) as f64 * p).round() as usize]
+}
+
+fn run() -> AnyResult<()> {
+    let ctx = r2r::Context::create()?;
+    let mut node = r2r::Node::create(ctx, "trc_node", "")?;
+    let args: Vec<String> = std::env::args().collect();
+    let overrides = node.params.lock().map_err(|_| "parameter lock poisoned")?.iter().map(|(k, p)| (k.clone(), p.value.clone())).collect();
+    let (cfg, unknown) = startup_config(&args, &overrides)?;
+    for u in unknown {
+        log::warn!("parameter `{u}` is not a trc_control parameter; ignored");
+    }
+    let package_root = args.windows(2).find(|w| w[0] == "--params-file").and_then(|w| std::path::Path::new(&w[1]).canonicalize().ok()).and_then(|p| p.parent().and_then(|d| d.parent()).map(|d| d.to_path_buf()));
+    let live = Arc::new(Mutex::new(cfg.clone()));
+    let (param_future, mut param_events) = node.make_derived_parameter_handler(Arc::new(Mutex::new(ParamStore { cfg: live.clone() })))?;
+    log::info!("problem {}, deadline {} ms, use_sim_time {}", cfg.problem.name, cfg.controller.deadline_s * 1e3, cfg.use_sim_time);
+
+    let sensor = QosProfile::default().best_effort().keep_last(1);
+    let mut state_sub = node.subscribe::<State>("state", sensor.clone())?;
+    let mut odom_sub = node.subscribe::<Odometry>("odom", sensor)?;
+    let mut mass_sub = node.subscribe::<Float64>("mass", QosProfile::default().keep_last(1))?;
+    let mut goal_sub = node.subscribe::<Goal>("goal", QosProfile::default().keep_last(1).transient_local())?;
+    let seq_pub = node.create_publisher::<ControlSequence>("control_sequence", QosProfile::default().keep_last(10))?;
+    let command = match cfg.problem.name {
+        ProblemKind::Descent => Command::Thrust(node.create_publisher::<WrenchStamped>("command", QosProfile::default().keep_last(10))?),
+        _ => Command::Scalar(node.create_publisher::<Float64>("command", QosProfile::default().keep_last(10))?),
+    };
+    let diag_pub = node.create_publisher::<DiagnosticArray>("/diagnostics", QosProfile::default())?;
+    let clock = node.get_ros_clock();
+
+    // the model on its own thread (loaded and warmed up there)
+    let started = Instant::now();
+    let policy_cfg = cfg.clone();
+    let worker = InferenceWorker::spawn(move || policy_from_config(&policy_cfg, package_root.as_deref())).map_err(|e| e.to_string());
+    match &worker {
+        Ok(w) => log::info!("policy {} ready after {:.2} s (K = {})", w.name(), started.elapsed().as_secs_f64(), w.iterations()),
+        Err(e) => log::error!("no usable policy: {e}; the node stays up and answers every state with FAILED and the safe command"),
+    }
+    let mut controller = RecedingHorizon::new(&cfg.problem, cfg.controller.clone(), worker)?;
+
+    // DDS on its own thread
+    let node = Arc::new(Mutex::new(node));
+    let running = Arc::new(AtomicBool::new(true));
+    let spinner = {
+        let (node, running) = (node.clone(), running.clone());
+        std::thread::Builder::new().name("dds-spin".into()).spawn(move || {
+            while running.load(Ordering::Relaxed) {
+                if let Ok(mut n) = node.lock() {
+                    n.spin_once(Duration::from_millis(2));
+                }
+            }
+        })?
+    };
+
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let diag_period = Duration::from_secs_f64(cfg.node.diagnostics_period_s);
+    let result: AnyResult<()> = rt.block_on(async {
+        tokio::spawn(param_future);
+        let mut diag_tick = tokio::time::interval(diag_period);
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        let mut mass: Option<f64> = None;
+        let mut throttle = Throttle::default();
+        let mut window_cycles = 0u64;
+        let mut cycle_ms: Vec<f64> = Vec::new();
+        let mut last_diag = Instant::now();
+        let cycle = |controller: &mut RecedingHorizon, s: StateInput, throttle: &mut Throttle, cycle_ms: &mut Vec<f64>| {
+            let t_in = Instant::now();
+            let out: CycleOutcome = controller.step(&s, now_secs(&clock));
+            if let Some(r) = &out.rejected {
+                throttle.warn(&format!("{:?}", std::mem::discriminant(r)), &format!("state at t = {:.3} rejected: {r}", s.stamp));
+            }
+            if let Some(e) = &out.policy_error {
+                throttle.warn("policy", &format!("policy error: {e}"));
+            }
+            if out.late {
+                throttle.warn("late", &format!("answer {:.1} ms after the cycle started, deadline {:.1} ms", out.plan.solve_time_ms, controller.config().deadline_s * 1e3));
+            }
+            if let Err(e) = seq_pub.publish(&plan_to_msg(&out.plan)) {
+                throttle.warn("publish", &format!("cannot publish control_sequence: {e}"));
+            }
+            let sent = match &command {
+                Command::Thrust(p) => p.publish(&thrust_to_wrench(&out.plan)),
+                Command::Scalar(p) => p.publish(&Float64 { data: out.plan.first_control()[0] }),
+            };
+            if let Err(e) = sent {
+                throttle.warn("publish", &format!("cannot publish command: {e}"));
+            }
+            cycle_ms.push(t_in.elapsed().as_secs_f64() * 1e3);
+        };
+        loop {
+            tokio::select! {
+                Some(msg) = state_sub.next() => {
+                    let mut latest = msg;
+                    while let Some(Some(m)) = state_sub.next().now_or_never() { latest = m; }
+                    cycle(&mut controller, state_from_msg(&latest), &mut throttle, &mut cycle_ms);
+                    window_cycles += 1;
+                }
+                Some(o) = odom_sub.next() => {
+                    match descent_state_from_odometry(&o, mass) {
+                        Some(s) if cfg.problem.name == ProblemKind::Descent => { cycle(&mut controller, s, &mut throttle, &mut cycle_ms); window_cycles += 1; }
+                        Some(_) => throttle.warn("odom-problem", "odom received but the problem is not descent; ignored"),
+                        None => throttle.warn("odom-mass", "odom received but no mass yet on `mass` (std_msgs/Float64); ignored"),
+                    }
+                }
+                Some(m) = mass_sub.next() => {
+                    if m.data.is_finite() && m.data > 0.0 { mass = Some(m.data); } else { throttle.warn("mass", &format!("mass {} kg refused", m.data)); }
+                }
+                Some(g) = goal_sub.next() => {
+                    match controller.set_goal(&goal_from_msg(&g)) {
+                        Ok(()) => log::info!("goal: x_target {:?}, t_go {} s (stamp {:.3})", g.x_target, g.t_go, ros::secs_from_time(&g.header.stamp)),
+                        Err(e) => log::warn!("goal refused, the previous goal stays: {e}"),
+                    }
+                }
+                Some((name, _)) = param_events.next() => {
+                    let c = live.lock().map(|c| c.controller.clone());
+                    if let Ok(c) = c {
+                        match controller.set_config(c) {
+                            Ok(()) => log::info!("controller settings updated ({name})"),
+                            Err(e) => log::warn!("controller settings refused: {e}"),
+                        }
+                    }
+                }
+                _ = diag_tick.tick() => {
+                    let dt = last_diag.elapsed().as_secs_f64().max(1e-9);
+                    last_diag = Instant::now();
+                    let s = controller.stats();
+                    let solve = &s.solve_ms[s.solve_ms.len().saturating_sub(1000)..];
+                    let level = if controller.policy_name().starts_with("none") { 2u8 } else if s.late > 0 || s.fallback > 0 { 1 } else { 0 };
+                    let kv = |k: &str, v: String| KeyValue { key: k.into(), value: v };
+                    let status = DiagnosticStatus {
+                        level,
+                        name: "trc_node: receding-horizon controller".into(),
+                        message: format!("{} cycles, {} late, {} fallback", s.cycles, s.late, s.fallback),
+                        hardware_id: controller.policy_name(),
+                        values: vec![
+                            kv("cycles", s.cycles.to_string()),
+                            kv("rate_hz", format!("{:.2}", window_cycles as f64 / dt)),
+                            kv("converged", s.converged.to_string()),
+                            kv("anytime", s.anytime.to_string()),
+                            kv("fallback_shifted", s.fallback.to_string()),
+                            kv("failed", s.failed.to_string()),
+                            kv("terminal_phase", s.terminal.to_string()),
+                            kv("deadline_misses", s.late.to_string()),
+                            kv("deadline_ms", format!("{:.1}", controller.config().deadline_s * 1e3)),
+                            kv("solve_ms_p50", format!("{:.3}", pct(solve, 0.5))),
+                            kv("solve_ms_p99", format!("{:.3}", pct(solve, 0.99))),
+                            kv("cycle_ms_p50", format!("{:.3}", pct(&cycle_ms, 0.5))),
+                            kv("cycle_ms_p99", format!("{:.3}", pct(&cycle_ms, 0.99))),
+                        ],
+                    };
+                    window_cycles = 0;
+                    if cycle_ms.len() > 5000 { cycle_ms.drain(..2500); }
+                    let _ = diag_pub.publish(&DiagnosticArray { header: Header { stamp: ros::time_from_secs(now_secs(&clock)), frame_id: String::new() }, status: vec![status] });
+                }
+                _ = tokio::signal::ctrl_c() => break,
+                _ = term.recv() => break,
+            }
+        }
+        Ok(())
+    });
+    running.store(false, Ordering::Relaxed);
+    let _ = spinner.join();
+    let s = controller.stats();
+    log::info!("trc_node: {} cycles: {} converged, {} anytime, {} fallback, {} failed, {} terminal, {} late", s.cycles, s.converged, s.anytime, s.fallback, s.failed, s.terminal, s.late);
+    result
+}

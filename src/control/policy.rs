@@ -1,0 +1,266 @@
+//! Policies: what refines a control sequence for the receding-horizon controller.
+//!
+//! A [`Policy`] turns a request (state `x`, target, time-to-go `t_go`, optional warm start
+//! u^(0)) into a sequence of iterates u^(1..K), reporting each one as it finishes so the
+//! controller can stop at its deadline and publish the best finished iterate (anytime use).
+//! Two implementations: [`TrcPolicy`] (the TRC network, K outer iterations) and
+//! [`SolverPolicy`] (the classical optimal-control solver; one "iterate", slow).
+
+use std::path::Path;
+use std::time::Duration;
+
+use nalgebra::{DMatrix, DVector};
+use tch::{Device, Kind};
+use thiserror::Error;
+
+use crate::config::ProblemConfig;
+use crate::model::checkpoint::{self, CheckpointError, ModelCard};
+use crate::model::Trc;
+use crate::solvers::{self, Instance, OcpSolver, SolverSettings};
+use crate::tensor;
+
+/// One planning request, problem units (SI).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlanRequest {
+    /// Current state x, length n.
+    pub x0: DVector<f64>,
+    /// Target state, length n.
+    pub x_target: DVector<f64>,
+    /// Time-to-go t_go [s]; step dt = t_go / N.
+    pub t_go: f64,
+    /// Warm start u^(0) `[N, m]` (the shifted previous solution), or `None` for the policy's own
+    /// initial guess (TRC: the InitialDecoder).
+    pub u_warm: Option<DMatrix<f64>>,
+}
+
+/// A finished refinement iterate.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Iterate {
+    /// Iteration index k (1-based; TRC: outer iteration).
+    pub k: u32,
+    /// Controls u^(k) `[N, m]`, admissible (projected).
+    pub u: DMatrix<f64>,
+}
+
+/// A policy failure (the controller falls back; nothing is published from it).
+#[derive(Debug, Error)]
+pub enum PolicyError {
+    /// Loading or matching the model failed.
+    #[error(transparent)]
+    Checkpoint(#[from] CheckpointError),
+    /// The network produced something unusable (shape, NaN) or tch failed.
+    #[error("TRC inference failed: {0}")]
+    Inference(String),
+    /// The classical solver failed.
+    #[error("solver failed: {0}")]
+    Solver(String),
+}
+
+/// Something that refines control sequences (TRC, or a classical solver).
+pub trait Policy {
+    /// Short name for logs and reports (e.g. `trc(models/descent, K=3)`).
+    fn name(&self) -> String;
+    /// The problem it was built for.
+    fn problem(&self) -> &ProblemConfig;
+    /// Iterates a full refinement produces (TRC: K; solver: 1).
+    fn iterations(&self) -> u32;
+    /// Refines from `req`, calling `on_iterate` after every finished iterate; stops early when it
+    /// returns `false`.
+    ///
+    /// # Errors
+    /// [`PolicyError`] when no iterate can be produced.
+    fn refine(&mut self, req: &PlanRequest, on_iterate: &mut dyn FnMut(Iterate) -> bool) -> Result<(), PolicyError>;
+}
+
+/// Artificial delays for deadline tests and drills (zero in operation).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct InjectedDelay {
+    /// Sleep before the first iteration.
+    pub before: Duration,
+    /// Sleep after each iteration (before reporting it).
+    pub between: Duration,
+}
+
+/// The TRC network as a policy: K outer iterations on the model's device, batch 1.
+#[derive(Debug)]
+pub struct TrcPolicy {
+    _vs: tch::nn::VarStore,
+    model: Trc,
+    card: ModelCard,
+    outer: i64,
+    stem: String,
+    /// Injected delays (tests).
+    pub delay: InjectedDelay,
+}
+
+impl TrcPolicy {
+    /// Loads the checkpoint `stem` (`stem.safetensors` + `stem.yaml`) onto `device`, refusing a
+    /// card whose problem differs from `problem`; `outer` = K at inference (`None`: the trained K).
+    ///
+    /// # Errors
+    /// [`PolicyError::Checkpoint`] naming the file and the mismatch.
+    pub fn load(stem: &Path, problem: &ProblemConfig, device: Device, outer: Option<u32>) -> Result<Self, PolicyError> {
+        let (vs, model, card) = checkpoint::load(stem, device, Some(problem))?;
+        let outer = outer.map(i64::from).unwrap_or(card.model.outer);
+        Ok(Self { _vs: vs, model, card, outer, stem: stem.display().to_string(), delay: InjectedDelay::default() })
+    }
+
+    /// The model card.
+    pub fn card(&self) -> &ModelCard {
+        &self.card
+    }
+
+    /// Runs `n` forward passes on a representative input (allocator and kernel warm-up; the first
+    /// pass on CUDA is much slower than the rest).
+    pub fn warm_up(&mut self, x0: &DVector<f64>, x_target: &DVector<f64>, t_go: f64, n: usize) {
+        let req = PlanRequest { x0: x0.clone(), x_target: x_target.clone(), t_go, u_warm: None };
+        let delay = std::mem::take(&mut self.delay);
+        for _ in 0..n {
+            let _ = self.refine(&req, &mut |_| true);
+        }
+        self.delay = delay;
+    }
+}
+
+impl Policy for TrcPolicy {
+    fn name(&self) -> String {
+        format!("trc({}, K={})", self.stem, self.outer)
+    }
+
+    fn problem(&self) -> &ProblemConfig {
+        self.model.problem_config()
+    }
+
+    fn iterations(&self) -> u32 {
+        self.outer as u32
+    }
+
+    fn refine(&mut self, req: &PlanRequest, on_iterate: &mut dyn FnMut(Iterate) -> bool) -> Result<(), PolicyError> {
+        let _guard = tch::no_grad_guard();
+        let dev = self.model.device();
+        let x0 = tensor::from_dvector(&req.x0, dev).unsqueeze(0);
+        let xt = tensor::from_dvector(&req.x_target, dev).unsqueeze(0);
+        let t_go = tch::Tensor::from_slice(&[req.t_go]).to_kind(Kind::Float).to_device(dev);
+        let warm = req.u_warm.as_ref().map(|u| tensor::from_dmatrix(u, dev).unsqueeze(0));
+        self.model.check_inputs(&x0, &xt, &t_go, warm.as_ref()).map_err(|e| PolicyError::Inference(e.to_string()))?;
+        if !self.delay.before.is_zero() {
+            std::thread::sleep(self.delay.before);
+        }
+        let between = self.delay.between;
+        let mut failure = None;
+        let mut cb = |k: i64, u: &tch::Tensor| {
+            if !between.is_zero() {
+                std::thread::sleep(between);
+            }
+            match tensor::to_dmatrix(&u.squeeze_dim(0)) {
+                Ok(u) if u.iter().all(|v| v.is_finite()) => on_iterate(Iterate { k: k as u32, u }),
+                Ok(_) => {
+                    failure = Some(format!("iterate {k} has a NaN or infinite control"));
+                    false
+                }
+                Err(e) => {
+                    failure = Some(e.to_string());
+                    false
+                }
+            }
+        };
+        self.model.forward_anytime(&x0, &xt, &t_go, warm.as_ref(), self.outer, false, &mut cb);
+        match failure {
+            Some(f) => Err(PolicyError::Inference(f)),
+            None => Ok(()),
+        }
+    }
+}
+
+/// The classical solver (QP / SCP / LCvx at the fixed t_go) as a policy: one iterate, the optimum.
+pub struct SolverPolicy {
+    problem: ProblemConfig,
+    solver: Box<dyn OcpSolver>,
+}
+
+impl std::fmt::Debug for SolverPolicy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SolverPolicy").field("problem", &self.problem.name).finish()
+    }
+}
+
+impl SolverPolicy {
+    /// The problem's solver ([`solvers::for_problem`]).
+    ///
+    /// # Errors
+    /// [`PolicyError::Solver`] for an invalid configuration.
+    pub fn new(problem: &ProblemConfig, settings: SolverSettings) -> Result<Self, PolicyError> {
+        let solver = solvers::for_problem(problem, settings).map_err(|e| PolicyError::Solver(e.to_string()))?;
+        Ok(Self { problem: problem.clone(), solver })
+    }
+}
+
+impl Policy for SolverPolicy {
+    fn name(&self) -> String {
+        format!("solver({})", self.problem.name)
+    }
+
+    fn problem(&self) -> &ProblemConfig {
+        &self.problem
+    }
+
+    fn iterations(&self) -> u32 {
+        1
+    }
+
+    fn refine(&mut self, req: &PlanRequest, on_iterate: &mut dyn FnMut(Iterate) -> bool) -> Result<(), PolicyError> {
+        let inst = Instance { x0: req.x0.clone(), x_target: req.x_target.clone(), t_go: Some(req.t_go) };
+        let sol = self.solver.solve(&inst).map_err(|e| PolicyError::Solver(e.to_string()))?;
+        on_iterate(Iterate { k: 1, u: sol.u });
+        Ok(())
+    }
+}
+
+impl Policy for Box<dyn Policy> {
+    fn name(&self) -> String {
+        (**self).name()
+    }
+    fn problem(&self) -> &ProblemConfig {
+        (**self).problem()
+    }
+    fn iterations(&self) -> u32 {
+        (**self).iterations()
+    }
+    fn refine(&mut self, req: &PlanRequest, on_iterate: &mut dyn FnMut(Iterate) -> bool) -> Result<(), PolicyError> {
+        (**self).refine(req, on_iterate)
+    }
+}
+
+/// Builds the policy a node config asks for (`node.policy`, `node.model`, `node.device`,
+/// injected delays) and warms it up with `node.warmup_passes` forward passes. Relative model
+/// paths are tried from the working directory, then from `package_root`.
+///
+/// # Errors
+/// [`PolicyError`] when the model cannot be loaded or does not match the problem.
+pub fn policy_from_config(cfg: &crate::config::TrcConfig, package_root: Option<&Path>) -> Result<Box<dyn Policy>, PolicyError> {
+    let node = &cfg.node;
+    if node.policy == "solver" {
+        return Ok(Box::new(SolverPolicy::new(&cfg.problem, SolverSettings::default())?));
+    }
+    let stem = if node.model.is_empty() { format!("models/{}", cfg.problem.name) } else { node.model.clone() };
+    let mut path = std::path::PathBuf::from(&stem);
+    if path.is_relative() && !checkpoint::paths(&path).1.exists() {
+        if let Some(root) = package_root {
+            path = root.join(&stem);
+        }
+    }
+    let device = match node.device.as_str() {
+        "cpu" => Device::Cpu,
+        "cuda" if tch::Cuda::is_available() => Device::Cuda(0),
+        "cuda" => return Err(PolicyError::Inference("node.device = cuda but CUDA is not available (use auto or cpu)".into())),
+        _ => Device::cuda_if_available(),
+    };
+    let outer = (cfg.controller.outer > 0).then_some(cfg.controller.outer);
+    let mut p = TrcPolicy::load(&path, &cfg.problem, device, outer)?;
+    let problem = cfg.problem.build().map_err(|e| PolicyError::Inference(e.to_string()))?;
+    let inst = crate::data::sample_instance(&cfg.problem, 0, crate::data::Split::Val, 0);
+    p.warm_up(&inst.x0, &problem.default_target(), problem.default_t_go(), cfg.node.warmup_passes as usize);
+    p.delay = InjectedDelay { before: Duration::from_secs_f64(node.inject_delay_ms * 1e-3), between: Duration::from_secs_f64(node.inject_delay_between_ms * 1e-3) };
+    log::info!("policy: {} on {:?}", p.name(), device);
+    Ok(Box::new(p))
+}

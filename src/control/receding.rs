@@ -1,0 +1,471 @@
+//! The receding-horizon controller (ROS-free): warm start, shift, deadline, anytime, guards.
+//!
+//! Each cycle ([`RecedingHorizon::step`]) answers one state:
+//!
+//! 1. **Guards** (in order): the policy could not be loaded or does not match the problem; no
+//!    goal yet; wrong state dimension; NaN/inf in the state; stale state (`now - stamp >
+//!    max_state_age_s`). Any of these gives status FAILED with the problem's safe command
+//!    ([`RecedingHorizon::safe_command`]) and a [`Rejected`] reason for the log; the last good
+//!    solution is kept for the next cycle.
+//! 2. **Time-to-go.** Van der Pol and the double integrator: a receding horizon of fixed length,
+//!    `t_go = N dt`. Descent: a shrinking horizon, `t_go = t_land - stamp`, with
+//!    `t_land = goal stamp + goal t_go` (a goal with `t_go = 0` lets the controller choose: the
+//!    minimum-fuel t_f of LCvx from the first state, solved once). In the **terminal phase**
+//!    (`t_go <= terminal_phase_s`, default 3 s) the controller stops replanning and follows the
+//!    last plan, shifted (status FALLBACK_SHIFTED with 0 iterations, counted as `terminal`): the
+//!    network was trained on t_go >= 10% of t_f, and replanning at a few seconds to go only
+//!    amplifies noise. After `t_land` (no touchdown yet) it commands the touchdown safe command
+//!    (FAILED, [`Rejected::PastLandingTime`]).
+//! 3. **Warm start**: u^(0) = the previous plan shifted to this state's time ([`shift_controls`]).
+//! 4. **Refine on the inference thread** and wait until the deadline (`deadline_s` after the
+//!    cycle starts): all K iterates in time -> CONVERGED; deadline hit with iterate k >= 1
+//!    finished -> ANYTIME (the newest finished iterate); nothing in time -> FALLBACK_SHIFTED (the
+//!    previous plan shifted); no previous plan -> FAILED with the safe command.
+//!
+//! The predicted states of every plan are rolled out from the answered state through the
+//! problem's RK4 dynamics (f64), and its cost J is the problem's cost of that rollout.
+
+use std::time::Instant;
+
+use nalgebra::{DMatrix, DVector};
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use super::policy::PlanRequest;
+use super::worker::{InferenceWorker, WorkerEvent};
+use crate::config::{non_negative, positive, ProblemConfig, ProblemKind};
+use crate::error::ConfigError;
+use crate::plan::{Plan, PlanStatus};
+use crate::problems::{PoweredDescent, Problem};
+use crate::solvers::{self, Instance, SolverSettings};
+
+/// Controller settings (node parameters `controller.*`; all may change at run time).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ControllerConfig {
+    /// Deadline per cycle [s], from the cycle's start to the answer. Default 0.05.
+    pub deadline_s: f64,
+    /// Largest accepted age of a state, `now - stamp` [s]. Default 0.5.
+    pub max_state_age_s: f64,
+    /// Descent: follow the last plan when `t_go` is at most this [s]. Default 3.0.
+    pub terminal_phase_s: f64,
+    /// Outer iterations K at inference (0 = the K the model was trained with). Default 0.
+    pub outer: u32,
+}
+
+impl Default for ControllerConfig {
+    fn default() -> Self {
+        Self { deadline_s: 0.05, max_state_age_s: 0.5, terminal_phase_s: 3.0, outer: 0 }
+    }
+}
+
+impl ControllerConfig {
+    /// Checks ranges.
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] naming the field.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        positive("controller.deadline_s", self.deadline_s)?;
+        positive("controller.max_state_age_s", self.max_state_age_s)?;
+        non_negative("controller.terminal_phase_s", self.terminal_phase_s)
+    }
+}
+
+/// A state estimate handed to the controller.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StateInput {
+    /// Time the state is valid [s] (ROS time).
+    pub stamp: f64,
+    /// Frame of the state.
+    pub frame_id: String,
+    /// State x, length n, problem units.
+    pub x: Vec<f64>,
+}
+
+/// A goal handed to the controller.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GoalInput {
+    /// Time the goal was issued [s] (0: "from the first state").
+    pub stamp: f64,
+    /// Target state, length n (descent: the mass entry is ignored).
+    pub x_target: Vec<f64>,
+    /// Time-to-go [s] at `stamp`; 0 = the controller chooses.
+    pub t_go: f64,
+}
+
+/// Why an input was rejected (each is logged by the node; the last good plan is kept).
+#[derive(Debug, Clone, Error, PartialEq)]
+pub enum Rejected {
+    /// The policy is unusable (load failure, model/problem mismatch).
+    #[error("no usable policy: {0} (fix the model parameter; publishing the safe command)")]
+    NoPolicy(String),
+    /// No goal received yet.
+    #[error("no goal received yet: publish a Goal on `goal` (transient-local); publishing the safe command")]
+    NoGoal,
+    /// Wrong state dimension.
+    #[error("{what} has {got} entries, the {problem} problem needs n = {want}; input ignored")]
+    WrongDimension {
+        /// `state` or `goal`.
+        what: &'static str,
+        /// Entries received.
+        got: usize,
+        /// Entries needed.
+        want: usize,
+        /// Problem name.
+        problem: String,
+    },
+    /// NaN or infinite entry.
+    #[error("{what}[{index}] is {value}; input ignored")]
+    NonFinite {
+        /// `state` or `goal`.
+        what: &'static str,
+        /// Index of the first bad entry.
+        index: usize,
+        /// The value.
+        value: f64,
+    },
+    /// The state is too old.
+    #[error("stale state: {age_s:.3} s old, more than max_state_age_s = {max_s} s (check the estimator, clocks and use_sim_time)")]
+    Stale {
+        /// Age [s].
+        age_s: f64,
+        /// Limit [s].
+        max_s: f64,
+    },
+    /// Descent: the landing time has passed without touchdown.
+    #[error("landing time passed {late_s:.2} s ago without touchdown; commanding the touchdown thrust")]
+    PastLandingTime {
+        /// Seconds past t_land.
+        late_s: f64,
+    },
+    /// The controller could not choose t_go.
+    #[error("cannot choose t_go from this state: {0}")]
+    NoTimeToGo(String),
+}
+
+/// Outcome of one cycle.
+#[derive(Debug, Clone)]
+pub struct CycleOutcome {
+    /// The plan to publish (always finite).
+    pub plan: Plan,
+    /// Why the input was rejected, if it was (status FAILED).
+    pub rejected: Option<Rejected>,
+    /// The policy's error, if it failed this cycle.
+    pub policy_error: Option<String>,
+    /// The answer came after the deadline (more than 1 ms late).
+    pub late: bool,
+    /// Descent terminal phase (last plan followed).
+    pub terminal: bool,
+}
+
+/// Counters since start (the node's diagnostics).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Stats {
+    /// Cycles run.
+    pub cycles: u64,
+    /// Per status: CONVERGED, ANYTIME, FALLBACK_SHIFTED (deadline), FAILED.
+    pub converged: u64,
+    /// See `converged`.
+    pub anytime: u64,
+    /// See `converged` (terminal-phase cycles are counted in `terminal` instead).
+    pub fallback: u64,
+    /// See `converged`.
+    pub failed: u64,
+    /// Descent terminal-phase cycles.
+    pub terminal: u64,
+    /// Answers later than the deadline.
+    pub late: u64,
+    /// Solve times [ms] of the refined cycles (CONVERGED / ANYTIME / deadline fallback).
+    pub solve_ms: Vec<f64>,
+}
+
+#[derive(Debug, Clone)]
+struct Goal {
+    x_target: DVector<f64>,
+    stamp: f64,
+    t_go: f64,
+    t_land: Option<f64>,
+}
+
+/// The receding-horizon controller.
+#[derive(Debug)]
+pub struct RecedingHorizon {
+    problem_cfg: ProblemConfig,
+    problem: Box<dyn Problem>,
+    cfg: ControllerConfig,
+    worker: Result<InferenceWorker, String>,
+    goal: Option<Goal>,
+    last: Option<Plan>,
+    stats: Stats,
+}
+
+impl RecedingHorizon {
+    /// A controller for `problem` driving the policy on `worker` (an `Err` is kept and reported
+    /// as [`Rejected::NoPolicy`] every cycle, so a node with a bad model still answers).
+    ///
+    /// # Errors
+    /// [`ConfigError`] for an invalid problem or controller config.
+    pub fn new(problem: &ProblemConfig, cfg: ControllerConfig, worker: Result<InferenceWorker, String>) -> Result<Self, ConfigError> {
+        cfg.validate()?;
+        Ok(Self { problem_cfg: problem.clone(), problem: problem.build()?, cfg, worker, goal: None, last: None, stats: Stats::default() })
+    }
+
+    /// Settings.
+    pub fn config(&self) -> &ControllerConfig {
+        &self.cfg
+    }
+
+    /// Replaces the settings (live parameter update).
+    ///
+    /// # Errors
+    /// [`ConfigError`] (the old settings stay).
+    pub fn set_config(&mut self, cfg: ControllerConfig) -> Result<(), ConfigError> {
+        cfg.validate()?;
+        self.cfg = cfg;
+        Ok(())
+    }
+
+    /// Counters since start.
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    /// The last good plan (CONVERGED, ANYTIME or shifted).
+    pub fn last_plan(&self) -> Option<&Plan> {
+        self.last.as_ref()
+    }
+
+    /// The policy's name, or the reason there is none.
+    pub fn policy_name(&self) -> String {
+        match &self.worker {
+            Ok(w) => w.name().to_string(),
+            Err(e) => format!("none ({e})"),
+        }
+    }
+
+    /// Sets the goal. A new goal drops the last plan (it answered another target).
+    ///
+    /// # Errors
+    /// [`Rejected`] for a wrong dimension or a NaN; the old goal stays.
+    pub fn set_goal(&mut self, g: &GoalInput) -> Result<(), Rejected> {
+        let n = self.problem.state_dim();
+        if g.x_target.len() != n {
+            return Err(Rejected::WrongDimension { what: "goal.x_target", got: g.x_target.len(), want: n, problem: self.problem_cfg.name.to_string() });
+        }
+        let check = if self.problem.kind() == ProblemKind::Descent { 6 } else { n };
+        if let Some((i, v)) = g.x_target.iter().take(check).enumerate().find(|(_, v)| !v.is_finite()) {
+            return Err(Rejected::NonFinite { what: "goal.x_target", index: i, value: *v });
+        }
+        if !g.t_go.is_finite() || g.t_go < 0.0 {
+            return Err(Rejected::NonFinite { what: "goal.t_go", index: 0, value: g.t_go });
+        }
+        let mut xt = DVector::from_column_slice(&g.x_target);
+        if self.problem.kind() == ProblemKind::Descent {
+            xt[6] = self.problem_cfg.descent.m_dry;
+        }
+        let t_land = (g.t_go > 0.0 && g.stamp > 0.0).then(|| g.stamp + g.t_go);
+        self.goal = Some(Goal { x_target: xt, stamp: g.stamp, t_go: g.t_go, t_land });
+        self.last = None;
+        Ok(())
+    }
+
+    /// Descent landing time t_land [s], once known.
+    pub fn landing_time(&self) -> Option<f64> {
+        self.goal.as_ref().and_then(|g| g.t_land)
+    }
+
+    /// The safe command of each problem, `[m]`:
+    /// - descent: with a previous plan, its continuation at `stamp` (the safest thing a lander
+    ///   can do with a bad input is keep flying the last good plan); without one, or after the
+    ///   landing time, vertical thrust `0.95 m |g|` clamped to `[rho1, rho2]` (a slow, upright
+    ///   sink; `m` from the state when finite, else the wet mass);
+    /// - Van der Pol, double integrator: `u = 0`.
+    pub fn safe_command(&self, x: Option<&DVector<f64>>, stamp: f64, past_landing: bool) -> DVector<f64> {
+        match self.problem.kind() {
+            ProblemKind::Descent => {
+                if let (Some(last), false) = (&self.last, past_landing) {
+                    let k = (((stamp - last.stamp) / last.dt).floor().max(0.0) as usize).min(last.u.nrows() - 1);
+                    return last.u.row(k).transpose();
+                }
+                let p = &self.problem_cfg.descent;
+                let pd = PoweredDescent::new(p.clone()).expect("validated");
+                let m = x.map(|x| x[6]).filter(|m| m.is_finite() && *m > 0.0).unwrap_or(p.m_wet);
+                let g = DVector::from_column_slice(&p.gravity).norm();
+                DVector::from_vec(vec![0.0, 0.0, (0.95 * m * g).clamp(pd.params().rho1(), pd.params().rho2())])
+            }
+            _ => DVector::zeros(self.problem.control_dim()),
+        }
+    }
+
+    fn validate_state(&self, s: &StateInput, now: f64) -> Result<(DVector<f64>, Goal), Rejected> {
+        if let Err(e) = &self.worker {
+            return Err(Rejected::NoPolicy(e.clone()));
+        }
+        let goal = self.goal.clone().ok_or(Rejected::NoGoal)?;
+        let n = self.problem.state_dim();
+        if s.x.len() != n {
+            return Err(Rejected::WrongDimension { what: "state.x", got: s.x.len(), want: n, problem: self.problem_cfg.name.to_string() });
+        }
+        if let Some((i, v)) = s.x.iter().enumerate().find(|(_, v)| !v.is_finite()) {
+            return Err(Rejected::NonFinite { what: "state.x", index: i, value: *v });
+        }
+        if !s.stamp.is_finite() || now - s.stamp > self.cfg.max_state_age_s {
+            return Err(Rejected::Stale { age_s: now - s.stamp, max_s: self.cfg.max_state_age_s });
+        }
+        Ok((DVector::from_column_slice(&s.x), goal))
+    }
+
+    /// Answers one state; `now` is the controller's clock [s] (ROS time; sim time under
+    /// `use_sim_time`). Never fails: see the module docs for the statuses.
+    pub fn step(&mut self, s: &StateInput, now: f64) -> CycleOutcome {
+        let start = Instant::now();
+        let deadline = start + std::time::Duration::from_secs_f64(self.cfg.deadline_s);
+        self.stats.cycles += 1;
+        let (x, goal) = match self.validate_state(s, now) {
+            Ok(v) => v,
+            Err(r) => {
+                let x = (s.x.len() == self.problem.state_dim() && s.x.iter().all(|v| v.is_finite())).then(|| DVector::from_column_slice(&s.x));
+                return self.failed(s, x.as_ref(), r, start, false);
+            }
+        };
+        // time-to-go
+        let t_go = if self.problem.kind() == ProblemKind::Descent {
+            let t_land = match goal.t_land {
+                Some(t) => t,
+                None => {
+                    let t = match self.choose_t_go(&x, &goal) {
+                        Ok(t_go) => s.stamp + t_go,
+                        Err(r) => return self.failed(s, Some(&x), r, start, false),
+                    };
+                    if let Some(g) = &mut self.goal {
+                        g.t_land = Some(t);
+                    }
+                    t
+                }
+            };
+            t_land - s.stamp
+        } else {
+            self.problem.default_t_go()
+        };
+        if t_go <= 0.0 {
+            return self.failed(s, Some(&x), Rejected::PastLandingTime { late_s: -t_go }, start, true);
+        }
+        let shifted = self.last.as_ref().map(|last| shift_controls(last, s.stamp, t_go, self.problem.horizon()));
+        if self.problem.kind() == ProblemKind::Descent && t_go <= self.cfg.terminal_phase_s {
+            if let Some(u) = shifted {
+                self.stats.terminal += 1;
+                let plan = self.make_plan(s, &x, &goal.x_target, t_go, u, PlanStatus::FallbackShifted, 0, start);
+                self.last = Some(plan.clone());
+                return CycleOutcome { late: self.is_late(start), plan, rejected: None, policy_error: None, terminal: true };
+            }
+        }
+        // refine on the inference thread until the deadline
+        let worker = self.worker.as_mut().expect("checked in validate_state");
+        let k_full = worker.iterations();
+        let id = worker.submit(PlanRequest { x0: x.clone(), x_target: goal.x_target.clone(), t_go, u_warm: shifted.clone() }, deadline);
+        let (mut best, mut converged, mut policy_error) = (None, false, None);
+        while let Some((jid, ev)) = worker.next_event(deadline) {
+            if jid != id {
+                continue;
+            }
+            match ev {
+                WorkerEvent::Iterate(it) => {
+                    converged = it.k >= k_full;
+                    best = Some(it);
+                    if converged {
+                        break;
+                    }
+                }
+                WorkerEvent::Done | WorkerEvent::Skipped => break,
+                WorkerEvent::Failed(e) => {
+                    policy_error = Some(e);
+                    break;
+                }
+            }
+        }
+        let (u, status, iters) = match (best, shifted) {
+            (Some(it), _) => (it.u, if converged { PlanStatus::Converged } else { PlanStatus::Anytime }, it.k),
+            (None, Some(u)) => (u, PlanStatus::FallbackShifted, 0),
+            (None, None) => {
+                let r = Rejected::NoPolicy(policy_error.clone().unwrap_or_else(|| format!("no iterate within the {} s deadline and no previous plan", self.cfg.deadline_s)));
+                let mut out = self.failed(s, Some(&x), r, start, false);
+                out.policy_error = policy_error;
+                return out;
+            }
+        };
+        let plan = self.make_plan(s, &x, &goal.x_target, t_go, u, status, iters, start);
+        match status {
+            PlanStatus::Converged => self.stats.converged += 1,
+            PlanStatus::Anytime => self.stats.anytime += 1,
+            _ => self.stats.fallback += 1,
+        }
+        push_bounded(&mut self.stats.solve_ms, plan.solve_time_ms);
+        self.last = Some(plan.clone());
+        CycleOutcome { late: self.is_late(start), plan, rejected: None, policy_error, terminal: false }
+    }
+
+    fn is_late(&mut self, start: Instant) -> bool {
+        let late = start.elapsed().as_secs_f64() > self.cfg.deadline_s + 1e-3;
+        if late {
+            self.stats.late += 1;
+        }
+        late
+    }
+
+    fn choose_t_go(&self, x: &DVector<f64>, goal: &Goal) -> Result<f64, Rejected> {
+        if goal.t_go > 0.0 {
+            return Ok(goal.t_go);
+        }
+        let mut solver = solvers::for_problem(&self.problem_cfg, SolverSettings::default()).map_err(|e| Rejected::NoTimeToGo(e.to_string()))?;
+        let sol = solver.solve(&Instance { x0: x.clone(), x_target: goal.x_target.clone(), t_go: None }).map_err(|e| Rejected::NoTimeToGo(e.to_string()))?;
+        log::info!("t_go chosen by the LCvx minimum-fuel search: {:.2} s (goal stamp {:.3})", sol.t_go, goal.stamp);
+        Ok(sol.t_go)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn make_plan(&self, s: &StateInput, x: &DVector<f64>, xt: &DVector<f64>, t_go: f64, u: DMatrix<f64>, status: PlanStatus, iterations: u32, start: Instant) -> Plan {
+        let dt = t_go / self.problem.horizon() as f64;
+        let xs = self.problem.rollout(x, &u, dt).unwrap_or_else(|_| DMatrix::zeros(u.nrows() + 1, x.len()));
+        let cost = self.problem.cost(&xs, &u, xt, dt);
+        Plan { stamp: s.stamp, frame_id: s.frame_id.clone(), dt, u, x: xs, cost: if cost.is_finite() { cost } else { f64::MAX }, status, iterations, solve_time_ms: start.elapsed().as_secs_f64() * 1e3 }
+    }
+
+    fn failed(&mut self, s: &StateInput, x: Option<&DVector<f64>>, r: Rejected, start: Instant, past_landing: bool) -> CycleOutcome {
+        self.stats.failed += 1;
+        let n_steps = self.problem.horizon();
+        let cmd = self.safe_command(x, s.stamp, past_landing);
+        let u = DMatrix::from_fn(n_steps, cmd.len(), |_, j| cmd[j]);
+        let dt = self.problem.default_t_go() / n_steps as f64;
+        let xs = match x {
+            Some(x) => self.problem.rollout(x, &u, dt).unwrap_or_else(|_| DMatrix::zeros(n_steps + 1, self.problem.state_dim())),
+            None => DMatrix::zeros(n_steps + 1, self.problem.state_dim()),
+        };
+        let xs = if xs.iter().all(|v| v.is_finite()) { xs } else { DMatrix::zeros(n_steps + 1, self.problem.state_dim()) };
+        let stamp = if s.stamp.is_finite() { s.stamp } else { 0.0 };
+        let plan = Plan { stamp, frame_id: s.frame_id.clone(), dt, u, x: xs, cost: 0.0, status: PlanStatus::Failed, iterations: 0, solve_time_ms: start.elapsed().as_secs_f64() * 1e3 };
+        CycleOutcome { late: self.is_late(start), plan, rejected: Some(r), policy_error: None, terminal: false }
+    }
+}
+
+fn push_bounded(v: &mut Vec<f64>, x: f64) {
+    const KEEP: usize = 20_000;
+    if v.len() >= KEEP {
+        v.drain(..KEEP / 2);
+    }
+    v.push(x);
+}
+
+/// The previous plan shifted to `stamp`: `N` controls on the new grid `dt' = t_go / N`, control
+/// j being the previous plan's control (zero-order hold) at time `stamp + j dt'`, the last
+/// control held beyond its end. With `dt' = dt` and `stamp = prev.stamp + dt` this is the
+/// classic shift by one step with the last control repeated. `[N, m]`.
+pub fn shift_controls(prev: &Plan, stamp: f64, t_go: f64, horizon: usize) -> DMatrix<f64> {
+    let dt_new = t_go / horizon as f64;
+    let last = prev.u.nrows().saturating_sub(1);
+    DMatrix::from_fn(horizon, prev.u.ncols(), |j, c| {
+        let t = stamp - prev.stamp + j as f64 * dt_new;
+        // tolerance so that t = k dt exactly (up to rounding) lands on step k
+        let k = ((t / prev.dt) + 1e-9).floor().max(0.0) as usize;
+        prev.u[(k.min(last), c)]
+    })
+}

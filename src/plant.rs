@@ -1,0 +1,299 @@
+//! The plant simulator core (ROS-free; `trc_sim` is the r2r layer over it): true dynamics by
+//! RK4 at a high internal rate, zero-order hold on the latest command, disturbances, touchdown
+//! detection.
+//!
+//! Disturbances (all zero by default), drawn once per episode from the episode's seed:
+//! - thrust magnitude error: applied thrust `(1 + e) T`, `e ~ U(-a, a)` (`thrust_scale_error` = a);
+//! - thrust direction error: `T` rotated by `U(0, b)` about a random horizontal axis
+//!   (`thrust_dir_error_deg` = b);
+//! - mass error: the published mass is the true mass times `(1 + c)`, `c ~ U(-c_max, c_max)`
+//!   (`mass_error` = c_max; an estimator bias);
+//! - state-estimate noise: Gaussian, `pos_noise_m` / `vel_noise_mps` per axis and sample;
+//! - latency: a command takes effect `latency_s` after it was received.
+//!
+//! Descent episodes end at touchdown (the altitude crosses the landing site's; the crossing is
+//! interpolated between internal steps) or at `max_time_s`. The other problems run for
+//! `max_time_s` and are judged by the problem's success criterion at the end.
+
+use std::collections::VecDeque;
+
+use nalgebra::{DVector, Rotation3, Unit, Vector3};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use rand_distr::{Distribution, Normal};
+use serde::{Deserialize, Serialize};
+
+use crate::config::{non_negative, positive, ProblemConfig, ProblemKind};
+use crate::error::ConfigError;
+use crate::problems::Problem;
+
+/// trc_sim settings (`sim.*`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SimConfig {
+    /// State publication rate [Hz] (sim time). Default 10.
+    pub rate_hz: f64,
+    /// Internal RK4 rate [Hz]. Default 200.
+    pub internal_hz: f64,
+    /// Sim time per wall time (needs use_sim_time on the controller when != 1). Default 1.
+    pub time_scale: f64,
+    /// Episodes to fly. Default 1.
+    pub episodes: u32,
+    /// Seed of the episodes (initial states: the test split of this seed; disturbances). Default 0.
+    pub seed: u64,
+    /// First episode index. Default 0.
+    pub first_episode: u64,
+    /// Episode time limit [s]. Default 200 (descent), the fixed-horizon problems use 10.
+    pub max_time_s: f64,
+    /// Wait this long [s, wall] for the controller's first command of an episode. Default 60.
+    pub wait_for_controller_s: f64,
+    /// Thrust magnitude error bound a (fraction). Default 0.
+    pub thrust_scale_error: f64,
+    /// Thrust direction error bound [deg]. Default 0.
+    pub thrust_dir_error_deg: f64,
+    /// Mass-estimate error bound (fraction). Default 0.
+    pub mass_error: f64,
+    /// Position noise std per axis [m]. Default 0.
+    pub pos_noise_m: f64,
+    /// Velocity noise std per axis [m/s]. Default 0.
+    pub vel_noise_mps: f64,
+    /// Command latency [s]. Default 0.
+    pub latency_s: f64,
+    /// Write one YAML line per episode result to this file (empty = none).
+    pub results_file: String,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        Self {
+            rate_hz: 10.0,
+            internal_hz: 200.0,
+            time_scale: 1.0,
+            episodes: 1,
+            seed: 0,
+            first_episode: 0,
+            max_time_s: 200.0,
+            wait_for_controller_s: 60.0,
+            thrust_scale_error: 0.0,
+            thrust_dir_error_deg: 0.0,
+            mass_error: 0.0,
+            pos_noise_m: 0.0,
+            vel_noise_mps: 0.0,
+            latency_s: 0.0,
+            results_file: String::new(),
+        }
+    }
+}
+
+impl SimConfig {
+    /// Checks ranges.
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] naming the field.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        positive("sim.rate_hz", self.rate_hz)?;
+        positive("sim.internal_hz", self.internal_hz)?;
+        positive("sim.time_scale", self.time_scale)?;
+        positive("sim.max_time_s", self.max_time_s)?;
+        positive("sim.wait_for_controller_s", self.wait_for_controller_s)?;
+        for (f, v) in [
+            ("sim.thrust_scale_error", self.thrust_scale_error),
+            ("sim.thrust_dir_error_deg", self.thrust_dir_error_deg),
+            ("sim.mass_error", self.mass_error),
+            ("sim.pos_noise_m", self.pos_noise_m),
+            ("sim.vel_noise_mps", self.vel_noise_mps),
+            ("sim.latency_s", self.latency_s),
+        ] {
+            non_negative(f, v)?;
+        }
+        if self.internal_hz < self.rate_hz {
+            return Err(ConfigError::invalid("sim.internal_hz", "must be at least sim.rate_hz"));
+        }
+        Ok(())
+    }
+
+    /// The same settings with every disturbance on at a moderate level (the benchmark's
+    /// "with disturbances" case): thrust magnitude 2%, direction 1 deg, mass 1%, noise 0.1 m /
+    /// 0.02 m/s, latency 20 ms.
+    pub fn with_default_disturbances(mut self) -> Self {
+        self.thrust_scale_error = 0.02;
+        self.thrust_dir_error_deg = 1.0;
+        self.mass_error = 0.01;
+        self.pos_noise_m = 0.1;
+        self.vel_noise_mps = 0.02;
+        self.latency_s = 0.02;
+        self
+    }
+}
+
+/// Result of an episode.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EpisodeResult {
+    /// Episode index.
+    pub episode: u64,
+    /// Time of touchdown or the end [s, since the episode start].
+    pub t: f64,
+    /// Descent: touched down (altitude crossing) before the time limit.
+    pub touched_down: bool,
+    /// Descent: horizontal distance to the landing site at touchdown [m]; others: |x_final - x_target|.
+    pub position_error: f64,
+    /// Descent: speed at touchdown [m/s]; others: 0.
+    pub speed: f64,
+    /// Descent: propellant used [kg]; others: 0.
+    pub fuel_kg: f64,
+    /// Meets the problem's success criterion (descent: < 1 m, < 0.5 m/s at touchdown).
+    pub success: bool,
+}
+
+/// The true vehicle.
+#[derive(Debug)]
+pub struct Plant {
+    problem: Box<dyn Problem>,
+    kind: ProblemKind,
+    cfg: SimConfig,
+    x: DVector<f64>,
+    x_target: DVector<f64>,
+    t: f64,
+    u: DVector<f64>,
+    pending: VecDeque<(f64, DVector<f64>)>,
+    thrust_scale: f64,
+    thrust_rot: Rotation3<f64>,
+    mass_bias: f64,
+    rng: ChaCha8Rng,
+    m0: f64,
+    episode: u64,
+    result: Option<EpisodeResult>,
+    success_tol: (f64, f64),
+}
+
+impl Plant {
+    /// A plant at `x0` (true state) with target `x_target`; disturbances drawn from `seed`.
+    /// The initial command is the problem's neutral control (descent: hover thrust clamped to
+    /// the annulus; others: 0).
+    ///
+    /// # Errors
+    /// [`ConfigError`] for an invalid problem or sim config, or a wrong-length state.
+    pub fn new(problem: &ProblemConfig, cfg: &SimConfig, x0: DVector<f64>, x_target: DVector<f64>, episode: u64) -> Result<Self, ConfigError> {
+        cfg.validate()?;
+        let p = problem.build()?;
+        if x0.len() != p.state_dim() || x_target.len() != p.state_dim() {
+            return Err(ConfigError::invalid("plant state", format!("x0 / x_target must have {} entries", p.state_dim())));
+        }
+        let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
+        rng.set_stream(episode + (1 << 41));
+        let thrust_scale = 1.0 + cfg.thrust_scale_error * rng.gen_range(-1.0..=1.0);
+        let az: f64 = rng.gen_range(0.0..std::f64::consts::TAU);
+        let angle = cfg.thrust_dir_error_deg.to_radians() * rng.gen_range(0.0..=1.0);
+        let thrust_rot = Rotation3::from_axis_angle(&Unit::new_normalize(Vector3::new(az.cos(), az.sin(), 0.0)), angle);
+        let mass_bias = 1.0 + cfg.mass_error * rng.gen_range(-1.0..=1.0);
+        let kind = problem.name;
+        let u = match kind {
+            ProblemKind::Descent => {
+                let d = &problem.descent;
+                let g = Vector3::from_column_slice(&d.gravity).norm();
+                DVector::from_vec(vec![0.0, 0.0, (x0[6] * g).clamp(d.rho1(), d.rho2())])
+            }
+            _ => DVector::zeros(p.control_dim()),
+        };
+        let success_tol = (problem.descent.success_position_tol, problem.descent.success_speed_tol);
+        Ok(Self { m0: x0[x0.len() - 1], problem: p, kind, cfg: cfg.clone(), x: x0, x_target, t: 0.0, u, pending: VecDeque::new(), thrust_scale, thrust_rot, mass_bias, rng, episode, result: None, success_tol })
+    }
+
+    /// Time since the episode start [s].
+    pub fn time(&self) -> f64 {
+        self.t
+    }
+
+    /// The true state.
+    pub fn true_state(&self) -> &DVector<f64> {
+        &self.x
+    }
+
+    /// The episode's result once it has ended.
+    pub fn result(&self) -> Option<&EpisodeResult> {
+        self.result.as_ref()
+    }
+
+    /// The state estimate the plant publishes: the true state plus noise and mass bias.
+    pub fn measured_state(&mut self) -> DVector<f64> {
+        let mut x = self.x.clone();
+        if self.kind == ProblemKind::Descent {
+            let (sp, sv) = (self.cfg.pos_noise_m, self.cfg.vel_noise_mps);
+            for i in 0..3 {
+                if sp > 0.0 {
+                    x[i] += Normal::new(0.0, sp).expect("positive std").sample(&mut self.rng);
+                }
+                if sv > 0.0 {
+                    x[3 + i] += Normal::new(0.0, sv).expect("positive std").sample(&mut self.rng);
+                }
+            }
+            x[6] *= self.mass_bias;
+        }
+        x
+    }
+
+    /// Receives a command at plant time `t` (it takes effect at `t + latency_s`). A command
+    /// with the wrong length or a NaN is ignored (returns false) and the held command stays.
+    pub fn command(&mut self, u: &DVector<f64>) -> bool {
+        if u.len() != self.problem.control_dim() || u.iter().any(|v| !v.is_finite()) {
+            return false;
+        }
+        self.pending.push_back((self.t + self.cfg.latency_s, u.clone()));
+        true
+    }
+
+    fn applied_control(&self) -> DVector<f64> {
+        match self.kind {
+            ProblemKind::Descent => {
+                let t = self.thrust_rot * Vector3::new(self.u[0], self.u[1], self.u[2]) * self.thrust_scale;
+                DVector::from_vec(vec![t.x, t.y, t.z])
+            }
+            _ => self.u.clone(),
+        }
+    }
+
+    /// Advances by `dt` [s] (RK4 at the internal rate, zero-order hold on the command in
+    /// effect). Returns the result when the episode ends during the step.
+    pub fn advance(&mut self, dt: f64) -> Option<&EpisodeResult> {
+        if self.result.is_some() {
+            return self.result.as_ref();
+        }
+        let h_max = 1.0 / self.cfg.internal_hz;
+        let t_end = self.t + dt;
+        while self.t < t_end - 1e-12 {
+            while self.pending.front().is_some_and(|(ta, _)| *ta <= self.t + 1e-12) {
+                self.u = self.pending.pop_front().expect("checked").1;
+            }
+            let h = h_max.min(t_end - self.t);
+            let u = self.applied_control();
+            let next = self.problem.step(&self.x, &u, h);
+            if self.kind == ProblemKind::Descent && next[2] <= self.x_target[2] {
+                let s = ((self.x[2] - self.x_target[2]) / (self.x[2] - next[2])).clamp(0.0, 1.0);
+                let xc = &self.x + (&next - &self.x) * s;
+                self.finish(xc, self.t + s * h, true);
+                return self.result.as_ref();
+            }
+            self.x = next;
+            self.t += h;
+        }
+        if self.t >= self.cfg.max_time_s - 1e-9 {
+            self.finish(self.x.clone(), self.t, false);
+        }
+        self.result.as_ref()
+    }
+
+    fn finish(&mut self, x: DVector<f64>, t: f64, touched: bool) {
+        let r = match self.kind {
+            ProblemKind::Descent => {
+                let pos = ((x[0] - self.x_target[0]).powi(2) + (x[1] - self.x_target[1]).powi(2)).sqrt();
+                let speed = x.rows(3, 3).norm();
+                let success = touched && pos < self.success_tol.0 && speed < self.success_tol.1;
+                EpisodeResult { episode: self.episode, t, touched_down: touched, position_error: pos, speed, fuel_kg: self.m0 - x[6], success }
+            }
+            _ => EpisodeResult { episode: self.episode, t, touched_down: false, position_error: (&x - &self.x_target).norm(), speed: 0.0, fuel_kg: 0.0, success: self.problem.is_success(&x, &self.x_target) },
+        };
+        self.x = x;
+        self.t = t;
+        self.result = Some(r);
+    }
+}

@@ -1,0 +1,166 @@
+//! ROS 2 parameters of the nodes: the [`TrcConfig`] flattened to dotted names
+//! (`problem.descent.m_wet`, `controller.deadline_s`, ...), and a parameter store that accepts
+//! live changes of the dynamic ones (`controller.*`) and refuses the static ones with a reason.
+
+use std::sync::{Arc, Mutex};
+
+use r2r::indexmap::IndexMap;
+use r2r::{Parameter, ParameterValue, RosParams};
+use serde_yaml::Value;
+
+use crate::config::TrcConfig;
+use crate::error::ConfigError;
+
+/// Prefix of the parameters that may change at run time.
+pub const DYNAMIC_PREFIX: &str = "controller.";
+
+fn to_param(v: &Value) -> Option<ParameterValue> {
+    Some(match v {
+        Value::Bool(b) => ParameterValue::Bool(*b),
+        Value::Number(n) if n.is_i64() => ParameterValue::Integer(n.as_i64()?),
+        Value::Number(n) => ParameterValue::Double(n.as_f64()?),
+        Value::String(s) => ParameterValue::String(s.clone()),
+        Value::Sequence(items) if items.iter().all(|i| i.is_number()) => ParameterValue::DoubleArray(items.iter().filter_map(Value::as_f64).collect()),
+        _ => return None,
+    })
+}
+
+fn to_value(p: &ParameterValue) -> Option<Value> {
+    Some(match p {
+        ParameterValue::Bool(b) => Value::Bool(*b),
+        ParameterValue::Integer(i) => Value::Number((*i).into()),
+        ParameterValue::Double(d) => Value::Number((*d).into()),
+        ParameterValue::String(s) => Value::String(s.clone()),
+        ParameterValue::DoubleArray(a) => Value::Sequence(a.iter().map(|d| Value::Number((*d).into())).collect()),
+        ParameterValue::IntegerArray(a) => Value::Sequence(a.iter().map(|d| Value::Number((*d).into())).collect()),
+        _ => return None,
+    })
+}
+
+/// The config as dotted ROS parameter names and values (nulls left out).
+pub fn flatten(cfg: &TrcConfig) -> IndexMap<String, ParameterValue> {
+    fn walk(prefix: &str, v: &Value, out: &mut IndexMap<String, ParameterValue>) {
+        match v {
+            Value::Mapping(m) => {
+                for (k, v) in m {
+                    let key = k.as_str().unwrap_or_default();
+                    walk(&if prefix.is_empty() { key.to_string() } else { format!("{prefix}.{key}") }, v, out);
+                }
+            }
+            other => {
+                if let Some(p) = to_param(other) {
+                    out.insert(prefix.to_string(), p);
+                }
+            }
+        }
+    }
+    let mut out = IndexMap::new();
+    walk("", &serde_yaml::to_value(cfg).expect("serialisable"), &mut out);
+    out
+}
+
+/// `cfg` with parameter `name` set to `value`, validated.
+///
+/// # Errors
+/// [`ConfigError`] for an unknown name, a wrong type or an invalid value.
+pub fn with_parameter(cfg: &TrcConfig, name: &str, value: &ParameterValue) -> Result<TrcConfig, ConfigError> {
+    let mut doc = serde_yaml::to_value(cfg).expect("serialisable");
+    let new = to_value(value).ok_or_else(|| ConfigError::invalid(name, "unsupported parameter type"))?;
+    let mut node = &mut doc;
+    let parts: Vec<&str> = name.split('.').collect();
+    for (i, part) in parts.iter().enumerate() {
+        let map = node.as_mapping_mut().ok_or_else(|| ConfigError::invalid(name, "not a parameter of trc_control"))?;
+        let key = Value::String((*part).to_string());
+        if i + 1 == parts.len() {
+            if !map.contains_key(&key) {
+                return Err(ConfigError::invalid(name, "not a parameter of trc_control (see config/*.yaml)"));
+            }
+            map.insert(key, new.clone());
+            break;
+        }
+        node = map.get_mut(&key).ok_or_else(|| ConfigError::invalid(name, "not a parameter of trc_control (see config/*.yaml)"))?;
+    }
+    TrcConfig::from_value(doc, Some(format!("parameter {name}")))
+}
+
+/// The node's parameter store for `Node::make_derived_parameter_handler`: every config entry is
+/// a parameter; `controller.*` may be set at run time (validated; the controller reads the
+/// shared config every cycle), everything else is refused with the reason.
+#[derive(Debug)]
+pub struct ParamStore {
+    /// The live configuration.
+    pub cfg: Arc<Mutex<TrcConfig>>,
+}
+
+fn refuse(name: &str, msg: String) -> r2r::Error {
+    r2r::Error::ParameterValueConv { name: name.to_string(), msg }
+}
+
+impl ParamStore {
+    fn check(&self, name: &str, val: &ParameterValue) -> r2r::Result<TrcConfig> {
+        if name == "use_sim_time" {
+            return Err(refuse(name, "static parameter: set use_sim_time at start-up".into()));
+        }
+        if !name.starts_with(DYNAMIC_PREFIX) {
+            return Err(refuse(name, "static parameter (problem, node, sim): change it in the params file and restart the node".into()));
+        }
+        let cur = self.cfg.lock().expect("config lock").clone();
+        with_parameter(&cur, name, val).map_err(|e| refuse(name, e.to_string()))
+    }
+}
+
+impl RosParams for ParamStore {
+    fn register_parameters(&mut self, _prefix: &str, _param: Option<Parameter>, params: &mut IndexMap<String, Parameter>) -> r2r::Result<()> {
+        for (name, value) in flatten(&self.cfg.lock().expect("config lock")) {
+            params.insert(name, Parameter::new(value));
+        }
+        Ok(())
+    }
+
+    fn get_parameter(&mut self, name: &str) -> r2r::Result<ParameterValue> {
+        flatten(&self.cfg.lock().expect("config lock")).get(name).cloned().ok_or_else(|| r2r::Error::InvalidParameterName { name: name.to_string() })
+    }
+
+    fn set_parameter(&mut self, name: &str, val: &ParameterValue) -> r2r::Result<()> {
+        let new = self.check(name, val)?;
+        log::info!("parameter {name} set to {val:?}");
+        *self.cfg.lock().expect("config lock") = new;
+        Ok(())
+    }
+
+    fn check_parameter(&self, name: &str, val: &ParameterValue) -> r2r::Result<()> {
+        self.check(name, val).map(|_| ())
+    }
+}
+
+/// Start-up configuration of a node: the params file named after `--params-file` in `args`
+/// (read with serde, so an unknown key or a bad value is refused with its name), with the
+/// command line's `-p name:=value` overrides (`overrides`, as rcl parsed them) applied on top.
+/// Returns the config and the names of overrides that are not trc_control parameters.
+///
+/// # Errors
+/// [`ConfigError`] when no params file is given, it does not parse, or an override is invalid.
+pub fn startup_config(args: &[String], overrides: &IndexMap<String, ParameterValue>) -> Result<(TrcConfig, Vec<String>), ConfigError> {
+    // the first params file is the trc_control config; later ones (launch_ros writes one for a
+    // `parameters=[file, {...}]` dict) reach us through rcl as `overrides`
+    let path = args.windows(2).find(|w| w[0] == "--params-file").map(|w| w[1].clone()).ok_or_else(|| {
+        ConfigError::invalid("--params-file", "trc_control nodes need a params file: --ros-args --params-file config/descent.yaml")
+    })?;
+    let mut cfg = TrcConfig::from_file(&path)?;
+    let known = flatten(&cfg);
+    let mut unknown = Vec::new();
+    for (name, p) in overrides {
+        if name == "use_sim_time" {
+            if let ParameterValue::Bool(b) = p {
+                cfg.use_sim_time = *b;
+            }
+            continue;
+        }
+        match known.get(name) {
+            Some(v) if v == p => {}
+            Some(_) => cfg = with_parameter(&cfg, name, p)?,
+            None => unknown.push(name.clone()),
+        }
+    }
+    Ok((cfg, unknown))
+}
