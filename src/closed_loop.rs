@@ -41,7 +41,15 @@ pub struct EpisodeSpec {
 /// The solver's error as text (about 1% of sampled descent states are infeasible: the caller
 /// skips to the next index).
 pub fn episode_spec(problem: &ProblemConfig, seed: u64, index: u64) -> Result<EpisodeSpec, String> {
-    let inst = sample_instance(problem, seed, Split::Test, index);
+    episode_spec_in(problem, seed, Split::Test, index)
+}
+
+/// [`episode_spec`] from any split (DAgger collects on the training split).
+///
+/// # Errors
+/// As [`episode_spec`].
+pub fn episode_spec_in(problem: &ProblemConfig, seed: u64, split: Split, index: u64) -> Result<EpisodeSpec, String> {
+    let inst = sample_instance(problem, seed, split, index);
     let mut solver = solvers::for_problem(problem, SolverSettings::default().with_time_limit(60.0)).map_err(|e| e.to_string())?;
     let sol = solver.solve(&Instance { t_go: None, ..inst.clone() }).map_err(|e| e.to_string())?;
     let n = sol.x.nrows() - 1;
@@ -51,10 +59,15 @@ pub fn episode_spec(problem: &ProblemConfig, seed: u64, index: u64) -> Result<Ep
 
 /// The first `count` feasible episodes from index `first` on.
 pub fn episode_specs(problem: &ProblemConfig, seed: u64, first: u64, count: usize) -> Vec<EpisodeSpec> {
+    episode_specs_in(problem, seed, Split::Test, first, count)
+}
+
+/// [`episode_specs`] from any split.
+pub fn episode_specs_in(problem: &ProblemConfig, seed: u64, split: Split, first: u64, count: usize) -> Vec<EpisodeSpec> {
     let mut out = Vec::new();
     let mut i = first;
     while out.len() < count {
-        match episode_spec(problem, seed, i) {
+        match episode_spec_in(problem, seed, split, i) {
             Ok(s) => out.push(s),
             Err(e) => log::info!("episode index {i} skipped: {e}"),
         }
@@ -85,6 +98,15 @@ pub struct ClosedLoopReport {
 /// # Errors
 /// [`ConfigError`] for an invalid configuration.
 pub fn fly(controller: &mut RecedingHorizon, problem: &ProblemConfig, sim: &SimConfig, spec: &EpisodeSpec) -> Result<ClosedLoopReport, ConfigError> {
+    fly_recording(controller, problem, sim, spec, None)
+}
+
+/// [`fly`], also recording every answered state with its time-to-go, `(x, t_go)` (descent: the
+/// shrinking t_go; others N dt): the states the policy visits in closed loop (DAgger).
+///
+/// # Errors
+/// As [`fly`].
+pub fn fly_recording(controller: &mut RecedingHorizon, problem: &ProblemConfig, sim: &SimConfig, spec: &EpisodeSpec, mut record: Option<&mut Vec<(Vec<f64>, f64)>>) -> Result<ClosedLoopReport, ConfigError> {
     let x0 = DVector::from_column_slice(&spec.x0);
     let xt = DVector::from_column_slice(&spec.x_target);
     let mut plant = Plant::new(problem, sim, x0, xt, spec.index)?;
@@ -99,6 +121,9 @@ pub fn fly(controller: &mut RecedingHorizon, problem: &ProblemConfig, sim: &SimC
         let t = T0 + plant.time();
         let x = plant.measured_state();
         let out = controller.step(&StateInput { stamp: t, frame_id: "landing_site".into(), x: x.iter().copied().collect() }, t);
+        if let Some(rec) = record.as_deref_mut() {
+            rec.push((x.iter().copied().collect(), if problem.name == ProblemKind::Descent { spec.t_go - plant.time() } else { spec.t_go }));
+        }
         let idx = if out.terminal { 4 } else { out.plan.status as usize };
         counts[idx] += 1;
         late += u64::from(out.late);

@@ -243,5 +243,6 @@ fn run() -> AnyResult<()> {
     let _ = spinner.join();
     let s = controller.stats();
     log::info!("trc_node: {} cycles: {} converged, {} anytime, {} fallback, {} failed, {} terminal, {} late", s.cycles, s.converged, s.anytime, s.fallback, s.failed, s.terminal, s.late);
+    drop(controller); // ends the inference thread before libtorch's static teardown
     result
 }

@@ -112,8 +112,15 @@ impl Drop for InferenceWorker {
     fn drop(&mut self) {
         self.jobs = None; // closes the queue; the thread exits after its current job
         if let Some(h) = self.handle.take() {
-            // do not wait for a long injected delay or a slow solve
-            drop(h);
+            // Wait (up to 2 s) for the current job to end, so libtorch is not torn down by the
+            // process exit under a running forward pass; never block on a long injected delay.
+            let t = std::time::Instant::now();
+            while !h.is_finished() && t.elapsed() < std::time::Duration::from_secs(2) {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            if h.is_finished() {
+                let _ = h.join();
+            }
         }
     }
 }

@@ -91,6 +91,50 @@ pub fn mid_flight(source: &Dataset, seed: u64, settings: &SolverSettings, progre
     Ok((out, dropped))
 }
 
+/// Labels states with optimal demonstrations (DAgger: states visited in closed loop by the
+/// current policy, each solved by the classical solver at its own fixed time-to-go). `states`
+/// holds `(x, t_go, x_target)`; `template` supplies the problem and metadata. Returns the
+/// dataset (`index` = position in `states`) and the dropped positions with reasons.
+pub fn label_states(template: &Dataset, states: &[(Vec<f64>, f64, Vec<f64>)], settings: &SolverSettings, progress: bool) -> (Dataset, Vec<(i64, String)>) {
+    let bar = if progress { ProgressBar::new(states.len() as u64) } else { ProgressBar::hidden() };
+    bar.set_style(ProgressStyle::with_template("label [{bar:40}] {pos}/{len} ({per_sec}, eta {eta})").expect("valid template").progress_chars("=> "));
+    let results: Vec<_> = states
+        .par_iter()
+        .enumerate()
+        .map(|(i, (x, t_go, xt))| {
+            let inst = Instance { x0: DVector::from_column_slice(x), x_target: DVector::from_column_slice(xt), t_go: Some(*t_go) };
+            let res = solvers::for_problem(&template.meta.problem, settings.clone()).map_err(|e| e.to_string()).and_then(|mut s| s.solve(&inst).map_err(|e| e.to_string()));
+            bar.inc(1);
+            (i as i64, inst, res)
+        })
+        .collect();
+    bar.finish_and_clear();
+    let mut out = Dataset { index: vec![], x0: vec![], x_target: vec![], t_go: vec![], u: vec![], x: vec![], x_model: vec![], cost: vec![], iterations: vec![], ..template.clone() };
+    out.meta.dropped.clear();
+    let mut dropped = Vec::new();
+    let row_major = |mat: &nalgebra::DMatrix<f64>| mat.transpose().as_slice().to_vec();
+    for (idx, inst, res) in results {
+        match res {
+            Ok(sol) => {
+                out.index.push(idx);
+                out.x0.extend(inst.x0.iter());
+                out.x_target.extend(inst.x_target.iter());
+                out.t_go.push(sol.t_go);
+                out.u.extend(row_major(&sol.u));
+                out.x.extend(row_major(&sol.x));
+                out.x_model.extend(row_major(&sol.x_model));
+                out.cost.push(sol.cost);
+                out.iterations.push(sol.iterations as i64);
+            }
+            Err(reason) => {
+                out.meta.dropped.push(idx as u64);
+                dropped.push((idx, reason));
+            }
+        }
+    }
+    (out, dropped)
+}
+
 impl Dataset {
     /// Concatenates datasets of the same problem (e.g. initial-state and mid-flight
     /// demonstrations) for training; metadata is the first one's.

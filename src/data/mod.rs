@@ -26,7 +26,7 @@ mod mid_flight;
 mod sampling;
 
 pub use generate::{generate, GenerateOptions, GenerateReport};
-pub use mid_flight::{mid_flight, S_MAX as MID_FLIGHT_S_MAX};
+pub use mid_flight::{label_states, mid_flight, S_MAX as MID_FLIGHT_S_MAX};
 pub use sampling::{sample_instance, sample_rng, Split};
 
 use std::collections::HashMap;

@@ -143,12 +143,38 @@ enum Cmd {
         /// Deadline [ms] (default: controller.deadline_s of the config).
         #[arg(long)]
         deadline_ms: Option<f64>,
+        /// Refine from the InitialDecoder instead of the shifted previous plan.
+        #[arg(long)]
+        no_warm_start: bool,
         /// Markdown report file.
         #[arg(long)]
         out: Option<PathBuf>,
         /// Trajectory plot (SVG).
         #[arg(long)]
         plot: Option<PathBuf>,
+    },
+    /// DAgger round for descent: fly the model in closed loop on training-split episodes,
+    /// record the states it visits (t_go above the terminal phase), label them with LCvx at
+    /// their time-to-go, and write them as a training set.
+    Dagger {
+        /// Checkpoint stem flown.
+        #[arg(long)]
+        model: String,
+        /// Template dataset (problem and metadata; e.g. the descent training set).
+        #[arg(long)]
+        template: PathBuf,
+        /// Episodes.
+        #[arg(long, default_value_t = 50)]
+        episodes: usize,
+        /// States kept per episode (evenly spaced).
+        #[arg(long, default_value_t = 40)]
+        per_episode: usize,
+        /// Seed of the training-split episodes (use one not used for the demonstrations).
+        #[arg(long, default_value_t = 11)]
+        seed: u64,
+        /// Output dataset.
+        #[arg(long)]
+        out: PathBuf,
     },
     /// Derive mid-flight (shrinking-horizon) descent demonstrations from a descent dataset:
     /// states along the optimal trajectories, perturbed, re-solved with the time-to-go left.
@@ -345,7 +371,8 @@ fn main() -> ExitCode {
         },
         Cmd::GenData { problem, config, count, seed, split, shard, out, threads } => exit(gen_data(problem.into(), config, count, seed, split, &shard, &out, threads)),
         Cmd::MergeData { out, shards } => exit(merge_data(&out, &shards)),
-        Cmd::ClosedLoop { problem, config, model, policy, episodes, seed, disturbances, rate, deadline_ms, out, plot } => exit(closed_loop(problem.into(), config, model, policy, episodes, seed, disturbances, rate, deadline_ms, out.as_deref(), plot.as_deref())),
+        Cmd::ClosedLoop { problem, config, model, policy, episodes, seed, disturbances, rate, deadline_ms, no_warm_start, out, plot } => exit(closed_loop(problem.into(), config, model, policy, episodes, seed, disturbances, rate, deadline_ms, no_warm_start, out.as_deref(), plot.as_deref())),
+        Cmd::Dagger { model, template, episodes, per_episode, seed, out } => exit(dagger(&model, &template, episodes, per_episode, seed, &out)),
         Cmd::MidFlight { from, seed, out } => exit(mid_flight(&from, seed, &out)),
         Cmd::Train { train, val, preset, out, epochs, batch_size, lr, lambda, terminal_weight, truncate, seed, device } => {
             let cfg = trc_control::train::TrainConfig { epochs, batch_size, lr, lambda, terminal_weight, truncate, seed, ..Default::default() };
@@ -364,7 +391,8 @@ fn main() -> ExitCode {
 type AnyResult<T> = Result<T, Box<dyn std::error::Error>>;
 
 #[allow(clippy::too_many_arguments)]
-fn closed_loop(kind: ProblemKind, config: Option<PathBuf>, model: Option<String>, policy: Option<String>, episodes: usize, seed: u64, disturbances: bool, rate: Option<f64>, deadline_ms: Option<f64>, out: Option<&std::path::Path>, plot: Option<&std::path::Path>) -> AnyResult<()> {
+fn closed_loop(kind: ProblemKind, config: Option<PathBuf>, model: Option<String>, policy: Option<String>, episodes: usize, seed: u64, disturbances: bool, rate: Option<f64>, deadline_ms: Option<f64>, no_warm_start: bool, out: Option<&std::path::Path>, plot: Option<&std::path::Path>) -> AnyResult<()> {
+    let warm = !no_warm_start;
     let mut cfg = load_problem_config(kind, config)?;
     if let Some(m) = model {
         cfg.node.model = m;
@@ -382,6 +410,7 @@ fn closed_loop(kind: ProblemKind, config: Option<PathBuf>, model: Option<String>
     if let Some(d) = deadline_ms {
         cfg.controller.deadline_s = d * 1e-3;
     }
+    cfg.controller.warm_start = warm;
     cfg.node.validate()?;
     cfg.sim.validate()?;
     cfg.controller.validate()?;
@@ -420,6 +449,37 @@ fn closed_loop(kind: ProblemKind, config: Option<PathBuf>, model: Option<String>
     if let Some(p) = plot {
         fly::plot(kind, &rows, p)?;
     }
+    Ok(())
+}
+
+fn dagger(model: &str, template: &std::path::Path, episodes: usize, per_episode: usize, seed: u64, out: &std::path::Path) -> AnyResult<()> {
+    use trc_control::control::{policy_from_config, InferenceWorker, RecedingHorizon};
+    let tmpl = Dataset::load(template)?;
+    let mut cfg = load_problem_config(tmpl.meta.problem.name, None)?;
+    cfg.problem = tmpl.meta.problem.clone();
+    cfg.node.model = model.to_string();
+    cfg.controller.deadline_s = 1.0; // collect what the policy does when it finishes, not timing luck
+    let pcfg = cfg.clone();
+    let worker = InferenceWorker::spawn(move || policy_from_config(&pcfg, None))?;
+    let mut ctl = RecedingHorizon::new(&cfg.problem, cfg.controller.clone(), Ok(worker))?;
+    let specs = trc_control::closed_loop::episode_specs_in(&cfg.problem, seed, Split::Train, 0, episodes);
+    let mut states = Vec::new();
+    let (mut landed, started) = (0, std::time::Instant::now());
+    let bar = indicatif::ProgressBar::new(specs.len() as u64);
+    for spec in &specs {
+        let mut rec = Vec::new();
+        let r = trc_control::closed_loop::fly_recording(&mut ctl, &cfg.problem, &cfg.sim, spec, Some(&mut rec))?;
+        landed += usize::from(r.result.success);
+        let rec: Vec<_> = rec.into_iter().filter(|(_, t_go)| *t_go > cfg.controller.terminal_phase_s + 1.0).collect();
+        let step = (rec.len() / per_episode.max(1)).max(1);
+        states.extend(rec.into_iter().step_by(step).take(per_episode).map(|(x, t_go)| (x, t_go, spec.x_target.clone())));
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    log::info!("dagger: {} episodes flown ({landed} landed) in {:.0} s, {} states to label", specs.len(), started.elapsed().as_secs_f64(), states.len());
+    let (ds, dropped) = trc_control::data::label_states(&tmpl, &states, &GenerateOptions::deterministic_settings(), true);
+    ds.save(out)?;
+    log::info!("dagger: {} labelled ({} infeasible at their t_go) -> {}", ds.len(), dropped.len(), out.display());
     Ok(())
 }
 

@@ -1,0 +1,45 @@
+"""rclpy client of a running trc_node: waits for one CONVERGED ControlSequence on `control_sequence` and
+one trc_node DiagnosticArray on `/diagnostics`, prints both as JSON, exits.
+
+usage: rclpy_node_listener.py TIMEOUT_S
+"""
+import json
+import sys
+import time
+
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray
+from trc_control.msg import ControlSequence
+
+
+def main() -> int:
+    timeout = float(sys.argv[1])
+    rclpy.init()
+    node = rclpy.create_node("trc_rclpy_node_listener")
+    seqs, diags = [], []
+    node.create_subscription(ControlSequence, "control_sequence", lambda m: seqs.append(m) if m.status == ControlSequence.CONVERGED else None, 10)
+    node.create_subscription(DiagnosticArray, "/diagnostics", lambda m: diags.extend(s for s in m.status if s.name.startswith("trc_node")), 10)
+    deadline = time.monotonic() + timeout
+    while (not seqs or not diags) and time.monotonic() < deadline:
+        rclpy.spin_once(node, timeout_sec=0.1)
+    if not seqs or not diags:
+        print(f"rclpy_node_listener: sequences {len(seqs)}, diagnostics {len(diags)} within {timeout} s", file=sys.stderr)
+        return 2
+    m, d = seqs[-1], diags[-1]
+    print(json.dumps({
+        "status": m.status,
+        "state_dim": m.state_dim,
+        "control_dim": m.control_dim,
+        "n_u": len(m.u),
+        "u_finite": all(abs(v) < float("inf") for v in m.u),
+        "diag_name": d.name,
+        "diag_keys": [kv.key for kv in d.values],
+        "diag": {kv.key: kv.value for kv in d.values},
+    }), flush=True)
+    node.destroy_node()
+    rclpy.shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
