@@ -4,6 +4,7 @@
 SHELL := /bin/bash
 CARGO_FLAGS ?=
 EPISODES ?= 5
+SEED ?= 0
 PROBLEM ?= descent
 
 .PHONY: setup build test demo clean-env
@@ -17,8 +18,9 @@ build: setup
 test: setup
 	source ./trc-env.sh && cargo test --all-targets --no-fail-fast $(CARGO_FLAGS)
 
+# Release build: the demo measures real inference latency against real deadlines.
 demo: setup
-	source ./trc-env.sh && cargo run $(CARGO_FLAGS) --bin trc -- demo --problem $(PROBLEM) --episodes $(EPISODES)
+	source ./trc-env.sh && cargo build --release --bins $(CARGO_FLAGS) && target/release/trc demo --problem $(PROBLEM) --episodes $(EPISODES) --seed $(SEED)
 
 # Remove the project's environment (venv, interfaces, env file); the next setup rebuilds it.
 clean-env:

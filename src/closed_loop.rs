@@ -76,6 +76,18 @@ pub fn episode_specs_in(problem: &ProblemConfig, seed: u64, split: Split, first:
     out
 }
 
+/// Seconds an episode may run past the optimum's t_f before it is ended (descent).
+pub const GRACE_S: f64 = 30.0;
+
+/// The sim settings of one episode: descent episodes end at `t_f* + GRACE_S` at the latest
+/// (a vehicle still airborne then has failed); the fixed-horizon problems run for two horizons
+/// (`2 N dt`) and are judged at the end; both within `sim.max_time_s`.
+pub fn episode_sim(problem: &ProblemConfig, sim: &SimConfig, spec: &EpisodeSpec) -> SimConfig {
+    let mut s = sim.clone();
+    s.max_time_s = s.max_time_s.min(if problem.name == ProblemKind::Descent { spec.t_go + GRACE_S } else { 2.0 * spec.t_go });
+    s
+}
+
 /// What one closed-loop episode produced.
 #[derive(Debug, Clone, Serialize)]
 pub struct ClosedLoopReport {
@@ -109,7 +121,7 @@ pub fn fly(controller: &mut RecedingHorizon, problem: &ProblemConfig, sim: &SimC
 pub fn fly_recording(controller: &mut RecedingHorizon, problem: &ProblemConfig, sim: &SimConfig, spec: &EpisodeSpec, mut record: Option<&mut Vec<(Vec<f64>, f64)>>) -> Result<ClosedLoopReport, ConfigError> {
     let x0 = DVector::from_column_slice(&spec.x0);
     let xt = DVector::from_column_slice(&spec.x_target);
-    let mut plant = Plant::new(problem, sim, x0, xt, spec.index)?;
+    let mut plant = Plant::new(problem, &episode_sim(problem, sim, spec), x0, xt, spec.index)?;
     let goal_t_go = if problem.name == ProblemKind::Descent { spec.t_go } else { 0.0 };
     controller.set_goal(&GoalInput { stamp: T0, x_target: spec.x_target.clone(), t_go: goal_t_go }).map_err(|e| ConfigError::invalid("goal", e.to_string()))?;
     let period = 1.0 / sim.rate_hz;

@@ -43,7 +43,8 @@ pub struct SimConfig {
     pub seed: u64,
     /// First episode index. Default 0.
     pub first_episode: u64,
-    /// Episode time limit [s]. Default 200 (descent), the fixed-horizon problems use 10.
+    /// Episode time limit [s]. Default 200; episodes also end at t_f* + 30 s (descent) or after
+    /// two horizons (the others), see `closed_loop::episode_sim`.
     pub max_time_s: f64,
     /// Wait this long [s, wall] for the controller's first command of an episode. Default 60.
     pub wait_for_controller_s: f64,

@@ -156,7 +156,7 @@ fn run() -> AnyResult<bool> {
     };
     for spec in &specs {
         let x0 = DVector::from_column_slice(&spec.x0);
-        let mut plant = Plant::new(&problem, &sim, x0, DVector::from_column_slice(&spec.x_target), spec.index)?;
+        let mut plant = Plant::new(&problem, &trc_control::closed_loop::episode_sim(&problem, &sim, spec), x0, DVector::from_column_slice(&spec.x_target), spec.index)?;
         let goal_t_go = if problem.name == ProblemKind::Descent { spec.t_go } else { 0.0 };
         let goal_msg = |stamp: f64| Goal { header: Header { stamp: time_from_secs(stamp), frame_id: "landing_site".into() }, x_target: spec.x_target.clone(), t_go: goal_t_go };
         // handshake: frozen vehicle until the controller answers

@@ -293,6 +293,29 @@ enum BenchCmd {
         #[arg(long, default_value = "data")]
         data_dir: PathBuf,
     },
+    /// Closed-loop landing success and fuel gap over seeded episodes, without and with
+    /// disturbances (lockstep, in one process, the shipped descent model).
+    ClosedLoop {
+        /// Output markdown fragment.
+        #[arg(long, default_value = "bench/closed_loop.md")]
+        out: PathBuf,
+        /// Episodes per case.
+        #[arg(long, default_value_t = 100)]
+        episodes: usize,
+        /// Seed (test split).
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+    },
+    /// End-to-end latency state-in -> sequence-out over DDS (trc_sim + trc_node processes, real
+    /// time) at 10 and 20 Hz.
+    Latency {
+        /// Output markdown fragment.
+        #[arg(long, default_value = "bench/latency.md")]
+        out: PathBuf,
+        /// Episodes per rate.
+        #[arg(long, default_value_t = 1)]
+        episodes: u32,
+    },
     /// Batch-1 TRC inference latency (K outer iterations) next to one LCvx solve, same instances.
     Inference {
         /// Checkpoint stem of a descent model; without one, the --preset architecture with
@@ -383,6 +406,8 @@ fn main() -> ExitCode {
             BenchCmd::Solvers { out, instances, lossless_samples, seed } => bench::solvers(&out, instances, lossless_samples, seed),
             BenchCmd::Datasets { out, count, data_dir } => bench::datasets(&out, count, &data_dir),
             BenchCmd::Report { dir, out } => bench::report(&dir, &out),
+            BenchCmd::ClosedLoop { out, episodes, seed } => bench::closed_loop(&out, episodes, seed),
+            BenchCmd::Latency { out, episodes } => bench::latency(&out, episodes),
             BenchCmd::Inference { model, preset, out, instances, reps } => bench::inference(model.as_deref(), &preset, &out, instances, reps),
         }),
     }
