@@ -185,3 +185,30 @@ fn a_short_training_run_lowers_validation_loss() {
     assert!(best.val_loss < before - 0.1 * before.abs(), "validation loss {before} -> {}", best.val_loss);
     assert!(best.val_bc < 0.5 * bc_before, "validation cloning error {bc_before} -> {}", best.val_bc);
 }
+
+#[test]
+fn inference_rollout_fast_path_matches_the_batched_tensor_path() {
+    // batch 1 without gradient takes the f64 rollout; a batch of 16 copies takes the tensor path
+    for kind in [ProblemKind::Descent, ProblemKind::Vanderpol, ProblemKind::DoubleIntegrator] {
+        let ds = dataset(kind, 2, Split::Train);
+        let (_vs, model) = build(kind, &ModelConfig::tiny(), &ds);
+        let t = Tensors::new(&ds, Device::Cpu);
+        let one = |x: &Tensor| x.narrow(0, 0, 1);
+        let many = |x: &Tensor| {
+            let mut s = x.size();
+            s[0] = 16;
+            x.narrow(0, 0, 1).expand(s, false).contiguous()
+        };
+        let fast = tch::no_grad(|| model.forward_t(&one(&t.x0), &one(&t.x_target), &one(&t.t_go), None, 2, false));
+        let slow = tch::no_grad(|| model.forward_t(&many(&t.x0), &many(&t.x_target), &many(&t.t_go), None, 2, false));
+        for (a, b) in fast.x.iter().zip(&slow.x) {
+            let (a, b) = (a.to_kind(Kind::Double), b.narrow(0, 0, 1).to_kind(Kind::Double));
+            let scale = b.abs().max().double_value(&[]).max(1.0);
+            let err = (a - b).abs().max().double_value(&[]);
+            assert!(err <= 1e-4 * scale, "{kind}: rollout paths differ by {err} (scale {scale})");
+        }
+        let (ua, ub) = (fast.u.last().unwrap().to_kind(Kind::Double), slow.u.last().unwrap().narrow(0, 0, 1).to_kind(Kind::Double));
+        let scale = ub.abs().max().double_value(&[]).max(1e-3);
+        assert!((ua - ub).abs().max().double_value(&[]) <= 1e-3 * scale, "{kind}: final controls differ");
+    }
+}
