@@ -4,28 +4,52 @@
 #   make models                       # all three problems, preset $PRESET (default tiny)
 #   PRESET=paper PROBLEMS=descent make models
 #
-# Every number in a model card comes from this pipeline; the card records the exact command,
-# seed, dataset hashes and commit. Uses the release build of trc.
+# Descent adds two kinds of training data for the receding-horizon controller, both labelled by
+# LCvx: mid-flight states along the optimal trajectories with the time-to-go left
+# (`trc mid-flight`), and DAGGER_ROUNDS rounds of states the current model visits in closed loop
+# on training-split episodes (`trc dagger`; default 0 rounds: one round on the tiny model flew
+# worse in closed loop, because 60% of the visited states were infeasible at their remaining
+# t_go and the labelled rest is a biased sample). Every number in a model card comes from this
+# pipeline; the card records the exact command, seed, dataset hashes and commit. Uses the
+# release build of trc.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 TRC=${TRC:-target/release/trc}
 PRESET=${PRESET:-tiny}
 PROBLEMS=${PROBLEMS:-"double_integrator vanderpol descent"}
 SEED=${SEED:-1}
-EPOCHS=${EPOCHS:-10}
-LAMBDA=${LAMBDA:-0.1}
+EPOCHS=${EPOCHS:-30}
+LAMBDA=${LAMBDA:-0}
 LR=${LR:-3e-4}
+DAGGER_ROUNDS=${DAGGER_ROUNDS:-0}
 mkdir -p data models
 count_for() { case "$1" in double_integrator) echo 4000;; *) echo 5000;; esac; }
+train() { # train OUT DATA...
+  local out=$1; shift
+  local args=()
+  for d in "$@"; do args+=(--train "$d"); done
+  "$TRC" train "${args[@]}" --val "data/${p}_val.safetensors" --preset "$PRESET" --out "$out" \
+    --epochs "$EPOCHS" --seed 0 --lambda "$LAMBDA" --lr "$LR"
+}
 for p in $PROBLEMS; do
   n=$(count_for "$p")
-  train="data/${p}_train_${n}.safetensors"
-  [ -f "$train" ] || "$TRC" gen-data --problem "$p" --count "$n" --seed "$SEED" --split train --out "$train"
+  train_set="data/${p}_train_${n}.safetensors"
+  [ -f "$train_set" ] || "$TRC" gen-data --problem "$p" --count "$n" --seed "$SEED" --split train --out "$train_set"
   for s in val test; do
     f="data/${p}_${s}.safetensors"
     [ -f "$f" ] || "$TRC" gen-data --problem "$p" --count 500 --seed "$SEED" --split "$s" --out "$f"
   done
-  "$TRC" train --train "$train" --val "data/${p}_val.safetensors" --preset "$PRESET" --out "models/${p}" \
-    --epochs "$EPOCHS" --seed 0 --lambda "$LAMBDA" --lr "$LR"
+  sets=("$train_set")
+  if [ "$p" = descent ]; then
+    [ -f data/descent_mid_train.safetensors ] || "$TRC" mid-flight --from "$train_set" --seed 2 --out data/descent_mid_train.safetensors
+    sets+=(data/descent_mid_train.safetensors)
+    for r in $(seq 1 "$DAGGER_ROUNDS"); do
+      train "models/${p}" "${sets[@]}"
+      "$TRC" dagger --model "models/${p}" --template "$train_set" --episodes 60 --per-episode 40 --seed $((10 + r)) \
+        --out "data/descent_dagger${r}.safetensors"
+      sets+=("data/descent_dagger${r}.safetensors")
+    done
+  fi
+  train "models/${p}" "${sets[@]}"
   "$TRC" eval --model "models/${p}" --test "data/${p}_test.safetensors" --ks 1,2,3,5 --update-card
 done
