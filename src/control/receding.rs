@@ -20,7 +20,9 @@
 //! 4. **Refine on the inference thread** and wait until the deadline (`deadline_s` after the
 //!    cycle starts): all K iterates in time -> CONVERGED; deadline hit with iterate k >= 1
 //!    finished -> ANYTIME (the newest finished iterate); nothing in time -> FALLBACK_SHIFTED (the
-//!    previous plan shifted); no previous plan -> FAILED with the safe command.
+//!    previous plan shifted); no previous plan -> FAILED with the safe command. An iterate of
+//!    the previous cycle's job that finishes after its deadline is adopted as the previous plan
+//!    (so a controller that starts overloaded still gets a plan to shift).
 //!
 //! The predicted states of every plan are rolled out from the answered state through the
 //! problem's RK4 dynamics (f64), and its cost J is the problem's cost of that rollout.
@@ -203,6 +205,9 @@ pub struct RecedingHorizon {
     goal: Option<Goal>,
     last: Option<Plan>,
     stats: Stats,
+    /// The previous job (id, its state, t_go, goal target): an iterate of it that arrives after
+    /// its deadline is still adopted as the last plan when it is newer than the one held.
+    prev_job: Option<(u64, StateInput, f64, DVector<f64>)>,
 }
 
 impl RecedingHorizon {
@@ -213,7 +218,7 @@ impl RecedingHorizon {
     /// [`ConfigError`] for an invalid problem or controller config.
     pub fn new(problem: &ProblemConfig, cfg: ControllerConfig, worker: Result<InferenceWorker, String>) -> Result<Self, ConfigError> {
         cfg.validate()?;
-        Ok(Self { problem_cfg: problem.clone(), problem: problem.build()?, cfg, worker, goal: None, last: None, stats: Stats::default() })
+        Ok(Self { problem_cfg: problem.clone(), problem: problem.build()?, cfg, worker, goal: None, last: None, stats: Stats::default(), prev_job: None })
     }
 
     /// Settings.
@@ -371,8 +376,16 @@ impl RecedingHorizon {
         let u_warm = if self.cfg.warm_start { shifted.clone() } else { None };
         let id = worker.submit(PlanRequest { x0: x.clone(), x_target: goal.x_target.clone(), t_go, u_warm }, deadline);
         let (mut best, mut converged, mut policy_error) = (None, false, None);
+        let prev_job = self.prev_job.replace((id, s.clone(), t_go, goal.x_target.clone()));
+        let mut late: Option<(StateInput, f64, DVector<f64>, super::Iterate)> = None;
         while let Some((jid, ev)) = worker.next_event(deadline) {
             if jid != id {
+                // a late iterate of the previous job: usable as the plan to shift from
+                if let (WorkerEvent::Iterate(it), Some((pid, ps, pt, px))) = (ev, &prev_job) {
+                    if jid == *pid {
+                        late = Some((ps.clone(), *pt, px.clone(), it));
+                    }
+                }
                 continue;
             }
             match ev {
@@ -390,6 +403,16 @@ impl RecedingHorizon {
                 }
             }
         }
+        let shifted = match (shifted, late) {
+            (cur, Some((ps, pt, px, it))) if self.last.as_ref().is_none_or(|l| l.stamp < ps.stamp) => {
+                let xp = DVector::from_column_slice(&ps.x);
+                let adopted = self.make_plan(&ps, &xp, &px, pt, it.u, PlanStatus::Anytime, it.k, start);
+                let u = shift_controls(&adopted, s.stamp, t_go, self.problem.horizon());
+                self.last = Some(adopted);
+                Some(u).or(cur)
+            }
+            (cur, _) => cur,
+        };
         let (u, status, iters) = match (best, shifted) {
             (Some(it), _) => (it.u, if converged { PlanStatus::Converged } else { PlanStatus::Anytime }, it.k),
             (None, Some(u)) => (u, PlanStatus::FallbackShifted, 0),
