@@ -30,8 +30,8 @@ clean-env:
 BENCH_INSTANCES ?= 50
 LOSSLESS_SAMPLES ?= 1000
 DATA_COUNT ?= 5000
-.PHONY: bench bench-solvers bench-datasets
-bench: bench-solvers bench-datasets bench-inference
+.PHONY: bench bench-solvers bench-datasets bench-closed-loop bench-latency
+bench: bench-solvers bench-datasets bench-inference bench-closed-loop bench-latency
 	source ./trc-env.sh && cargo run --release --bin trc -- bench report
 
 bench-solvers: setup
@@ -44,6 +44,15 @@ bench-datasets: setup
 .PHONY: models bench-inference
 models: setup
 	source ./trc-env.sh && cargo build --release --bin trc && scripts/train_models.sh
+
+# Closed loop: 100 seeded episodes with and without disturbances (lockstep), and end-to-end
+# latency over DDS at 10 and 20 Hz (trc_sim + trc_node processes, real time).
+CL_EPISODES ?= 100
+bench-closed-loop: setup
+	source ./trc-env.sh && cargo build --release --bins && target/release/trc bench closed-loop --episodes $(CL_EPISODES)
+
+bench-latency: setup
+	source ./trc-env.sh && cargo build --release --bins && target/release/trc bench latency
 
 bench-inference: setup
 	source ./trc-env.sh && cargo run --release --bin trc -- bench inference --preset paper

@@ -26,6 +26,7 @@ pub fn pct(v: &[f64], p: f64) -> f64 {
 pub struct Row {
     pub index: u64,
     pub success: bool,
+    pub touched_down: bool,
     pub position_error: f64,
     pub speed: f64,
     pub fuel_kg: f64,
@@ -129,6 +130,7 @@ fn row(spec: &EpisodeSpec, r: &ClosedLoopReport) -> Row {
     Row {
         index: spec.index,
         success: r.result.success,
+        touched_down: r.result.touched_down,
         position_error: r.result.position_error,
         speed: r.result.speed,
         fuel_kg: r.result.fuel_kg,

@@ -95,6 +95,7 @@ pub fn demo(problem: ProblemKind, episodes: u32, seed: u64, time_scale: f64, mod
         rows.push(fly::Row {
             index: r["episode"].as_u64().unwrap_or(0),
             success: r["success"].as_bool().unwrap_or(false),
+            touched_down: r["touched_down"].as_bool().unwrap_or(false),
             position_error: r["position_error"].as_f64().unwrap_or(f64::NAN),
             speed: r["speed"].as_f64().unwrap_or(f64::NAN),
             fuel_kg: r["fuel_kg"].as_f64().unwrap_or(f64::NAN),
