@@ -56,3 +56,4 @@ bench-latency: setup
 
 bench-inference: setup
 	source ./trc-env.sh && cargo run --release --bin trc -- bench inference --preset paper
+	source ./trc-env.sh && cargo run --release --bin trc -- bench inference --model models/descent --out bench/inference_shipped.md
