@@ -165,6 +165,7 @@ pub struct Plant {
     episode: u64,
     result: Option<EpisodeResult>,
     success_tol: (f64, f64),
+    m_dry: f64,
 }
 
 impl Plant {
@@ -197,7 +198,7 @@ impl Plant {
             _ => DVector::zeros(p.control_dim()),
         };
         let success_tol = (problem.descent.success_position_tol, problem.descent.success_speed_tol);
-        Ok(Self { m0: x0[x0.len() - 1], problem: p, kind, cfg: cfg.clone(), x: x0, x_target, t: 0.0, u, pending: VecDeque::new(), thrust_scale, thrust_rot, mass_bias, rng, episode, result: None, success_tol })
+        Ok(Self { m0: x0[x0.len() - 1], problem: p, kind, cfg: cfg.clone(), x: x0, x_target, t: 0.0, u, pending: VecDeque::new(), thrust_scale, thrust_rot, mass_bias, rng, episode, result: None, success_tol, m_dry: problem.descent.m_dry })
     }
 
     /// Time since the episode start [s].
@@ -245,6 +246,8 @@ impl Plant {
 
     fn applied_control(&self) -> DVector<f64> {
         match self.kind {
+            // out of propellant: no thrust (the mass stays at the dry mass)
+            ProblemKind::Descent if self.x[6] <= self.m_dry => DVector::zeros(3),
             ProblemKind::Descent => {
                 let t = self.thrust_rot * Vector3::new(self.u[0], self.u[1], self.u[2]) * self.thrust_scale;
                 DVector::from_vec(vec![t.x, t.y, t.z])

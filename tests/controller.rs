@@ -142,6 +142,7 @@ fn guards_fail_safe_with_a_reason_and_keep_the_last_plan() {
         (state(10.1, &[1.0, f64::INFINITY]), 10.1, "state.x[1] is inf"),
         (state(9.0, &[1.0, 0.0]), 10.1, "stale state"),
         (state(f64::NAN, &[1.0, 0.0]), 10.1, "stale state"),
+        (state(11.0, &[1.0, 0.0]), 10.1, "stale state"),
     ];
     for (s, now, msg) in cases {
         let out = ctl.step(&s, now);

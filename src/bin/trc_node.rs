@@ -99,7 +99,7 @@ fn run() -> AnyResult<()> {
     let sensor = QosProfile::default().best_effort().keep_last(1);
     let mut state_sub = node.subscribe::<State>("state", sensor.clone())?;
     let mut odom_sub = node.subscribe::<Odometry>("odom", sensor)?;
-    let mut mass_sub = node.subscribe::<Float64>("mass", QosProfile::default().keep_last(1))?;
+    let mut mass_sub = node.subscribe::<Float64>("mass", QosProfile::default().best_effort().keep_last(1))?;
     let mut goal_sub = node.subscribe::<Goal>("goal", QosProfile::default().keep_last(1).transient_local())?;
     let seq_pub = node.create_publisher::<ControlSequence>("control_sequence", QosProfile::default().keep_last(10))?;
     let command = match cfg.problem.name {
@@ -139,6 +139,7 @@ fn run() -> AnyResult<()> {
         tokio::spawn(param_future);
         let mut diag_tick = tokio::time::interval(diag_period);
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
         let mut mass: Option<f64> = None;
         let mut throttle = Throttle::default();
         let mut window_cycles = 0u64;
@@ -170,6 +171,13 @@ fn run() -> AnyResult<()> {
         };
         loop {
             tokio::select! {
+                biased;
+                Some(g) = goal_sub.next() => {
+                    match controller.set_goal(&goal_from_msg(&g)) {
+                        Ok(()) => log::info!("goal: x_target {:?}, t_go {} s (stamp {:.3})", g.x_target, g.t_go, ros::secs_from_time(&g.header.stamp)),
+                        Err(e) => log::warn!("goal refused, the previous goal stays: {e}"),
+                    }
+                }
                 Some(msg) = state_sub.next() => {
                     let mut latest = msg;
                     while let Some(Some(m)) = state_sub.next().now_or_never() { latest = m; }
@@ -177,6 +185,8 @@ fn run() -> AnyResult<()> {
                     window_cycles += 1;
                 }
                 Some(o) = odom_sub.next() => {
+                    let mut o = o;
+                    while let Some(Some(m)) = odom_sub.next().now_or_never() { o = m; }
                     match descent_state_from_odometry(&o, mass) {
                         Some(s) if cfg.problem.name == ProblemKind::Descent => { cycle(&mut controller, s, &mut throttle, &mut cycle_ms); window_cycles += 1; }
                         Some(_) => throttle.warn("odom-problem", "odom received but the problem is not descent; ignored"),
@@ -185,12 +195,6 @@ fn run() -> AnyResult<()> {
                 }
                 Some(m) = mass_sub.next() => {
                     if m.data.is_finite() && m.data > 0.0 { mass = Some(m.data); } else { throttle.warn("mass", &format!("mass {} kg refused", m.data)); }
-                }
-                Some(g) = goal_sub.next() => {
-                    match controller.set_goal(&goal_from_msg(&g)) {
-                        Ok(()) => log::info!("goal: x_target {:?}, t_go {} s (stamp {:.3})", g.x_target, g.t_go, ros::secs_from_time(&g.header.stamp)),
-                        Err(e) => log::warn!("goal refused, the previous goal stays: {e}"),
-                    }
                 }
                 Some((name, _)) = param_events.next() => {
                     let c = live.lock().map(|c| c.controller.clone());
@@ -233,7 +237,7 @@ fn run() -> AnyResult<()> {
                     if cycle_ms.len() > 5000 { cycle_ms.drain(..2500); }
                     let _ = diag_pub.publish(&DiagnosticArray { header: Header { stamp: ros::time_from_secs(now_secs(&clock)), frame_id: String::new() }, status: vec![status] });
                 }
-                _ = tokio::signal::ctrl_c() => break,
+                _ = int.recv() => break,
                 _ = term.recv() => break,
             }
         }

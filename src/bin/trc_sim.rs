@@ -165,7 +165,8 @@ fn run() -> AnyResult<bool> {
         let mut answered = false;
         while wait_start.elapsed().as_secs_f64() < sim.wait_for_controller_s {
             publish_clock(t_base);
-            let x = plant.measured_state();
+            // noise-free while frozen: the seeded noise stream must not depend on the wait
+            let x = plant.true_state().clone();
             state_pub.publish(&state_to_msg(stamp_now(t_base), "landing_site", x.as_slice()))?;
             let t_end = Instant::now() + Duration::from_millis(100);
             while Instant::now() < t_end {

@@ -74,6 +74,9 @@ impl ControllerConfig {
     /// [`ConfigError::Invalid`] naming the field.
     pub fn validate(&self) -> Result<(), ConfigError> {
         positive("controller.deadline_s", self.deadline_s)?;
+        if self.deadline_s > 10.0 {
+            return Err(ConfigError::invalid("controller.deadline_s", "must be at most 10 s"));
+        }
         positive("controller.max_state_age_s", self.max_state_age_s)?;
         non_negative("controller.terminal_phase_s", self.terminal_phase_s)
     }
@@ -132,8 +135,18 @@ pub enum Rejected {
         /// The value.
         value: f64,
     },
-    /// The state is too old.
-    #[error("stale state: {age_s:.3} s old, more than max_state_age_s = {max_s} s (check the estimator, clocks and use_sim_time)")]
+    /// A value outside its physical range.
+    #[error("{what} = {value} is outside {range}; input ignored")]
+    OutOfRange {
+        /// The entry.
+        what: &'static str,
+        /// The value.
+        value: f64,
+        /// The accepted range.
+        range: String,
+    },
+    /// The state is too old (or stamped in the future, or the clock is not running yet).
+    #[error("stale state: {age_s:.3} s old, more than max_state_age_s = {max_s} s from now (check the estimator, clocks and use_sim_time)")]
     Stale {
         /// Age [s].
         age_s: f64,
@@ -274,9 +287,17 @@ impl RecedingHorizon {
         if self.problem.kind() == ProblemKind::Descent {
             xt[6] = self.problem_cfg.descent.m_dry;
         }
+        if g.t_go > 1e4 {
+            return Err(Rejected::OutOfRange { what: "goal.t_go", value: g.t_go, range: "[0, 1e4] s".into() });
+        }
         let t_land = (g.t_go > 0.0 && g.stamp > 0.0).then(|| g.stamp + g.t_go);
-        self.goal = Some(Goal { x_target: xt, stamp: g.stamp, t_go: g.t_go, t_land });
-        self.last = None;
+        // a re-sent identical goal keeps the plan (and the terminal phase); a new one drops it
+        let same = self.goal.as_ref().is_some_and(|o| o.x_target == xt && o.t_go == g.t_go && o.stamp == g.stamp);
+        if !same {
+            self.goal = Some(Goal { x_target: xt, stamp: g.stamp, t_go: g.t_go, t_land });
+            self.last = None;
+            self.prev_job = None;
+        }
         Ok(())
     }
 
@@ -288,8 +309,8 @@ impl RecedingHorizon {
     /// The safe command of each problem, `[m]`:
     /// - descent: with a previous plan, its continuation at `stamp` (the safest thing a lander
     ///   can do with a bad input is keep flying the last good plan); without one, or after the
-    ///   landing time, vertical thrust `0.95 m |g|` clamped to `[rho1, rho2]` (a slow, upright
-    ///   sink; `m` from the state when finite, else the wet mass);
+    ///   landing time, an upright sink: vertical thrust `m (|g| + (-1 m/s - v_z) / 1 s)` clamped
+    ///   to `[rho1, rho2]` (without a valid state: `0.95 m_wet |g|`);
     /// - Van der Pol, double integrator: `u = 0`.
     pub fn safe_command(&self, x: Option<&DVector<f64>>, stamp: f64, past_landing: bool) -> DVector<f64> {
         match self.problem.kind() {
@@ -302,7 +323,9 @@ impl RecedingHorizon {
                 let pd = PoweredDescent::new(p.clone()).expect("validated");
                 let m = x.map(|x| x[6]).filter(|m| m.is_finite() && *m > 0.0).unwrap_or(p.m_wet);
                 let g = DVector::from_column_slice(&p.gravity).norm();
-                DVector::from_vec(vec![0.0, 0.0, (0.95 * m * g).clamp(pd.params().rho1(), pd.params().rho2())])
+                // upright sink towards v_z = -1 m/s (gain 1/s); without a velocity, 0.95 of the weight
+                let a = x.map(|x| g + (-1.0 - x[5])).unwrap_or(0.95 * g);
+                DVector::from_vec(vec![0.0, 0.0, (a * m).clamp(pd.params().rho1(), pd.params().rho2())])
             }
             _ => DVector::zeros(self.problem.control_dim()),
         }
@@ -320,8 +343,14 @@ impl RecedingHorizon {
         if let Some((i, v)) = s.x.iter().enumerate().find(|(_, v)| !v.is_finite()) {
             return Err(Rejected::NonFinite { what: "state.x", index: i, value: *v });
         }
-        if !s.stamp.is_finite() || now - s.stamp > self.cfg.max_state_age_s {
+        if !s.stamp.is_finite() || (now - s.stamp).abs() > self.cfg.max_state_age_s {
             return Err(Rejected::Stale { age_s: now - s.stamp, max_s: self.cfg.max_state_age_s });
+        }
+        if self.problem.kind() == ProblemKind::Descent {
+            let d = &self.problem_cfg.descent;
+            if !(0.5 * d.m_dry..=1.5 * d.m_wet).contains(&s.x[6]) {
+                return Err(Rejected::OutOfRange { what: "state.x[6] (mass)", value: s.x[6], range: format!("[{}, {}] kg", 0.5 * d.m_dry, 1.5 * d.m_wet) });
+            }
         }
         Ok((DVector::from_column_slice(&s.x), goal))
     }
@@ -361,6 +390,16 @@ impl RecedingHorizon {
         if t_go <= 0.0 {
             return self.failed(s, Some(&x), Rejected::PastLandingTime { late_s: -t_go }, start, true);
         }
+        // the one-off t_f search (first descent state of a goal with t_go = 0) is not refinement:
+        // the deadline counts from here
+        let (start, deadline) = if start.elapsed().as_secs_f64() > 0.5 * self.cfg.deadline_s {
+            let st = Instant::now();
+            (st, st + std::time::Duration::from_secs_f64(self.cfg.deadline_s))
+        } else {
+            (start, deadline)
+        };
+        // stop waiting a little before the deadline: the shift, rollout and publication follow
+        let wait_until = deadline - std::time::Duration::from_secs_f64((0.1 * self.cfg.deadline_s).min(2e-3));
         let shifted = self.last.as_ref().map(|last| shift_controls(last, s.stamp, t_go, self.problem.horizon()));
         if self.problem.kind() == ProblemKind::Descent && t_go <= self.cfg.terminal_phase_s {
             if let Some(u) = shifted {
@@ -378,7 +417,7 @@ impl RecedingHorizon {
         let (mut best, mut converged, mut policy_error) = (None, false, None);
         let prev_job = self.prev_job.replace((id, s.clone(), t_go, goal.x_target.clone()));
         let mut late: Option<(StateInput, f64, DVector<f64>, super::Iterate)> = None;
-        while let Some((jid, ev)) = worker.next_event(deadline) {
+        while let Some((jid, ev)) = worker.next_event(wait_until) {
             if jid != id {
                 // a late iterate of the previous job: usable as the plan to shift from
                 if let (WorkerEvent::Iterate(it), Some((pid, ps, pt, px))) = (ev, &prev_job) {
@@ -389,6 +428,10 @@ impl RecedingHorizon {
                 continue;
             }
             match ev {
+                WorkerEvent::Iterate(it) if it.u.shape() != (self.problem.horizon(), self.problem.control_dim()) || it.u.iter().any(|v| !v.is_finite()) => {
+                    policy_error = Some(format!("iterate {} has shape {:?} or a non-finite entry; ignored", it.k, it.u.shape()));
+                    break;
+                }
                 WorkerEvent::Iterate(it) => {
                     converged = it.k >= k_full;
                     best = Some(it);
@@ -455,7 +498,7 @@ impl RecedingHorizon {
     #[allow(clippy::too_many_arguments)]
     fn make_plan(&self, s: &StateInput, x: &DVector<f64>, xt: &DVector<f64>, t_go: f64, u: DMatrix<f64>, status: PlanStatus, iterations: u32, start: Instant) -> Plan {
         let dt = t_go / self.problem.horizon() as f64;
-        let xs = self.problem.rollout(x, &u, dt).unwrap_or_else(|_| DMatrix::zeros(u.nrows() + 1, x.len()));
+        let xs = self.problem.rollout(x, &u, dt).ok().filter(|m| m.iter().all(|v| v.is_finite())).unwrap_or_else(|| DMatrix::zeros(u.nrows() + 1, x.len()));
         let cost = self.problem.cost(&xs, &u, xt, dt);
         Plan { stamp: s.stamp, frame_id: s.frame_id.clone(), dt, u, x: xs, cost: if cost.is_finite() { cost } else { f64::MAX }, status, iterations, solve_time_ms: start.elapsed().as_secs_f64() * 1e3 }
     }
@@ -486,16 +529,17 @@ fn push_bounded(v: &mut Vec<f64>, x: f64) {
 }
 
 /// The previous plan shifted to `stamp`: `N` controls on the new grid `dt' = t_go / N`, control
-/// j being the previous plan's control (zero-order hold) at time `stamp + j dt'`, the last
+/// j being the previous plan's control (zero-order hold) at time `stamp + (j + 1/2) dt'`, the last
 /// control held beyond its end. With `dt' = dt` and `stamp = prev.stamp + dt` this is the
 /// classic shift by one step with the last control repeated. `[N, m]`.
 pub fn shift_controls(prev: &Plan, stamp: f64, t_go: f64, horizon: usize) -> DMatrix<f64> {
     let dt_new = t_go / horizon as f64;
     let last = prev.u.nrows().saturating_sub(1);
     DMatrix::from_fn(horizon, prev.u.ncols(), |j, c| {
-        let t = stamp - prev.stamp + j as f64 * dt_new;
-        // tolerance so that t = k dt exactly (up to rounding) lands on step k
-        let k = ((t / prev.dt) + 1e-9).floor().max(0.0) as usize;
+        // sampled at the middle of the new step: robust to stamp jitter when the control period
+        // is a whole number of plan steps
+        let t = stamp - prev.stamp + (j as f64 + 0.5) * dt_new;
+        let k = (t / prev.dt).floor().max(0.0) as usize;
         prev.u[(k.min(last), c)]
     })
 }

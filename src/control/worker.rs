@@ -137,13 +137,18 @@ fn run(policy: &mut dyn Policy, jobs: &Receiver<Job>, events: &Sender<(u64, Work
             continue;
         }
         let (id, deadline) = (job.id, job.deadline);
-        let res = policy.refine(&job.req, &mut |it| {
-            let _ = events.send((id, WorkerEvent::Iterate(it)));
-            Instant::now() < deadline
-        });
+        // a panic inside the policy (e.g. a libtorch error surfacing through tch) is reported as
+        // a failure of this job, not a dead thread
+        let res = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            policy.refine(&job.req, &mut |it| {
+                let _ = events.send((id, WorkerEvent::Iterate(it)));
+                Instant::now() < deadline
+            })
+        }));
         let _ = events.send((id, match res {
-            Ok(()) => WorkerEvent::Done,
-            Err(e) => WorkerEvent::Failed(e.to_string()),
+            Ok(Ok(())) => WorkerEvent::Done,
+            Ok(Err(e)) => WorkerEvent::Failed(e.to_string()),
+            Err(p) => WorkerEvent::Failed(format!("the policy panicked: {}", p.downcast_ref::<String>().cloned().or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string())).unwrap_or_default())),
         }));
     }
 }

@@ -11,7 +11,8 @@ use serde_yaml::Value;
 use crate::config::TrcConfig;
 use crate::error::ConfigError;
 
-/// Prefix of the parameters that may change at run time.
+/// Prefix of the parameters that may change at run time (all but `controller.outer`, which is
+/// fixed when the model loads).
 pub const DYNAMIC_PREFIX: &str = "controller.";
 
 fn to_param(v: &Value) -> Option<ParameterValue> {
@@ -101,7 +102,7 @@ impl ParamStore {
         if name == "use_sim_time" {
             return Err(refuse(name, "static parameter: set use_sim_time at start-up".into()));
         }
-        if !name.starts_with(DYNAMIC_PREFIX) {
+        if !name.starts_with(DYNAMIC_PREFIX) || name == "controller.outer" {
             return Err(refuse(name, "static parameter (problem, node, sim): change it in the params file and restart the node".into()));
         }
         let cur = self.cfg.lock().expect("config lock").clone();

@@ -37,14 +37,25 @@ pub fn launch(problem: ProblemKind, args: &[String]) -> AnyResult<ExitStatus> {
     let s = spec(problem);
     let cmds = resolve(&s, args, &package_root())?;
     let bin_dir = std::env::current_exe()?.parent().map(Path::to_path_buf).ok_or("cannot locate the trc binary's directory")?;
-    let mut children: Vec<(String, Child)> = Vec::new();
     for c in &cmds {
         let exe = bin_dir.join(&c.executable);
         if !exe.exists() {
             return Err(format!("{} not found: build it first (cargo build --bins)", exe.display()).into());
         }
+    }
+    let mut children: Vec<(String, Child)> = Vec::new();
+    for c in &cmds {
+        let exe = bin_dir.join(&c.executable);
         log::info!("launch: {} {}", exe.display(), c.args.join(" "));
-        children.push((c.executable.clone(), Command::new(&exe).args(&c.args).spawn()?));
+        match Command::new(&exe).args(&c.args).spawn() {
+            Ok(ch) => children.push((c.executable.clone(), ch)),
+            Err(e) => {
+                for (_, mut ch) in children {
+                    interrupt(&mut ch);
+                }
+                return Err(format!("cannot start {}: {e}", exe.display()).into());
+            }
+        }
     }
     let main = if children.iter().any(|(n, _)| n == "trc_sim") { "trc_sim" } else { "trc_node" };
     let idx = children.iter().position(|(n, _)| n == main).expect("started above");
@@ -53,12 +64,19 @@ pub fn launch(problem: ProblemKind, args: &[String]) -> AnyResult<ExitStatus> {
             break st;
         }
         // a node that dies early is an error worth stopping for
+        let mut early = None;
         for (name, ch) in children.iter_mut() {
             if name != main {
                 if let Some(st) = ch.try_wait()? {
-                    return Err(format!("{name} exited early with {st}; see its log above").into());
+                    early = Some(format!("{name} exited early with {st}; see its log above"));
                 }
             }
+        }
+        if let Some(e) = early {
+            for (_, mut ch) in children {
+                interrupt(&mut ch);
+            }
+            return Err(e.into());
         }
         std::thread::sleep(Duration::from_millis(100));
     };
