@@ -1,5 +1,5 @@
-//! The closed-loop demo available before the TRC node exists: classical feedback laws flying the
-//! f64 plant (RK4) of each problem, with every constraint checked.
+//! Classical feedback baselines (`trc baseline`): feedback laws flying the f64 plant (RK4) of
+//! each problem, with every constraint checked; a yardstick next to the TRC closed loop.
 //!
 //! - Powered descent: ZEM/ZEV optimal feedback guidance (Ebrahimi, Bahrami & Roshanian 2008;
 //!   Guo, Hawkins & Wie 2013, eq. 9): `a = 6 ZEM / t_go^2 - 2 ZEV / t_go`, with

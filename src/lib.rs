@@ -11,7 +11,7 @@
 //! ## Module map
 //! - [`problems`]: the [`problems::Problem`] trait; double integrator, Van der Pol, 3-DoF powered
 //!   descent, each in f64 (nalgebra) and batched tch forms.
-//! - [`demo`]: classical feedback laws for the pre-TRC closed-loop demo.
+//! - [`demo`]: classical feedback baselines (`trc baseline`).
 //! - [`solvers`]: LQR / box QP, SCP (Van der Pol), LCvx (descent) on Clarabel: the optimal demonstrations.
 //! - [`data`]: initial-state distributions, parallel demonstration generation, the dataset file format.
 //! - [`model`]: the TRC network (tch): encoders, shared reasoning module, projection, checkpoints.
