@@ -69,8 +69,18 @@ impl Throttle {
     }
 }
 
-fn now_secs(clock: &Arc<Mutex<r2r::Clock>>) -> f64 {
-    clock.lock().ok().and_then(|mut c| c.get_now().ok()).map(|d| d.as_secs_f64()).unwrap_or(0.0)
+/// The node's clock: the last `/clock` under use_sim_time (0 until one arrives, which the
+/// staleness guard then refuses with its reason), else the ROS (system) clock.
+struct Clock {
+    ros: Arc<Mutex<r2r::Clock>>,
+    sim: Option<Arc<Mutex<f64>>>,
+}
+
+fn now_secs(clock: &Clock) -> f64 {
+    match &clock.sim {
+        Some(t) => t.lock().map(|t| *t).unwrap_or(0.0),
+        None => clock.ros.lock().ok().and_then(|mut c| c.get_now().ok()).map(|d| d.as_secs_f64()).unwrap_or(0.0),
+    }
 }
 
 fn pct(v: &[f64], p: f64) -> f64 {
@@ -107,7 +117,11 @@ fn run() -> AnyResult<()> {
         _ => Command::Scalar(node.create_publisher::<Float64>("command", QosProfile::default().keep_last(10))?),
     };
     let diag_pub = node.create_publisher::<DiagnosticArray>("/diagnostics", QosProfile::default())?;
-    let clock = node.get_ros_clock();
+    // Sim time: follow /clock ourselves (r2r's TimeSource is compiled in only when its build
+    // script emitted the rosgraph_msgs cfg, which a cached re-run of that script skips).
+    let mut clock_sub = if cfg.use_sim_time { Some(node.subscribe::<r2r::rosgraph_msgs::msg::Clock>("/clock", QosProfile::default().best_effort().keep_last(1))?) } else { None };
+    let sim_now: Arc<Mutex<f64>> = Arc::new(Mutex::new(0.0));
+    let clock = Clock { ros: node.get_ros_clock(), sim: cfg.use_sim_time.then(|| sim_now.clone()) };
 
     // the model on its own thread (loaded and warmed up there)
     let started = Instant::now();
@@ -172,6 +186,9 @@ fn run() -> AnyResult<()> {
         loop {
             tokio::select! {
                 biased;
+                Some(c) = async { match clock_sub.as_mut() { Some(sub) => sub.next().await, None => futures::future::pending().await } } => {
+                    if let Ok(mut t) = sim_now.lock() { *t = ros::secs_from_time(&c.clock); }
+                }
                 Some(g) = goal_sub.next() => {
                     match controller.set_goal(&goal_from_msg(&g)) {
                         Ok(()) => log::info!("goal: x_target {:?}, t_go {} s (stamp {:.3})", g.x_target, g.t_go, ros::secs_from_time(&g.header.stamp)),
