@@ -53,3 +53,15 @@ for p in $PROBLEMS; do
   train "models/${p}" "${sets[@]}"
   "$TRC" eval --model "models/${p}" --test "data/${p}_test.safetensors" --ks 1,2,3,5 --update-card
 done
+
+# Ablation: one horizon token (attention has nothing to attend to, as in the authors' code) vs
+# the preset's tokens, same data and settings; accuracy side by side and batch-1 latency.
+if [ "${ABLATION:-1}" = 1 ] && [[ " $PROBLEMS " == *" descent "* ]]; then
+  "$TRC" train --train data/descent_train_5000.safetensors --train data/descent_mid_train.safetensors \
+    --val data/descent_val.safetensors --preset "$PRESET" --tokens 1 --out models/ablation/descent_tokens1 \
+    --epochs "$EPOCHS" --seed 0 --lambda "$LAMBDA" --lr "$LR"
+  "$TRC" eval --model models/descent --compare models/ablation/descent_tokens1 --test data/descent_test.safetensors \
+    --ks 2 --report models/ablation/tokens.md
+  "$TRC" bench inference --model models/descent --out bench/inference_shipped.md
+  "$TRC" bench inference --model models/ablation/descent_tokens1 --out bench/inference_tokens1.md
+fi

@@ -24,7 +24,7 @@ fn device(name: &str) -> AnyResult<Device> {
     })
 }
 
-pub fn train(train_paths: &[std::path::PathBuf], val_path: &Path, preset: &str, out: &Path, cfg: TrainConfig, device_name: &str) -> AnyResult<()> {
+pub fn train(train_paths: &[std::path::PathBuf], val_path: &Path, preset: &str, tokens: Option<i64>, out: &Path, cfg: TrainConfig, device_name: &str) -> AnyResult<()> {
     let dev = device(device_name)?;
     let tr = Dataset::concat(train_paths.iter().map(Dataset::load).collect::<Result<Vec<_>, _>>()?)?;
     let va = Dataset::load(val_path)?;
@@ -34,7 +34,11 @@ pub fn train(train_paths: &[std::path::PathBuf], val_path: &Path, preset: &str, 
     if tr.meta.split == va.meta.split && tr.meta.seed == va.meta.seed {
         return Err("training and validation sets are the same stream: generate the validation set with --split val".into());
     }
-    let model_cfg = ModelConfig::preset(preset)?;
+    let mut model_cfg = ModelConfig::preset(preset)?;
+    if let Some(t) = tokens {
+        // the tokenisation ablation: T horizon tokens instead of the preset's
+        model_cfg.tokens = t;
+    }
     tch::manual_seed(cfg.seed as i64);
     let vs = nn::VarStore::new(dev);
     let norm = Normalizer::fit(&tr);

@@ -232,6 +232,9 @@ enum Cmd {
         /// Seed.
         #[arg(long, default_value_t = 0)]
         seed: u64,
+        /// Horizon tokens T (ablation; default: the preset's). N must be a multiple of T.
+        #[arg(long)]
+        tokens: Option<i64>,
         /// Device: auto (CUDA if available), cpu, cuda.
         #[arg(long, default_value = "auto")]
         device: String,
@@ -397,9 +400,9 @@ fn main() -> ExitCode {
         Cmd::ClosedLoop { problem, config, model, policy, episodes, seed, disturbances, rate, deadline_ms, no_warm_start, out, plot } => exit(closed_loop(problem.into(), config, model, policy, episodes, seed, disturbances, rate, deadline_ms, no_warm_start, out.as_deref(), plot.as_deref())),
         Cmd::Dagger { model, template, episodes, per_episode, seed, out } => exit(dagger(&model, &template, episodes, per_episode, seed, &out)),
         Cmd::MidFlight { from, seed, out } => exit(mid_flight(&from, seed, &out)),
-        Cmd::Train { train, val, preset, out, epochs, batch_size, lr, lambda, terminal_weight, truncate, seed, device } => {
+        Cmd::Train { train, val, preset, out, epochs, batch_size, lr, lambda, terminal_weight, truncate, seed, tokens, device } => {
             let cfg = trc_control::train::TrainConfig { epochs, batch_size, lr, lambda, terminal_weight, truncate, seed, ..Default::default() };
-            exit(learn::train(&train, &val, &preset, &out, cfg, &device))
+            exit(learn::train(&train, &val, &preset, tokens, &out, cfg, &device))
         }
         Cmd::Eval { model, test, ks, compare, report, update_card } => exit(learn::eval(&model, &test, &ks, compare.as_deref(), report.as_deref(), update_card)),
         Cmd::Bench { what } => exit(match what {
