@@ -165,7 +165,9 @@ pub fn git_commit() -> String {
     let run = |args: &[&str]| std::process::Command::new("git").args(args).current_dir(env!("CARGO_MANIFEST_DIR")).output().ok().filter(|o| o.status.success()).map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
     match run(&["rev-parse", "HEAD"]) {
         Some(h) => {
-            let dirty = run(&["status", "--porcelain", "--untracked-files=no"]).is_some_and(|s| !s.is_empty());
+            // the pipeline's own outputs (models/, bench/, BENCHMARKS.md) are not code: a model
+            // written earlier in the same `make models` run must not mark the next one dirty
+            let dirty = run(&["status", "--porcelain", "--untracked-files=no", "--", ".", ":!models", ":!bench", ":!BENCHMARKS.md"]).is_some_and(|s| !s.is_empty());
             if dirty { format!("{h}+dirty") } else { h }
         }
         None => "unknown".into(),
