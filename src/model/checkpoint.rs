@@ -160,7 +160,8 @@ pub fn sha256_file(path: &Path) -> std::io::Result<String> {
     Ok(format!("{:x}", Sha256::digest(&bytes)))
 }
 
-/// The current git commit, "+dirty" if the tree has changes, or "unknown".
+/// The current git commit, "+dirty" if tracked code has uncommitted changes (the pipeline's own
+/// outputs under models/ and bench/ excepted), or "unknown".
 pub fn git_commit() -> String {
     let run = |args: &[&str]| std::process::Command::new("git").args(args).current_dir(env!("CARGO_MANIFEST_DIR")).output().ok().filter(|o| o.status.success()).map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
     match run(&["rev-parse", "HEAD"]) {
