@@ -244,8 +244,8 @@ fn run() -> AnyResult<bool> {
             }
             trajectory.push((plant.time(), plant.true_state().iter().copied().collect()));
             sent.retain(|_, t| t.elapsed() < Duration::from_secs(5));
-            if ended {
-                break plant.result().cloned().expect("ended");
+            if let (true, Some(r)) = (ended, plant.result()) {
+                break r.clone();
             }
         };
         t_base = t_start + plant.time() + 1.0;

@@ -38,7 +38,7 @@ use super::worker::{InferenceWorker, WorkerEvent};
 use crate::config::{non_negative, positive, ProblemConfig, ProblemKind};
 use crate::error::ConfigError;
 use crate::plan::{Plan, PlanStatus};
-use crate::problems::{PoweredDescent, Problem};
+use crate::problems::Problem;
 use crate::solvers::{self, Instance, SolverSettings};
 
 /// Controller settings (node parameters `controller.*`; all may change at run time).
@@ -316,16 +316,15 @@ impl RecedingHorizon {
         match self.problem.kind() {
             ProblemKind::Descent => {
                 if let (Some(last), false) = (&self.last, past_landing) {
-                    let k = (((stamp - last.stamp) / last.dt).floor().max(0.0) as usize).min(last.u.nrows() - 1);
+                    let k = (((stamp - last.stamp) / last.dt).floor().max(0.0) as usize).min(last.u.nrows().saturating_sub(1));
                     return last.u.row(k).transpose();
                 }
                 let p = &self.problem_cfg.descent;
-                let pd = PoweredDescent::new(p.clone()).expect("validated");
                 let m = x.map(|x| x[6]).filter(|m| m.is_finite() && *m > 0.0).unwrap_or(p.m_wet);
                 let g = DVector::from_column_slice(&p.gravity).norm();
                 // upright sink towards v_z = -1 m/s (gain 1/s); without a velocity, 0.95 of the weight
                 let a = x.map(|x| g + (-1.0 - x[5])).unwrap_or(0.95 * g);
-                DVector::from_vec(vec![0.0, 0.0, (a * m).clamp(pd.params().rho1(), pd.params().rho2())])
+                DVector::from_vec(vec![0.0, 0.0, (a * m).clamp(p.rho1(), p.rho2())])
             }
             _ => DVector::zeros(self.problem.control_dim()),
         }
@@ -410,7 +409,13 @@ impl RecedingHorizon {
             }
         }
         // refine on the inference thread until the deadline
-        let worker = self.worker.as_mut().expect("checked in validate_state");
+        let worker = match self.worker.as_mut() {
+            Ok(w) => w,
+            Err(e) => {
+                let r = Rejected::NoPolicy(e.clone());
+                return self.failed(s, Some(&x), r, start, false);
+            }
+        };
         let k_full = worker.iterations();
         let u_warm = if self.cfg.warm_start { shifted.clone() } else { None };
         let id = worker.submit(PlanRequest { x0: x.clone(), x_target: goal.x_target.clone(), t_go, u_warm }, deadline);

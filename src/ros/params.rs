@@ -56,7 +56,9 @@ pub fn flatten(cfg: &TrcConfig) -> IndexMap<String, ParameterValue> {
         }
     }
     let mut out = IndexMap::new();
-    walk("", &serde_yaml::to_value(cfg).expect("serialisable"), &mut out);
+    if let Ok(v) = serde_yaml::to_value(cfg) {
+        walk("", &v, &mut out);
+    }
     out
 }
 
@@ -65,7 +67,7 @@ pub fn flatten(cfg: &TrcConfig) -> IndexMap<String, ParameterValue> {
 /// # Errors
 /// [`ConfigError`] for an unknown name, a wrong type or an invalid value.
 pub fn with_parameter(cfg: &TrcConfig, name: &str, value: &ParameterValue) -> Result<TrcConfig, ConfigError> {
-    let mut doc = serde_yaml::to_value(cfg).expect("serialisable");
+    let mut doc = serde_yaml::to_value(cfg).map_err(|e| ConfigError::invalid(name, e.to_string()))?;
     let new = to_value(value).ok_or_else(|| ConfigError::invalid(name, "unsupported parameter type"))?;
     let mut node = &mut doc;
     let parts: Vec<&str> = name.split('.').collect();
@@ -98,6 +100,11 @@ fn refuse(name: &str, msg: String) -> r2r::Error {
 }
 
 impl ParamStore {
+    /// A copy of the live configuration (a poisoned lock still holds the last written value).
+    pub fn config(&self) -> TrcConfig {
+        self.cfg.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
     fn check(&self, name: &str, val: &ParameterValue) -> r2r::Result<TrcConfig> {
         if name == "use_sim_time" {
             return Err(refuse(name, "static parameter: set use_sim_time at start-up".into()));
@@ -105,27 +112,27 @@ impl ParamStore {
         if !name.starts_with(DYNAMIC_PREFIX) || name == "controller.outer" {
             return Err(refuse(name, "static parameter (problem, node, sim): change it in the params file and restart the node".into()));
         }
-        let cur = self.cfg.lock().expect("config lock").clone();
+        let cur = self.config();
         with_parameter(&cur, name, val).map_err(|e| refuse(name, e.to_string()))
     }
 }
 
 impl RosParams for ParamStore {
     fn register_parameters(&mut self, _prefix: &str, _param: Option<Parameter>, params: &mut IndexMap<String, Parameter>) -> r2r::Result<()> {
-        for (name, value) in flatten(&self.cfg.lock().expect("config lock")) {
+        for (name, value) in flatten(&self.config()) {
             params.insert(name, Parameter::new(value));
         }
         Ok(())
     }
 
     fn get_parameter(&mut self, name: &str) -> r2r::Result<ParameterValue> {
-        flatten(&self.cfg.lock().expect("config lock")).get(name).cloned().ok_or_else(|| r2r::Error::InvalidParameterName { name: name.to_string() })
+        flatten(&self.config()).get(name).cloned().ok_or_else(|| r2r::Error::InvalidParameterName { name: name.to_string() })
     }
 
     fn set_parameter(&mut self, name: &str, val: &ParameterValue) -> r2r::Result<()> {
         let new = self.check(name, val)?;
         log::info!("parameter {name} set to {val:?}");
-        *self.cfg.lock().expect("config lock") = new;
+        *self.cfg.lock().unwrap_or_else(|p| p.into_inner()) = new;
         Ok(())
     }
 
