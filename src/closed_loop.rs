@@ -76,6 +76,16 @@ pub fn episode_specs_in(problem: &ProblemConfig, seed: u64, split: Split, first:
     out
 }
 
+/// p-quantile (nearest rank) of unsorted values, `p` in [0, 1]; NaN when empty.
+pub fn percentile(v: &[f64], p: f64) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    s[((s.len() - 1) as f64 * p.clamp(0.0, 1.0)).round() as usize]
+}
+
 /// Seconds an episode may run past the optimum's t_f before it is ended (descent).
 pub const GRACE_S: f64 = 30.0;
 

@@ -20,6 +20,7 @@
 //! on the main thread. Parameters: every config entry (`ros2 param list`); `controller.*` may be
 //! set at run time, the rest is refused (static).
 
+use trc_control::closed_loop::percentile;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -83,14 +84,6 @@ fn now_secs(clock: &Clock) -> f64 {
     }
 }
 
-fn pct(v: &[f64], p: f64) -> f64 {
-    if v.is_empty() {
-        return 0.0;
-    }
-    let mut s = v.to_vec();
-    s.sort_by(f64::total_cmp);
-    s[((s.len() - 1) as f64 * p).round() as usize]
-}
 
 fn run() -> AnyResult<()> {
     let ctx = r2r::Context::create()?;
@@ -244,10 +237,10 @@ fn run() -> AnyResult<()> {
                             kv("terminal_phase", s.terminal.to_string()),
                             kv("deadline_misses", s.late.to_string()),
                             kv("deadline_ms", format!("{:.1}", controller.config().deadline_s * 1e3)),
-                            kv("solve_ms_p50", format!("{:.3}", pct(solve, 0.5))),
-                            kv("solve_ms_p99", format!("{:.3}", pct(solve, 0.99))),
-                            kv("cycle_ms_p50", format!("{:.3}", pct(&cycle_ms, 0.5))),
-                            kv("cycle_ms_p99", format!("{:.3}", pct(&cycle_ms, 0.99))),
+                            kv("solve_ms_p50", format!("{:.3}", percentile(solve, 0.5))),
+                            kv("solve_ms_p99", format!("{:.3}", percentile(solve, 0.99))),
+                            kv("cycle_ms_p50", format!("{:.3}", percentile(&cycle_ms, 0.5))),
+                            kv("cycle_ms_p99", format!("{:.3}", percentile(&cycle_ms, 0.99))),
                         ],
                     };
                     window_cycles = 0;

@@ -18,6 +18,7 @@
 //! End-to-end latency is measured here: state publication -> the `control_sequence` that
 //! answers it (matched by stamp), wall time.
 
+use trc_control::closed_loop::percentile;
 use std::collections::HashMap;
 use std::process::ExitCode;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -70,14 +71,6 @@ struct EpisodeRecord {
     trajectory: Vec<(f64, Vec<f64>)>,
 }
 
-fn pct(v: &[f64], p: f64) -> f64 {
-    if v.is_empty() {
-        return f64::NAN;
-    }
-    let mut s = v.to_vec();
-    s.sort_by(f64::total_cmp);
-    s[((s.len() - 1) as f64 * p).round() as usize]
-}
 
 fn wall_now() -> f64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
@@ -257,10 +250,10 @@ fn run() -> AnyResult<bool> {
             anytime: counts[1],
             fallback_shifted: counts[2],
             failed: counts[3],
-            solve_ms_p50: pct(&solve_ms, 0.5),
-            solve_ms_p99: pct(&solve_ms, 0.99),
-            e2e_ms_p50: pct(&e2e_ms, 0.5),
-            e2e_ms_p99: pct(&e2e_ms, 0.99),
+            solve_ms_p50: percentile(&solve_ms, 0.5),
+            solve_ms_p99: percentile(&solve_ms, 0.99),
+            e2e_ms_p50: percentile(&e2e_ms, 0.5),
+            e2e_ms_p99: percentile(&e2e_ms, 0.99),
             late,
             deadline_ms,
             trajectory,

@@ -116,19 +116,10 @@ pub fn generate(opts: &GenerateOptions) -> Result<(Dataset, GenerateReport), Con
         iterations: Vec::new(),
     };
     let mut report = GenerateReport { attempted: end_idx - start_idx, solved: 0, dropped: Vec::new(), wall_s: 0.0, solve_ms: Vec::new(), threads: rayon::current_num_threads() };
-    let row_major = |mat: &nalgebra::DMatrix<f64>| mat.transpose().as_slice().to_vec();
     for (idx, inst, res) in results {
         match res {
             Ok(sol) => {
-                ds.index.push(idx as i64);
-                ds.x0.extend(inst.x0.iter());
-                ds.x_target.extend(inst.x_target.iter());
-                ds.t_go.push(sol.t_go);
-                ds.u.extend(row_major(&sol.u));
-                ds.x.extend(row_major(&sol.x));
-                ds.x_model.extend(row_major(&sol.x_model));
-                ds.cost.push(sol.cost);
-                ds.iterations.push(sol.iterations as i64);
+                ds.push_solution(idx as i64, &inst, &sol);
                 report.solve_ms.push(sol.solve_time.as_secs_f64() * 1e3);
                 report.solved += 1;
             }

@@ -39,7 +39,7 @@ pub fn mid_flight(source: &Dataset, seed: u64, settings: &SolverSettings, progre
     if source.meta.problem.name != ProblemKind::Descent {
         return Err(ConfigError::invalid("mid-flight source", "mid-flight demonstrations are defined for descent datasets only"));
     }
-    let (n, m, big_n) = (source.n, source.m, source.horizon);
+    let (n, big_n) = (source.n, source.horizon);
     let bar = if progress { ProgressBar::new(source.len() as u64) } else { ProgressBar::hidden() };
     bar.set_style(ProgressStyle::with_template("mid-flight [{bar:40}] {pos}/{len} ({per_sec}, eta {eta})").expect("valid template").progress_chars("=> "));
     let results: Vec<_> = (0..source.len())
@@ -64,31 +64,7 @@ pub fn mid_flight(source: &Dataset, seed: u64, settings: &SolverSettings, progre
         })
         .collect();
     bar.finish_and_clear();
-    let mut out = Dataset { index: vec![], x0: vec![], x_target: vec![], t_go: vec![], u: vec![], x: vec![], x_model: vec![], cost: vec![], iterations: vec![], ..source.clone() };
-    out.meta.dropped.clear();
-    let mut dropped = Vec::new();
-    let row_major = |mat: &nalgebra::DMatrix<f64>| mat.transpose().as_slice().to_vec();
-    for (idx, inst, res) in results {
-        match res {
-            Ok(sol) => {
-                debug_assert_eq!(sol.u.ncols(), m);
-                out.index.push(idx);
-                out.x0.extend(inst.x0.iter());
-                out.x_target.extend(inst.x_target.iter());
-                out.t_go.push(sol.t_go);
-                out.u.extend(row_major(&sol.u));
-                out.x.extend(row_major(&sol.x));
-                out.x_model.extend(row_major(&sol.x_model));
-                out.cost.push(sol.cost);
-                out.iterations.push(sol.iterations as i64);
-            }
-            Err(reason) => {
-                out.meta.dropped.push(idx as u64);
-                dropped.push((idx, reason));
-            }
-        }
-    }
-    Ok((out, dropped))
+    Ok(collect(source, results))
 }
 
 /// Labels states with optimal demonstrations (DAgger: states visited in closed loop by the
@@ -109,23 +85,17 @@ pub fn label_states(template: &Dataset, states: &[(Vec<f64>, f64, Vec<f64>)], se
         })
         .collect();
     bar.finish_and_clear();
-    let mut out = Dataset { index: vec![], x0: vec![], x_target: vec![], t_go: vec![], u: vec![], x: vec![], x_model: vec![], cost: vec![], iterations: vec![], ..template.clone() };
-    out.meta.dropped.clear();
+    collect(template, results)
+}
+
+/// The solved results as a dataset shaped like `template` (in result order), and the dropped
+/// indices with reasons.
+fn collect(template: &Dataset, results: Vec<(i64, Instance, Result<crate::solvers::Solution, String>)>) -> (Dataset, Vec<(i64, String)>) {
+    let mut out = template.empty_like();
     let mut dropped = Vec::new();
-    let row_major = |mat: &nalgebra::DMatrix<f64>| mat.transpose().as_slice().to_vec();
     for (idx, inst, res) in results {
         match res {
-            Ok(sol) => {
-                out.index.push(idx);
-                out.x0.extend(inst.x0.iter());
-                out.x_target.extend(inst.x_target.iter());
-                out.t_go.push(sol.t_go);
-                out.u.extend(row_major(&sol.u));
-                out.x.extend(row_major(&sol.x));
-                out.x_model.extend(row_major(&sol.x_model));
-                out.cost.push(sol.cost);
-                out.iterations.push(sol.iterations as i64);
-            }
+            Ok(sol) => out.push_solution(idx, &inst, &sol),
             Err(reason) => {
                 out.meta.dropped.push(idx as u64);
                 dropped.push((idx, reason));
@@ -148,15 +118,7 @@ impl Dataset {
             if s.meta.problem != out.meta.problem || (s.n, s.m, s.horizon) != (out.n, out.m, out.horizon) {
                 return Err(super::DataError::Merge("datasets differ in problem configuration or dimensions".into()));
             }
-            out.index.extend(s.index);
-            out.x0.extend(s.x0);
-            out.x_target.extend(s.x_target);
-            out.t_go.extend(s.t_go);
-            out.u.extend(s.u);
-            out.x.extend(s.x);
-            out.x_model.extend(s.x_model);
-            out.cost.extend(s.cost);
-            out.iterations.extend(s.iterations);
+            out.append_samples(s);
         }
         Ok(out)
     }

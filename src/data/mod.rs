@@ -128,6 +128,41 @@ fn i64_bytes(v: &[i64]) -> Vec<u8> {
 }
 
 impl Dataset {
+    /// A dataset with this one's metadata and dimensions and no samples (nothing dropped).
+    pub fn empty_like(&self) -> Dataset {
+        let mut meta = self.meta.clone();
+        meta.dropped.clear();
+        Dataset { meta, n: self.n, m: self.m, horizon: self.horizon, index: vec![], x0: vec![], x_target: vec![], t_go: vec![], u: vec![], x: vec![], x_model: vec![], cost: vec![], iterations: vec![] }
+    }
+
+    /// Appends one solved sample: its index, the instance and the solver's solution
+    /// (`u` `[N, m]`, `x` / `x_model` `[N+1, n]` stored row-major).
+    pub fn push_solution(&mut self, index: i64, inst: &crate::solvers::Instance, sol: &crate::solvers::Solution) {
+        let row_major = |mat: &nalgebra::DMatrix<f64>| mat.transpose().as_slice().to_vec();
+        self.index.push(index);
+        self.x0.extend(inst.x0.iter());
+        self.x_target.extend(inst.x_target.iter());
+        self.t_go.push(sol.t_go);
+        self.u.extend(row_major(&sol.u));
+        self.x.extend(row_major(&sol.x));
+        self.x_model.extend(row_major(&sol.x_model));
+        self.cost.push(sol.cost);
+        self.iterations.push(sol.iterations as i64);
+    }
+
+    /// Appends every sample of `other` (the caller checks that problem and dimensions agree).
+    fn append_samples(&mut self, other: Dataset) {
+        self.index.extend(other.index);
+        self.x0.extend(other.x0);
+        self.x_target.extend(other.x_target);
+        self.t_go.extend(other.t_go);
+        self.u.extend(other.u);
+        self.x.extend(other.x);
+        self.x_model.extend(other.x_model);
+        self.cost.extend(other.cost);
+        self.iterations.extend(other.iterations);
+    }
+
     /// Number of samples B.
     pub fn len(&self) -> usize {
         self.index.len()
@@ -255,15 +290,7 @@ impl Dataset {
             }
             out.meta.index_end = b.index_end;
             out.meta.dropped.extend(&b.dropped);
-            out.index.extend(s.index);
-            out.x0.extend(s.x0);
-            out.x_target.extend(s.x_target);
-            out.t_go.extend(s.t_go);
-            out.u.extend(s.u);
-            out.x.extend(s.x);
-            out.x_model.extend(s.x_model);
-            out.cost.extend(s.cost);
-            out.iterations.extend(s.iterations);
+            out.append_samples(s);
         }
         Ok(out)
     }

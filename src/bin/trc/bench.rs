@@ -1,6 +1,7 @@
 //! `trc bench ...`: benchmark commands. Each writes a markdown fragment under `bench/`;
 //! `trc bench report` assembles them into BENCHMARKS.md. Numbers are measured, never typed in.
 
+use trc_control::closed_loop::percentile;
 use std::fmt::Write as _;
 use std::path::Path;
 use std::time::Instant;
@@ -14,15 +15,6 @@ use trc_control::solvers::{for_problem, Instance, OcpSolver, SolverSettings};
 
 type AnyResult<T> = Result<T, Box<dyn std::error::Error>>;
 
-/// p-quantile (nearest rank) of unsorted values.
-fn pct(v: &[f64], p: f64) -> f64 {
-    if v.is_empty() {
-        return f64::NAN;
-    }
-    let mut s = v.to_vec();
-    s.sort_by(f64::total_cmp);
-    s[((s.len() - 1) as f64 * p).round() as usize]
-}
 
 fn header(title: &str, command: &str) -> String {
     let profile = if cfg!(debug_assertions) { "debug" } else { "release" };
@@ -70,8 +62,8 @@ pub fn solvers(out: &Path, instances: u64, lossless_samples: u64, seed: u64) -> 
             ProblemKind::Descent => "LCvx SOCP + t_f search (Clarabel)",
         };
         let s = solved.max(1) as f64;
-        let _ = writeln!(md, "| {kind} | {name} | {solved}/{instances} | {:.2} | {:.2} | {:.1} | {:.1} | {ok}/{solved} |", pct(&times, 0.5), pct(&times, 0.99), iters / s, subs / s);
-        log::info!("{kind}: {solved}/{instances} solved, p50 {:.2} ms", pct(&times, 0.5));
+        let _ = writeln!(md, "| {kind} | {name} | {solved}/{instances} | {:.2} | {:.2} | {:.1} | {:.1} | {ok}/{solved} |", percentile(&times, 0.5), percentile(&times, 0.99), iters / s, subs / s);
+        log::info!("{kind}: {solved}/{instances} solved, p50 {:.2} ms", percentile(&times, 0.5));
     }
 
     // One LCvx cone solve at the optimal t_f vs the full t_f search, same instances.
@@ -90,7 +82,7 @@ pub fn solvers(out: &Path, instances: u64, lossless_samples: u64, seed: u64) -> 
             one.push(t1.elapsed().as_secs_f64() * 1e3);
         }
     }
-    let _ = writeln!(md, "\nLCvx on the same {} descent instances: one cone solve at the optimal t_f p50 {:.2} ms / p99 {:.2} ms; with the t_f search p50 {:.2} ms / p99 {:.2} ms.\n", one.len(), pct(&one, 0.5), pct(&one, 0.99), pct(&search, 0.5), pct(&search, 0.99));
+    let _ = writeln!(md, "\nLCvx on the same {} descent instances: one cone solve at the optimal t_f p50 {:.2} ms / p99 {:.2} ms; with the t_f search p50 {:.2} ms / p99 {:.2} ms.\n", one.len(), percentile(&one, 0.5), percentile(&one, 0.99), percentile(&search, 0.5), percentile(&search, 0.99));
 
     // Losslessness and re-simulation over many instances (parallel).
     let t0 = Instant::now();
@@ -120,7 +112,7 @@ pub fn solvers(out: &Path, instances: u64, lossless_samples: u64, seed: u64) -> 
     let _ = writeln!(
         md,
         "Discretisation gap: the LCvx model holds u = T/m per step, the RK4 plant holds the thrust T. Re-simulating the optimal thrust open loop through the plant lands with position error p50 {:.2} m / p99 {:.2} m and velocity error p50 {:.3} / p99 {:.3} m/s; {land}/{} ({:.1}%) meet the landing criterion (1 m, 0.5 m/s) open loop.\n",
-        pct(&pos, 0.5), pct(&pos, 0.99), pct(&vel, 0.5), pct(&vel, 0.99), solved.len(), 100.0 * land as f64 / solved.len().max(1) as f64
+        percentile(&pos, 0.5), percentile(&pos, 0.99), percentile(&vel, 0.5), percentile(&vel, 0.99), solved.len(), 100.0 * land as f64 / solved.len().max(1) as f64
     );
 
     // Fuel as a function of t_f around the optimum, one instance.
@@ -146,7 +138,7 @@ pub fn datasets(out: &Path, count: u64, data_dir: &Path) -> AnyResult<()> {
         let (ds, rep) = generate(&opts)?;
         let path = data_dir.join(format!("{kind}_train_{count}.safetensors"));
         ds.save(&path)?;
-        let _ = writeln!(md, "| {kind} | {count} | {} | {} | {:.1} | {:.1} | {:.1} |", rep.solved, rep.dropped.len(), rep.wall_s, pct(&rep.solve_ms, 0.5), pct(&rep.solve_ms, 0.99));
+        let _ = writeln!(md, "| {kind} | {count} | {} | {} | {:.1} | {:.1} | {:.1} |", rep.solved, rep.dropped.len(), rep.wall_s, percentile(&rep.solve_ms, 0.5), percentile(&rep.solve_ms, 0.99));
         log::info!("{kind}: {} solved in {:.1} s -> {}", rep.solved, rep.wall_s, path.display());
     }
     write_out(out, &md)
@@ -214,8 +206,8 @@ pub fn inference(stem: Option<&Path>, preset: &str, out: &Path, instances: u64, 
         md,
         "Model {} ({} parameters, latent {}, K = {k}, n = {}), CPU, batch 1, libtorch intra-op threads {}; {} instances of the test split (seed 7), {reps} timed runs each.\n\n| solver | p50 [ms] | p99 [ms] |\n|---|---|---|\n| TRC (K = {k}) | {:.3} | {:.3} |\n| LCvx, one cone solve at t_f* | {:.2} | {:.2} |\n| LCvx with t_f search | {:.1} | {:.1} |\n\nRatios (p50): one LCvx solve / TRC = {:.1}x; LCvx with search / TRC = {:.0}x.\n",
         label, card.parameters, card.model.latent, card.model.inner, tch::get_num_threads(), one.len(),
-        pct(&trc, 0.5), pct(&trc, 0.99), pct(&one, 0.5), pct(&one, 0.99), pct(&search, 0.5), pct(&search, 0.99),
-        pct(&one, 0.5) / pct(&trc, 0.5), pct(&search, 0.5) / pct(&trc, 0.5)
+        percentile(&trc, 0.5), percentile(&trc, 0.99), percentile(&one, 0.5), percentile(&one, 0.99), percentile(&search, 0.5), percentile(&search, 0.99),
+        percentile(&one, 0.5) / percentile(&trc, 0.5), percentile(&search, 0.5) / percentile(&trc, 0.5)
     );
     write_out(out, &md)
 }
@@ -269,14 +261,14 @@ pub fn closed_loop(out: &Path, episodes: usize, seed: u64) -> AnyResult<()> {
             rows.len(),
             succ * 100.0,
             touched,
-            pct(&pos, 0.5),
-            pct(&pos, 0.95),
-            pct(&spd, 0.5),
-            pct(&spd, 0.95),
+            percentile(&pos, 0.5),
+            percentile(&pos, 0.95),
+            percentile(&spd, 0.5),
+            percentile(&spd, 0.95),
             gap_mean * 100.0,
             gap_med * 100.0,
-            pct(&solve, 0.5),
-            pct(&solve, 0.99),
+            percentile(&solve, 0.5),
+            percentile(&solve, 0.99),
             rows.iter().map(|r| r.anytime).sum::<u64>(),
             rows.iter().map(|r| r.fallback).sum::<u64>(),
             rows.iter().map(|r| r.late).sum::<u64>(),

@@ -2,6 +2,7 @@
 //! lockstep, every answer held to its wall-clock deadline), with a per-episode table, a summary,
 //! and a trajectory plot; and the table / plot of `trc demo` (episodes flown over DDS).
 
+use trc_control::closed_loop::percentile;
 use std::fmt::Write as _;
 use std::path::Path;
 
@@ -11,15 +12,6 @@ use trc_control::control::{policy_from_config, InferenceWorker, RecedingHorizon}
 
 type AnyResult<T> = Result<T, Box<dyn std::error::Error>>;
 
-/// p-quantile (nearest rank).
-pub fn pct(v: &[f64], p: f64) -> f64 {
-    if v.is_empty() {
-        return f64::NAN;
-    }
-    let mut s = v.to_vec();
-    s.sort_by(f64::total_cmp);
-    s[((s.len() - 1) as f64 * p).round() as usize]
-}
 
 /// One row of the episode table.
 #[derive(Debug, Clone)]
@@ -65,9 +57,9 @@ pub fn summary(rows: &[Row]) -> (f64, f64, f64, f64, f64) {
     (
         rows.iter().filter(|r| r.success).count() as f64 / n,
         gaps.iter().sum::<f64>() / n,
-        pct(&gaps, 0.5),
-        pct(&rows.iter().map(|r| r.position_error).collect::<Vec<_>>(), 0.5),
-        pct(&rows.iter().map(|r| r.speed).collect::<Vec<_>>(), 0.5),
+        percentile(&gaps, 0.5),
+        percentile(&rows.iter().map(|r| r.position_error).collect::<Vec<_>>(), 0.5),
+        percentile(&rows.iter().map(|r| r.speed).collect::<Vec<_>>(), 0.5),
     )
 }
 
@@ -136,8 +128,8 @@ fn row(spec: &EpisodeSpec, r: &ClosedLoopReport) -> Row {
         fuel_kg: r.result.fuel_kg,
         fuel_opt_kg: spec.fuel_opt_kg,
         fuel_gap: r.fuel_gap,
-        solve_p50: pct(&r.solve_ms, 0.5),
-        solve_p99: pct(&r.solve_ms, 0.99),
+        solve_p50: percentile(&r.solve_ms, 0.5),
+        solve_p99: percentile(&r.solve_ms, 0.99),
         anytime: r.counts[1],
         fallback: r.counts[2],
         failed: r.counts[3],

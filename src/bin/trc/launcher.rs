@@ -139,7 +139,7 @@ pub fn demo(problem: ProblemKind, episodes: u32, seed: u64, time_scale: f64, mod
         gap_med * 100.0,
         pos_med,
         speed_med,
-        fly::pct(&e2e.0, 0.5),
+        trc_control::closed_loop::percentile(&e2e.0, 0.5),
         e2e.1.iter().copied().fold(f64::NAN, f64::max)
     );
     fly::plot(problem, &rows, plot)?;

@@ -464,8 +464,8 @@ fn closed_loop(kind: ProblemKind, config: Option<PathBuf>, model: Option<String>
         gap_med * 100.0,
         pos_med,
         speed_med,
-        fly::pct(&solve, 0.5),
-        fly::pct(&solve, 0.99)
+        trc_control::closed_loop::percentile(&solve, 0.5),
+        trc_control::closed_loop::percentile(&solve, 0.99)
     ));
     println!("{md}");
     if let Some(o) = out {
