@@ -196,7 +196,7 @@ fn run() -> AnyResult<bool> {
         let result = loop {
             let t_sim = t_start + plant.time();
             publish_clock(t_sim);
-            let stamp = if sim_time { t_sim } else { wall_now() };
+            let stamp = stamp_now(t_sim);
             let x = plant.measured_state();
             let tick_start = Instant::now();
             state_pub.publish(&state_to_msg(stamp, "landing_site", x.as_slice()))?;
