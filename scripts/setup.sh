@@ -80,10 +80,16 @@ if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -m pip --version >/dev/nu
   "$PY_BASE" -m venv "$VENV" || die "python -m venv failed: install python3-venv"
 fi
 if [ "$(cat "$VENV/.trc-req" 2>/dev/null)" != "$REQ_HASH" ]; then
+  # torch 2.13 from PyPI is a CUDA build: with its nvidia-* wheels the venv takes ~5 GB, and pip
+  # needs room for the downloads too (a full disk shows up as "OSError: [Errno 28]").
+  free_kb=$(df -Pk "$ROOT" | awk 'NR==2 {print $4}')
+  if [ -n "$free_kb" ] && [ "$free_kb" -lt 8000000 ]; then
+    say "warning: only $((free_kb / 1024)) MB free on $(df -P "$ROOT" | awk 'NR==2 {print $6}'); the venv needs ~5 GB plus ~3 GB of downloads (free space, e.g. old target/ or .venv/ folders)"
+  fi
   say "pip install into .venv (${REQS[*]##*/}); torch is ~530 MB, first time takes a few minutes"
   "$VENV/bin/pip" install -q --upgrade pip >/dev/null
   args=(); for r in "${REQS[@]}"; do args+=(-r "$r"); done
-  "$VENV/bin/pip" install -q "${args[@]}" || die "pip install failed (see above): check PyPI access"
+  "$VENV/bin/pip" install -q --no-cache-dir "${args[@]}" || die "pip install failed (see above): check PyPI access and free disk space (df -h $ROOT)"
   echo "$REQ_HASH" > "$VENV/.trc-req"
 else
   say ".venv up to date"

@@ -98,6 +98,9 @@ fn paper_checkpoint_is_under_10_mb_and_save_load_is_exact() {
         other.vanderpol.u_max = 3.0;
         let e = checkpoint::load(&stem, Device::Cpu, Some(&other)).unwrap_err().to_string();
         assert!(e.contains("parameters differ"), "{e}");
+        for ext in ["safetensors", "yaml"] {
+            let _ = std::fs::remove_file(stem.with_extension(ext));
+        }
     }
 }
 
