@@ -152,7 +152,7 @@ pub fn fly_recording(controller: &mut RecedingHorizon, problem: &ProblemConfig, 
         if matches!(out.plan.status, PlanStatus::Converged | PlanStatus::Anytime) || (out.plan.status == PlanStatus::FallbackShifted && !out.terminal) {
             solve_ms.push(out.plan.solve_time_ms);
         }
-        plant.command(&out.plan.first_control());
+        plant.command(&controller.command(&out.plan));
         let done = plant.advance(period).is_some();
         trajectory.push((plant.time(), plant.true_state().iter().copied().collect()));
         if done {

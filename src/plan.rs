@@ -58,4 +58,24 @@ impl Plan {
     pub fn first_control(&self) -> DVector<f64> {
         self.u.row(0).transpose()
     }
+
+    /// Time-weighted mean of the controls over `[0, hold]` [s] from the plan's stamp (length m):
+    /// the zero-order-hold command with the plan's impulse over that window. `hold <= dt` (or
+    /// not finite) gives `u_0`; a `hold` beyond the horizon averages the whole plan.
+    pub fn mean_control(&self, hold: f64) -> DVector<f64> {
+        if !(hold.is_finite() && self.dt > 0.0 && hold > self.dt) || self.u.nrows() == 0 {
+            return self.first_control();
+        }
+        let mut acc = DVector::zeros(self.u.ncols());
+        let mut covered = 0.0;
+        for k in 0..self.u.nrows() {
+            let w = (hold - covered).min(self.dt);
+            if w <= 0.0 {
+                break;
+            }
+            acc += self.u.row(k).transpose() * w;
+            covered += w;
+        }
+        acc / covered
+    }
 }

@@ -167,9 +167,10 @@ fn run() -> AnyResult<()> {
             if let Err(e) = seq_pub.publish(&plan_to_msg(&out.plan)) {
                 throttle.warn("publish", &format!("cannot publish control_sequence: {e}"));
             }
+            let u_cmd = controller.command(&out.plan);
             let sent = match &command {
-                Command::Thrust(p) => p.publish(&thrust_to_wrench(&out.plan)),
-                Command::Scalar(p) => p.publish(&Float64 { data: out.plan.first_control()[0] }),
+                Command::Thrust(p) => p.publish(&thrust_to_wrench(&out.plan, &u_cmd)),
+                Command::Scalar(p) => p.publish(&Float64 { data: u_cmd[0] }),
             };
             if let Err(e) = sent {
                 throttle.warn("publish", &format!("cannot publish command: {e}"));

@@ -15,6 +15,8 @@ use thiserror::Error;
 
 use crate::config::ProblemConfig;
 use crate::model::checkpoint::{self, CheckpointError, ModelCard};
+use crate::model::terminal::{correct, CorrectionModel, TerminalCorrection};
+use crate::model::trc::Simulator;
 use crate::model::Trc;
 use crate::solvers::{self, Instance, OcpSolver, SolverSettings};
 use crate::tensor;
@@ -31,6 +33,10 @@ pub struct PlanRequest {
     /// Warm start u^(0) `[N, m]` (the shifted previous solution), or `None` for the policy's own
     /// initial guess (TRC: the InitialDecoder).
     pub u_warm: Option<DMatrix<f64>>,
+    /// Terminal correction to apply to every iterate before reporting it (TRC; the solver's
+    /// optimum already meets the terminal constraint). Travels with the request, so a live
+    /// `controller.terminal_correction.*` change applies from the next cycle.
+    pub correction: TerminalCorrection,
 }
 
 /// A finished refinement iterate.
@@ -91,6 +97,8 @@ pub struct TrcPolicy {
     stem: String,
     /// Injected delays (tests).
     pub delay: InjectedDelay,
+    /// The plant model (RK4, zero-order hold) for [`CorrectionModel::Plant`].
+    plant: Simulator,
 }
 
 impl TrcPolicy {
@@ -102,7 +110,8 @@ impl TrcPolicy {
     pub fn load(stem: &Path, problem: &ProblemConfig, device: Device, outer: Option<u32>) -> Result<Self, PolicyError> {
         let (vs, model, card) = checkpoint::load(stem, device, Some(problem))?;
         let outer = outer.map(i64::from).unwrap_or(card.model.outer);
-        Ok(Self { _vs: vs, model, card, outer, stem: stem.display().to_string(), delay: InjectedDelay::default() })
+        let plant = Simulator::Rk4(problem.build().map_err(|e| PolicyError::Inference(e.to_string()))?);
+        Ok(Self { _vs: vs, model, card, outer, plant, stem: stem.display().to_string(), delay: InjectedDelay::default() })
     }
 
     /// The model card.
@@ -113,7 +122,7 @@ impl TrcPolicy {
     /// Runs `n` forward passes on a representative input (allocator and kernel warm-up; the first
     /// pass on CUDA is much slower than the rest).
     pub fn warm_up(&mut self, x0: &DVector<f64>, x_target: &DVector<f64>, t_go: f64, n: usize) {
-        let req = PlanRequest { x0: x0.clone(), x_target: x_target.clone(), t_go, u_warm: None };
+        let req = PlanRequest { x0: x0.clone(), x_target: x_target.clone(), t_go, u_warm: None, correction: TerminalCorrection::default() };
         let delay = std::mem::take(&mut self.delay);
         for _ in 0..n {
             let _ = self.refine(&req, &mut |_| true);
@@ -147,13 +156,22 @@ impl Policy for TrcPolicy {
             std::thread::sleep(self.delay.before);
         }
         let between = self.delay.between;
+        let correction = req.correction;
+        let sim = match correction.model {
+            CorrectionModel::Plant => &self.plant,
+            CorrectionModel::InLoop => self.model.simulator(),
+        };
+        let dt = req.t_go / sim.problem().horizon() as f64;
         let mut failure = None;
         let mut cb = |k: i64, u: &tch::Tensor| {
             if !between.is_zero() {
                 std::thread::sleep(between);
             }
             match tensor::to_dmatrix(&u.squeeze_dim(0)) {
-                Ok(u) if u.iter().all(|v| v.is_finite()) => on_iterate(Iterate { k: k as u32, u }),
+                Ok(u) if u.iter().all(|v| v.is_finite()) => {
+                    let (u, _) = correct(sim, &req.x0, &req.x_target, &u, dt, &correction, None);
+                    on_iterate(Iterate { k: k as u32, u })
+                }
                 Ok(_) => {
                     failure = Some(format!("iterate {k} has a NaN or infinite control"));
                     false

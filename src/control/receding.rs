@@ -37,6 +37,8 @@ use super::policy::PlanRequest;
 use super::worker::{InferenceWorker, WorkerEvent};
 use crate::config::{non_negative, positive, ProblemConfig, ProblemKind};
 use crate::error::ConfigError;
+use crate::model::terminal::{correct, residual, CorrectionModel, TerminalCorrection};
+use crate::model::trc::Simulator;
 use crate::plan::{Plan, PlanStatus};
 use crate::problems::Problem;
 use crate::solvers::{self, Instance, SolverSettings};
@@ -59,11 +61,23 @@ pub struct ControllerConfig {
     /// warm-starting them flew worse in closed loop (3 descent episodes, tiny model: median
     /// touchdown miss 1028 m warm vs 77 m cold).
     pub warm_start: bool,
+    /// How long the vehicle holds each command [s] (its actuation period; normally the state
+    /// rate's period). The published command is the plan's time-weighted mean control over this
+    /// window, projected onto the admissible set ([`RecedingHorizon::command`]): when the plan's
+    /// step `dt = t_go / N` is shorter than the hold (descent's last `N x hold` seconds) the
+    /// first control alone would be held for several plan steps; the mean keeps the planned
+    /// impulse. 0 = the first control `u_0`. Default 0.1 (10 Hz).
+    pub command_hold_s: f64,
+    /// Terminal correction ([`crate::model::terminal`]): applied by the policy to every TRC
+    /// iterate, and by the controller to the shifted plan it follows in the terminal phase and
+    /// in a FALLBACK_SHIFTED cycle (descent; the identity for problems without a terminal
+    /// equality). Default enabled, in the plant model.
+    pub terminal_correction: TerminalCorrection,
 }
 
 impl Default for ControllerConfig {
     fn default() -> Self {
-        Self { deadline_s: 0.05, max_state_age_s: 0.5, terminal_phase_s: 3.0, outer: 0, warm_start: false }
+        Self { deadline_s: 0.05, max_state_age_s: 0.5, terminal_phase_s: 3.0, outer: 0, warm_start: false, command_hold_s: 0.1, terminal_correction: TerminalCorrection::default() }
     }
 }
 
@@ -78,7 +92,12 @@ impl ControllerConfig {
             return Err(ConfigError::invalid("controller.deadline_s", "must be at most 10 s"));
         }
         positive("controller.max_state_age_s", self.max_state_age_s)?;
-        non_negative("controller.terminal_phase_s", self.terminal_phase_s)
+        non_negative("controller.terminal_phase_s", self.terminal_phase_s)?;
+        non_negative("controller.command_hold_s", self.command_hold_s)?;
+        if self.command_hold_s > 10.0 {
+            return Err(ConfigError::invalid("controller.command_hold_s", "must be at most 10 s"));
+        }
+        self.terminal_correction.validate("controller.terminal_correction")
     }
 }
 
@@ -194,6 +213,8 @@ pub struct Stats {
     pub failed: u64,
     /// Descent terminal-phase cycles.
     pub terminal: u64,
+    /// Descent cycles that moved the landing time ([`TerminalCorrection::max_retime_s`]).
+    pub retimed: u64,
     /// Answers later than the deadline.
     pub late: u64,
     /// Solve times [ms] of the refined cycles (CONVERGED / ANYTIME / deadline fallback).
@@ -221,6 +242,13 @@ pub struct RecedingHorizon {
     /// The previous job (id, its state, t_go, goal target): an iterate of it that arrives after
     /// its deadline is still adopted as the last plan when it is newer than the one held.
     prev_job: Option<(u64, StateInput, f64, DVector<f64>)>,
+    /// Descent terminal phase: the plan it follows (the last refined plan, kept unshifted so
+    /// every terminal cycle resamples it once).
+    terminal_ref: Option<Plan>,
+    /// The problem in the plant model (RK4, zero-order hold) and in TRC's in-loop model, for the
+    /// controller's own terminal corrections.
+    plant_sim: Simulator,
+    in_loop_sim: Option<Simulator>,
 }
 
 impl RecedingHorizon {
@@ -231,7 +259,9 @@ impl RecedingHorizon {
     /// [`ConfigError`] for an invalid problem or controller config.
     pub fn new(problem: &ProblemConfig, cfg: ControllerConfig, worker: Result<InferenceWorker, String>) -> Result<Self, ConfigError> {
         cfg.validate()?;
-        Ok(Self { problem_cfg: problem.clone(), problem: problem.build()?, cfg, worker, goal: None, last: None, stats: Stats::default(), prev_job: None })
+        let plant_sim = Simulator::Rk4(problem.build()?);
+        let in_loop_sim = Simulator::new(problem).ok();
+        Ok(Self { problem_cfg: problem.clone(), problem: problem.build()?, cfg, worker, goal: None, last: None, stats: Stats::default(), prev_job: None, terminal_ref: None, plant_sim, in_loop_sim })
     }
 
     /// Settings.
@@ -297,6 +327,7 @@ impl RecedingHorizon {
             self.goal = Some(Goal { x_target: xt, stamp: g.stamp, t_go: g.t_go, t_land });
             self.last = None;
             self.prev_job = None;
+            self.terminal_ref = None;
         }
         Ok(())
     }
@@ -356,6 +387,16 @@ impl RecedingHorizon {
 
     /// Answers one state; `now` is the controller's clock [s] (ROS time; sim time under
     /// `use_sim_time`). Never fails: see the module docs for the statuses.
+    /// The command to send now for `plan` (length m): its time-weighted mean control over
+    /// `controller.command_hold_s` ([`Plan::mean_control`]), projected onto the admissible set
+    /// (thrust annulus + pointing cone, or box). Always finite for a finite plan.
+    pub fn command(&self, plan: &Plan) -> DVector<f64> {
+        let u = plan.mean_control(self.cfg.command_hold_s);
+        let row = DMatrix::from_row_slice(1, u.len(), u.as_slice());
+        crate::model::terminal::project_rows(&row, &self.problem.control_constraint()).row(0).transpose()
+    }
+
+    /// One cycle: answers the state `s` at wall/ROS time `now` [s] (see the module docs).
     pub fn step(&mut self, s: &StateInput, now: f64) -> CycleOutcome {
         let start = Instant::now();
         let deadline = start + std::time::Duration::from_secs_f64(self.cfg.deadline_s);
@@ -401,13 +442,20 @@ impl RecedingHorizon {
         let wait_until = deadline - std::time::Duration::from_secs_f64((0.1 * self.cfg.deadline_s).min(2e-3));
         let shifted = self.last.as_ref().map(|last| shift_controls(last, s.stamp, t_go, self.problem.horizon()));
         if self.problem.kind() == ProblemKind::Descent && t_go <= self.cfg.terminal_phase_s {
-            if let Some(u) = shifted {
+            if self.terminal_ref.is_none() {
+                self.terminal_ref = self.last.clone();
+            }
+            if let Some(reference) = &self.terminal_ref {
+                let u = shift_controls(reference, s.stamp, t_go, self.problem.horizon());
+                let u = self.corrected(&x, &goal.x_target, t_go, u, deadline);
+                let (t_go, u) = self.retime(s.stamp, &x, &goal.x_target, t_go, u, deadline);
                 self.stats.terminal += 1;
                 let plan = self.make_plan(s, &x, &goal.x_target, t_go, u, PlanStatus::FallbackShifted, 0, start);
                 self.last = Some(plan.clone());
                 return CycleOutcome { late: self.is_late(start), plan, rejected: None, policy_error: None, terminal: true };
             }
         }
+        self.terminal_ref = None;
         // refine on the inference thread until the deadline
         let worker = match self.worker.as_mut() {
             Ok(w) => w,
@@ -418,7 +466,7 @@ impl RecedingHorizon {
         };
         let k_full = worker.iterations();
         let u_warm = if self.cfg.warm_start { shifted.clone() } else { None };
-        let id = worker.submit(PlanRequest { x0: x.clone(), x_target: goal.x_target.clone(), t_go, u_warm }, deadline);
+        let id = worker.submit(PlanRequest { x0: x.clone(), x_target: goal.x_target.clone(), t_go, u_warm, correction: self.cfg.terminal_correction }, deadline);
         let (mut best, mut converged, mut policy_error) = (None, false, None);
         let prev_job = self.prev_job.replace((id, s.clone(), t_go, goal.x_target.clone()));
         let mut late: Option<(StateInput, f64, DVector<f64>, super::Iterate)> = None;
@@ -463,7 +511,7 @@ impl RecedingHorizon {
         };
         let (u, status, iters) = match (best, shifted) {
             (Some(it), _) => (it.u, if converged { PlanStatus::Converged } else { PlanStatus::Anytime }, it.k),
-            (None, Some(u)) => (u, PlanStatus::FallbackShifted, 0),
+            (None, Some(u)) => (self.corrected(&x, &goal.x_target, t_go, u, deadline), PlanStatus::FallbackShifted, 0),
             (None, None) => {
                 let r = Rejected::NoPolicy(policy_error.clone().unwrap_or_else(|| format!("no iterate within the {} s deadline and no previous plan", self.cfg.deadline_s)));
                 let mut out = self.failed(s, Some(&x), r, start, false);
@@ -471,6 +519,7 @@ impl RecedingHorizon {
                 return out;
             }
         };
+        let (t_go, u) = self.retime(s.stamp, &x, &goal.x_target, t_go, u, deadline);
         let plan = self.make_plan(s, &x, &goal.x_target, t_go, u, status, iters, start);
         match status {
             PlanStatus::Converged => self.stats.converged += 1,
@@ -480,6 +529,63 @@ impl RecedingHorizon {
         push_bounded(&mut self.stats.solve_ms, plan.solve_time_ms);
         self.last = Some(plan.clone());
         CycleOutcome { late: self.is_late(start), plan, rejected: None, policy_error, terminal: false }
+    }
+
+    /// `u` through the terminal correction from `x` (controller settings; see
+    /// [`ControllerConfig::terminal_correction`]).
+    fn corrected(&self, x: &DVector<f64>, xt: &DVector<f64>, t_go: f64, u: DMatrix<f64>, deadline: Instant) -> DMatrix<f64> {
+        let tc = &self.cfg.terminal_correction;
+        let sim = match tc.model {
+            CorrectionModel::Plant => Some(&self.plant_sim),
+            CorrectionModel::InLoop => self.in_loop_sim.as_ref(),
+        };
+        match sim {
+            Some(sim) if tc.enabled => correct(sim, x, xt, &u, t_go / self.problem.horizon() as f64, tc, Some(deadline)).0,
+            _ => u,
+        }
+    }
+
+    /// Descent landing-time adjustment: when `u` (already corrected) still misses the target in
+    /// the plant model by more than `retime_threshold`, tries moved landing times (see
+    /// [`TerminalCorrection::max_retime_s`]) with the same controls stretched over the new
+    /// horizon and corrected again; adopts the best if it at least halves the miss, moving
+    /// t_land. Returns the (possibly new) `(t_go, u)`.
+    fn retime(&mut self, stamp: f64, x: &DVector<f64>, xt: &DVector<f64>, t_go: f64, u: DMatrix<f64>, deadline: Instant) -> (f64, DMatrix<f64>) {
+        let tc = self.cfg.terminal_correction;
+        if self.problem.kind() != ProblemKind::Descent || !tc.enabled || tc.max_retime_s <= 0.0 {
+            return (t_go, u);
+        }
+        let n_steps = self.problem.horizon() as f64;
+        let r0 = residual(&self.plant_sim, x, xt, &u, t_go / n_steps);
+        if r0 <= tc.retime_threshold {
+            return (t_go, u);
+        }
+        let mut best: Option<(f64, f64, DMatrix<f64>)> = None;
+        for delta in [0.25f64, 0.5, 1.0, 2.0, -0.25, -0.5] {
+            if delta.abs() > tc.max_retime_s || t_go + delta < 0.5 || Instant::now() >= deadline {
+                continue;
+            }
+            let tg = t_go + delta;
+            let uc = self.corrected(x, xt, tg, u.clone(), deadline);
+            let r = residual(&self.plant_sim, x, xt, &uc, tg / n_steps);
+            if best.as_ref().is_none_or(|b| r < b.0) {
+                best = Some((r, tg, uc));
+            }
+            if r <= tc.retime_threshold {
+                break;
+            }
+        }
+        match best {
+            Some((r, tg, uc)) if r < 0.5 * r0 => {
+                if let Some(g) = &mut self.goal {
+                    g.t_land = Some(stamp + tg);
+                }
+                self.stats.retimed += 1;
+                log::info!("descent: landing time moved by {:+.2} s (predicted miss {:.3} -> {:.3} in tolerance units)", tg - t_go, r0, r);
+                (tg, uc)
+            }
+            _ => (t_go, u),
+        }
     }
 
     fn is_late(&mut self, start: Instant) -> bool {

@@ -14,6 +14,7 @@ pub mod checkpoint;
 pub mod layers;
 pub mod normalizer;
 pub mod projection;
+pub mod terminal;
 pub mod trc;
 
 use serde::{Deserialize, Serialize};

@@ -122,6 +122,13 @@ pub trait Problem: Send + Sync + std::fmt::Debug {
     fn check_constraints(&self, x: &DMatrix<f64>, u: &DMatrix<f64>, x_target: &DVector<f64>) -> Vec<ConstraintViolation>;
     /// The problem's success criterion on the final state (DESIGN.md §3 / §6).
     fn is_success(&self, x_final: &DVector<f64>, x_target: &DVector<f64>) -> bool;
+    /// The terminal *equality* of the problem, if it has one: the state components that must
+    /// equal the target at `N` and each one's tolerance (the success criterion's), used to scale
+    /// the terminal correction ([`crate::model::terminal`]). `None` (the default) when the
+    /// terminal state is only penalised in the cost (Van der Pol, double integrator).
+    fn terminal_equality(&self) -> Option<(Vec<usize>, Vec<f64>)> {
+        None
+    }
 
     /// One RK4 step of length `dt` [s] with `u` held constant (zero-order hold).
     fn step(&self, x: &DVector<f64>, u: &DVector<f64>, dt: f64) -> DVector<f64> {

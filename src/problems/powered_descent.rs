@@ -528,4 +528,9 @@ impl Problem for PoweredDescent {
         let vel = (x_final.rows(3, 3) - x_target.rows(3, 3)).norm();
         pos < self.params.success_position_tol && vel < self.params.success_speed_tol
     }
+    /// Position and velocity (components 0..6), with the success tolerances.
+    fn terminal_equality(&self) -> Option<(Vec<usize>, Vec<f64>)> {
+        let (tp, tv) = (self.params.success_position_tol, self.params.success_speed_tol);
+        Some(((0..6).collect(), vec![tp, tp, tp, tv, tv, tv]))
+    }
 }

@@ -119,10 +119,10 @@ pub fn descent_state_from_odometry(msg: &r2r::nav_msgs::msg::Odometry, mass: Opt
     Some(crate::control::StateInput { stamp: secs_from_time(&msg.header.stamp), frame_id: msg.header.frame_id.clone(), x: vec![p.x, p.y, p.z, v.x, v.y, v.z, m] })
 }
 
-/// The first control of a descent plan as `geometry_msgs/WrenchStamped`: force = thrust [N] in
-/// the plan's frame, torque zero (3-DoF guidance).
-pub fn thrust_to_wrench(plan: &Plan) -> r2r::geometry_msgs::msg::WrenchStamped {
-    let u = plan.first_control();
+/// A descent thrust command `u` [N] (length 3; [`crate::control::RecedingHorizon::command`] of
+/// `plan`) as `geometry_msgs/WrenchStamped`: force = thrust in the plan's frame, stamped with the
+/// plan's state time, torque zero (3-DoF guidance).
+pub fn thrust_to_wrench(plan: &Plan, u: &nalgebra::DVector<f64>) -> r2r::geometry_msgs::msg::WrenchStamped {
     let mut w = r2r::geometry_msgs::msg::WrenchStamped::default();
     w.header = Header { stamp: time_from_secs(plan.stamp), frame_id: plan.frame_id.clone() };
     w.wrench.force.x = u[0];

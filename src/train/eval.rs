@@ -20,6 +20,7 @@ use tch::{Device, Kind, Tensor};
 use super::{relative_cost, Tensors};
 use crate::config::ProblemKind;
 use crate::data::Dataset;
+use crate::model::terminal::{correct, terminal_spec, TerminalCorrection};
 use crate::model::trc::Simulator;
 use crate::model::Trc;
 use crate::problems::ViolationKind;
@@ -73,6 +74,28 @@ pub struct EvalResult {
     pub continuous_success: Option<(f64, f64)>,
     /// Descent: touchdown position / speed error in the evaluation model (median).
     pub landing_error_median: Option<(f64, f64)>,
+    /// The same final controls after the terminal correction ([`crate::model::terminal`]), for
+    /// problems with a terminal equality (descent); `None` otherwise.
+    pub corrected: Option<CorrectedEval>,
+}
+
+/// Metrics of TRC's final controls after the terminal correction (same samples, same models).
+#[derive(Debug, Clone, Serialize)]
+pub struct CorrectedEval {
+    /// Relative cost gap `(J - J*) / J*`.
+    pub cost_gap: Stats,
+    /// Success rate in the evaluation model.
+    pub success: f64,
+    /// Samples with any thrust-bound / pointing violation.
+    pub control_violations: usize,
+    /// Samples with any state-constraint violation (glide slope, speed, dry mass).
+    pub state_violations: usize,
+    /// Success after RK4 thrust-hold re-simulation.
+    pub continuous_success: f64,
+    /// Touchdown position / speed error in the evaluation model (median) [m, m/s].
+    pub landing_error_median: (f64, f64),
+    /// Mean Gauss-Newton steps taken.
+    pub mean_iterations: f64,
 }
 
 fn rows(t: &Tensor) -> Vec<DMatrix<f64>> {
@@ -100,6 +123,11 @@ pub fn evaluate(model: &Trc, test: &Dataset, outer: i64, batch: usize, landing_w
     let (mut ok, mut ok_opt, mut cviol, mut sviol, mut mono) = (0usize, 0usize, 0usize, 0usize, 0usize);
     let (mut cont, mut cont_opt) = (0usize, 0usize);
     let (mut pos_err, mut vel_err) = (Vec::new(), Vec::new());
+    // in the evaluation model, so the corrected success is judged where the correction aims
+    let settings = TerminalCorrection { model: crate::model::terminal::CorrectionModel::InLoop, ..Default::default() };
+    let has_terminal = terminal_spec(sim).is_some();
+    let (mut c_gaps, mut c_pos, mut c_vel) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut c_ok, mut c_cv, mut c_sv, mut c_cont, mut c_iters) = (0usize, 0usize, 0usize, 0usize, 0usize);
     let mut per_iter = vec![0.0; outer as usize + 1];
     let mut start = 0i64;
     while start < all.len() {
@@ -130,9 +158,24 @@ pub fn evaluate(model: &Trc, test: &Dataset, outer: i64, batch: usize, landing_w
             ok += p.is_success(&last, &xt) as usize;
             ok_opt += p.is_success(&x_star.row(nn).transpose(), &xt) as usize;
             let v = p.check_constraints(&x, uj, &xt);
-            let is_ctrl = |k: ViolationKind| matches!(k, ViolationKind::ThrustMin | ViolationKind::ThrustMax | ViolationKind::Pointing | ViolationKind::ControlLower | ViolationKind::ControlUpper | ViolationKind::NonFinite);
-            cviol += v.iter().any(|v| is_ctrl(v.kind)) as usize;
-            sviol += v.iter().any(|v| !is_ctrl(v.kind)) as usize;
+            let is_ctrl = |k: &ViolationKind| matches!(k, ViolationKind::ThrustMin | ViolationKind::ThrustMax | ViolationKind::Pointing | ViolationKind::ControlLower | ViolationKind::ControlUpper | ViolationKind::NonFinite);
+            cviol += v.iter().any(|v| is_ctrl(&v.kind)) as usize;
+            sviol += v.iter().any(|v| !is_ctrl(&v.kind)) as usize;
+            if has_terminal {
+                let (uc, rep) = correct(sim, &x0, &xt, uj, dt, &settings, None);
+                c_iters += rep.iterations;
+                let xc = eval_rollout(sim, &x0, &uc, dt);
+                c_gaps.push((p.cost(&xc, &uc, &xt, dt) - j_star) / j_star.abs().max(1e-12));
+                let lc = xc.row(nn).transpose();
+                c_ok += p.is_success(&lc, &xt) as usize;
+                let vc = p.check_constraints(&xc, &uc, &xt);
+                c_cv += vc.iter().any(|v| is_ctrl(&v.kind)) as usize;
+                c_sv += vc.iter().any(|v| !is_ctrl(&v.kind)) as usize;
+                c_pos.push((lc.rows(0, 3) - xt.rows(0, 3)).norm());
+                c_vel.push((lc.rows(3, 3) - xt.rows(3, 3)).norm());
+                let xcc = p.rollout(&x0, &uc, dt).expect("dims");
+                c_cont += p.is_success(&xcc.row(nn).transpose(), &xt) as usize;
+            }
             if p.kind() == ProblemKind::Descent {
                 pos_err.push((last.rows(0, 3) - xt.rows(0, 3)).norm());
                 vel_err.push((last.rows(3, 3) - xt.rows(3, 3)).norm());
@@ -158,6 +201,15 @@ pub fn evaluate(model: &Trc, test: &Dataset, outer: i64, batch: usize, landing_w
         monotone_fraction: mono as f64 / s,
         continuous_success: descent.then(|| (cont as f64 / s, cont_opt as f64 / s)),
         landing_error_median: descent.then(|| (Stats::of(&pos_err).median, Stats::of(&vel_err).median)),
+        corrected: has_terminal.then(|| CorrectedEval {
+            cost_gap: Stats::of(&c_gaps),
+            success: c_ok as f64 / s,
+            control_violations: c_cv,
+            state_violations: c_sv,
+            continuous_success: c_cont as f64 / s,
+            landing_error_median: (Stats::of(&c_pos).median, Stats::of(&c_vel).median),
+            mean_iterations: c_iters as f64 / s,
+        }),
     }
 }
 

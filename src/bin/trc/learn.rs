@@ -9,7 +9,7 @@ use trc_control::data::Dataset;
 use trc_control::model::checkpoint::{self, ModelCard, Provenance};
 use trc_control::model::trc::parameter_count;
 use trc_control::model::{ModelConfig, Normalizer, Trc};
-use trc_control::train::eval::{evaluate, latent_pca, EvalResult};
+use trc_control::train::eval::{evaluate, latent_pca, CorrectedEval, EvalResult};
 use trc_control::train::{self, TrainConfig, Tensors};
 
 type AnyResult<T> = Result<T, Box<dyn std::error::Error>>;
@@ -118,6 +118,25 @@ fn row(name: &str, r: &EvalResult) -> String {
     )
 }
 
+fn corrected_row(name: &str, r: &EvalResult, c: &CorrectedEval) -> String {
+    format!(
+        "| {name} | {} | {:.2}% | {:.2}% | {:.2}% | {:.1}% | {:.1}% | {} | {} | {:.2} m, {:.3} m/s | {:.1}% / {:.1}% | ({:.1} Gauss-Newton steps) | - |\n",
+        r.outer,
+        100.0 * c.cost_gap.mean,
+        100.0 * c.cost_gap.median,
+        100.0 * c.cost_gap.p95,
+        100.0 * c.success,
+        100.0 * r.success_optimum,
+        c.control_violations,
+        c.state_violations,
+        c.landing_error_median.0,
+        c.landing_error_median.1,
+        100.0 * c.continuous_success,
+        r.continuous_success.map_or(f64::NAN, |x| 100.0 * x.1),
+        c.mean_iterations
+    )
+}
+
 pub fn eval(stem: &Path, test_path: &Path, ks: &[i64], compare: Option<&Path>, report: Option<&Path>, update_card: bool) -> AnyResult<()> {
     if let Some(k) = ks.iter().find(|k| **k < 1) {
         return Err(format!("--ks: K must be >= 1, got {k}").into());
@@ -141,13 +160,17 @@ pub fn eval(stem: &Path, test_path: &Path, ks: &[i64], compare: Option<&Path>, r
         card.model.outer,
         card.model.inner
     );
-    md.push_str("Success and cost are rolled out in the demonstrations' discrete model (RK4 for Van der Pol / double integrator; the LCvx acceleration-hold model for descent), and the optimum is held to the same criterion. `continuous` re-simulates the thrust through the RK4 thrust-hold plant (TRC / optimum). J^(k) is the training cost relative to J* (descent: fuel plus landing-error term).\n\n");
+    md.push_str("Success and cost are rolled out in the demonstrations' discrete model (RK4 for Van der Pol / double integrator; the LCvx acceleration-hold model for descent), and the optimum is held to the same criterion. `continuous` re-simulates the thrust through the RK4 thrust-hold plant (TRC / optimum). J^(k) is the training cost relative to J* (descent: fuel plus landing-error term). Rows `+ terminal correction` take the same final controls through the projected Gauss-Newton correction onto the terminal constraint (`src/model/terminal.rs`; descent only): a classical step after the network, reported separately from the raw network.\n\n");
     md.push_str("| model | K | gap mean | gap median | gap p95 | success | optimum success | control violations | state violations | landing error (median) | continuous success | J^(0) -> J^(K) | monotone |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
     let mut at_trained = None;
     for &k in ks {
         let r = evaluate(&model, &test, k, 256, lw);
         log::info!("K = {k}: gap mean {:.2}%, success {:.1}% (optimum {:.1}%)", 100.0 * r.cost_gap.mean, 100.0 * r.success, 100.0 * r.success_optimum);
         md.push_str(&row(&format!("`{}`", stem.display()), &r));
+        if let Some(c) = &r.corrected {
+            log::info!("K = {k} + terminal correction: gap mean {:.2}%, success {:.1}%, {:.1} steps", 100.0 * c.cost_gap.mean, 100.0 * c.success, c.mean_iterations);
+            md.push_str(&corrected_row(&format!("`{}` + terminal correction", stem.display()), &r, c));
+        }
         if k == card.model.outer {
             at_trained = Some(r);
         }

@@ -1,0 +1,375 @@
+//! Terminal-constraint correction of a control sequence: projected Gauss-Newton on the terminal
+//! state of TRC's in-loop discrete model, applied after the network's iterates.
+//!
+//! **Why.** The network's controls are close to fuel-optimal (held-out fuel gap well under 1%)
+//! but a small error in each of N thrust vectors integrates to tens of metres at touchdown. A
+//! landing is a hard terminal *equality* `(r_N, v_N) = (r_t, v_t)`, which no learned map meets to
+//! centimetres; guidance practice closes that gap with a correction step on the terminal
+//! constraint (predictor-corrector guidance; the feasibility-restoration step of SCP, Malyuta et
+//! al. 2022, "Convex optimization for trajectory generation", §V). This is that step, and it is
+//! reported separately from the raw network everywhere (eval report, closed-loop bench).
+//!
+//! **Method.** With `e(u) = S (x_N(u) - x_target)[idx]` (terminal error on the constrained
+//! components, each scaled by its success tolerance `S`), and `G = de/du` `[c, N m]`:
+//!
+//! 1. `du = -W G^T (G W G^T + mu I)^-1 e` (weighted minimum-norm Gauss-Newton step; `W` diagonal,
+//!    `mu` a 1e-9 relative Tikhonov term),
+//! 2. `u <- Project(u + s du)` with the problem's control projection (thrust annulus + pointing
+//!    cone, or box), `s` in {1, 1/2, 1/4, 1/8} the first that lowers `|e|`,
+//! 3. controls the projection moved noticeably (saturated) get their weight cut 100x, so the next
+//!    step uses the free ones (an active-set heuristic for the bang-bang arcs of fuel-optimal
+//!    descent),
+//!
+//! until `max |e| <= tol` (in tolerance units), no step helps, or `max_iterations`. The result is
+//! always admissible (every iterate is projected) and never worse in `|e|` than the input.
+//!
+//! `G` is exact for the model TRC simulates: the LCvx acceleration-hold model for descent (chain
+//! rule through `y_{k+1} = A y_k + B w(T_k, m_k) + c`, `y = (r, v, ln m)`, `w = (T / m, |T| / m)`;
+//! [`crate::problems::PoweredDescent::lcvx_discretization`]) and RK4 ([`Problem::step_jacobian`])
+//! otherwise.
+//!
+//! Which problems have a terminal equality: descent (position and velocity, scaled by
+//! `success_position_tol` / `success_speed_tol`). Van der Pol and the double integrator put the
+//! terminal state in the cost (their optimum does not reach the target exactly), so for them the
+//! correction is the identity.
+
+use nalgebra::{DMatrix, DVector};
+use serde::{Deserialize, Serialize};
+
+use super::trc::Simulator;
+use crate::error::ConfigError;
+use crate::problems::{ControlConstraint, PoweredDescent};
+
+/// Which discrete model the correction aims the terminal state in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CorrectionModel {
+    /// The true dynamics with zero-order-hold controls, RK4 at the plan's `dt`
+    /// ([`Problem::rollout`]): what a plant integrates. The receding-horizon default.
+    Plant,
+    /// TRC's in-loop simulator (descent: the LCvx acceleration-hold model), the model the
+    /// demonstrations are optimal in and `trc eval` judges success in.
+    InLoop,
+}
+
+/// Settings of the terminal correction.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TerminalCorrection {
+    /// Apply it (default true; `false` publishes the network's iterates unchanged).
+    pub enabled: bool,
+    /// The model the terminal state is computed in (default `plant`).
+    pub model: CorrectionModel,
+    /// Most Gauss-Newton steps per call (default 8; each is one rollout and one Jacobian sweep of
+    /// N steps plus a `[c, c]` solve, tens of microseconds for descent).
+    pub max_iterations: usize,
+    /// Stop when every scaled terminal error component is below this, in units of the success
+    /// tolerance (default 0.002: 2 mm and 1 mm/s with the default 1 m / 0.5 m/s criterion; the
+    /// touchdown speed grows as `sqrt(2 a dz)` with an altitude error `dz` on a decelerating final
+    /// approach, so centimetres matter).
+    pub tol: f64,
+    /// Receding-horizon descent only: when the corrected plan still misses (scaled error above
+    /// `retime_threshold`, typically thrust saturated on the final burn), the controller also
+    /// tries landing times moved by up to this many seconds (+0.25, +0.5, +1, +2, -0.25, -0.5 s
+    /// within the bound) and moves t_land to the best that lands. 0 disables. Default 2.
+    pub max_retime_s: f64,
+    /// Scaled terminal error [tolerance units] above which retiming is tried. Default 0.2.
+    pub retime_threshold: f64,
+}
+
+impl Default for TerminalCorrection {
+    fn default() -> Self {
+        Self { enabled: true, model: CorrectionModel::Plant, max_iterations: 8, tol: 0.002, max_retime_s: 2.0, retime_threshold: 0.2 }
+    }
+}
+
+impl TerminalCorrection {
+    /// Checks ranges; `prefix` is the dotted path used in error messages.
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] for `max_iterations` over 100 or a `tol` that is not positive.
+    pub fn validate(&self, prefix: &str) -> Result<(), ConfigError> {
+        if self.max_iterations > 100 {
+            return Err(ConfigError::invalid(format!("{prefix}.max_iterations"), format!("must be <= 100, got {}", self.max_iterations)));
+        }
+        crate::config::positive(&format!("{prefix}.tol"), self.tol)?;
+        crate::config::non_negative(&format!("{prefix}.max_retime_s"), self.max_retime_s)?;
+        if self.max_retime_s > 30.0 {
+            return Err(ConfigError::invalid(format!("{prefix}.max_retime_s"), format!("must be <= 30 s, got {}", self.max_retime_s)));
+        }
+        crate::config::positive(&format!("{prefix}.retime_threshold"), self.retime_threshold)
+    }
+}
+
+/// What one correction did.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct CorrectionReport {
+    /// Gauss-Newton steps accepted.
+    pub iterations: usize,
+    /// `max |e|` before, in tolerance units (0 when the problem has no terminal equality).
+    pub residual_before: f64,
+    /// `max |e|` after, in tolerance units.
+    pub residual_after: f64,
+}
+
+/// The constrained terminal components and their scales (the success tolerances), or `None` when
+/// the problem has no terminal equality ([`Problem::terminal_equality`]).
+pub fn terminal_spec(sim: &Simulator) -> Option<(Vec<usize>, Vec<f64>)> {
+    sim.problem().terminal_equality()
+}
+
+/// Rollout `[N+1, n]` of `u` `[N, m]` from `x0` in `sim`, and the Jacobian of the terminal state
+/// rows `idx` with respect to `u` (row-major flattening, column `k m + j` = `u[k, j]`):
+/// `[idx.len(), N m]`.
+///
+/// # Errors
+/// The rollout's [`crate::error::ProblemError`] for wrong dimensions.
+pub fn terminal_sensitivity(sim: &Simulator, x0: &DVector<f64>, u: &DMatrix<f64>, dt: f64, idx: &[usize]) -> Result<(DMatrix<f64>, DMatrix<f64>), crate::error::ProblemError> {
+    let (steps, m) = (u.nrows(), u.ncols());
+    let mut g = DMatrix::zeros(idx.len(), steps * m);
+    match sim {
+        Simulator::AccelHold(p) => {
+            let traj = p.rollout_accel_hold(x0, u, dt)?;
+            let d = p.lcvx_discretization(dt);
+            // lam = d e / d y_k, rows idx of y_N to start (r, v are the same in x and y)
+            let mut lam = DMatrix::zeros(idx.len(), 7);
+            for (r, &i) in idx.iter().enumerate() {
+                lam[(r, i)] = 1.0;
+            }
+            for k in (0..steps).rev() {
+                let mass = traj[(k, 6)];
+                let t = DVector::from_vec(vec![u[(k, 0)], u[(k, 1)], u[(k, 2)]]);
+                let tn = t.norm().max(1e-12);
+                // w = (T / m, |T| / m): dw/dT [4, 3], dw/dz [4] (z = ln m)
+                let mut dw_dt = DMatrix::zeros(4, 3);
+                for j in 0..3 {
+                    dw_dt[(j, j)] = 1.0 / mass;
+                    dw_dt[(3, j)] = t[j] / (tn * mass);
+                }
+                let dw_dz = DVector::from_vec(vec![-t[0] / mass, -t[1] / mass, -t[2] / mass, -tn / mass]);
+                let lb = &lam * &d.b; // [c, 4]
+                let gk = &lb * &dw_dt; // [c, 3]
+                g.columns_mut(k * m, m).copy_from(&gk);
+                let mut jy = d.a.clone();
+                let bz = &d.b * &dw_dz; // [7]
+                for r in 0..7 {
+                    jy[(r, 6)] += bz[r];
+                }
+                lam = &lam * &jy;
+            }
+            Ok((traj, g))
+        }
+        Simulator::Rk4(p) => {
+            let traj = p.rollout(x0, u, dt)?;
+            let n = x0.len();
+            let mut lam = DMatrix::zeros(idx.len(), n);
+            for (r, &i) in idx.iter().enumerate() {
+                lam[(r, i)] = 1.0;
+            }
+            for k in (0..steps).rev() {
+                let (a, b) = p.step_jacobian(&traj.row(k).transpose(), &u.row(k).transpose(), dt);
+                g.columns_mut(k * m, m).copy_from(&(&lam * &b));
+                lam = &lam * &a;
+            }
+            Ok((traj, g))
+        }
+    }
+}
+
+/// Rollout `[N+1, n]` of `u` `[N, m]` from `x0` in `sim` (f64).
+///
+/// # Errors
+/// The rollout's [`crate::error::ProblemError`] for wrong dimensions.
+pub fn rollout(sim: &Simulator, x0: &DVector<f64>, u: &DMatrix<f64>, dt: f64) -> Result<DMatrix<f64>, crate::error::ProblemError> {
+    match sim {
+        Simulator::AccelHold(p) => p.rollout_accel_hold(x0, u, dt),
+        Simulator::Rk4(p) => p.rollout(x0, u, dt),
+    }
+}
+
+/// Projects every row of `u` `[N, m]` onto the admissible set.
+pub fn project_rows(u: &DMatrix<f64>, c: &ControlConstraint) -> DMatrix<f64> {
+    let mut out = u.clone();
+    for k in 0..u.nrows() {
+        let row = u.row(k).transpose();
+        let p = match c {
+            ControlConstraint::Box { lower, upper } => DVector::from_iterator(row.len(), row.iter().enumerate().map(|(j, v)| v.clamp(lower[j], upper[j]))),
+            ControlConstraint::ThrustAnnulusCone { rho_min, rho_max, max_tilt } => PoweredDescent::project_thrust(&row, *rho_min, *rho_max, *max_tilt),
+        };
+        out.row_mut(k).copy_from(&p.transpose());
+    }
+    out
+}
+
+/// Outward unit normals of the control constraints active at `u_k` (length m): thrust magnitude at
+/// rho_max (`+T/|T|`) or rho_min (`-T/|T|`), the pointing cone's boundary (the tilt gradient), a
+/// box bound (the unit vector of that component).
+fn active_normals(u_k: &DVector<f64>, c: &ControlConstraint) -> Vec<DVector<f64>> {
+    const REL: f64 = 1e-6;
+    let mut out = Vec::new();
+    match c {
+        ControlConstraint::Box { lower, upper } => {
+            for j in 0..u_k.len() {
+                let span = (upper[j] - lower[j]).abs().max(1e-12);
+                let mut e = DVector::zeros(u_k.len());
+                if u_k[j] >= upper[j] - REL * span {
+                    e[j] = 1.0;
+                    out.push(e);
+                } else if u_k[j] <= lower[j] + REL * span {
+                    e[j] = -1.0;
+                    out.push(e);
+                }
+            }
+        }
+        ControlConstraint::ThrustAnnulusCone { rho_min, rho_max, max_tilt } => {
+            let n = u_k.norm();
+            if n <= 1e-9 {
+                return out;
+            }
+            let d = u_k / n;
+            if n >= rho_max * (1.0 - REL) {
+                out.push(d.clone());
+            } else if n <= rho_min * (1.0 + REL) {
+                out.push(-d.clone());
+            }
+            if PoweredDescent::tilt(u_k.as_slice()) >= max_tilt - 1e-6 && *max_tilt < std::f64::consts::PI {
+                // gradient of the tilt angle: (d . e_z) d - e_z, orthogonal to d
+                let nu = DVector::from_vec(vec![d[0] * d[2], d[1] * d[2], d[2] * d[2] - 1.0]);
+                if nu.norm() > 1e-9 {
+                    out.push(nu.normalize());
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The minimum-norm Gauss-Newton step `du` `[N, m]` for `G du = -e` (`g` `[c, N m]`, already
+/// scaled), with every control's motion along the outward normal of an active constraint removed
+/// where the step would push it out (an active set, grown until consistent, at most 6 passes).
+fn active_set_step(g: &DMatrix<f64>, e: &DVector<f64>, u: &DMatrix<f64>, c: &ControlConstraint) -> Option<DMatrix<f64>> {
+    let (steps, m) = (u.nrows(), u.ncols());
+    let normals: Vec<Vec<DVector<f64>>> = (0..steps).map(|k| active_normals(&u.row(k).transpose(), c)).collect();
+    let mut blocked: Vec<Vec<bool>> = normals.iter().map(|v| vec![false; v.len()]).collect();
+    let mut du = DMatrix::zeros(steps, m);
+    for _ in 0..6 {
+        // W_k = I - sum of blocked n n^T (the normals at one control are orthogonal)
+        let w: Vec<DMatrix<f64>> = (0..steps)
+            .map(|k| {
+                let mut wk = DMatrix::<f64>::identity(m, m);
+                for (nv, b) in normals[k].iter().zip(&blocked[k]) {
+                    if *b {
+                        wk -= nv * nv.transpose();
+                    }
+                }
+                wk
+            })
+            .collect();
+        let mut h = DMatrix::zeros(g.nrows(), g.nrows());
+        let gw: Vec<DMatrix<f64>> = (0..steps).map(|k| g.columns(k * m, m) * &w[k]).collect();
+        for k in 0..steps {
+            h += &gw[k] * g.columns(k * m, m).transpose();
+        }
+        let mu = 1e-9 * h.trace().max(1e-300) / h.nrows() as f64 + 1e-12;
+        for i in 0..h.nrows() {
+            h[(i, i)] += mu;
+        }
+        let lam = h.cholesky()?.solve(e);
+        for k in 0..steps {
+            let dk = -(gw[k].transpose() * &lam);
+            du.row_mut(k).copy_from(&dk.transpose());
+        }
+        let mut grew = false;
+        for k in 0..steps {
+            let dk = du.row(k).transpose();
+            for (i, nv) in normals[k].iter().enumerate() {
+                if !blocked[k][i] && dk.dot(nv) > 0.0 {
+                    blocked[k][i] = true;
+                    grew = true;
+                }
+            }
+        }
+        if !grew {
+            break;
+        }
+    }
+    Some(du)
+}
+
+/// `max |e|` of `u` from `x0` in `sim`, in tolerance units (0 without a terminal equality, +inf
+/// when the rollout fails).
+pub fn residual(sim: &Simulator, x0: &DVector<f64>, xt: &DVector<f64>, u: &DMatrix<f64>, dt: f64) -> f64 {
+    let Some((idx, scale)) = terminal_spec(sim) else { return 0.0 };
+    match rollout(sim, x0, u, dt) {
+        Ok(traj) => {
+            let e = scaled_error(&traj, xt, &idx, &scale).amax();
+            if e.is_finite() {
+                e
+            } else {
+                f64::INFINITY
+            }
+        }
+        Err(_) => f64::INFINITY,
+    }
+}
+
+fn scaled_error(traj: &DMatrix<f64>, xt: &DVector<f64>, idx: &[usize], scale: &[f64]) -> DVector<f64> {
+    let last = traj.nrows() - 1;
+    DVector::from_iterator(idx.len(), idx.iter().zip(scale).map(|(&i, s)| (traj[(last, i)] - xt[i]) / s))
+}
+
+/// Corrects `u` `[N, m]` (physical units) towards the terminal constraint of `sim`'s problem, from
+/// `x0` with target `xt` (length n) and step `dt` [s]. Returns the corrected controls (always
+/// admissible; unchanged when disabled, when the problem has no terminal equality, or when the
+/// rollout fails) and what happened.
+///
+/// `deadline`: no further step starts after it (the receding-horizon cycle's budget).
+pub fn correct(sim: &Simulator, x0: &DVector<f64>, xt: &DVector<f64>, u: &DMatrix<f64>, dt: f64, settings: &TerminalCorrection, deadline: Option<std::time::Instant>) -> (DMatrix<f64>, CorrectionReport) {
+    let p = sim.problem();
+    let Some((idx, scale)) = terminal_spec(sim).filter(|_| settings.enabled) else {
+        return (u.clone(), CorrectionReport::default());
+    };
+    let constraint = p.control_constraint();
+    let mut u = project_rows(u, &constraint);
+    let Ok((traj, mut g)) = terminal_sensitivity(sim, x0, &u, dt, &idx) else {
+        return (u, CorrectionReport::default());
+    };
+    let mut e = scaled_error(&traj, xt, &idx, &scale);
+    let before = e.amax();
+    let mut report = CorrectionReport { iterations: 0, residual_before: before, residual_after: before };
+    for _ in 0..settings.max_iterations {
+        if !e.amax().is_finite() || e.amax() <= settings.tol || deadline.is_some_and(|d| std::time::Instant::now() >= d) {
+            break;
+        }
+        for (r, s) in scale.iter().enumerate() {
+            g.row_mut(r).scale_mut(1.0 / s);
+        }
+        let Some(du) = active_set_step(&g, &e, &u, &constraint) else { break };
+        let mut accepted = None;
+        for s in [1.0, 0.5, 0.25, 0.125, 0.0625, 0.03125, 0.015625] {
+            let raw = &u + &du * s;
+            let cand = project_rows(&raw, &constraint);
+            let Ok(traj_c) = rollout(sim, x0, &cand, dt) else { break };
+            let e_c = scaled_error(&traj_c, xt, &idx, &scale);
+            if e_c.amax().is_finite() && e_c.norm() < e.norm() {
+                accepted = Some((cand, e_c));
+                break;
+            }
+        }
+        let Some((cand, e_c)) = accepted else { break };
+        if deadline.is_some_and(|d| std::time::Instant::now() >= d) {
+            u = cand;
+            e = e_c;
+            report.iterations += 1;
+            report.residual_after = e.amax();
+            break;
+        }
+        let Ok((_, g_c)) = terminal_sensitivity(sim, x0, &cand, dt, &idx) else { break };
+        u = cand;
+        g = g_c;
+        e = e_c;
+        report.iterations += 1;
+        report.residual_after = e.amax();
+    }
+    (u, report)
+}
