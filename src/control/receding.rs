@@ -73,11 +73,21 @@ pub struct ControllerConfig {
     /// in a FALLBACK_SHIFTED cycle (descent; the identity for problems without a terminal
     /// equality). Default enabled, in the plant model.
     pub terminal_correction: TerminalCorrection,
+    /// Descent touchdown gate: the plan aims `gate_altitude_m` above the landing site with a
+    /// vertical speed of `-gate_sink_rate_mps` at t_land, and from t_land the vehicle descends
+    /// upright at that constant sink rate until touchdown (the constant-velocity terminal descent
+    /// of flown landers). A plan that decelerates to exactly zero speed at the ground touches
+    /// down at `sqrt(2 a dz)` for an altitude error `dz` (0.9 m/s for 10 cm at 4 m/s^2); the
+    /// gate makes the touchdown speed the sink rate instead. 0 = aim at the ground. Default 0.5.
+    pub gate_altitude_m: f64,
+    /// Sink rate of the terminal descent below the gate [m/s] (> 0 when the gate is on).
+    /// Default 0.3.
+    pub gate_sink_rate_mps: f64,
 }
 
 impl Default for ControllerConfig {
     fn default() -> Self {
-        Self { deadline_s: 0.05, max_state_age_s: 0.5, terminal_phase_s: 3.0, outer: 0, warm_start: false, command_hold_s: 0.1, terminal_correction: TerminalCorrection::default() }
+        Self { deadline_s: 0.05, max_state_age_s: 0.5, terminal_phase_s: 3.0, outer: 0, warm_start: false, command_hold_s: 0.1, terminal_correction: TerminalCorrection::default(), gate_altitude_m: 0.5, gate_sink_rate_mps: 0.3 }
     }
 }
 
@@ -96,6 +106,13 @@ impl ControllerConfig {
         non_negative("controller.command_hold_s", self.command_hold_s)?;
         if self.command_hold_s > 10.0 {
             return Err(ConfigError::invalid("controller.command_hold_s", "must be at most 10 s"));
+        }
+        non_negative("controller.gate_altitude_m", self.gate_altitude_m)?;
+        if self.gate_altitude_m > 0.0 {
+            positive("controller.gate_sink_rate_mps", self.gate_sink_rate_mps)?;
+        }
+        if self.gate_altitude_m > 100.0 || self.gate_sink_rate_mps > 10.0 {
+            return Err(ConfigError::invalid("controller.gate_altitude_m", "gate altitude must be <= 100 m and sink rate <= 10 m/s"));
         }
         self.terminal_correction.validate("controller.terminal_correction")
     }
@@ -227,6 +244,8 @@ struct Goal {
     stamp: f64,
     t_go: f64,
     t_land: Option<f64>,
+    /// Total landing-time moves so far [s] (bounded by `max_retime_s`).
+    retimed_s: f64,
 }
 
 /// The receding-horizon controller.
@@ -324,7 +343,7 @@ impl RecedingHorizon {
         // a re-sent identical goal keeps the plan (and the terminal phase); a new one drops it
         let same = self.goal.as_ref().is_some_and(|o| o.x_target == xt && o.t_go == g.t_go && o.stamp == g.stamp);
         if !same {
-            self.goal = Some(Goal { x_target: xt, stamp: g.stamp, t_go: g.t_go, t_land });
+            self.goal = Some(Goal { x_target: xt, stamp: g.stamp, t_go: g.t_go, t_land, retimed_s: 0.0 });
             self.last = None;
             self.prev_job = None;
             self.terminal_ref = None;
@@ -340,8 +359,10 @@ impl RecedingHorizon {
     /// The safe command of each problem, `[m]`:
     /// - descent: with a previous plan, its continuation at `stamp` (the safest thing a lander
     ///   can do with a bad input is keep flying the last good plan); without one, or after the
-    ///   landing time, an upright sink: vertical thrust `m (|g| + (-1 m/s - v_z) / 1 s)` clamped
-    ///   to `[rho1, rho2]` (without a valid state: `0.95 m_wet |g|`);
+    ///   landing time, a sink: vertical thrust `m (|g| + (-s - v_z) / 1 s)`, `s` the gate's sink
+    ///   rate (1 m/s without a gate), horizontal thrust `m (-v_xy / 1 s - 0.25 (r_xy - r_t) /
+    ///   s^2)`, projected onto the thrust annulus and pointing cone; without a valid state
+    ///   `0.95 m_wet |g|` upright;
     /// - Van der Pol, double integrator: `u = 0`.
     pub fn safe_command(&self, x: Option<&DVector<f64>>, stamp: f64, past_landing: bool) -> DVector<f64> {
         match self.problem.kind() {
@@ -353,9 +374,18 @@ impl RecedingHorizon {
                 let p = &self.problem_cfg.descent;
                 let m = x.map(|x| x[6]).filter(|m| m.is_finite() && *m > 0.0).unwrap_or(p.m_wet);
                 let g = DVector::from_column_slice(&p.gravity).norm();
-                // upright sink towards v_z = -1 m/s (gain 1/s); without a velocity, 0.95 of the weight
-                let a = x.map(|x| g + (-1.0 - x[5])).unwrap_or(0.95 * g);
-                DVector::from_vec(vec![0.0, 0.0, (a * m).clamp(p.rho1(), p.rho2())])
+                // upright sink towards v_z = -sink (the gate's sink rate, else 1 m/s; gain 1/s);
+                // without a velocity, 0.95 of the weight
+                let sink = if self.cfg.gate_altitude_m > 0.0 { self.cfg.gate_sink_rate_mps } else { 1.0 };
+                let a = x.map(|x| g + (-sink - x[5])).unwrap_or(0.95 * g);
+                // horizontal: damp the velocity (1/s) and pull towards the site (0.25/s^2)
+                let (ax, ay) = match (x, &self.goal) {
+                    (Some(x), Some(goal)) => (-x[3] - 0.25 * (x[0] - goal.x_target[0]), -x[4] - 0.25 * (x[1] - goal.x_target[1])),
+                    (Some(x), None) => (-x[3], -x[4]),
+                    _ => (0.0, 0.0),
+                };
+                let t = DMatrix::from_row_slice(1, 3, &[ax * m, ay * m, a * m]);
+                crate::model::terminal::project_rows(&t, &self.problem.control_constraint()).row(0).transpose()
             }
             _ => DVector::zeros(self.problem.control_dim()),
         }
@@ -385,8 +415,6 @@ impl RecedingHorizon {
         Ok((DVector::from_column_slice(&s.x), goal))
     }
 
-    /// Answers one state; `now` is the controller's clock [s] (ROS time; sim time under
-    /// `use_sim_time`). Never fails: see the module docs for the statuses.
     /// The command to send now for `plan` (length m): its time-weighted mean control over
     /// `controller.command_hold_s` ([`Plan::mean_control`]), projected onto the admissible set
     /// (thrust annulus + pointing cone, or box). Always finite for a finite plan.
@@ -396,7 +424,8 @@ impl RecedingHorizon {
         crate::model::terminal::project_rows(&row, &self.problem.control_constraint()).row(0).transpose()
     }
 
-    /// One cycle: answers the state `s` at wall/ROS time `now` [s] (see the module docs).
+    /// Answers one state; `now` is the controller's clock [s] (ROS time; sim time under
+    /// `use_sim_time`). Never fails: see the module docs for the statuses.
     pub fn step(&mut self, s: &StateInput, now: f64) -> CycleOutcome {
         let start = Instant::now();
         let deadline = start + std::time::Duration::from_secs_f64(self.cfg.deadline_s);
@@ -408,12 +437,13 @@ impl RecedingHorizon {
                 return self.failed(s, x.as_ref(), r, start, false);
             }
         };
+        let aim = self.aim(&goal.x_target);
         // time-to-go
         let t_go = if self.problem.kind() == ProblemKind::Descent {
             let t_land = match goal.t_land {
                 Some(t) => t,
                 None => {
-                    let t = match self.choose_t_go(&x, &goal) {
+                    let t = match self.choose_t_go(&x, &goal, &aim) {
                         Ok(t_go) => s.stamp + t_go,
                         Err(r) => return self.failed(s, Some(&x), r, start, false),
                     };
@@ -428,6 +458,17 @@ impl RecedingHorizon {
             self.problem.default_t_go()
         };
         if t_go <= 0.0 {
+            if self.problem.kind() == ProblemKind::Descent && self.cfg.gate_altitude_m > 0.0 {
+                // below the gate: constant-sink terminal descent (planned, not a failure)
+                let cmd = self.safe_command(Some(&x), s.stamp, true);
+                let n_steps = self.problem.horizon();
+                let u = DMatrix::from_fn(n_steps, cmd.len(), |_, j| cmd[j]);
+                let t_sink = (self.cfg.gate_altitude_m / self.cfg.gate_sink_rate_mps).max(0.1);
+                self.stats.terminal += 1;
+                let plan = self.make_plan(s, &x, &goal.x_target, t_sink, u, PlanStatus::FallbackShifted, 0, start);
+                self.last = Some(plan.clone());
+                return CycleOutcome { late: self.is_late(start), plan, rejected: None, policy_error: None, terminal: true };
+            }
             return self.failed(s, Some(&x), Rejected::PastLandingTime { late_s: -t_go }, start, true);
         }
         // the one-off t_f search (first descent state of a goal with t_go = 0) is not refinement:
@@ -447,10 +488,10 @@ impl RecedingHorizon {
             }
             if let Some(reference) = &self.terminal_ref {
                 let u = shift_controls(reference, s.stamp, t_go, self.problem.horizon());
-                let u = self.corrected(&x, &goal.x_target, t_go, u, deadline);
-                let (t_go, u) = self.retime(s.stamp, &x, &goal.x_target, t_go, u, deadline);
+                let u = self.corrected(&x, &aim, t_go, u, deadline);
+                let (t_go, u) = self.retime(s.stamp, &x, &aim, t_go, u, deadline);
                 self.stats.terminal += 1;
-                let plan = self.make_plan(s, &x, &goal.x_target, t_go, u, PlanStatus::FallbackShifted, 0, start);
+                let plan = self.make_plan(s, &x, &aim, t_go, u, PlanStatus::FallbackShifted, 0, start);
                 self.last = Some(plan.clone());
                 return CycleOutcome { late: self.is_late(start), plan, rejected: None, policy_error: None, terminal: true };
             }
@@ -466,9 +507,9 @@ impl RecedingHorizon {
         };
         let k_full = worker.iterations();
         let u_warm = if self.cfg.warm_start { shifted.clone() } else { None };
-        let id = worker.submit(PlanRequest { x0: x.clone(), x_target: goal.x_target.clone(), t_go, u_warm, correction: self.cfg.terminal_correction }, deadline);
+        let id = worker.submit(PlanRequest { x0: x.clone(), x_target: aim.clone(), t_go, u_warm, correction: self.cfg.terminal_correction }, deadline);
         let (mut best, mut converged, mut policy_error) = (None, false, None);
-        let prev_job = self.prev_job.replace((id, s.clone(), t_go, goal.x_target.clone()));
+        let prev_job = self.prev_job.replace((id, s.clone(), t_go, aim.clone()));
         let mut late: Option<(StateInput, f64, DVector<f64>, super::Iterate)> = None;
         while let Some((jid, ev)) = worker.next_event(wait_until) {
             if jid != id {
@@ -511,7 +552,7 @@ impl RecedingHorizon {
         };
         let (u, status, iters) = match (best, shifted) {
             (Some(it), _) => (it.u, if converged { PlanStatus::Converged } else { PlanStatus::Anytime }, it.k),
-            (None, Some(u)) => (self.corrected(&x, &goal.x_target, t_go, u, deadline), PlanStatus::FallbackShifted, 0),
+            (None, Some(u)) => (self.corrected(&x, &aim, t_go, u, deadline), PlanStatus::FallbackShifted, 0),
             (None, None) => {
                 let r = Rejected::NoPolicy(policy_error.clone().unwrap_or_else(|| format!("no iterate within the {} s deadline and no previous plan", self.cfg.deadline_s)));
                 let mut out = self.failed(s, Some(&x), r, start, false);
@@ -519,8 +560,8 @@ impl RecedingHorizon {
                 return out;
             }
         };
-        let (t_go, u) = self.retime(s.stamp, &x, &goal.x_target, t_go, u, deadline);
-        let plan = self.make_plan(s, &x, &goal.x_target, t_go, u, status, iters, start);
+        let (t_go, u) = self.retime(s.stamp, &x, &aim, t_go, u, deadline);
+        let plan = self.make_plan(s, &x, &aim, t_go, u, status, iters, start);
         match status {
             PlanStatus::Converged => self.stats.converged += 1,
             PlanStatus::Anytime => self.stats.anytime += 1,
@@ -560,9 +601,10 @@ impl RecedingHorizon {
         if r0 <= tc.retime_threshold {
             return (t_go, u);
         }
+        let moved = self.goal.as_ref().map_or(0.0, |g| g.retimed_s);
         let mut best: Option<(f64, f64, DMatrix<f64>)> = None;
         for delta in [0.25f64, 0.5, 1.0, 2.0, -0.25, -0.5] {
-            if delta.abs() > tc.max_retime_s || t_go + delta < 0.5 || Instant::now() >= deadline {
+            if (moved + delta).abs() > tc.max_retime_s || t_go + delta < 0.5 || Instant::now() >= deadline {
                 continue;
             }
             let tg = t_go + delta;
@@ -579,6 +621,7 @@ impl RecedingHorizon {
             Some((r, tg, uc)) if r < 0.5 * r0 => {
                 if let Some(g) = &mut self.goal {
                     g.t_land = Some(stamp + tg);
+                    g.retimed_s += tg - t_go;
                 }
                 self.stats.retimed += 1;
                 log::info!("descent: landing time moved by {:+.2} s (predicted miss {:.3} -> {:.3} in tolerance units)", tg - t_go, r0, r);
@@ -586,6 +629,17 @@ impl RecedingHorizon {
             }
             _ => (t_go, u),
         }
+    }
+
+    /// The state the plan aims at: the goal's target, raised to the touchdown gate for descent
+    /// ([`ControllerConfig::gate_altitude_m`]).
+    pub fn aim(&self, x_target: &DVector<f64>) -> DVector<f64> {
+        let mut aim = x_target.clone();
+        if self.problem.kind() == ProblemKind::Descent && self.cfg.gate_altitude_m > 0.0 {
+            aim[2] += self.cfg.gate_altitude_m;
+            aim[5] -= self.cfg.gate_sink_rate_mps;
+        }
+        aim
     }
 
     fn is_late(&mut self, start: Instant) -> bool {
@@ -596,12 +650,12 @@ impl RecedingHorizon {
         late
     }
 
-    fn choose_t_go(&self, x: &DVector<f64>, goal: &Goal) -> Result<f64, Rejected> {
+    fn choose_t_go(&self, x: &DVector<f64>, goal: &Goal, aim: &DVector<f64>) -> Result<f64, Rejected> {
         if goal.t_go > 0.0 {
             return Ok(goal.t_go);
         }
         let mut solver = solvers::for_problem(&self.problem_cfg, SolverSettings::default()).map_err(|e| Rejected::NoTimeToGo(e.to_string()))?;
-        let sol = solver.solve(&Instance { x0: x.clone(), x_target: goal.x_target.clone(), t_go: None }).map_err(|e| Rejected::NoTimeToGo(e.to_string()))?;
+        let sol = solver.solve(&Instance { x0: x.clone(), x_target: aim.clone(), t_go: None }).map_err(|e| Rejected::NoTimeToGo(e.to_string()))?;
         log::info!("t_go chosen by the LCvx minimum-fuel search: {:.2} s (goal stamp {:.3})", sol.t_go, goal.stamp);
         Ok(sol.t_go)
     }

@@ -70,16 +70,16 @@ pub struct TerminalCorrection {
     pub tol: f64,
     /// Receding-horizon descent only: when the corrected plan still misses (scaled error above
     /// `retime_threshold`, typically thrust saturated on the final burn), the controller also
-    /// tries landing times moved by up to this many seconds (+0.25, +0.5, +1, +2, -0.25, -0.5 s
-    /// within the bound) and moves t_land to the best that lands. 0 disables. Default 2.
+    /// tries landing times moved by +0.25, +0.5, +1, +2, -0.25 or -0.5 s and moves t_land to the
+    /// best that lands; this bounds the total move per goal [s]. 0 disables. Default 3.
     pub max_retime_s: f64,
-    /// Scaled terminal error [tolerance units] above which retiming is tried. Default 0.2.
+    /// Scaled terminal error [tolerance units] above which retiming is tried. Default 0.5.
     pub retime_threshold: f64,
 }
 
 impl Default for TerminalCorrection {
     fn default() -> Self {
-        Self { enabled: true, model: CorrectionModel::Plant, max_iterations: 8, tol: 0.002, max_retime_s: 2.0, retime_threshold: 0.2 }
+        Self { enabled: true, model: CorrectionModel::Plant, max_iterations: 8, tol: 0.002, max_retime_s: 3.0, retime_threshold: 0.5 }
     }
 }
 
