@@ -1,6 +1,7 @@
 //! The nodes as separate processes over loopback DDS (each test on its own ROS_DOMAIN_ID):
-//! trc_sim + trc_node fly a descent episode with the shipped model (sim time x2), and an rclpy
-//! client receives the running node's ControlSequence and diagnostics.
+//! trc_sim + trc_node fly descent episodes with the shipped model (sim time x2) and must land at
+//! least one within the success criterion, and an rclpy client receives the running node's
+//! ControlSequence and diagnostics.
 
 mod common;
 
@@ -47,7 +48,7 @@ fn stop(mut c: Child) -> String {
 }
 
 #[test]
-fn trc_sim_and_trc_node_fly_a_descent_episode_over_dds() {
+fn trc_sim_and_trc_node_land_a_descent_episode_over_dds() {
     let domain = common::isolate_ros_domain();
     let dir = std::env::temp_dir().join(format!("trc-node-dds-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -56,7 +57,7 @@ fn trc_sim_and_trc_node_fly_a_descent_episode_over_dds() {
     let mut sim = start(
         env!("CARGO_BIN_EXE_trc_sim"),
         "descent",
-        &["use_sim_time:=true".into(), "sim.time_scale:=2.0".into(), "sim.episodes:=1".into(), format!("sim.results_file:={}", results.display())],
+        &["use_sim_time:=true".into(), "sim.time_scale:=2.0".into(), "sim.episodes:=2".into(), format!("sim.results_file:={}", results.display())],
     );
     let t = Instant::now();
     let status = loop {
@@ -72,21 +73,26 @@ fn trc_sim_and_trc_node_fly_a_descent_episode_over_dds() {
     let sim_log = stop(sim);
     let node_log = stop(node);
     let text = std::fs::read_to_string(&results).unwrap_or_else(|e| panic!("no results file ({e}); sim exited {status}\n{sim_log}\nnode:\n{node_log}"));
-    let v: serde_yaml::Value = serde_yaml::Deserializer::from_str(&text).map(|d| <serde_yaml::Value as serde::Deserialize>::deserialize(d).unwrap()).next().expect("one episode");
-    let r = &v["result"];
-    let cycles = v["cycles"].as_u64().unwrap();
-    let converged = v["converged"].as_u64().unwrap();
-    eprintln!("episode: {}", serde_yaml::to_string(r).unwrap());
-    // The shipped tiny model does not meet the landing criterion (see models/descent.eval.md and
-    // BENCHMARKS.md); what this test holds is the DDS closed loop itself: every state answered
-    // by TRC in time, and the vehicle flown down from its initial altitude.
-    let traj = v["trajectory"].as_sequence().unwrap();
-    let alt = |i: usize| traj[i][1][2].as_f64().unwrap();
-    assert!(alt(traj.len() - 1) < 0.25 * alt(0), "the vehicle must be flown down: altitude {} m -> {} m\n{sim_log}\n{node_log}", alt(0), alt(traj.len() - 1));
-    assert!(cycles > 100, "every state is answered over DDS: {cycles} sequences");
-    assert!(converged * 2 > cycles, "most cycles converge in time: {converged} of {cycles}");
-    assert!(v["fuel_gap"].as_f64().unwrap().is_finite());
+    let episodes: Vec<serde_yaml::Value> = serde_yaml::Deserializer::from_str(&text).map(|d| <serde_yaml::Value as serde::Deserialize>::deserialize(d).unwrap()).collect();
+    assert_eq!(episodes.len(), 2, "two episodes flown:\n{text}\n{sim_log}\n{node_log}");
+    for v in &episodes {
+        let r = &v["result"];
+        let cycles = v["cycles"].as_u64().unwrap();
+        let converged = v["converged"].as_u64().unwrap();
+        eprintln!("episode: {}", serde_yaml::to_string(r).unwrap());
+        let traj = v["trajectory"].as_sequence().unwrap();
+        let alt = |i: usize| traj[i][1][2].as_f64().unwrap();
+        assert!(alt(traj.len() - 1) < 0.25 * alt(0), "the vehicle must be flown down: altitude {} m -> {} m\n{sim_log}\n{node_log}", alt(0), alt(traj.len() - 1));
+        assert!(cycles > 100, "every state is answered over DDS: {cycles} sequences");
+        assert!(converged * 2 > cycles, "most cycles converge in time: {converged} of {cycles}");
+        assert!(v["fuel_gap"].as_f64().unwrap().is_finite());
+    }
+    // the acceptance: at least one episode lands within the model issue's criterion
+    // (touchdown < 1 m from the site, < 0.5 m/s), flown by TRC (+ the terminal correction)
+    let landed = episodes.iter().filter(|v| v["result"]["success"].as_bool() == Some(true)).count();
+    assert!(landed >= 1, "no episode landed within 1 m / 0.5 m/s:\n{text}\n{node_log}");
     assert!(node_log.contains("policy trc("), "the node flew the TRC policy:\n{node_log}");
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
