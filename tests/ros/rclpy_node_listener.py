@@ -1,5 +1,6 @@
 """rclpy client of a running trc_node: waits for one CONVERGED ControlSequence on `control_sequence` and
-one trc_node DiagnosticArray on `/diagnostics`, prints both as JSON, exits.
+one trc_node DiagnosticArray on `/diagnostics` reporting at least one answered cycle, prints both
+as JSON, exits.
 
 usage: rclpy_node_listener.py TIMEOUT_S
 """
@@ -20,8 +21,13 @@ def main() -> int:
     node.create_subscription(ControlSequence, "control_sequence", lambda m: seqs.append(m) if m.status == ControlSequence.CONVERGED else None, 10)
     node.create_subscription(DiagnosticArray, "/diagnostics", lambda m: diags.extend(s for s in m.status if s.name.startswith("trc_node")), 10)
     deadline = time.monotonic() + timeout
-    while (not seqs or not diags) and time.monotonic() < deadline:
+    def counted(d):
+        # a report published after the node answered at least one state
+        return any(kv.key == "cycles" and kv.value.isdigit() and int(kv.value) > 0 for kv in d.values)
+
+    while (not seqs or not any(counted(d) for d in diags)) and time.monotonic() < deadline:
         rclpy.spin_once(node, timeout_sec=0.1)
+    diags = [d for d in diags if counted(d)]
     if not seqs or not diags:
         print(f"rclpy_node_listener: sequences {len(seqs)}, diagnostics {len(diags)} within {timeout} s", file=sys.stderr)
         return 2
