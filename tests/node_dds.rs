@@ -17,13 +17,19 @@ fn python() -> String {
     std::env::var("VIRTUAL_ENV").map(|v| format!("{v}/bin/python")).unwrap_or_else(|_| "python3".into())
 }
 
-fn start(exe: &str, config: &str, extra: &[String]) -> Child {
+/// Starts `exe` with the params file and `-p` overrides; `domain` (if any) overrides this
+/// process's ROS_DOMAIN_ID for the child only.
+fn start(exe: &str, config: &str, extra: &[String], domain: Option<u32>) -> Child {
     let mut args = vec!["--ros-args".to_string(), "--params-file".into(), format!("{}/config/{config}.yaml", root())];
     for e in extra {
         args.push("-p".into());
         args.push(e.clone());
     }
-    Command::new(exe).args(&args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap_or_else(|e| panic!("start {exe}: {e}"))
+    let mut cmd = Command::new(exe);
+    if let Some(d) = domain {
+        cmd.env("ROS_DOMAIN_ID", d.to_string());
+    }
+    cmd.args(&args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap_or_else(|e| panic!("start {exe}: {e}"))
 }
 
 fn stop(mut c: Child) -> String {
@@ -49,15 +55,18 @@ fn stop(mut c: Child) -> String {
 
 #[test]
 fn trc_sim_and_trc_node_land_a_descent_episode_over_dds() {
-    let domain = common::isolate_ros_domain();
+    // the two tests of this file run concurrently in one process: this one puts its children
+    // on a domain of their own (the process-wide ROS_DOMAIN_ID belongs to the rclpy test)
+    let domain = common::isolate_ros_domain() + 101;
     let dir = std::env::temp_dir().join(format!("trc-node-dds-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let results = dir.join("results.yaml");
-    let node = start(env!("CARGO_BIN_EXE_trc_node"), "descent", &["use_sim_time:=true".into(), "node.device:=cpu".into(), "controller.deadline_s:=0.2".into()]);
+    let node = start(env!("CARGO_BIN_EXE_trc_node"), "descent", &["use_sim_time:=true".into(), "node.device:=cpu".into(), "controller.deadline_s:=0.2".into()], Some(domain));
     let mut sim = start(
         env!("CARGO_BIN_EXE_trc_sim"),
         "descent",
         &["use_sim_time:=true".into(), "sim.time_scale:=2.0".into(), "sim.episodes:=2".into(), format!("sim.results_file:={}", results.display())],
+        Some(domain),
     );
     let t = Instant::now();
     let status = loop {
@@ -99,7 +108,7 @@ fn trc_sim_and_trc_node_land_a_descent_episode_over_dds() {
 fn rclpy_receives_the_running_nodes_control_sequence_and_diagnostics() {
     let domain = common::isolate_ros_domain();
     // a generous deadline: test builds are unoptimised and CI machines are shared
-    let node = start(env!("CARGO_BIN_EXE_trc_node"), "vanderpol", &["node.device:=cpu".into(), "node.diagnostics_period_s:=0.5".into(), "controller.deadline_s:=1.0".into()]);
+    let node = start(env!("CARGO_BIN_EXE_trc_node"), "vanderpol", &["node.device:=cpu".into(), "node.diagnostics_period_s:=0.5".into(), "controller.deadline_s:=1.0".into()], None);
     let mut listener = Command::new(python())
         .args([concat!(env!("CARGO_MANIFEST_DIR"), "/tests/ros/rclpy_node_listener.py"), "60"])
         .stdout(Stdio::piped())
