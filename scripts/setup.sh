@@ -24,6 +24,11 @@ die()  { printf '[setup] ERROR: %s\n' "$*" >&2; exit 1; }
 hash_of() { cat "$@" 2>/dev/null | sha256sum | cut -c1-16; }
 
 # --- 0. Which ROS 2 ------------------------------------------------------------------------
+# A shell that sourced this project's own trc-env.sh (wheels mode) has ROS_DISTRO set too: that
+# is not a system ROS 2.
+if [ "${TRC_ROS_MODE:-}" = wheels ]; then
+  TRC_ROS_FROM_WHEELS=1
+fi
 if [ -n "${ROS_DISTRO:-}" ] && [ -z "${TRC_ROS_FROM_WHEELS:-}" ]; then
   [ "$ROS_DISTRO" = "jazzy" ] || say "warning: sourced ROS 2 is '$ROS_DISTRO', trc_control targets jazzy"
   [ -n "${AMENT_PREFIX_PATH:-}" ] || die "ROS_DISTRO=$ROS_DISTRO is set but AMENT_PREFIX_PATH is empty: source /opt/ros/$ROS_DISTRO/setup.bash first (or unset ROS_DISTRO to use the PyPI wheels)"
