@@ -75,11 +75,15 @@ pub struct TerminalCorrection {
     pub max_retime_s: f64,
     /// Scaled terminal error [tolerance units] above which retiming is tried. Default 0.5.
     pub retime_threshold: f64,
+    /// Thrust authority kept in reserve by the corrected plan: its upper thrust bound is
+    /// `(1 - thrust_margin) rho2` (descent), so a vehicle whose engines deliver a few percent less
+    /// than commanded can still follow it; the network's own iterates are not affected. Default 0.
+    pub thrust_margin: f64,
 }
 
 impl Default for TerminalCorrection {
     fn default() -> Self {
-        Self { enabled: true, model: CorrectionModel::Plant, max_iterations: 8, tol: 0.002, max_retime_s: 3.0, retime_threshold: 0.5 }
+        Self { enabled: true, model: CorrectionModel::Plant, max_iterations: 8, tol: 0.002, max_retime_s: 3.0, retime_threshold: 0.5, thrust_margin: 0.0 }
     }
 }
 
@@ -97,7 +101,11 @@ impl TerminalCorrection {
         if self.max_retime_s > 30.0 {
             return Err(ConfigError::invalid(format!("{prefix}.max_retime_s"), format!("must be <= 30 s, got {}", self.max_retime_s)));
         }
-        crate::config::positive(&format!("{prefix}.retime_threshold"), self.retime_threshold)
+        crate::config::positive(&format!("{prefix}.retime_threshold"), self.retime_threshold)?;
+        if !(0.0..0.5).contains(&self.thrust_margin) {
+            return Err(ConfigError::invalid(format!("{prefix}.thrust_margin"), format!("must be in [0, 0.5), got {}", self.thrust_margin)));
+        }
+        Ok(())
     }
 }
 
@@ -329,7 +337,10 @@ pub fn correct(sim: &Simulator, x0: &DVector<f64>, xt: &DVector<f64>, u: &DMatri
     let Some((idx, scale)) = terminal_spec(sim).filter(|_| settings.enabled) else {
         return (u.clone(), CorrectionReport::default());
     };
-    let constraint = p.control_constraint();
+    let constraint = match p.control_constraint() {
+        ControlConstraint::ThrustAnnulusCone { rho_min, rho_max, max_tilt } => ControlConstraint::ThrustAnnulusCone { rho_min, rho_max: (rho_max * (1.0 - settings.thrust_margin)).max(rho_min), max_tilt },
+        c => c,
+    };
     let mut u = project_rows(u, &constraint);
     let Ok((traj, mut g)) = terminal_sensitivity(sim, x0, &u, dt, &idx) else {
         return (u, CorrectionReport::default());

@@ -179,6 +179,10 @@ pub fn inference(stem: Option<&Path>, preset: &str, out: &Path, instances: u64, 
     let mut lcvx = LcvxSolver::new(p, SolverSettings::default(), TfSearch::default())?;
     let k = card.model.outer;
     let (mut trc, mut one, mut search) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut trc3, mut trc_tc) = (Vec::new(), Vec::new());
+    let plant = trc_control::model::trc::Simulator::Rk4(cfg.build()?);
+    let tc = trc_control::model::terminal::TerminalCorrection::default();
+    let horizon = cfg.build()?.horizon() as f64;
     let _guard = tch::no_grad_guard();
     for i in 0..instances {
         let inst = sample_instance(&cfg, 7, Split::Test, i);
@@ -198,15 +202,27 @@ pub fn inference(stem: Option<&Path>, preset: &str, out: &Path, instances: u64, 
             let o = model.forward_t(&x0, &xt, &tg, None, k, false);
             let _ = o.u[k as usize].double_value(&[0, 0, 0]);
             trc.push(t.elapsed().as_secs_f64() * 1e3);
+            // K = 3 (the operating point; the shipped model was trained with its own K)
+            let t = Instant::now();
+            let o = model.forward_t(&x0, &xt, &tg, None, 3, false);
+            let _ = o.u[3].double_value(&[0, 0, 0]);
+            trc3.push(t.elapsed().as_secs_f64() * 1e3);
+            // trained K + the terminal correction (what the controller runs per cycle)
+            let t = Instant::now();
+            let o = model.forward_t(&x0, &xt, &tg, None, k, false);
+            let u = trc_control::tensor::to_dmatrix(&o.u[k as usize].squeeze_dim(0))?;
+            let (uc, _) = trc_control::model::terminal::correct(&plant, &inst.x0, &inst.x_target, &u, sol.t_go / horizon, &tc, None);
+            let _ = uc[(0, 0)];
+            trc_tc.push(t.elapsed().as_secs_f64() * 1e3);
         }
     }
     let what = stem.map_or(format!("--preset {preset}"), |s| format!("--model {}", s.display()));
     let mut md = header("TRC inference latency vs LCvx (descent)", &format!("trc bench inference {what} --instances {instances} --reps {reps}"));
     let _ = writeln!(
         md,
-        "Model {} ({} parameters, latent {}, K = {k}, n = {}), CPU, batch 1, libtorch intra-op threads {}; {} instances of the test split (seed 7), {reps} timed runs each.\n\n| solver | p50 [ms] | p99 [ms] |\n|---|---|---|\n| TRC (K = {k}) | {:.3} | {:.3} |\n| LCvx, one cone solve at t_f* | {:.2} | {:.2} |\n| LCvx with t_f search | {:.1} | {:.1} |\n\nRatios (p50): one LCvx solve / TRC = {:.1}x; LCvx with search / TRC = {:.0}x.\n",
+        "Model {} ({} parameters, latent {}, K = {k}, n = {}), CPU, batch 1, libtorch intra-op threads {}; {} instances of the test split (seed 7), {reps} timed runs each.\n\n| solver | p50 [ms] | p99 [ms] |\n|---|---|---|\n| TRC (K = {k}) | {:.3} | {:.3} |\n| TRC (K = 3) | {:.3} | {:.3} |\n| TRC (K = {k}) + terminal correction (plant model, as in the controller) | {:.3} | {:.3} |\n| LCvx, one cone solve at t_f* | {:.2} | {:.2} |\n| LCvx with t_f search | {:.1} | {:.1} |\n\nRatios (p50): one LCvx solve / TRC = {:.1}x; LCvx with search / TRC = {:.0}x.\n",
         label, card.parameters, card.model.latent, card.model.inner, tch::get_num_threads(), one.len(),
-        percentile(&trc, 0.5), percentile(&trc, 0.99), percentile(&one, 0.5), percentile(&one, 0.99), percentile(&search, 0.5), percentile(&search, 0.99),
+        percentile(&trc, 0.5), percentile(&trc, 0.99), percentile(&trc3, 0.5), percentile(&trc3, 0.99), percentile(&trc_tc, 0.5), percentile(&trc_tc, 0.99), percentile(&one, 0.5), percentile(&one, 0.99), percentile(&search, 0.5), percentile(&search, 0.99),
         percentile(&one, 0.5) / percentile(&trc, 0.5), percentile(&search, 0.5) / percentile(&trc, 0.5)
     );
     write_out(out, &md)
@@ -235,7 +251,7 @@ pub fn closed_loop(out: &Path, episodes: usize, seed: u64) -> AnyResult<()> {
         card.model.latent, card.parameters, card.model.outer, cfg0.sim.rate_hz, cfg0.controller.deadline_s * 1e3,
         cfg0.controller.terminal_correction.max_retime_s, cfg0.controller.gate_altitude_m, cfg0.controller.gate_sink_rate_mps
     );
-    md.push_str("| case | episodes | success | touched down | touchdown error p50 / p95 [m] | speed p50 / p95 [m/s] | fuel gap mean / median | solve p50 / p99 [ms] | ANYTIME | FALLBACK | late |\n|---|---|---|---|---|---|---|---|---|---|---|\n");
+    md.push_str("| case | episodes | success | touched down | touchdown error p50 / p95 [m] (touched down) | touchdown speed p50 / p95 [m/s] | fuel gap mean / median | solve p50 / p99 [ms] | ANYTIME | FALLBACK | late |\n|---|---|---|---|---|---|---|---|---|---|---|\n");
     // the classical solver as the policy: the same loop with the optimum in it (a reference for
     // what the loop itself achieves; slower, so fewer episodes and a 200 ms deadline)
     let cases = [
@@ -262,8 +278,9 @@ pub fn closed_loop(out: &Path, episodes: usize, seed: u64) -> AnyResult<()> {
         let started = Instant::now();
         let (rows, solve) = crate::fly::closed_loop_rows(&cfg, episodes, true)?;
         let (succ, gap_mean, gap_med, _, _) = crate::fly::summary(&rows);
-        let pos: Vec<f64> = rows.iter().map(|r| r.position_error).collect();
-        let spd: Vec<f64> = rows.iter().map(|r| r.speed).collect();
+        // touchdown error and speed over the episodes that touched down
+        let pos: Vec<f64> = rows.iter().filter(|r| r.touched_down).map(|r| r.position_error).collect();
+        let spd: Vec<f64> = rows.iter().filter(|r| r.touched_down).map(|r| r.speed).collect();
         let touched = rows.iter().filter(|r| r.touched_down).count();
         let _ = writeln!(
             md,

@@ -201,6 +201,13 @@ pub fn eval(stem: &Path, test_path: &Path, ks: &[i64], compare: Option<&Path>, r
             c.metrics.insert("test_monotone_fraction".into(), r.monotone_fraction);
             c.metrics.insert("test_control_violations".into(), r.control_violations as f64);
             c.metrics.insert("test_samples".into(), r.samples as f64);
+            if let Some(tc) = &r.corrected {
+                // the same controls after the terminal correction (a classical step, not the network)
+                c.metrics.insert("test_with_terminal_correction_success_rate".into(), tc.success);
+                c.metrics.insert("test_with_terminal_correction_cost_gap_mean".into(), tc.cost_gap.mean);
+                c.metrics.insert("test_with_terminal_correction_control_violations".into(), tc.control_violations as f64);
+                c.metrics.insert("test_with_terminal_correction_state_violations".into(), tc.state_violations as f64);
+            }
             let (_, cpath) = checkpoint::paths(stem);
             std::fs::write(&cpath, format!("# trc_control model card (written by trc train / trc eval --update-card)\n{}", serde_yaml::to_string(&c)?))?;
         }
