@@ -63,7 +63,10 @@ impl Plan {
     /// the zero-order-hold command with the plan's impulse over that window. `hold <= dt` (or
     /// not finite) gives `u_0`; a `hold` beyond the horizon averages the whole plan.
     pub fn mean_control(&self, hold: f64) -> DVector<f64> {
-        if !(hold.is_finite() && self.dt > 0.0 && hold > self.dt) || self.u.nrows() == 0 {
+        if self.u.nrows() == 0 {
+            return DVector::zeros(self.u.ncols());
+        }
+        if !(hold.is_finite() && self.dt > 0.0 && hold > self.dt) {
             return self.first_control();
         }
         let mut acc = DVector::zeros(self.u.ncols());

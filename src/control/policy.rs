@@ -37,6 +37,8 @@ pub struct PlanRequest {
     /// optimum already meets the terminal constraint). Travels with the request, so a live
     /// `controller.terminal_correction.*` change applies from the next cycle.
     pub correction: TerminalCorrection,
+    /// No correction step starts after this instant (the cycle's budget); `None`: no limit.
+    pub deadline: Option<std::time::Instant>,
 }
 
 /// A finished refinement iterate.
@@ -122,7 +124,7 @@ impl TrcPolicy {
     /// Runs `n` forward passes on a representative input (allocator and kernel warm-up; the first
     /// pass on CUDA is much slower than the rest).
     pub fn warm_up(&mut self, x0: &DVector<f64>, x_target: &DVector<f64>, t_go: f64, n: usize) {
-        let req = PlanRequest { x0: x0.clone(), x_target: x_target.clone(), t_go, u_warm: None, correction: TerminalCorrection::default() };
+        let req = PlanRequest { x0: x0.clone(), x_target: x_target.clone(), t_go, u_warm: None, correction: TerminalCorrection::default(), deadline: None };
         let delay = std::mem::take(&mut self.delay);
         for _ in 0..n {
             let _ = self.refine(&req, &mut |_| true);
@@ -169,7 +171,7 @@ impl Policy for TrcPolicy {
             }
             match tensor::to_dmatrix(&u.squeeze_dim(0)) {
                 Ok(u) if u.iter().all(|v| v.is_finite()) => {
-                    let (u, _) = correct(sim, &req.x0, &req.x_target, &u, dt, &correction, None);
+                    let (u, _) = correct(sim, &req.x0, &req.x_target, &u, dt, &correction, req.deadline);
                     on_iterate(Iterate { k: k as u32, u })
                 }
                 Ok(_) => {

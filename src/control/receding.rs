@@ -11,11 +11,17 @@
 //!    `t_go = N dt`. Descent: a shrinking horizon, `t_go = t_land - stamp`, with
 //!    `t_land = goal stamp + goal t_go` (a goal with `t_go = 0` lets the controller choose: the
 //!    minimum-fuel t_f of LCvx from the first state, solved once). In the **terminal phase**
-//!    (`t_go <= terminal_phase_s`, default 3 s) the controller stops replanning and follows the
-//!    last plan, shifted (status FALLBACK_SHIFTED with 0 iterations, counted as `terminal`): the
-//!    network was trained on t_go >= 10% of t_f, and replanning at a few seconds to go only
-//!    amplifies noise. After `t_land` (no touchdown yet) it commands the touchdown safe command
-//!    (FAILED, [`Rejected::PastLandingTime`]).
+//!    (`t_go <= terminal_phase_s`, default 3 s) the controller stops running the network (trained
+//!    on t_go >= 10% of t_f) and follows the last refined plan, resampled once to the state's
+//!    time and re-corrected from the measured state (status FALLBACK_SHIFTED with 0 iterations,
+//!    counted as `terminal`). Descent plans aim at the **touchdown gate**
+//!    ([`ControllerConfig::gate_altitude_m`]) and, from `t_land`, the vehicle sinks at the gate's
+//!    constant rate until touchdown (counted `terminal`); without a gate, cycles after `t_land`
+//!    are FAILED ([`Rejected::PastLandingTime`]) with the same sink as the safe command.
+//! 2b. **Terminal correction** (descent, [`ControllerConfig::terminal_correction`]): every
+//!    policy iterate (on the inference thread) and every shifted plan (here) goes through
+//!    [`crate::model::terminal::correct`]; when the corrected plan still misses, the landing time
+//!    may move ([`RecedingHorizon`] retiming, bounded per goal).
 //! 3. **Warm start**: u^(0) = the previous plan shifted to this state's time ([`shift_controls`]).
 //! 4. **Refine on the inference thread** and wait until the deadline (`deadline_s` after the
 //!    cycle starts): all K iterates in time -> CONVERGED; deadline hit with iterate k >= 1
@@ -25,7 +31,9 @@
 //!    (so a controller that starts overloaded still gets a plan to shift).
 //!
 //! The predicted states of every plan are rolled out from the answered state through the
-//! problem's RK4 dynamics (f64), and its cost J is the problem's cost of that rollout.
+//! problem's RK4 dynamics (f64), and its cost J is the problem's cost of that rollout. The
+//! command to send is [`RecedingHorizon::command`]: the plan's mean control over the actuation
+//! period `command_hold_s`, projected.
 
 use std::time::Instant;
 
@@ -112,8 +120,12 @@ impl ControllerConfig {
         if self.gate_altitude_m > 0.0 {
             positive("controller.gate_sink_rate_mps", self.gate_sink_rate_mps)?;
         }
-        if self.gate_altitude_m > 100.0 || self.gate_sink_rate_mps > 10.0 {
-            return Err(ConfigError::invalid("controller.gate_altitude_m", "gate altitude must be <= 100 m and sink rate <= 10 m/s"));
+        if self.gate_altitude_m > 100.0 {
+            return Err(ConfigError::invalid("controller.gate_altitude_m", format!("must be <= 100 m, got {}", self.gate_altitude_m)));
+        }
+        non_negative("controller.gate_sink_rate_mps", self.gate_sink_rate_mps)?;
+        if self.gate_sink_rate_mps > 10.0 {
+            return Err(ConfigError::invalid("controller.gate_sink_rate_mps", format!("must be <= 10 m/s, got {}", self.gate_sink_rate_mps)));
         }
         self.terminal_correction.validate("controller.terminal_correction")
     }
@@ -245,7 +257,7 @@ struct Goal {
     stamp: f64,
     t_go: f64,
     t_land: Option<f64>,
-    /// Total landing-time moves so far [s] (bounded by `max_retime_s`).
+    /// Sum of |landing-time moves| so far [s] (bounded by `max_retime_s`).
     retimed_s: f64,
 }
 
@@ -378,13 +390,18 @@ impl RecedingHorizon {
                 // upright sink towards v_z = -sink (the gate's sink rate, else 1 m/s; gain 1/s);
                 // without a velocity, 0.95 of the weight
                 let sink = if self.cfg.gate_altitude_m > 0.0 { self.cfg.gate_sink_rate_mps } else { 1.0 };
-                let a = x.map(|x| g + (-sink - x[5])).unwrap_or(0.95 * g);
-                // horizontal: damp the velocity (1/s) and pull towards the site (0.25/s^2)
+                let a = x.map(|x| g + (-sink - x[5])).unwrap_or(0.95 * g).max(0.0);
+                // horizontal: damp the velocity (1/s) and pull towards the site (0.25/s^2), with
+                // vertical priority (tilt at most 90% of the pointing limit)
                 let (ax, ay) = match (x, &self.goal) {
                     (Some(x), Some(goal)) => (-x[3] - 0.25 * (x[0] - goal.x_target[0]), -x[4] - 0.25 * (x[1] - goal.x_target[1])),
                     (Some(x), None) => (-x[3], -x[4]),
                     _ => (0.0, 0.0),
                 };
+                let h_max = a * (0.9 * p.pointing_max_deg.to_radians()).min(1.5).tan();
+                let h = (ax * ax + ay * ay).sqrt();
+                let (ax, ay) = if h > h_max && h > 0.0 { (ax * h_max / h, ay * h_max / h) } else { (ax, ay) };
+                let (ax, ay) = if ax.is_finite() && ay.is_finite() { (ax, ay) } else { (0.0, 0.0) };
                 let t = DMatrix::from_row_slice(1, 3, &[ax * m, ay * m, a * m]);
                 crate::model::terminal::project_rows(&t, &self.problem.control_constraint()).row(0).transpose()
             }
@@ -508,7 +525,7 @@ impl RecedingHorizon {
         };
         let k_full = worker.iterations();
         let u_warm = if self.cfg.warm_start { shifted.clone() } else { None };
-        let id = worker.submit(PlanRequest { x0: x.clone(), x_target: aim.clone(), t_go, u_warm, correction: self.cfg.terminal_correction }, deadline);
+        let id = worker.submit(PlanRequest { x0: x.clone(), x_target: aim.clone(), t_go, u_warm, correction: self.cfg.terminal_correction, deadline: Some(wait_until) }, deadline);
         let (mut best, mut converged, mut policy_error) = (None, false, None);
         let prev_job = self.prev_job.replace((id, s.clone(), t_go, aim.clone()));
         let mut late: Option<(StateInput, f64, DVector<f64>, super::Iterate)> = None;
@@ -587,17 +604,24 @@ impl RecedingHorizon {
         }
     }
 
-    /// Descent landing-time adjustment: when `u` (already corrected) still misses the target in
-    /// the plant model by more than `retime_threshold`, tries moved landing times (see
-    /// [`TerminalCorrection::max_retime_s`]) with the same controls stretched over the new
-    /// horizon and corrected again; adopts the best if it at least halves the miss, moving
-    /// t_land. Returns the (possibly new) `(t_go, u)`.
+    /// Descent landing-time adjustment: when `u`, corrected at the current `t_go`, still misses
+    /// the target in the plant model by more than `retime_threshold`, tries moved landing times
+    /// (see [`TerminalCorrection::max_retime_s`]) with the same controls stretched over the new
+    /// horizon and corrected again; adopts the best if it at least halves the corrected miss,
+    /// moving t_land. The sum of |moves| per goal stays within `max_retime_s`. Returns the
+    /// (possibly new) `(t_go, u)`.
     fn retime(&mut self, stamp: f64, x: &DVector<f64>, xt: &DVector<f64>, t_go: f64, u: DMatrix<f64>, deadline: Instant) -> (f64, DMatrix<f64>) {
         let tc = self.cfg.terminal_correction;
         if self.problem.kind() != ProblemKind::Descent || !tc.enabled || tc.max_retime_s <= 0.0 {
             return (t_go, u);
         }
         let n_steps = self.problem.horizon() as f64;
+        if residual(&self.plant_sim, x, xt, &u, t_go / n_steps) <= tc.retime_threshold {
+            return (t_go, u);
+        }
+        // the baseline is the plan corrected at the current t_go (a policy that does not correct,
+        // or a correction cut short, must not make every moved time look better)
+        let u = self.corrected(x, xt, t_go, u, deadline);
         let r0 = residual(&self.plant_sim, x, xt, &u, t_go / n_steps);
         if r0 <= tc.retime_threshold {
             return (t_go, u);
@@ -605,7 +629,7 @@ impl RecedingHorizon {
         let moved = self.goal.as_ref().map_or(0.0, |g| g.retimed_s);
         let mut best: Option<(f64, f64, DMatrix<f64>)> = None;
         for delta in [0.25f64, 0.5, 1.0, 2.0, -0.25, -0.5] {
-            if (moved + delta).abs() > tc.max_retime_s || t_go + delta < 0.5 || Instant::now() >= deadline {
+            if moved + delta.abs() > tc.max_retime_s || t_go + delta < 0.5 || Instant::now() >= deadline {
                 continue;
             }
             let tg = t_go + delta;
@@ -622,7 +646,7 @@ impl RecedingHorizon {
             Some((r, tg, uc)) if r < 0.5 * r0 => {
                 if let Some(g) = &mut self.goal {
                     g.t_land = Some(stamp + tg);
-                    g.retimed_s += tg - t_go;
+                    g.retimed_s += (tg - t_go).abs();
                 }
                 self.stats.retimed += 1;
                 log::info!("descent: landing time moved by {:+.2} s (predicted miss {:.3} -> {:.3} in tolerance units)", tg - t_go, r0, r);

@@ -12,20 +12,21 @@
 //! **Method.** With `e(u) = S (x_N(u) - x_target)[idx]` (terminal error on the constrained
 //! components, each scaled by its success tolerance `S`), and `G = de/du` `[c, N m]`:
 //!
-//! 1. `du = -W G^T (G W G^T + mu I)^-1 e` (weighted minimum-norm Gauss-Newton step; `W` diagonal,
-//!    `mu` a 1e-9 relative Tikhonov term),
-//! 2. `u <- Project(u + s du)` with the problem's control projection (thrust annulus + pointing
-//!    cone, or box), `s` in {1, 1/2, 1/4, 1/8} the first that lowers `|e|`,
-//! 3. controls the projection moved noticeably (saturated) get their weight cut 100x, so the next
-//!    step uses the free ones (an active-set heuristic for the bang-bang arcs of fuel-optimal
-//!    descent),
+//! 1. active set: at each control on a bound (thrust at rho_max or rho_min, on the pointing
+//!    cone; a box bound), the outward normal `n` of that bound;
+//! 2. `du = -W G^T (G W G^T + mu I)^-1 e`, the minimum-norm Gauss-Newton step with
+//!    `W_k = I - sum n n^T` over the normals the step would push outwards (grown until
+//!    consistent, at most 6 passes) and `mu` = 1e-9 of the mean diagonal of `G W G^T`;
+//! 3. `u <- Project(u + s du)` with the problem's control projection (thrust annulus + pointing
+//!    cone, or box), `s` in {1, 1/2, ..., 1/64} the first that lowers `|e|_2`;
 //!
-//! until `max |e| <= tol` (in tolerance units), no step helps, or `max_iterations`. The result is
-//! always admissible (every iterate is projected) and never worse in `|e|` than the input.
-//!
+//! until `max |e| <= tol` (in tolerance units), no step helps, the deadline passes, or
+//! `max_iterations`. The result is always admissible (every iterate is projected), and each
+//! accepted step lowers `|e|_2` of the projected input.
+
 //! `G` is exact for the model TRC simulates: the LCvx acceleration-hold model for descent (chain
 //! rule through `y_{k+1} = A y_k + B w(T_k, m_k) + c`, `y = (r, v, ln m)`, `w = (T / m, |T| / m)`;
-//! [`crate::problems::PoweredDescent::lcvx_discretization`]) and RK4 ([`Problem::step_jacobian`])
+//! [`crate::problems::PoweredDescent::lcvx_discretization`]) and RK4 ([`crate::problems::Problem::step_jacobian`])
 //! otherwise.
 //!
 //! Which problems have a terminal equality: descent (position and velocity, scaled by
@@ -45,7 +46,7 @@ use crate::problems::{ControlConstraint, PoweredDescent};
 #[serde(rename_all = "snake_case")]
 pub enum CorrectionModel {
     /// The true dynamics with zero-order-hold controls, RK4 at the plan's `dt`
-    /// ([`Problem::rollout`]): what a plant integrates. The receding-horizon default.
+    /// ([`crate::problems::Problem::rollout`]): what a plant integrates. The receding-horizon default.
     Plant,
     /// TRC's in-loop simulator (descent: the LCvx acceleration-hold model), the model the
     /// demonstrations are optimal in and `trc eval` judges success in.
@@ -121,7 +122,7 @@ pub struct CorrectionReport {
 }
 
 /// The constrained terminal components and their scales (the success tolerances), or `None` when
-/// the problem has no terminal equality ([`Problem::terminal_equality`]).
+/// the problem has no terminal equality ([`crate::problems::Problem::terminal_equality`]).
 pub fn terminal_spec(sim: &Simulator) -> Option<(Vec<usize>, Vec<f64>)> {
     sim.problem().terminal_equality()
 }
@@ -278,7 +279,8 @@ fn active_set_step(g: &DMatrix<f64>, e: &DVector<f64>, u: &DMatrix<f64>, c: &Con
         for k in 0..steps {
             h += &gw[k] * g.columns(k * m, m).transpose();
         }
-        let mu = 1e-9 * h.trace().max(1e-300) / h.nrows() as f64 + 1e-12;
+        let mean_diag = h.trace() / h.nrows() as f64;
+        let mu = if mean_diag.is_finite() && mean_diag > 0.0 { 1e-9 * mean_diag } else { 1e-300 };
         for i in 0..h.nrows() {
             h[(i, i)] += mu;
         }
@@ -310,9 +312,9 @@ pub fn residual(sim: &Simulator, x0: &DVector<f64>, xt: &DVector<f64>, u: &DMatr
     let Some((idx, scale)) = terminal_spec(sim) else { return 0.0 };
     match rollout(sim, x0, u, dt) {
         Ok(traj) => {
-            let e = scaled_error(&traj, xt, &idx, &scale).amax();
-            if e.is_finite() {
-                e
+            let e = scaled_error(&traj, xt, &idx, &scale);
+            if e.iter().all(|v| v.is_finite()) {
+                e.amax()
             } else {
                 f64::INFINITY
             }
@@ -328,8 +330,9 @@ fn scaled_error(traj: &DMatrix<f64>, xt: &DVector<f64>, idx: &[usize], scale: &[
 
 /// Corrects `u` `[N, m]` (physical units) towards the terminal constraint of `sim`'s problem, from
 /// `x0` with target `xt` (length n) and step `dt` [s]. Returns the corrected controls (always
-/// admissible; unchanged when disabled, when the problem has no terminal equality, or when the
-/// rollout fails) and what happened.
+/// admissible: projected, and otherwise unchanged when the rollout fails; unchanged when disabled,
+/// when the problem has no terminal equality, or when the shapes do not match the problem) and
+/// what happened.
 ///
 /// `deadline`: no further step starts after it (the receding-horizon cycle's budget).
 pub fn correct(sim: &Simulator, x0: &DVector<f64>, xt: &DVector<f64>, u: &DMatrix<f64>, dt: f64, settings: &TerminalCorrection, deadline: Option<std::time::Instant>) -> (DMatrix<f64>, CorrectionReport) {
@@ -337,6 +340,9 @@ pub fn correct(sim: &Simulator, x0: &DVector<f64>, xt: &DVector<f64>, u: &DMatri
     let Some((idx, scale)) = terminal_spec(sim).filter(|_| settings.enabled) else {
         return (u.clone(), CorrectionReport::default());
     };
+    if u.ncols() != p.control_dim() || x0.len() != p.state_dim() || xt.len() != p.state_dim() || u.nrows() == 0 || !(dt.is_finite() && dt > 0.0) {
+        return (u.clone(), CorrectionReport::default());
+    }
     let constraint = match p.control_constraint() {
         ControlConstraint::ThrustAnnulusCone { rho_min, rho_max, max_tilt } => ControlConstraint::ThrustAnnulusCone { rho_min, rho_max: (rho_max * (1.0 - settings.thrust_margin)).max(rho_min), max_tilt },
         c => c,
@@ -346,10 +352,13 @@ pub fn correct(sim: &Simulator, x0: &DVector<f64>, xt: &DVector<f64>, u: &DMatri
         return (u, CorrectionReport::default());
     };
     let mut e = scaled_error(&traj, xt, &idx, &scale);
+    if !e.iter().all(|v| v.is_finite()) {
+        return (u, CorrectionReport { iterations: 0, residual_before: f64::INFINITY, residual_after: f64::INFINITY });
+    }
     let before = e.amax();
     let mut report = CorrectionReport { iterations: 0, residual_before: before, residual_after: before };
     for _ in 0..settings.max_iterations {
-        if !e.amax().is_finite() || e.amax() <= settings.tol || deadline.is_some_and(|d| std::time::Instant::now() >= d) {
+        if e.amax() <= settings.tol || deadline.is_some_and(|d| std::time::Instant::now() >= d) {
             break;
         }
         for (r, s) in scale.iter().enumerate() {
@@ -362,7 +371,7 @@ pub fn correct(sim: &Simulator, x0: &DVector<f64>, xt: &DVector<f64>, u: &DMatri
             let cand = project_rows(&raw, &constraint);
             let Ok(traj_c) = rollout(sim, x0, &cand, dt) else { break };
             let e_c = scaled_error(&traj_c, xt, &idx, &scale);
-            if e_c.amax().is_finite() && e_c.norm() < e.norm() {
+            if e_c.iter().all(|v| v.is_finite()) && e_c.norm() < e.norm() {
                 accepted = Some((cand, e_c));
                 break;
             }
