@@ -220,9 +220,11 @@ pub fn inference(stem: Option<&Path>, preset: &str, out: &Path, instances: u64, 
     let mut md = header("TRC inference latency vs LCvx (descent)", &format!("trc bench inference {what} --instances {instances} --reps {reps}"));
     let _ = writeln!(
         md,
-        "Model {} ({} parameters, latent {}, K = {k}, n = {}), CPU, batch 1, libtorch intra-op threads {}; {} instances of the test split (seed 7), {reps} timed runs each.\n\n| solver | p50 [ms] | p99 [ms] |\n|---|---|---|\n| TRC (K = {k}) | {:.3} | {:.3} |\n| TRC (K = 3) | {:.3} | {:.3} |\n| TRC (K = {k}) + terminal correction (plant model, as in the controller) | {:.3} | {:.3} |\n| LCvx, one cone solve at t_f* | {:.2} | {:.2} |\n| LCvx with t_f search | {:.1} | {:.1} |\n\nRatios (p50): one LCvx solve / TRC = {:.1}x; LCvx with search / TRC = {:.0}x.\n",
+        "Model {} ({} parameters, latent {}, K = {k}, n = {}), CPU, batch 1, libtorch intra-op threads {}; {} instances of the test split (seed 7), {reps} timed runs each.\n\n| solver | p50 [ms] | p99 [ms] |\n|---|---|---|\n| TRC (K = {k}) | {:.3} | {:.3} |\n{}| TRC (K = {k}) + terminal correction (plant model, as in the controller) | {:.3} | {:.3} |\n| LCvx, one cone solve at t_f* | {:.2} | {:.2} |\n| LCvx with t_f search | {:.1} | {:.1} |\n\nRatios (p50): one LCvx solve / TRC = {:.1}x; LCvx with search / TRC = {:.0}x.\n",
         label, card.parameters, card.model.latent, card.model.inner, tch::get_num_threads(), one.len(),
-        percentile(&trc, 0.5), percentile(&trc, 0.99), percentile(&trc3, 0.5), percentile(&trc3, 0.99), percentile(&trc_tc, 0.5), percentile(&trc_tc, 0.99), percentile(&one, 0.5), percentile(&one, 0.99), percentile(&search, 0.5), percentile(&search, 0.99),
+        percentile(&trc, 0.5), percentile(&trc, 0.99),
+        if k == 3 { String::new() } else { format!("| TRC (K = 3) | {:.3} | {:.3} |\n", percentile(&trc3, 0.5), percentile(&trc3, 0.99)) },
+        percentile(&trc_tc, 0.5), percentile(&trc_tc, 0.99), percentile(&one, 0.5), percentile(&one, 0.99), percentile(&search, 0.5), percentile(&search, 0.99),
         percentile(&one, 0.5) / percentile(&trc, 0.5), percentile(&search, 0.5) / percentile(&trc, 0.5)
     );
     write_out(out, &md)
