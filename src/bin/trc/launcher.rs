@@ -130,6 +130,9 @@ pub fn demo(problem: ProblemKind, episodes: u32, seed: u64, time_scale: f64, mod
     }
     let (succ, gap_mean, gap_med, pos_med, speed_med) = fly::summary(&rows);
     println!("\n{}", fly::table(problem, &rows));
+    if problem == ProblemKind::Descent {
+        println!("FALLBACK counts every FALLBACK_SHIFTED answer trc_sim received, including the planned terminal phase (last plan re-corrected, then the constant-sink descent below the gate); trc_node's log line separates them (`N fallback, M terminal`).\n");
+    }
     println!(
         "{} of {} episodes successful ({:.0}%) | fuel gap mean {:+.2}%, median {:+.2}% | median touchdown error {:.2} m, speed {:.2} m/s | end-to-end state -> sequence p50 {:.2} ms, worst p99 {:.2} ms",
         rows.iter().filter(|r| r.success).count(),
