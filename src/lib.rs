@@ -14,10 +14,12 @@
 //! - [`demo`]: classical feedback baselines (`trc baseline`).
 //! - [`solvers`]: LQR / box QP, SCP (Van der Pol), LCvx (descent) on Clarabel: the optimal demonstrations.
 //! - [`data`]: initial-state distributions, parallel demonstration generation, the dataset file format.
-//! - [`model`]: the TRC network (tch): encoders, shared reasoning module, projection, checkpoints.
+//! - [`model`]: the TRC network (tch): encoders, shared reasoning module, projection, checkpoints;
+//!   [`model::terminal`]: the classical terminal correction applied after the network (descent).
 //! - [`train`]: training with process supervision, evaluation.
 //! - [`closed_loop`]: lockstep closed-loop episodes (controller + plant in one process).
-//! - [`control`]: the receding-horizon controller (policies, inference thread, deadline, guards).
+//! - [`control`]: the receding-horizon controller (policies, inference thread, deadline, guards,
+//!   terminal phase, touchdown gate, landing-time retiming).
 //! - [`config`]: YAML configuration shared by the CLI and the node, validated on load.
 //! - [`launch`]: the project's launcher spec, equivalent to `launch/*.launch.py`.
 //! - [`error`]: typed errors per layer.

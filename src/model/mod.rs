@@ -9,6 +9,8 @@
 //!   ResidualDecoder, learned z_H / z_L, K outer x n inner iterations with the rollout simulated in
 //!   the loop.
 //! - [`checkpoint`]: safetensors weights + YAML model card.
+//! - [`terminal`]: terminal-constraint correction (projected Gauss-Newton) of a control sequence,
+//!   a classical step after the network, reported separately from it.
 
 pub mod checkpoint;
 pub mod layers;
