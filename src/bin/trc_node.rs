@@ -236,6 +236,7 @@ fn run() -> AnyResult<()> {
                             kv("fallback_shifted", s.fallback.to_string()),
                             kv("failed", s.failed.to_string()),
                             kv("terminal_phase", s.terminal.to_string()),
+                            kv("landing_time_moves", s.retimed.to_string()),
                             kv("deadline_misses", s.late.to_string()),
                             kv("deadline_ms", format!("{:.1}", controller.config().deadline_s * 1e3)),
                             kv("solve_ms_p50", format!("{:.3}", percentile(solve, 0.5))),
@@ -257,7 +258,7 @@ fn run() -> AnyResult<()> {
     running.store(false, Ordering::Relaxed);
     let _ = spinner.join();
     let s = controller.stats();
-    log::info!("trc_node: {} cycles: {} converged, {} anytime, {} fallback, {} failed, {} terminal, {} late", s.cycles, s.converged, s.anytime, s.fallback, s.failed, s.terminal, s.late);
+    log::info!("trc_node: {} cycles: {} converged, {} anytime, {} fallback, {} failed, {} terminal, {} late, {} landing-time moves", s.cycles, s.converged, s.anytime, s.fallback, s.failed, s.terminal, s.late, s.retimed);
     drop(controller); // ends the inference thread before libtorch's static teardown
     result
 }

@@ -45,7 +45,7 @@ use super::policy::PlanRequest;
 use super::worker::{InferenceWorker, WorkerEvent};
 use crate::config::{non_negative, positive, ProblemConfig, ProblemKind};
 use crate::error::ConfigError;
-use crate::model::terminal::{correct, residual, CorrectionModel, TerminalCorrection};
+use crate::model::terminal::{correct, residual, CorrectionModel, CorrectionReport, TerminalCorrection};
 use crate::model::trc::Simulator;
 use crate::plan::{Plan, PlanStatus};
 use crate::problems::Problem;
@@ -593,19 +593,29 @@ impl RecedingHorizon {
     /// `u` through the terminal correction from `x` (controller settings; see
     /// [`ControllerConfig::terminal_correction`]).
     fn corrected(&self, x: &DVector<f64>, xt: &DVector<f64>, t_go: f64, u: DMatrix<f64>, deadline: Instant) -> DMatrix<f64> {
+        self.corrected_report(x, xt, t_go, u, deadline).0
+    }
+
+    /// [`RecedingHorizon::corrected`] with what the correction did (its residual is in the
+    /// correction's own model; a default report when the correction is off or has no model).
+    fn corrected_report(&self, x: &DVector<f64>, xt: &DVector<f64>, t_go: f64, u: DMatrix<f64>, deadline: Instant) -> (DMatrix<f64>, CorrectionReport) {
         let tc = &self.cfg.terminal_correction;
-        let sim = match tc.model {
+        match self.correction_sim() {
+            Some(sim) if tc.enabled => correct(sim, x, xt, &u, t_go / self.problem.horizon() as f64, tc, Some(deadline)),
+            _ => (u, CorrectionReport::default()),
+        }
+    }
+
+    /// The model the terminal correction aims in (`terminal_correction.model`).
+    fn correction_sim(&self) -> Option<&Simulator> {
+        match self.cfg.terminal_correction.model {
             CorrectionModel::Plant => Some(&self.plant_sim),
             CorrectionModel::InLoop => self.in_loop_sim.as_ref(),
-        };
-        match sim {
-            Some(sim) if tc.enabled => correct(sim, x, xt, &u, t_go / self.problem.horizon() as f64, tc, Some(deadline)).0,
-            _ => u,
         }
     }
 
     /// Descent landing-time adjustment: when `u`, corrected at the current `t_go`, still misses
-    /// the target in the plant model by more than `retime_threshold`, tries moved landing times
+    /// the target in the correction's model (default: the plant) by more than `retime_threshold`, tries moved landing times
     /// (see [`TerminalCorrection::max_retime_s`]) with the same controls stretched over the new
     /// horizon and corrected again; adopts the best if it at least halves the corrected miss,
     /// moving t_land. The sum of |moves| per goal stays within `max_retime_s`. Returns the
@@ -615,14 +625,14 @@ impl RecedingHorizon {
         if self.problem.kind() != ProblemKind::Descent || !tc.enabled || tc.max_retime_s <= 0.0 {
             return (t_go, u);
         }
-        let n_steps = self.problem.horizon() as f64;
-        if residual(&self.plant_sim, x, xt, &u, t_go / n_steps) <= tc.retime_threshold {
+        let Some(sim) = self.correction_sim() else { return (t_go, u) };
+        if residual(sim, x, xt, &u, t_go / self.problem.horizon() as f64) <= tc.retime_threshold {
             return (t_go, u);
         }
         // the baseline is the plan corrected at the current t_go (a policy that does not correct,
         // or a correction cut short, must not make every moved time look better)
-        let u = self.corrected(x, xt, t_go, u, deadline);
-        let r0 = residual(&self.plant_sim, x, xt, &u, t_go / n_steps);
+        let (u, rep) = self.corrected_report(x, xt, t_go, u, deadline);
+        let r0 = rep.residual_after;
         if r0 <= tc.retime_threshold {
             return (t_go, u);
         }
@@ -633,8 +643,8 @@ impl RecedingHorizon {
                 continue;
             }
             let tg = t_go + delta;
-            let uc = self.corrected(x, xt, tg, u.clone(), deadline);
-            let r = residual(&self.plant_sim, x, xt, &uc, tg / n_steps);
+            let (uc, rep) = self.corrected_report(x, xt, tg, u.clone(), deadline);
+            let r = rep.residual_after;
             if best.as_ref().is_none_or(|b| r < b.0) {
                 best = Some((r, tg, uc));
             }

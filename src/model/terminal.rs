@@ -121,12 +121,6 @@ pub struct CorrectionReport {
     pub residual_after: f64,
 }
 
-/// The constrained terminal components and their scales (the success tolerances), or `None` when
-/// the problem has no terminal equality ([`crate::problems::Problem::terminal_equality`]).
-pub fn terminal_spec(sim: &Simulator) -> Option<(Vec<usize>, Vec<f64>)> {
-    sim.problem().terminal_equality()
-}
-
 /// Rollout `[N+1, n]` of `u` `[N, m]` from `x0` in `sim`, and the Jacobian of the terminal state
 /// rows `idx` with respect to `u` (row-major flattening, column `k m + j` = `u[k, j]`):
 /// `[idx.len(), N m]`.
@@ -182,17 +176,6 @@ pub fn terminal_sensitivity(sim: &Simulator, x0: &DVector<f64>, u: &DMatrix<f64>
             }
             Ok((traj, g))
         }
-    }
-}
-
-/// Rollout `[N+1, n]` of `u` `[N, m]` from `x0` in `sim` (f64).
-///
-/// # Errors
-/// The rollout's [`crate::error::ProblemError`] for wrong dimensions.
-pub fn rollout(sim: &Simulator, x0: &DVector<f64>, u: &DMatrix<f64>, dt: f64) -> Result<DMatrix<f64>, crate::error::ProblemError> {
-    match sim {
-        Simulator::AccelHold(p) => p.rollout_accel_hold(x0, u, dt),
-        Simulator::Rk4(p) => p.rollout(x0, u, dt),
     }
 }
 
@@ -309,8 +292,8 @@ fn active_set_step(g: &DMatrix<f64>, e: &DVector<f64>, u: &DMatrix<f64>, c: &Con
 /// `max |e|` of `u` from `x0` in `sim`, in tolerance units (0 without a terminal equality, +inf
 /// when the rollout fails).
 pub fn residual(sim: &Simulator, x0: &DVector<f64>, xt: &DVector<f64>, u: &DMatrix<f64>, dt: f64) -> f64 {
-    let Some((idx, scale)) = terminal_spec(sim) else { return 0.0 };
-    match rollout(sim, x0, u, dt) {
+    let Some((idx, scale)) = sim.problem().terminal_equality() else { return 0.0 };
+    match sim.rollout_one(x0, u, dt) {
         Ok(traj) => {
             let e = scaled_error(&traj, xt, &idx, &scale);
             if e.iter().all(|v| v.is_finite()) {
@@ -337,7 +320,7 @@ fn scaled_error(traj: &DMatrix<f64>, xt: &DVector<f64>, idx: &[usize], scale: &[
 /// `deadline`: no further step starts after it (the receding-horizon cycle's budget).
 pub fn correct(sim: &Simulator, x0: &DVector<f64>, xt: &DVector<f64>, u: &DMatrix<f64>, dt: f64, settings: &TerminalCorrection, deadline: Option<std::time::Instant>) -> (DMatrix<f64>, CorrectionReport) {
     let p = sim.problem();
-    let Some((idx, scale)) = terminal_spec(sim).filter(|_| settings.enabled) else {
+    let Some((idx, scale)) = sim.problem().terminal_equality().filter(|_| settings.enabled) else {
         return (u.clone(), CorrectionReport::default());
     };
     if u.ncols() != p.control_dim() || x0.len() != p.state_dim() || xt.len() != p.state_dim() || u.nrows() == 0 || !(dt.is_finite() && dt > 0.0) {
@@ -348,7 +331,7 @@ pub fn correct(sim: &Simulator, x0: &DVector<f64>, xt: &DVector<f64>, u: &DMatri
         c => c,
     };
     let mut u = project_rows(u, &constraint);
-    let Ok((traj, mut g)) = terminal_sensitivity(sim, x0, &u, dt, &idx) else {
+    let Ok(traj) = sim.rollout_one(x0, &u, dt) else {
         return (u, CorrectionReport::default());
     };
     let mut e = scaled_error(&traj, xt, &idx, &scale);
@@ -361,6 +344,8 @@ pub fn correct(sim: &Simulator, x0: &DVector<f64>, xt: &DVector<f64>, u: &DMatri
         if e.amax() <= settings.tol || deadline.is_some_and(|d| std::time::Instant::now() >= d) {
             break;
         }
+        // the Jacobian only when a step is needed (an already-corrected plan costs one rollout)
+        let Ok((_, mut g)) = terminal_sensitivity(sim, x0, &u, dt, &idx) else { break };
         for (r, s) in scale.iter().enumerate() {
             g.row_mut(r).scale_mut(1.0 / s);
         }
@@ -369,7 +354,7 @@ pub fn correct(sim: &Simulator, x0: &DVector<f64>, xt: &DVector<f64>, u: &DMatri
         for s in [1.0, 0.5, 0.25, 0.125, 0.0625, 0.03125, 0.015625] {
             let raw = &u + &du * s;
             let cand = project_rows(&raw, &constraint);
-            let Ok(traj_c) = rollout(sim, x0, &cand, dt) else { break };
+            let Ok(traj_c) = sim.rollout_one(x0, &cand, dt) else { break };
             let e_c = scaled_error(&traj_c, xt, &idx, &scale);
             if e_c.iter().all(|v| v.is_finite()) && e_c.norm() < e.norm() {
                 accepted = Some((cand, e_c));
@@ -377,16 +362,7 @@ pub fn correct(sim: &Simulator, x0: &DVector<f64>, xt: &DVector<f64>, u: &DMatri
             }
         }
         let Some((cand, e_c)) = accepted else { break };
-        if deadline.is_some_and(|d| std::time::Instant::now() >= d) {
-            u = cand;
-            e = e_c;
-            report.iterations += 1;
-            report.residual_after = e.amax();
-            break;
-        }
-        let Ok((_, g_c)) = terminal_sensitivity(sim, x0, &cand, dt, &idx) else { break };
         u = cand;
-        g = g_c;
         e = e_c;
         report.iterations += 1;
         report.residual_after = e.amax();

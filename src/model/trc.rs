@@ -90,6 +90,18 @@ impl Simulator {
         .expect("shapes are checked when the model is built and at its input")
     }
 
+    /// One trajectory in f64: `x0` (length n), `u` `[N, m]`, step `dt` [s] -> `[N+1, n]` (the same
+    /// model as [`Simulator::rollout`]; evaluation and the terminal correction use it).
+    ///
+    /// # Errors
+    /// [`crate::error::ProblemError::Shape`] for wrong dimensions.
+    pub fn rollout_one(&self, x0: &nalgebra::DVector<f64>, u: &nalgebra::DMatrix<f64>, dt: f64) -> Result<nalgebra::DMatrix<f64>, crate::error::ProblemError> {
+        match self {
+            Simulator::Rk4(p) => p.rollout(x0, u, dt),
+            Simulator::AccelHold(p) => p.rollout_accel_hold(x0, u, dt),
+        }
+    }
+
     fn rollout_f64(&self, x0: &Tensor, u: &Tensor, dt: &Tensor) -> Option<Tensor> {
         let (b, n) = (x0.size()[0] as usize, x0.size()[1] as usize);
         let (steps, m) = (u.size()[1] as usize, u.size()[2] as usize);
@@ -99,11 +111,7 @@ impl Simulator {
         for i in 0..b {
             let x = nalgebra::DVector::from_column_slice(&xv[i * n..(i + 1) * n]);
             let um = nalgebra::DMatrix::from_row_slice(steps, m, &uv[i * steps * m..(i + 1) * steps * m]);
-            let traj = match self {
-                Simulator::Rk4(p) => p.rollout(&x, &um, dv[i]),
-                Simulator::AccelHold(p) => p.rollout_accel_hold(&x, &um, dv[i]),
-            }
-            .ok()?;
+            let traj = self.rollout_one(&x, &um, dv[i]).ok()?;
             out.extend_from_slice(traj.transpose().as_slice());
         }
         Some(Tensor::from_slice(&out).view([b as i64, steps as i64 + 1, n as i64]).to_kind(x0.kind()))

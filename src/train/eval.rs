@@ -20,8 +20,7 @@ use tch::{Device, Kind, Tensor};
 use super::{relative_cost, Tensors};
 use crate::config::ProblemKind;
 use crate::data::Dataset;
-use crate::model::terminal::{correct, terminal_spec, TerminalCorrection};
-use crate::model::trc::Simulator;
+use crate::model::terminal::{correct, TerminalCorrection};
 use crate::model::Trc;
 use crate::problems::ViolationKind;
 
@@ -103,15 +102,6 @@ fn rows(t: &Tensor) -> Vec<DMatrix<f64>> {
     (0..t.size()[0]).map(|b| crate::tensor::to_dmatrix(&t.get(b)).expect("2-D")).collect()
 }
 
-/// Rolls out `u` in the evaluation model (see the module docs).
-fn eval_rollout(sim: &Simulator, x0: &DVector<f64>, u: &DMatrix<f64>, dt: f64) -> DMatrix<f64> {
-    match sim {
-        Simulator::Rk4(p) => p.rollout(x0, u, dt),
-        Simulator::AccelHold(p) => p.rollout_accel_hold(x0, u, dt),
-    }
-    .expect("dimensions match the model")
-}
-
 /// Evaluates the model with `outer` iterations on `test`, in batches of `batch`.
 pub fn evaluate(model: &Trc, test: &Dataset, outer: i64, batch: usize, landing_weight: f64) -> EvalResult {
     let _guard = tch::no_grad_guard();
@@ -125,7 +115,7 @@ pub fn evaluate(model: &Trc, test: &Dataset, outer: i64, batch: usize, landing_w
     let (mut pos_err, mut vel_err) = (Vec::new(), Vec::new());
     // in the evaluation model, so the corrected success is judged where the correction aims
     let settings = TerminalCorrection { model: crate::model::terminal::CorrectionModel::InLoop, ..Default::default() };
-    let has_terminal = terminal_spec(sim).is_some();
+    let has_terminal = p.terminal_equality().is_some();
     let (mut c_gaps, mut c_pos, mut c_vel) = (Vec::new(), Vec::new(), Vec::new());
     let (mut c_ok, mut c_cv, mut c_sv, mut c_cont, mut c_iters) = (0usize, 0usize, 0usize, 0usize, 0usize);
     let mut per_iter = vec![0.0; outer as usize + 1];
@@ -149,8 +139,8 @@ pub fn evaluate(model: &Trc, test: &Dataset, outer: i64, batch: usize, landing_w
             let xt = DVector::from_row_slice(&test.x_target[i * n..(i + 1) * n]);
             let dt = test.t_go[i] / nn as f64;
             let u_star = DMatrix::from_row_slice(nn, m, &test.u[i * nn * m..(i + 1) * nn * m]);
-            let x = eval_rollout(sim, &x0, uj, dt);
-            let x_star = eval_rollout(sim, &x0, &u_star, dt);
+            let x = sim.rollout_one(&x0, uj, dt).expect("dimensions match the model");
+            let x_star = sim.rollout_one(&x0, &u_star, dt).expect("dimensions match the model");
             let j_trc = p.cost(&x, uj, &xt, dt);
             let j_star = p.cost(&x_star, &u_star, &xt, dt);
             gaps.push((j_trc - j_star) / j_star.abs().max(1e-12));
@@ -164,7 +154,7 @@ pub fn evaluate(model: &Trc, test: &Dataset, outer: i64, batch: usize, landing_w
             if has_terminal {
                 let (uc, rep) = correct(sim, &x0, &xt, uj, dt, &settings, None);
                 c_iters += rep.iterations;
-                let xc = eval_rollout(sim, &x0, &uc, dt);
+                let xc = sim.rollout_one(&x0, &uc, dt).expect("dimensions match the model");
                 c_gaps.push((p.cost(&xc, &uc, &xt, dt) - j_star) / j_star.abs().max(1e-12));
                 let lc = xc.row(nn).transpose();
                 c_ok += p.is_success(&lc, &xt) as usize;

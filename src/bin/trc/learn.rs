@@ -9,7 +9,7 @@ use trc_control::data::Dataset;
 use trc_control::model::checkpoint::{self, ModelCard, Provenance};
 use trc_control::model::trc::parameter_count;
 use trc_control::model::{ModelConfig, Normalizer, Trc};
-use trc_control::train::eval::{evaluate, latent_pca, CorrectedEval, EvalResult};
+use trc_control::train::eval::{evaluate, latent_pca, CorrectedEval, EvalResult, Stats};
 use trc_control::train::{self, TrainConfig, Tensors};
 
 type AnyResult<T> = Result<T, Box<dyn std::error::Error>>;
@@ -100,41 +100,34 @@ pub fn train(train_paths: &[std::path::PathBuf], val_path: &Path, preset: &str, 
     Ok(())
 }
 
+/// One row of the eval table: `gap` relative cost gap, `success` / `optimum` rates, violation
+/// counts, and the landing, continuous-success, per-iteration and monotone cells preformatted.
+#[allow(clippy::too_many_arguments)]
+fn table_row(name: &str, k: i64, gap: &Stats, success: f64, optimum: f64, violations: (usize, usize), land: &str, cont: &str, iters: &str, mono: &str) -> String {
+    format!(
+        "| {name} | {k} | {:.2}% | {:.2}% | {:.2}% | {:.1}% | {:.1}% | {} | {} | {land} | {cont} | {iters} | {mono} |\n",
+        100.0 * gap.mean,
+        100.0 * gap.median,
+        100.0 * gap.p95,
+        100.0 * success,
+        100.0 * optimum,
+        violations.0,
+        violations.1
+    )
+}
+
 fn row(name: &str, r: &EvalResult) -> String {
     let cont = r.continuous_success.map_or("-".into(), |(a, b)| format!("{:.1}% / {:.1}%", 100.0 * a, 100.0 * b));
     let land = r.landing_error_median.map_or("-".into(), |(p, v)| format!("{p:.2} m, {v:.3} m/s"));
     let iters = r.per_iteration_cost.iter().map(|c| format!("{c:.4}")).collect::<Vec<_>>().join(" -> ");
-    format!(
-        "| {name} | {} | {:.2}% | {:.2}% | {:.2}% | {:.1}% | {:.1}% | {} | {} | {land} | {cont} | {iters} | {:.1}% |\n",
-        r.outer,
-        100.0 * r.cost_gap.mean,
-        100.0 * r.cost_gap.median,
-        100.0 * r.cost_gap.p95,
-        100.0 * r.success,
-        100.0 * r.success_optimum,
-        r.control_violations,
-        r.state_violations,
-        100.0 * r.monotone_fraction
-    )
+    table_row(name, r.outer, &r.cost_gap, r.success, r.success_optimum, (r.control_violations, r.state_violations), &land, &cont, &iters, &format!("{:.1}%", 100.0 * r.monotone_fraction))
 }
 
 fn corrected_row(name: &str, r: &EvalResult, c: &CorrectedEval) -> String {
-    format!(
-        "| {name} | {} | {:.2}% | {:.2}% | {:.2}% | {:.1}% | {:.1}% | {} | {} | {:.2} m, {:.3} m/s | {:.1}% / {:.1}% | ({:.1} Gauss-Newton steps) | - |\n",
-        r.outer,
-        100.0 * c.cost_gap.mean,
-        100.0 * c.cost_gap.median,
-        100.0 * c.cost_gap.p95,
-        100.0 * c.success,
-        100.0 * r.success_optimum,
-        c.control_violations,
-        c.state_violations,
-        c.landing_error_median.0,
-        c.landing_error_median.1,
-        100.0 * c.continuous_success,
-        r.continuous_success.map_or(f64::NAN, |x| 100.0 * x.1),
-        c.mean_iterations
-    )
+    let land = format!("{:.2} m, {:.3} m/s", c.landing_error_median.0, c.landing_error_median.1);
+    let cont = format!("{:.1}% / {:.1}%", 100.0 * c.continuous_success, r.continuous_success.map_or(f64::NAN, |x| 100.0 * x.1));
+    let iters = format!("({:.1} Gauss-Newton steps)", c.mean_iterations);
+    table_row(name, r.outer, &c.cost_gap, c.success, r.success_optimum, (c.control_violations, c.state_violations), &land, &cont, &iters, "-")
 }
 
 pub fn eval(stem: &Path, test_path: &Path, ks: &[i64], compare: Option<&Path>, report: Option<&Path>, update_card: bool) -> AnyResult<()> {
