@@ -23,6 +23,7 @@
 //! - [`config`]: YAML configuration shared by the CLI and the node, validated on load.
 //! - [`launch`]: the project's launcher spec, equivalent to `launch/*.launch.py`.
 //! - [`error`]: typed errors per layer.
+//! - [`plot`]: PNG figures (training curves, evaluation, trajectories) for the long jobs.
 //! - [`plant`]: the plant simulator core (true dynamics, disturbances, touchdown) behind `trc_sim`.
 //! - [`plan`]: the controller's answer (control sequence, prediction, status), ROS-free.
 //! - [`tensor`]: conversions between nalgebra and tch.
@@ -40,6 +41,7 @@ pub mod launch;
 pub mod model;
 pub mod plan;
 pub mod plant;
+pub mod plot;
 pub mod problems;
 pub mod ros;
 pub mod solvers;

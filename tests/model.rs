@@ -215,3 +215,27 @@ fn inference_rollout_fast_path_matches_the_batched_tensor_path() {
         assert!((ua - ub).abs().max().double_value(&[]) <= 1e-3 * scale, "{kind}: final controls differ");
     }
 }
+
+#[test]
+fn terminal_loss_is_zero_on_target_and_scaled_by_the_success_radius() {
+    let vdp = ProblemConfig::new(ProblemKind::Vanderpol);
+    let (c, scale) = train::terminal_scale(&vdp).expect("Van der Pol has a terminal loss");
+    assert_eq!((c, scale.clone()), (2, vec![vdp.vanderpol.success_radius; 2]));
+    assert!(train::terminal_scale(&ProblemConfig::new(ProblemKind::DoubleIntegrator)).is_none(), "the LQR-type optimum does not reach its target");
+    // x [B = 2, N + 1 = 3, n = 2]: the first ends on the target, the second one success radius off
+    let r = vdp.vanderpol.success_radius;
+    let x = Tensor::from_slice(&[1.0f32, 1.0, 0.5, 0.5, 0.0, 0.0, 1.0, 1.0, 0.5, 0.5, r as f32, 0.0]).view([2, 3, 2]);
+    let target = Tensor::zeros([2, 2], (Kind::Float, Device::Cpu));
+    let both = train::terminal_loss(&x, &target, &scale).double_value(&[]);
+    assert!((both - 0.5 * 2f64.ln()).abs() < 1e-5, "mean of log(1) and log(1 + 1): {both}");
+    let on_target = train::terminal_loss(&x.narrow(0, 0, 1), &target.narrow(0, 0, 1), &scale).double_value(&[]);
+    assert!(on_target.abs() < 1e-7);
+}
+
+#[test]
+fn checkpoint_sibling_paths_keep_dots_in_the_stem() {
+    use std::path::Path;
+    assert_eq!(checkpoint::paths(Path::new("runs/tw_0.5")).1, Path::new("runs/tw_0.5.yaml"));
+    assert_eq!(checkpoint::paths(Path::new("models/descent.safetensors")).0, Path::new("models/descent.safetensors"));
+    assert_eq!(checkpoint::sibling(Path::new("models/descent.yaml"), "train.csv"), Path::new("models/descent.train.csv"));
+}

@@ -88,7 +88,21 @@ pub enum CheckpointError {
 
 /// Paths of a checkpoint: `stem.safetensors` and `stem.yaml`.
 pub fn paths(stem: &Path) -> (PathBuf, PathBuf) {
-    (stem.with_extension("safetensors"), stem.with_extension("yaml"))
+    (sibling(stem, "safetensors"), sibling(stem, "yaml"))
+}
+
+/// The file `STEM.ext` of a checkpoint stem (`ext` without the leading dot, e.g. `train.csv`).
+/// A stem given with its `.safetensors` or `.yaml` file name is accepted; any other dot in the
+/// stem is kept (`models/run_0.5` -> `models/run_0.5.yaml`, not `models/run_0.yaml`).
+pub fn sibling(stem: &Path, ext: &str) -> PathBuf {
+    let base = match stem.extension().and_then(|e| e.to_str()) {
+        Some("safetensors" | "yaml") => stem.with_extension(""),
+        _ => stem.to_path_buf(),
+    };
+    let mut name = base.into_os_string();
+    name.push(".");
+    name.push(ext);
+    name.into()
 }
 
 /// Saves weights and card for the checkpoint `stem`.

@@ -57,6 +57,13 @@ pub struct EvalResult {
     pub samples: usize,
     /// Relative cost gap `(J - J*) / J*` of the final controls.
     pub cost_gap: Stats,
+    /// Gap of the totals, `sum_i J_i / sum_i J*_i - 1` over the test set: the relative cost
+    /// excess of the whole set, which instances with J* near 0 (started at the target) cannot
+    /// dominate as they do the per-sample mean.
+    pub total_gap: f64,
+    /// The per-sample gaps behind `cost_gap`, in test-set order (for plots).
+    #[serde(skip)]
+    pub gaps: Vec<f64>,
     /// Success rate of TRC (criterion of the problem, in the evaluation model).
     pub success: f64,
     /// Success rate of the optimal demonstrations under the same criterion and model.
@@ -83,6 +90,8 @@ pub struct EvalResult {
 pub struct CorrectedEval {
     /// Relative cost gap `(J - J*) / J*`.
     pub cost_gap: Stats,
+    /// Gap of the totals, `sum_i J_i / sum_i J*_i - 1` (see [`EvalResult::total_gap`]).
+    pub total_gap: f64,
     /// Success rate in the evaluation model.
     pub success: f64,
     /// Samples with any thrust-bound / pointing violation.
@@ -110,6 +119,7 @@ pub fn evaluate(model: &Trc, test: &Dataset, outer: i64, batch: usize, landing_w
     let all = Tensors::new(test, model.device());
     let (n, m, nn) = (test.n, test.m, test.horizon);
     let mut gaps = Vec::new();
+    let (mut sum_j, mut sum_j_star, mut sum_jc) = (0.0, 0.0, 0.0);
     let (mut ok, mut ok_opt, mut cviol, mut sviol, mut mono) = (0usize, 0usize, 0usize, 0usize, 0usize);
     let (mut cont, mut cont_opt) = (0usize, 0usize);
     let (mut pos_err, mut vel_err) = (Vec::new(), Vec::new());
@@ -144,6 +154,8 @@ pub fn evaluate(model: &Trc, test: &Dataset, outer: i64, batch: usize, landing_w
             let j_trc = p.cost(&x, uj, &xt, dt);
             let j_star = p.cost(&x_star, &u_star, &xt, dt);
             gaps.push((j_trc - j_star) / j_star.abs().max(1e-12));
+            sum_j += j_trc;
+            sum_j_star += j_star;
             let last = x.row(nn).transpose();
             ok += p.is_success(&last, &xt) as usize;
             ok_opt += p.is_success(&x_star.row(nn).transpose(), &xt) as usize;
@@ -155,7 +167,9 @@ pub fn evaluate(model: &Trc, test: &Dataset, outer: i64, batch: usize, landing_w
                 let (uc, rep) = correct(sim, &x0, &xt, uj, dt, &settings, None);
                 c_iters += rep.iterations;
                 let xc = sim.rollout_one(&x0, &uc, dt).expect("dimensions match the model");
-                c_gaps.push((p.cost(&xc, &uc, &xt, dt) - j_star) / j_star.abs().max(1e-12));
+                let jc = p.cost(&xc, &uc, &xt, dt);
+                sum_jc += jc;
+                c_gaps.push((jc - j_star) / j_star.abs().max(1e-12));
                 let lc = xc.row(nn).transpose();
                 c_ok += p.is_success(&lc, &xt) as usize;
                 let vc = p.check_constraints(&xc, &uc, &xt);
@@ -183,6 +197,8 @@ pub fn evaluate(model: &Trc, test: &Dataset, outer: i64, batch: usize, landing_w
         outer,
         samples: test.len(),
         cost_gap: Stats::of(&gaps),
+        total_gap: sum_j / sum_j_star.abs().max(1e-12) - 1.0,
+        gaps,
         success: ok as f64 / s,
         success_optimum: ok_opt as f64 / s,
         control_violations: cviol,
@@ -193,6 +209,7 @@ pub fn evaluate(model: &Trc, test: &Dataset, outer: i64, batch: usize, landing_w
         landing_error_median: descent.then(|| (Stats::of(&pos_err).median, Stats::of(&vel_err).median)),
         corrected: has_terminal.then(|| CorrectedEval {
             cost_gap: Stats::of(&c_gaps),
+            total_gap: sum_jc / sum_j_star.abs().max(1e-12) - 1.0,
             success: c_ok as f64 / s,
             control_violations: c_cv,
             state_violations: c_sv,
@@ -217,6 +234,10 @@ pub struct LatentPca {
     pub z_h_step: Vec<f64>,
     /// Per outer iteration k >= 2: the same for z_L.
     pub z_l_step: Vec<f64>,
+    /// Per outer iteration: every instance's z_H in the (PC1, PC2) plane (for the scatter plot).
+    pub z_h_points: Vec<Vec<(f64, f64)>>,
+    /// Per outer iteration: the same for z_L.
+    pub z_l_points: Vec<Vec<(f64, f64)>>,
 }
 
 /// Computes [`LatentPca`] with `outer` iterations on the first `samples` test instances.
@@ -226,24 +247,33 @@ pub fn latent_pca(model: &Trc, test: &Dataset, outer: i64, samples: usize) -> La
     let len = (samples as i64).min(all.len());
     let b = all.select(&Tensor::arange(len, (Kind::Int64, model.device())));
     let out = model.forward_t(&b.x0, &b.x_target, &b.t_go, None, outer, false);
-    let pca = |zs: &[Tensor]| -> (Vec<(f64, f64)>, Vec<f64>) {
-        let flat: Vec<Tensor> = zs.iter().map(|z| z.flatten(1, -1).to_kind(Kind::Double)).collect();
+    type Pca = (Vec<(f64, f64)>, Vec<f64>, Vec<Vec<(f64, f64)>>);
+    let pca = |zs: &[Tensor]| -> Pca {
+        let flat: Vec<Tensor> = zs.iter().map(|z| z.flatten(1, -1).to_kind(Kind::Double).to_device(Device::Cpu)).collect();
         let stacked = Tensor::cat(&flat, 0);
-        let centered = &stacked - stacked.mean_dim(&[0i64][..], true, Kind::Double);
-        let (_, _, v) = centered.svd(true, true); // v: [D, k]
+        let mean = stacked.mean_dim(&[0i64][..], true, Kind::Double);
+        let (_, _, v) = (&stacked - &mean).svd(true, true); // v: [D, k]
         let pcs = v.narrow(1, 0, 2.min(v.size()[1]));
-        let means = flat
+        let points: Vec<Vec<(f64, f64)>> = flat
             .iter()
             .map(|z| {
-                let proj = (z - stacked.mean_dim(&[0i64][..], true, Kind::Double)).matmul(&pcs).mean_dim(&[0i64][..], false, Kind::Double);
-                let v = Vec::<f64>::try_from(proj).unwrap_or_default();
-                (v.first().copied().unwrap_or(0.0), v.get(1).copied().unwrap_or(0.0))
+                let proj = (z - &mean).matmul(&pcs); // [B, 2]
+                let c = proj.size()[1];
+                let v = Vec::<f64>::try_from(proj.contiguous().view([-1])).unwrap_or_default();
+                v.chunks(c as usize).map(|r| (r[0], r.get(1).copied().unwrap_or(0.0))).collect()
+            })
+            .collect();
+        let means = points
+            .iter()
+            .map(|p| {
+                let n = p.len().max(1) as f64;
+                (p.iter().map(|q| q.0).sum::<f64>() / n, p.iter().map(|q| q.1).sum::<f64>() / n)
             })
             .collect();
         let steps = flat.windows(2).map(|w| ((&w[1] - &w[0]).norm_scalaropt_dim(2, &[1i64][..], false) / w[1].norm_scalaropt_dim(2, &[1i64][..], false).clamp_min(1e-12)).mean(Kind::Double).double_value(&[])).collect();
-        (means, steps)
+        (means, steps, points)
     };
-    let (z_h_mean, z_h_step) = pca(&out.z_h);
-    let (z_l_mean, z_l_step) = pca(&out.z_l);
-    LatentPca { z_h_mean, z_l_mean, z_h_step, z_l_step }
+    let (z_h_mean, z_h_step, z_h_points) = pca(&out.z_h);
+    let (z_l_mean, z_l_step, z_l_points) = pca(&out.z_l);
+    LatentPca { z_h_mean, z_l_mean, z_h_step, z_l_step, z_h_points, z_l_points }
 }

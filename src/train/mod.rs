@@ -5,9 +5,10 @@
 //! Loss per batch, with u^(k) the iterates, J^(k) their training cost relative to the optimum
 //! and sg() a stop-gradient:
 //!
-//! `L = (1/K) sum_k mean |norm(u^(k)) - norm(u*)|^2 + lambda * (1/K) sum_k mean[ d_k + relu(d_k) ]`
-//!     `+ w_T * (descent terminal loss, [`terminal_loss`])`,
-//! `d_k = J^(k) - sg J^(k-1)`.
+//! `L = (1/K) sum_k mean_i w_i |norm(u_i^(k)) - norm(u_i*)|^2 + lambda * (1/K) sum_k mean[ d_k + relu(d_k) ]`
+//!     `+ w_T * (terminal loss, [`terminal_loss`]; descent and Van der Pol)`,
+//! `d_k = J^(k) - sg J^(k-1)`, `w_i = 1` unless cost-relative cloning is on
+//! ([`TrainConfig::bc_relative_floor`]).
 //!
 //! The second term rewards every iteration for lowering the cost relative to the previous one
 //! (and doubly penalises an increase); lambda = 0 is pure cloning. The training cost J is the
@@ -52,11 +53,19 @@ pub struct TrainConfig {
     pub lambda: f64,
     /// Descent: weight of the squared landing error in the training cost. Default 0.01.
     pub landing_weight: f64,
-    /// Descent: weight `w_T` of the terminal (landing) loss on every iterate,
-    /// `(1/K) sum_k mean log(1 + |r_N - r_t|^2 / (1 m)^2 + |v_N - v_t|^2 / (1 m/s)^2)`, rolled out
-    /// in the in-loop simulator; scale-free, so it still pulls at sub-metre misses. Default 0.05.
-    /// Ignored by the other problems.
+    /// Weight `w_T` of the terminal loss on every iterate, `(1/K) sum_k mean log(1 + |e_N / s|^2)`,
+    /// rolled out in the in-loop simulator (see [`terminal_scale`]): descent
+    /// `e_N = (r_N - r_t, v_N - v_t)`, `s` = 1 m, 1 m/s; Van der Pol `e_N = x_N - x_t`,
+    /// `s` = the success radius. Logarithmic, so it still pulls at misses well inside the
+    /// success tolerance. Default 0.05. Ignored by the double integrator, whose LQR-type optimum
+    /// does not reach its target (a terminal pull would fight the demonstrations).
     pub terminal_weight: f64,
+    /// Cost-relative behaviour cloning (0 = off): weight sample i's cloning error by
+    /// `mean J* / max(J*_i, floor * mean J*)` (normalised to mean 1 over the batch), so instances
+    /// with a small optimal cost (started near the target), where a small control error is a
+    /// large relative cost gap, are cloned more precisely; the floor bounds the weight at
+    /// `1 / floor`. Van der Pol and the double integrator only. Default 0.
+    pub bc_relative_floor: f64,
     /// TRM-style truncation: no gradient across outer iterations. Default false.
     pub truncate: bool,
     /// Gradient-norm clip. Default 1.0.
@@ -67,7 +76,7 @@ pub struct TrainConfig {
 
 impl Default for TrainConfig {
     fn default() -> Self {
-        Self { epochs: 30, batch_size: 64, lr: 1e-3, weight_decay: 1e-4, warmup_steps: 100, lambda: 0.1, landing_weight: 0.01, terminal_weight: 0.05, truncate: false, grad_clip: 1.0, seed: 0 }
+        Self { epochs: 30, batch_size: 64, lr: 1e-3, weight_decay: 1e-4, warmup_steps: 100, lambda: 0.1, landing_weight: 0.01, terminal_weight: 0.05, bc_relative_floor: 0.0, truncate: false, grad_clip: 1.0, seed: 0 }
     }
 }
 
@@ -85,6 +94,7 @@ impl TrainConfig {
         crate::config::non_negative("train.lambda", self.lambda)?;
         crate::config::non_negative("train.landing_weight", self.landing_weight)?;
         crate::config::non_negative("train.terminal_weight", self.terminal_weight)?;
+        crate::config::non_negative("train.bc_relative_floor", self.bc_relative_floor)?;
         positive("train.grad_clip", self.grad_clip)
     }
 
@@ -179,18 +189,32 @@ pub struct LossParts {
     pub bc: f64,
     /// Process-supervision term.
     pub process: f64,
-    /// Descent terminal (landing) loss averaged over the iterates (0 for the other problems).
+    /// Terminal loss averaged over the iterates (0 for the double integrator).
     pub terminal: f64,
     /// Mean relative training cost of the final iterate.
     pub final_cost: f64,
 }
 
-/// Descent terminal loss of trajectories `x` `[B, N+1, 7]` against targets `[B, 7]`, a scalar:
-/// `mean log(1 + |r_N - r_t|^2 / (1 m)^2 + |v_N - v_t|^2 / (1 m/s)^2)` (see
-/// [`TrainConfig::terminal_weight`]).
-pub fn terminal_loss(x: &Tensor, x_target: &Tensor) -> Tensor {
+/// The terminal-loss error components and their scales for a problem (see
+/// [`TrainConfig::terminal_weight`]): `(number of leading state components, scale of each)`.
+/// Descent: position and velocity, 1 m and 1 m/s; Van der Pol: the whole state, scaled by the
+/// success radius (DESIGN.md §3); the double integrator: none.
+pub fn terminal_scale(problem: &crate::config::ProblemConfig) -> Option<(i64, Vec<f64>)> {
+    match problem.name {
+        ProblemKind::Descent => Some((6, vec![1.0; 6])),
+        ProblemKind::Vanderpol => Some((2, vec![problem.vanderpol.success_radius; 2])),
+        ProblemKind::DoubleIntegrator => None,
+    }
+}
+
+/// Terminal loss of trajectories `x` `[B, N+1, n]` against targets `[B, n]`, a scalar:
+/// `mean log(1 + sum_i ((x_N - x_t)_i / s_i)^2)` over the first `scale.len()` components (see
+/// [`TrainConfig::terminal_weight`], [`terminal_scale`]).
+pub fn terminal_loss(x: &Tensor, x_target: &Tensor, scale: &[f64]) -> Tensor {
     let n_steps = x.size()[1] - 1;
-    let e = x.select(1, n_steps).narrow(1, 0, 6) - x_target.to_device(x.device()).narrow(1, 0, 6);
+    let c = scale.len() as i64;
+    let s = Tensor::from_slice(scale).to_kind(x.kind()).to_device(x.device());
+    let e = (x.select(1, n_steps).narrow(1, 0, c) - x_target.to_device(x.device()).narrow(1, 0, c)) / s;
     (e.square().sum_dim_intlist(&[1i64][..], false, e.kind()) + 1.0).log().mean(Kind::Float)
 }
 
@@ -203,7 +227,20 @@ pub fn batch_loss(model: &Trc, batch: &Tensors, cfg: &TrainConfig, train: bool) 
     // deep supervision: every iterate u^(1..K) is pulled towards u*, so the shared module learns
     // a refinement step rather than a map that is only right after exactly K steps
     let target = norm.u(&u_star);
-    let bc = (1..=k as usize).map(|i| (norm.u(&out.u[i]) - &target).square().mean(Kind::Float)).fold(Tensor::zeros([], (Kind::Float, model.device())), |a, b| a + b) / k as f64;
+    let weight = (cfg.bc_relative_floor > 0.0 && model.simulator().problem().kind() != ProblemKind::Descent).then(|| {
+        let j = batch.cost_star.to_device(model.device()).to_kind(Kind::Float);
+        let mean = j.mean(Kind::Float).clamp_min(1e-12);
+        let w = &mean / j.maximum(&(&mean * cfg.bc_relative_floor));
+        (&w / w.mean(Kind::Float)).detach()
+    });
+    let sample_mse = |u: &Tensor| {
+        let e = (norm.u(u) - &target).square().mean_dim(&[1i64, 2][..], false, Kind::Float); // [B]
+        match &weight {
+            Some(w) => (e * w).mean(Kind::Float),
+            None => e.mean(Kind::Float),
+        }
+    };
+    let bc = (1..=k as usize).map(|i| sample_mse(&out.u[i])).fold(Tensor::zeros([], (Kind::Float, model.device())), |a, b| a + b) / k as f64;
     let costs: Vec<Tensor> = (0..=k as usize).map(|i| relative_cost(model, &out.u[i], &out.x[i], batch, &out.dt, cfg.landing_weight, false)).collect();
     let mut process = Tensor::zeros([], (Kind::Float, model.device()));
     for i in 1..=k as usize {
@@ -213,8 +250,8 @@ pub fn batch_loss(model: &Trc, batch: &Tensors, cfg: &TrainConfig, train: bool) 
     let process = process / k as f64;
     let mut total = &bc + &process * cfg.lambda;
     let mut terminal = 0.0;
-    if model.simulator().problem().kind() == ProblemKind::Descent && cfg.terminal_weight > 0.0 {
-        let t = (1..=k as usize).map(|i| terminal_loss(&out.x[i], &batch.x_target)).fold(Tensor::zeros([], (Kind::Float, model.device())), |a, b| a + b) / k as f64;
+    if let (Some((_, scale)), true) = (terminal_scale(model.problem_config()), cfg.terminal_weight > 0.0) {
+        let t = (1..=k as usize).map(|i| terminal_loss(&out.x[i], &batch.x_target, &scale)).fold(Tensor::zeros([], (Kind::Float, model.device())), |a, b| a + b) / k as f64;
         terminal = t.double_value(&[]);
         total = total + t * cfg.terminal_weight;
     }

@@ -8,6 +8,7 @@ use std::path::Path;
 
 use trc_control::closed_loop::{episode_specs, fly, ClosedLoopReport, EpisodeSpec};
 use trc_control::config::{ProblemKind, TrcConfig};
+use trc_control::plot::{Panel, Series};
 use trc_control::control::{policy_from_config, InferenceWorker, RecedingHorizon};
 
 type AnyResult<T> = Result<T, Box<dyn std::error::Error>>;
@@ -63,58 +64,26 @@ pub fn summary(rows: &[Row]) -> (f64, f64, f64, f64, f64) {
     )
 }
 
-/// SVG plot of the trajectories (descent: altitude vs horizontal distance to the site, and
-/// altitude vs time; others: x1 vs x2).
+/// PNG plot of the trajectories (descent: altitude vs horizontal distance to the site, and speed
+/// vs time; others: x2 vs x1 and |x| vs time), one line per episode.
 pub fn plot(kind: ProblemKind, rows: &[Row], out: &Path) -> AnyResult<()> {
-    let (w, h, pad) = (900.0, 420.0, 50.0);
-    let mut svg = format!("<svg xmlns='http://www.w3.org/2000/svg' width='{w}' height='{h}' font-family='sans-serif' font-size='12'>\n<rect width='100%' height='100%' fill='white'/>\n");
-    let panels: Vec<(&str, &str, Box<dyn Fn(f64, &[f64]) -> (f64, f64)>)> = if kind == ProblemKind::Descent {
+    type Map = Box<dyn Fn(f64, &[f64]) -> (f64, f64)>;
+    let panels: Vec<(&str, &str, &str, Map)> = if kind == ProblemKind::Descent {
         vec![
-            ("horizontal distance to the site [m]", "altitude [m]", Box::new(|_, x: &[f64]| ((x[0] * x[0] + x[1] * x[1]).sqrt(), x[2]))),
-            ("time [s]", "speed [m/s]", Box::new(|t, x: &[f64]| (t, (x[3] * x[3] + x[4] * x[4] + x[5] * x[5]).sqrt()))),
+            ("Trajectories", "horizontal distance to the site [m]", "altitude [m]", Box::new(|_, x: &[f64]| ((x[0] * x[0] + x[1] * x[1]).sqrt(), x[2]))),
+            ("Speed", "time [s]", "speed [m/s]", Box::new(|t, x: &[f64]| (t, (x[3] * x[3] + x[4] * x[4] + x[5] * x[5]).sqrt()))),
         ]
     } else {
-        vec![("x1", "x2", Box::new(|_, x: &[f64]| (x[0], x[1]))), ("time [s]", "|x|", Box::new(|t, x: &[f64]| (t, (x[0] * x[0] + x[1] * x[1]).sqrt())))]
+        vec![("Phase plane", "x1", "x2", Box::new(|_, x: &[f64]| (x[0], x[1]))), ("Distance to the target", "time [s]", "|x|", Box::new(|t, x: &[f64]| (t, (x[0] * x[0] + x[1] * x[1]).sqrt())))]
     };
-    let colors = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"];
-    for (p, (xl, yl, f)) in panels.iter().enumerate() {
-        let x_off = p as f64 * w / 2.0;
-        let pts: Vec<Vec<(f64, f64)>> = rows.iter().map(|r| r.trajectory.iter().map(|(t, x)| f(*t, x)).collect()).collect();
-        let all: Vec<&(f64, f64)> = pts.iter().flatten().collect();
-        if all.is_empty() {
-            continue;
-        }
-        let (mut x0, mut x1, mut y0, mut y1) = (f64::INFINITY, f64::NEG_INFINITY, f64::INFINITY, f64::NEG_INFINITY);
-        for (a, b) in &all {
-            x0 = x0.min(*a);
-            x1 = x1.max(*a);
-            y0 = y0.min(*b);
-            y1 = y1.max(*b);
-        }
-        let (x1, y1) = (if x1 > x0 { x1 } else { x0 + 1.0 }, if y1 > y0 { y1 } else { y0 + 1.0 });
-        let (pw, ph) = (w / 2.0 - 2.0 * pad, h - 2.0 * pad);
-        let sx = |v: f64| x_off + pad + (v - x0) / (x1 - x0) * pw;
-        let sy = |v: f64| h - pad - (v - y0) / (y1 - y0) * ph;
-        let _ = writeln!(svg, "<rect x='{}' y='{pad}' width='{pw}' height='{ph}' fill='none' stroke='black'/>", x_off + pad);
-        let _ = writeln!(svg, "<text x='{}' y='{}' text-anchor='middle'>{xl}</text>", x_off + pad + pw / 2.0, h - 12.0);
-        let _ = writeln!(svg, "<text x='{}' y='{}' text-anchor='middle' transform='rotate(-90 {} {})'>{yl}</text>", x_off + 14.0, pad + ph / 2.0, x_off + 14.0, pad + ph / 2.0);
-        for (v, anchor, x, y) in [(x0, "start", sx(x0), h - pad + 14.0), (x1, "end", sx(x1), h - pad + 14.0)] {
-            let _ = writeln!(svg, "<text x='{x}' y='{y}' text-anchor='{anchor}'>{v:.1}</text>");
-        }
-        for (v, y) in [(y0, sy(y0)), (y1, sy(y1) + 10.0)] {
-            let _ = writeln!(svg, "<text x='{}' y='{y}' text-anchor='end'>{v:.1}</text>", x_off + pad - 4.0);
-        }
-        for (i, line) in pts.iter().enumerate() {
-            let d: Vec<String> = line.iter().map(|(a, b)| format!("{:.1},{:.1}", sx(*a), sy(*b))).collect();
-            let _ = writeln!(svg, "<polyline fill='none' stroke='{}' stroke-width='1.5' points='{}'/>", colors[i % colors.len()], d.join(" "));
-        }
-    }
-    svg.push_str("</svg>\n");
-    if let Some(d) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(d)?;
-    }
-    std::fs::write(out, svg)?;
-    log::info!("wrote {}", out.display());
+    let panels: Vec<Panel> = panels
+        .iter()
+        .map(|(title, xl, yl, f)| {
+            let series = rows.iter().enumerate().map(|(i, r)| Series::line(if rows.len() <= 8 { format!("episode {i}") } else { String::new() }, r.trajectory.iter().map(|(t, x)| f(*t, x)).collect())).collect();
+            Panel::new(*title, *xl, *yl, series)
+        })
+        .collect();
+    trc_control::plot::write_png(out, &panels, (560, 420), 2)?;
     Ok(())
 }
 

@@ -10,6 +10,7 @@ use trc_control::model::checkpoint::{self, ModelCard, Provenance};
 use trc_control::model::trc::parameter_count;
 use trc_control::model::{ModelConfig, Normalizer, Trc};
 use trc_control::train::eval::{evaluate, latent_pca, CorrectedEval, EvalResult, Stats};
+use trc_control::plot::{self, Panel, Series};
 use trc_control::train::{self, TrainConfig, Tensors};
 
 type AnyResult<T> = Result<T, Box<dyn std::error::Error>>;
@@ -94,21 +95,33 @@ pub fn train(train_paths: &[std::path::PathBuf], val_path: &Path, preset: &str, 
     for e in &log {
         let _ = writeln!(csv, "{},{},{},{},{},{}", e.epoch, e.train_loss, e.val_loss, e.val_bc, e.val_cost, e.lr);
     }
-    let csv_path = out.with_extension("train.csv");
+    let csv_path = checkpoint::sibling(out, "train.csv");
     std::fs::write(&csv_path, csv)?;
-    log::info!("train: best epoch {} of {}, {:.0} s; wrote {}, {}, {}", final_card.provenance.best_epoch, cfg.epochs, final_card.provenance.train_time_s, wpath.display(), cpath.display(), csv_path.display());
+    let png = checkpoint::sibling(out, "train.png");
+    let ep = |f: fn(&train::EpochLog) -> f64| log.iter().map(|e| (e.epoch as f64, f(e))).collect::<Vec<_>>();
+    plot::write_png(
+        &png,
+        &[
+            Panel::new("Loss", "epoch", "loss", vec![Series::line("train", ep(|e| e.train_loss)), Series::line("validation", ep(|e| e.val_loss)), Series::line("validation BC MSE", ep(|e| e.val_bc))]).log_y(),
+            Panel::new("Validation cost of the final iterate", "epoch", "J^(K) / J*", vec![Series::line("", ep(|e| e.val_cost))]),
+        ],
+        (560, 400),
+        2,
+    )?;
+    log::info!("train: best epoch {} of {}, {:.0} s; wrote {}, {}, {}, {}", final_card.provenance.best_epoch, cfg.epochs, final_card.provenance.train_time_s, wpath.display(), cpath.display(), csv_path.display(), png.display());
     Ok(())
 }
 
 /// One row of the eval table: `gap` relative cost gap, `success` / `optimum` rates, violation
 /// counts, and the landing, continuous-success, per-iteration and monotone cells preformatted.
 #[allow(clippy::too_many_arguments)]
-fn table_row(name: &str, k: i64, gap: &Stats, success: f64, optimum: f64, violations: (usize, usize), land: &str, cont: &str, iters: &str, mono: &str) -> String {
+fn table_row(name: &str, k: i64, gap: &Stats, total_gap: f64, success: f64, optimum: f64, violations: (usize, usize), land: &str, cont: &str, iters: &str, mono: &str) -> String {
     format!(
-        "| {name} | {k} | {:.2}% | {:.2}% | {:.2}% | {:.1}% | {:.1}% | {} | {} | {land} | {cont} | {iters} | {mono} |\n",
+        "| {name} | {k} | {:.2}% | {:.2}% | {:.2}% | {:.2}% | {:.1}% | {:.1}% | {} | {} | {land} | {cont} | {iters} | {mono} |\n",
         100.0 * gap.mean,
         100.0 * gap.median,
         100.0 * gap.p95,
+        100.0 * total_gap,
         100.0 * success,
         100.0 * optimum,
         violations.0,
@@ -120,14 +133,14 @@ fn row(name: &str, r: &EvalResult) -> String {
     let cont = r.continuous_success.map_or("-".into(), |(a, b)| format!("{:.1}% / {:.1}%", 100.0 * a, 100.0 * b));
     let land = r.landing_error_median.map_or("-".into(), |(p, v)| format!("{p:.2} m, {v:.3} m/s"));
     let iters = r.per_iteration_cost.iter().map(|c| format!("{c:.4}")).collect::<Vec<_>>().join(" -> ");
-    table_row(name, r.outer, &r.cost_gap, r.success, r.success_optimum, (r.control_violations, r.state_violations), &land, &cont, &iters, &format!("{:.1}%", 100.0 * r.monotone_fraction))
+    table_row(name, r.outer, &r.cost_gap, r.total_gap, r.success, r.success_optimum, (r.control_violations, r.state_violations), &land, &cont, &iters, &format!("{:.1}%", 100.0 * r.monotone_fraction))
 }
 
 fn corrected_row(name: &str, r: &EvalResult, c: &CorrectedEval) -> String {
     let land = format!("{:.2} m, {:.3} m/s", c.landing_error_median.0, c.landing_error_median.1);
     let cont = format!("{:.1}% / {:.1}%", 100.0 * c.continuous_success, r.continuous_success.map_or(f64::NAN, |x| 100.0 * x.1));
     let iters = format!("({:.1} Gauss-Newton steps)", c.mean_iterations);
-    table_row(name, r.outer, &c.cost_gap, c.success, r.success_optimum, (c.control_violations, c.state_violations), &land, &cont, &iters, "-")
+    table_row(name, r.outer, &c.cost_gap, c.total_gap, c.success, r.success_optimum, (c.control_violations, c.state_violations), &land, &cont, &iters, "-")
 }
 
 pub fn eval(stem: &Path, test_path: &Path, ks: &[i64], compare: Option<&Path>, report: Option<&Path>, update_card: bool) -> AnyResult<()> {
@@ -154,10 +167,16 @@ pub fn eval(stem: &Path, test_path: &Path, ks: &[i64], compare: Option<&Path>, r
         card.model.inner
     );
     md.push_str("Success and cost are rolled out in the demonstrations' discrete model (RK4 for Van der Pol / double integrator; the LCvx acceleration-hold model for descent), and the optimum is held to the same criterion. `continuous` re-simulates the thrust through the RK4 thrust-hold plant (TRC / optimum). J^(k) is the training cost relative to J* (descent: fuel plus landing-error term). Rows `+ terminal correction` take the same final controls through the projected Gauss-Newton correction onto the terminal constraint (`src/model/terminal.rs`; descent only): a classical step after the network, reported separately from the raw network.\n\n");
-    md.push_str("| model | K | gap mean | gap median | gap p95 | success | optimum success | control violations | state violations | landing error (median) | continuous success | J^(0) -> J^(K) | monotone |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+    md.push_str("| model | K | gap mean | gap median | gap p95 | gap of totals | success | optimum success | control violations | state violations | landing error (median) | continuous success | J^(0) -> J^(K) | monotone |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
     let mut at_trained = None;
+    let (mut iter_series, mut gap_series) = (Vec::new(), Vec::new());
     for &k in ks {
         let r = evaluate(&model, &test, k, 256, lw);
+        iter_series.push(Series::line(format!("K = {k}"), r.per_iteration_cost.iter().enumerate().map(|(i, c)| (i as f64, *c)).collect()));
+        let mut g = r.gaps.clone();
+        g.sort_by(f64::total_cmp);
+        let n = g.len().max(1) as f64;
+        gap_series.push(Series::line(format!("K = {k}"), g.iter().enumerate().map(|(i, v)| (100.0 * (i as f64 + 0.5) / n, (100.0 * v).max(1e-3))).collect()));
         log::info!("K = {k}: gap mean {:.2}%, success {:.1}% (optimum {:.1}%)", 100.0 * r.cost_gap.mean, 100.0 * r.success, 100.0 * r.success_optimum);
         md.push_str(&row(&format!("`{}`", stem.display()), &r));
         if let Some(c) = &r.corrected {
@@ -180,7 +199,21 @@ pub fn eval(stem: &Path, test_path: &Path, ks: &[i64], compare: Option<&Path>, r
         let step = |v: &Vec<f64>| if k == 0 { "-".to_string() } else { format!("{:.4}", v[k - 1]) };
         let _ = writeln!(md, "| {} | ({:.3}, {:.3}) | ({:.3}, {:.3}) | {} | {} |", k + 1, pca.z_h_mean[k].0, pca.z_h_mean[k].1, pca.z_l_mean[k].0, pca.z_l_mean[k].1, step(&pca.z_h_step), step(&pca.z_l_step));
     }
-    let out = report.map(Path::to_path_buf).unwrap_or_else(|| stem.with_extension("eval.md"));
+    let out = report.map(Path::to_path_buf).unwrap_or_else(|| checkpoint::sibling(stem, "eval.md"));
+    let png = out.with_extension("png");
+    let scatter = |pts: &[Vec<(f64, f64)>]| pts.iter().enumerate().map(|(k, p)| Series::dots(format!("k = {}", k + 1), p.clone())).collect::<Vec<_>>();
+    plot::write_png(
+        &png,
+        &[
+            Panel::new("Cost per iteration (mean)", "outer iteration k", "J^(k) / J*", iter_series).log_y(),
+            Panel::new("Cost gap to the optimum, sorted", "test samples [%]", "gap (J - J*)/J* [%], floor 0.001%", gap_series).log_y(),
+            Panel::new("z_H across iterations (PCA)", "PC1", "PC2", scatter(&pca.z_h_points)),
+            Panel::new("z_L across iterations (PCA)", "PC1", "PC2", scatter(&pca.z_l_points)),
+        ],
+        (560, 420),
+        2,
+    )?;
+    let _ = writeln!(md, "\nFigure: [`{}`]({}) (J^(k) per iteration, sorted cost gaps per K, z_H / z_L in the PCA plane per iteration).", png.display(), png.file_name().map(|f| f.to_string_lossy().to_string()).unwrap_or_default());
     std::fs::write(&out, &md)?;
     log::info!("wrote {}", out.display());
     if update_card {
@@ -189,6 +222,7 @@ pub fn eval(stem: &Path, test_path: &Path, ks: &[i64], compare: Option<&Path>, r
             c.metrics.insert("test_cost_gap_mean".into(), r.cost_gap.mean);
             c.metrics.insert("test_cost_gap_median".into(), r.cost_gap.median);
             c.metrics.insert("test_cost_gap_p95".into(), r.cost_gap.p95);
+            c.metrics.insert("test_cost_gap_of_totals".into(), r.total_gap);
             c.metrics.insert("test_success_rate".into(), r.success);
             c.metrics.insert("test_success_rate_optimum".into(), r.success_optimum);
             c.metrics.insert("test_monotone_fraction".into(), r.monotone_fraction);

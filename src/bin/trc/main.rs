@@ -58,7 +58,7 @@ enum Cmd {
         /// Checkpoint stem (default models/<problem>).
         #[arg(long)]
         model: Option<String>,
-        /// Trajectory plot (SVG); default target/demo/<problem>.svg.
+        /// Trajectory plot (PNG); default target/demo/<problem>.png.
         #[arg(long)]
         plot: Option<PathBuf>,
     },
@@ -149,7 +149,7 @@ enum Cmd {
         /// Markdown report file.
         #[arg(long)]
         out: Option<PathBuf>,
-        /// Trajectory plot (SVG).
+        /// Trajectory plot (PNG).
         #[arg(long)]
         plot: Option<PathBuf>,
     },
@@ -223,9 +223,12 @@ enum Cmd {
         /// Process-supervision weight lambda (0 = behaviour cloning only).
         #[arg(long, default_value_t = 0.1)]
         lambda: f64,
-        /// Descent: terminal (landing) loss weight w_T (0 = none).
+        /// Terminal loss weight w_T (descent, Van der Pol; 0 = none).
         #[arg(long, default_value_t = 0.05)]
         terminal_weight: f64,
+        /// Cost-relative behaviour cloning: weight floor (0 = off; see TrainConfig::bc_relative_floor).
+        #[arg(long, default_value_t = 0.0)]
+        bc_relative_floor: f64,
         /// TRM-style truncation (no gradient across outer iterations).
         #[arg(long)]
         truncate: bool,
@@ -373,7 +376,7 @@ fn main() -> ExitCode {
     match cli.cmd {
         Cmd::Demo { problem, episodes, seed, time_scale, model, plot } => {
             let kind: ProblemKind = problem.into();
-            let plot = plot.unwrap_or_else(|| launcher::package_root().join(format!("target/demo/{kind}.svg")));
+            let plot = plot.unwrap_or_else(|| launcher::package_root().join(format!("target/demo/{kind}.png")));
             exit(launcher::demo(kind, episodes, seed, time_scale, model, &plot))
         }
         Cmd::Launch { problem, args } => match launcher::launch(problem.into(), &args) {
@@ -400,8 +403,8 @@ fn main() -> ExitCode {
         Cmd::ClosedLoop { problem, config, model, policy, episodes, seed, disturbances, rate, deadline_ms, no_warm_start, out, plot } => exit(closed_loop(problem.into(), config, model, policy, episodes, seed, disturbances, rate, deadline_ms, no_warm_start, out.as_deref(), plot.as_deref())),
         Cmd::Dagger { model, template, episodes, per_episode, seed, out } => exit(dagger(&model, &template, episodes, per_episode, seed, &out)),
         Cmd::MidFlight { from, seed, out } => exit(mid_flight(&from, seed, &out)),
-        Cmd::Train { train, val, preset, out, epochs, batch_size, lr, lambda, terminal_weight, truncate, seed, tokens, device } => {
-            let cfg = trc_control::train::TrainConfig { epochs, batch_size, lr, lambda, terminal_weight, truncate, seed, ..Default::default() };
+        Cmd::Train { train, val, preset, out, epochs, batch_size, lr, lambda, terminal_weight, bc_relative_floor, truncate, seed, tokens, device } => {
+            let cfg = trc_control::train::TrainConfig { epochs, batch_size, lr, lambda, terminal_weight, bc_relative_floor, truncate, seed, ..Default::default() };
             exit(learn::train(&train, &val, &preset, tokens, &out, cfg, &device))
         }
         Cmd::Eval { model, test, ks, compare, report, update_card } => exit(learn::eval(&model, &test, &ks, compare.as_deref(), report.as_deref(), update_card)),
