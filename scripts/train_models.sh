@@ -30,7 +30,7 @@ settings_for() {
   local s
   case "$1" in
     double_integrator) s="60 1e-3 0 0 0.05";;
-    vanderpol) s="40 1e-3 0.1 1.0 0.05";;
+    vanderpol) s="40 1e-3 0.1 1.0 0";;
     descent) s="30 3e-4 0 0.05 0";;
   esac
   read -r e l la tw fl <<<"$s"
