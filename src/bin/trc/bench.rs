@@ -234,8 +234,8 @@ pub fn inference(stem: Option<&Path>, preset: &str, out: &Path, instances: u64, 
 /// The held-out accuracy of the shipped models, from their cards' test metrics (written by
 /// `trc eval --update-card` at the trained K), next to the targets.
 fn accuracy_section(models: &Path) -> AnyResult<String> {
-    let mut md = header("TRC held-out accuracy (shipped models)", "trc eval --update-card (scripts/train_models.sh)");
-    md.push_str("From the `metrics` of each `models/<problem>.yaml`, measured on the test split (500 instances, disjoint from the training and validation streams) at the trained K; full tables (K in {1, 2, 3, 5}, latent PCA) and figures in `models/<problem>.eval.md` / `.eval.png`. Gap: `(J - J*) / J*` per instance; `gap of totals`: `sum J / sum J* - 1`. `+ terminal correction`: the same controls after the classical correction (descent), not the network alone.\n\n");
+    let mut md = String::from("## TRC held-out accuracy (shipped models)\n\nProduced by `make models` (`scripts/train_models.sh`: `trc train`, then `trc eval --update-card`); ");
+    md.push_str("read from the `metrics` of each `models/<problem>.yaml`, measured on the test split (500 instances, disjoint from the training and validation streams) at the trained K; full tables (K in {1, 2, 3, 5}, latent PCA) and figures in `models/<problem>.eval.md` / `.eval.png`. Gap: `(J - J*) / J*` per instance; `gap of totals`: `sum J / sum J* - 1`. `+ terminal correction`: the same controls after the classical correction (descent), not the network alone.\n\n");
     md.push_str("| model | K | success | target | gap mean | gap median | gap of totals | target | monotone J^(k) (target 95%) | control violations |\n|---|---|---|---|---|---|---|---|---|---|\n");
     let pct = |v: Option<&f64>, d: usize| v.map_or("-".to_string(), |v| format!("{:.*}%", d, 100.0 * v));
     for (p, success_target, gap_target) in [("vanderpol", ">= 99%", "mean <= 2%"), ("double_integrator", "-", "within 1% of LQR"), ("descent", ">= 99% (open loop)", "fuel mean <= 3%")] {
@@ -271,6 +271,7 @@ fn accuracy_section(models: &Path) -> AnyResult<String> {
             );
         }
     }
+    md.push('\n');
     Ok(md)
 }
 

@@ -172,7 +172,10 @@ pub fn eval(stem: &Path, test_path: &Path, ks: &[i64], compare: Option<&Path>, r
     let (mut iter_series, mut gap_series) = (Vec::new(), Vec::new());
     for &k in ks {
         let r = evaluate(&model, &test, k, 256, lw);
-        iter_series.push(Series::line(format!("K = {k}"), r.per_iteration_cost.iter().enumerate().map(|(i, c)| (i as f64, *c)).collect()));
+        // the iterates of a smaller K are a prefix of a larger K's: one line, the largest K
+        if iter_series.first().is_none_or(|s: &Series| s.points.len() < r.per_iteration_cost.len()) {
+            iter_series = vec![Series::line(format!("mean over the test set, K = {k}"), r.per_iteration_cost.iter().enumerate().map(|(i, c)| (i as f64, *c)).collect())];
+        }
         let mut g = r.gaps.clone();
         g.sort_by(f64::total_cmp);
         let n = g.len().max(1) as f64;
