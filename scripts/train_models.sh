@@ -32,6 +32,7 @@ settings_for() {
     double_integrator) s="60 1e-3 0 0 0.05";;
     vanderpol) s="40 1e-3 0.1 1.0 0";;
     descent) s="30 3e-4 0 0.05 0";;
+    *) echo "train_models.sh: unknown problem '$1' (double_integrator, vanderpol, descent)" >&2; return 1;;
   esac
   read -r e l la tw fl <<<"$s"
   echo "${EPOCHS:-$e} ${LR:-$l} ${LAMBDA:-$la} ${TERMINAL_WEIGHT:-$tw} ${BC_RELATIVE_FLOOR:-$fl}"
@@ -40,11 +41,14 @@ train() { # train OUT DATA...
   local out=$1; shift
   local args=()
   for d in "$@"; do args+=(--train "$d"); done
-  read -r epochs lr lambda tw fl <<<"$(settings_for "$p")"
+  local settings
+  settings=$(settings_for "$p")
+  read -r epochs lr lambda tw fl <<<"$settings"
   "$TRC" train "${args[@]}" --val "data/${p}_val.safetensors" --preset "$PRESET" --out "$out" \
     --epochs "$epochs" --seed 0 --lambda "$lambda" --lr "$lr" --terminal-weight "$tw" --bc-relative-floor "$fl"
 }
 for p in $PROBLEMS; do
+  settings_for "$p" >/dev/null # fail early on an unknown problem
   n=$(count_for "$p")
   train_set="data/${p}_train_${n}.safetensors"
   [ -f "$train_set" ] || "$TRC" gen-data --problem "$p" --count "$n" --seed "$SEED" --split train --out "$train_set"
@@ -84,10 +88,13 @@ fi
 # trained with lambda > 0; eval --compare puts both side by side on the test split.
 if [ "${ABLATION:-1}" = 1 ]; then
   for p in $PROBLEMS; do
-    read -r epochs lr lambda tw fl <<<"$(settings_for "$p")"
-    [ "$lambda" = 0 ] && continue
+    settings=$(settings_for "$p")
+    read -r epochs lr lambda tw fl <<<"$settings"
+    if awk -v l="$lambda" 'BEGIN { exit !(l + 0 == 0) }'; then continue; fi
     n=$(count_for "$p")
-    "$TRC" train --train "data/${p}_train_${n}.safetensors" --val "data/${p}_val.safetensors" --preset "$PRESET" \
+    sets=(--train "data/${p}_train_${n}.safetensors")
+    if [ "$p" = descent ]; then sets+=(--train data/descent_mid_train.safetensors); fi
+    "$TRC" train "${sets[@]}" --val "data/${p}_val.safetensors" --preset "$PRESET" \
       --out "models/ablation/${p}_lambda0" --epochs "$epochs" --seed 0 --lambda 0 --lr "$lr" --terminal-weight "$tw" --bc-relative-floor "$fl"
     "$TRC" eval --model "models/${p}" --compare "models/ablation/${p}_lambda0" --test "data/${p}_test.safetensors" \
       --ks "$(grep -m1 '^  outer:' "models/${p}.yaml" | awk '{print $2}')" --report "models/ablation/${p}_lambda.md"

@@ -63,8 +63,9 @@ pub struct TrainConfig {
     /// Cost-relative behaviour cloning (0 = off): weight sample i's cloning error by
     /// `mean J* / max(J*_i, floor * mean J*)` (normalised to mean 1 over the batch), so instances
     /// with a small optimal cost (started near the target), where a small control error is a
-    /// large relative cost gap, are cloned more precisely; the floor bounds the weight at
-    /// `1 / floor`. Van der Pol and the double integrator only. Default 0.
+    /// large relative cost gap, are cloned more precisely; the floor bounds the raw weight at
+    /// `1 / floor` (before the per-batch normalisation). Van der Pol and the double integrator
+    /// only. The reported cloning MSE (`val_bc`) is then the weighted one. Default 0.
     pub bc_relative_floor: f64,
     /// TRM-style truncation: no gradient across outer iterations. Default false.
     pub truncate: bool,

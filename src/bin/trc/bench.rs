@@ -235,25 +235,26 @@ pub fn inference(stem: Option<&Path>, preset: &str, out: &Path, instances: u64, 
 /// `trc eval --update-card` at the trained K), next to the targets.
 fn accuracy_section(models: &Path) -> AnyResult<String> {
     let mut md = String::from("## TRC held-out accuracy (shipped models)\n\nProduced by `make models` (`scripts/train_models.sh`: `trc train`, then `trc eval --update-card`); ");
-    md.push_str("read from the `metrics` of each `models/<problem>.yaml`, measured on the test split (500 instances, disjoint from the training and validation streams) at the trained K; full tables (K in {1, 2, 3, 5}, latent PCA) and figures in `models/<problem>.eval.md` / `.eval.png`. Gap: `(J - J*) / J*` per instance; `gap of totals`: `sum J / sum J* - 1`. `+ terminal correction`: the same controls after the classical correction (descent), not the network alone.\n\n");
-    md.push_str("| model | K | success | target | gap mean | gap median | gap of totals | target | monotone J^(k) (target 95%) | control violations |\n|---|---|---|---|---|---|---|---|---|---|\n");
+    md.push_str("read from the `metrics` of each `models/<problem>.yaml`, measured on the test split (disjoint from the training and validation streams; `instances`: the feasible test instances evaluated) at the trained K; full tables (K in {1, 2, 3, 5}, latent PCA) and figures in `models/<problem>.eval.md` / `.eval.png`. Gap: `(J - J*) / J*` per instance; `gap of totals`: `sum J / sum J* - 1`. `+ terminal correction`: the same controls after the classical correction (descent), not the network alone.\n\n");
+    md.push_str("| model | K | instances | success | target | gap mean | gap median | gap of totals | target | monotone J^(k) (target 95%) | control violations |\n|---|---|---|---|---|---|---|---|---|---|---|\n");
     let pct = |v: Option<&f64>, d: usize| v.map_or("-".to_string(), |v| format!("{:.*}%", d, 100.0 * v));
     for (p, success_target, gap_target) in [("vanderpol", ">= 99%", "mean <= 2%"), ("double_integrator", "-", "within 1% of LQR"), ("descent", ">= 99% (open loop)", "fuel mean <= 3%")] {
         let stem = models.join(p);
         let card = match checkpoint::read_card(&stem) {
             Ok(c) => c,
             Err(e) => {
-                let _ = writeln!(md, "| `{}` | - | not available: {e} | | | | | | | |", stem.display());
+                let _ = writeln!(md, "| `{}` | - | - | not available: {e} | | | | | | | |", stem.display());
                 continue;
             }
         };
         let m = &card.metrics;
         let _ = writeln!(
             md,
-            "| `models/{p}` ({} parameters) | {} | {} | {success_target} | {} | {} | {} | {gap_target} | {} | {} |",
+            "| `models/{p}` ({} parameters) | {} | {} | {} | {success_target} | {} | {} | {} | {gap_target} | {} | {} |",
             card.parameters,
             card.model.outer,
-            pct(m.get("test_success_rate"), 1),
+            m.get("test_samples").map_or("-".into(), |v| format!("{v:.0}")),
+            format!("{} (optimum {})", pct(m.get("test_success_rate"), 1), pct(m.get("test_success_rate_optimum"), 1)),
             pct(m.get("test_cost_gap_mean"), 2),
             pct(m.get("test_cost_gap_median"), 2),
             pct(m.get("test_cost_gap_of_totals"), 2),
@@ -263,8 +264,9 @@ fn accuracy_section(models: &Path) -> AnyResult<String> {
         if let Some(sr) = m.get("test_with_terminal_correction_success_rate") {
             let _ = writeln!(
                 md,
-                "| `models/{p}` + terminal correction | {} | {} | {success_target} | {} | - | - | {gap_target} | - | {} |",
+                "| `models/{p}` + terminal correction | {} | {} | {} | {success_target} | {} | - | - | {gap_target} | - | {} |",
                 card.model.outer,
+                m.get("test_samples").map_or("-".into(), |v| format!("{v:.0}")),
                 pct(Some(sr), 1),
                 pct(m.get("test_with_terminal_correction_cost_gap_mean"), 2),
                 m.get("test_with_terminal_correction_control_violations").map_or("-".into(), |v| format!("{v:.0}")),
@@ -295,7 +297,7 @@ pub fn closed_loop(out: &Path, episodes: usize, seed: u64) -> AnyResult<()> {
     let card = trc_control::model::checkpoint::read_card(&crate::launcher::package_root().join("models/descent"))?;
     let _ = writeln!(
         md,
-        "Model `models/descent` (latent {}, {} parameters, K = {}), controller and plant in lockstep at {} Hz in one process (every answer held to its {} ms wall-clock deadline); episodes: the first {episodes} feasible test-split states of seed {seed}, each also solved by LCvx (minimum-fuel t_f) for the fuel reference and the goal's t_go. Success: touchdown within 1 m of the site at under 0.5 m/s. Disturbances: thrust magnitude +-2%, direction 1 deg, mass estimate +-1%, noise 0.1 m / 0.02 m/s, 20 ms command latency.\n\nThe shipped configuration (`config/descent.yaml`) puts the terminal correction after every TRC iterate (projected Gauss-Newton onto the terminal constraint in the plant model, landing-time retiming up to {:.1} s; `src/model/terminal.rs`) and a touchdown gate ({:.1} m above the site at t_land, then a {:.1} m/s constant-sink descent): rows `TRC + correction`. Rows `TRC network alone` turn both off: what the network achieves by itself. The fuel gap counts everything flown, the gate's sink included, against the LCvx optimum to the ground.\n",
+        "Model `models/descent` (latent {}, {} parameters, K = {}), controller and plant in lockstep at {} Hz in one process (every answer held to its {} ms wall-clock deadline); episodes: the first {episodes} feasible test-split states of seed {seed}, each also solved by LCvx (minimum-fuel t_f) for the fuel reference and the goal's t_go. Success: touchdown within 1 m of the site at under 0.5 m/s. Disturbances: thrust magnitude +-2%, direction 1 deg, mass estimate +-1%, noise 0.1 m / 0.02 m/s, 20 ms command latency.\n\nThe shipped configuration (`config/descent.yaml`) puts the terminal correction after every TRC iterate (projected Gauss-Newton onto the terminal constraint in the plant model, landing-time retiming up to {:.1} s; `src/model/terminal.rs`) and a touchdown gate ({:.1} m above the site at t_land, then a {:.2} m/s constant-sink descent): rows `TRC + correction`. Rows `TRC network alone` turn both off: what the network achieves by itself. The fuel gap counts everything flown, the gate's sink included, against the LCvx optimum to the ground.\n",
         card.model.latent, card.parameters, card.model.outer, cfg0.sim.rate_hz, cfg0.controller.deadline_s * 1e3,
         cfg0.controller.terminal_correction.max_retime_s, cfg0.controller.gate_altitude_m, cfg0.controller.gate_sink_rate_mps
     );

@@ -102,7 +102,7 @@ pub fn train(train_paths: &[std::path::PathBuf], val_path: &Path, preset: &str, 
     plot::write_png(
         &png,
         &[
-            Panel::new("Loss", "epoch", "loss", vec![Series::line("train", ep(|e| e.train_loss)), Series::line("validation", ep(|e| e.val_loss)), Series::line("validation BC MSE", ep(|e| e.val_bc))]).log_y(),
+            Panel::new("Loss (values <= 0 not drawn)", "epoch", "loss", vec![Series::line("train", ep(|e| e.train_loss)), Series::line("validation", ep(|e| e.val_loss)), Series::line("validation cloning MSE (weighted if bc_relative_floor > 0)", ep(|e| e.val_bc))]).log_y(),
             Panel::new("Validation cost of the final iterate", "epoch", "J^(K) / J*", vec![Series::line("", ep(|e| e.val_cost))]),
         ],
         (560, 400),
@@ -209,7 +209,7 @@ pub fn eval(stem: &Path, test_path: &Path, ks: &[i64], compare: Option<&Path>, r
         &png,
         &[
             Panel::new("Cost per iteration (mean)", "outer iteration k", "J^(k) / J*", iter_series).log_y(),
-            Panel::new("Cost gap to the optimum, sorted", "test samples [%]", "gap (J - J*)/J* [%], floor 0.001%", gap_series).log_y(),
+            Panel::new("Cost gap to the optimum, sorted", "test samples [%]", "gap (J - J*)/J* [%] (<= 0.001%, negatives included, at the floor)", gap_series).log_y(),
             Panel::new("z_H across iterations (PCA)", "PC1", "PC2", scatter(&pca.z_h_points)),
             Panel::new("z_L across iterations (PCA)", "PC1", "PC2", scatter(&pca.z_l_points)),
         ],
