@@ -23,7 +23,7 @@
 //! until `max |e| <= tol` (in tolerance units), no step helps, the deadline passes, or
 //! `max_iterations`. The result is always admissible (every iterate is projected), and each
 //! accepted step lowers `|e|_2` of the projected input.
-
+//!
 //! `G` is exact for the model TRC simulates: the LCvx acceleration-hold model for descent (chain
 //! rule through `y_{k+1} = A y_k + B w(T_k, m_k) + c`, `y = (r, v, ln m)`, `w = (T / m, |T| / m)`;
 //! [`crate::problems::PoweredDescent::lcvx_discretization`]) and RK4 ([`crate::problems::Problem::step_jacobian`])
@@ -320,7 +320,7 @@ fn scaled_error(traj: &DMatrix<f64>, xt: &DVector<f64>, idx: &[usize], scale: &[
 /// `deadline`: no further step starts after it (the receding-horizon cycle's budget).
 pub fn correct(sim: &Simulator, x0: &DVector<f64>, xt: &DVector<f64>, u: &DMatrix<f64>, dt: f64, settings: &TerminalCorrection, deadline: Option<std::time::Instant>) -> (DMatrix<f64>, CorrectionReport) {
     let p = sim.problem();
-    let Some((idx, scale)) = sim.problem().terminal_equality().filter(|_| settings.enabled) else {
+    let Some((idx, scale)) = p.terminal_equality().filter(|_| settings.enabled) else {
         return (u.clone(), CorrectionReport::default());
     };
     if u.ncols() != p.control_dim() || x0.len() != p.state_dim() || xt.len() != p.state_dim() || u.nrows() == 0 || !(dt.is_finite() && dt > 0.0) {

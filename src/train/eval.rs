@@ -61,7 +61,7 @@ pub struct EvalResult {
     /// excess of the whole set, which instances with J* near 0 (started at the target) cannot
     /// dominate as they do the per-sample mean.
     pub total_gap: f64,
-    /// The per-sample gaps behind `cost_gap`, in test-set order (for plots).
+    /// The per-sample gaps behind `cost_gap`, sorted ascending (the plotted distribution).
     #[serde(skip)]
     pub gaps: Vec<f64>,
     /// Success rate of TRC (criterion of the problem, in the evaluation model).
@@ -198,7 +198,10 @@ pub fn evaluate(model: &Trc, test: &Dataset, outer: i64, batch: usize, landing_w
         samples: test.len(),
         cost_gap: Stats::of(&gaps),
         total_gap: sum_j / sum_j_star.abs().max(1e-12) - 1.0,
-        gaps,
+        gaps: {
+            gaps.sort_by(f64::total_cmp);
+            gaps
+        },
         success: ok as f64 / s,
         success_optimum: ok_opt as f64 / s,
         control_violations: cviol,
@@ -221,15 +224,11 @@ pub fn evaluate(model: &Trc, test: &Dataset, outer: i64, batch: usize, landing_w
 }
 
 /// PCA of z_H and z_L across outer iterations: the top-2 principal components of the latents of
-/// `samples` test instances over all iterations, and per iteration the mean position in that
-/// plane and the mean distance moved from the previous iteration (in the full latent space,
+/// `samples` test instances over all iterations, and per iteration every instance's position in
+/// that plane ([`LatentPca::mean`] gives the centroid) and the mean distance moved from the previous iteration (in the full latent space,
 /// relative to the latent norm). A refinement that converges moves less and less.
 #[derive(Debug, Clone, Serialize)]
 pub struct LatentPca {
-    /// Per outer iteration: mean (PC1, PC2) of z_H.
-    pub z_h_mean: Vec<(f64, f64)>,
-    /// Per outer iteration: mean (PC1, PC2) of z_L.
-    pub z_l_mean: Vec<(f64, f64)>,
     /// Per outer iteration k >= 2: mean |z_H^(k) - z_H^(k-1)| / |z_H^(k)|.
     pub z_h_step: Vec<f64>,
     /// Per outer iteration k >= 2: the same for z_L.
@@ -240,6 +239,14 @@ pub struct LatentPca {
     pub z_l_points: Vec<Vec<(f64, f64)>>,
 }
 
+impl LatentPca {
+    /// Mean (PC1, PC2) of one iteration's points (e.g. `z_h_points[k]`; (0, 0) when empty).
+    pub fn mean(points: &[(f64, f64)]) -> (f64, f64) {
+        let n = points.len().max(1) as f64;
+        (points.iter().map(|q| q.0).sum::<f64>() / n, points.iter().map(|q| q.1).sum::<f64>() / n)
+    }
+}
+
 /// Computes [`LatentPca`] with `outer` iterations on the first `samples` test instances.
 pub fn latent_pca(model: &Trc, test: &Dataset, outer: i64, samples: usize) -> LatentPca {
     let _guard = tch::no_grad_guard();
@@ -247,8 +254,7 @@ pub fn latent_pca(model: &Trc, test: &Dataset, outer: i64, samples: usize) -> La
     let len = (samples as i64).min(all.len());
     let b = all.select(&Tensor::arange(len, (Kind::Int64, model.device())));
     let out = model.forward_t(&b.x0, &b.x_target, &b.t_go, None, outer, false);
-    type Pca = (Vec<(f64, f64)>, Vec<f64>, Vec<Vec<(f64, f64)>>);
-    let pca = |zs: &[Tensor]| -> Pca {
+    let pca = |zs: &[Tensor]| -> (Vec<f64>, Vec<Vec<(f64, f64)>>) {
         let flat: Vec<Tensor> = zs.iter().map(|z| z.flatten(1, -1).to_kind(Kind::Double).to_device(Device::Cpu)).collect();
         let stacked = Tensor::cat(&flat, 0);
         let mean = stacked.mean_dim(&[0i64][..], true, Kind::Double);
@@ -263,17 +269,10 @@ pub fn latent_pca(model: &Trc, test: &Dataset, outer: i64, samples: usize) -> La
                 v.chunks(c as usize).map(|r| (r[0], r.get(1).copied().unwrap_or(0.0))).collect()
             })
             .collect();
-        let means = points
-            .iter()
-            .map(|p| {
-                let n = p.len().max(1) as f64;
-                (p.iter().map(|q| q.0).sum::<f64>() / n, p.iter().map(|q| q.1).sum::<f64>() / n)
-            })
-            .collect();
         let steps = flat.windows(2).map(|w| ((&w[1] - &w[0]).norm_scalaropt_dim(2, &[1i64][..], false) / w[1].norm_scalaropt_dim(2, &[1i64][..], false).clamp_min(1e-12)).mean(Kind::Double).double_value(&[])).collect();
-        (means, steps, points)
+        (steps, points)
     };
-    let (z_h_mean, z_h_step, z_h_points) = pca(&out.z_h);
-    let (z_l_mean, z_l_step, z_l_points) = pca(&out.z_l);
-    LatentPca { z_h_mean, z_l_mean, z_h_step, z_l_step, z_h_points, z_l_points }
+    let (z_h_step, z_h_points) = pca(&out.z_h);
+    let (z_l_step, z_l_points) = pca(&out.z_l);
+    LatentPca { z_h_step, z_l_step, z_h_points, z_l_points }
 }

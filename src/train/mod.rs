@@ -196,14 +196,14 @@ pub struct LossParts {
     pub final_cost: f64,
 }
 
-/// The terminal-loss error components and their scales for a problem (see
-/// [`TrainConfig::terminal_weight`]): `(number of leading state components, scale of each)`.
+/// The scales of the terminal-loss error components for a problem, one per leading state
+/// component (see [`TrainConfig::terminal_weight`]).
 /// Descent: position and velocity, 1 m and 1 m/s; Van der Pol: the whole state, scaled by the
 /// success radius (DESIGN.md §3); the double integrator: none.
-pub fn terminal_scale(problem: &crate::config::ProblemConfig) -> Option<(i64, Vec<f64>)> {
+pub fn terminal_scale(problem: &crate::config::ProblemConfig) -> Option<Vec<f64>> {
     match problem.name {
-        ProblemKind::Descent => Some((6, vec![1.0; 6])),
-        ProblemKind::Vanderpol => Some((2, vec![problem.vanderpol.success_radius; 2])),
+        ProblemKind::Descent => Some(vec![1.0; 6]),
+        ProblemKind::Vanderpol => Some(vec![problem.vanderpol.success_radius; 2]),
         ProblemKind::DoubleIntegrator => None,
     }
 }
@@ -251,7 +251,7 @@ pub fn batch_loss(model: &Trc, batch: &Tensors, cfg: &TrainConfig, train: bool) 
     let process = process / k as f64;
     let mut total = &bc + &process * cfg.lambda;
     let mut terminal = 0.0;
-    if let (Some((_, scale)), true) = (terminal_scale(model.problem_config()), cfg.terminal_weight > 0.0) {
+    if let (Some(scale), true) = (terminal_scale(model.problem_config()), cfg.terminal_weight > 0.0) {
         let t = (1..=k as usize).map(|i| terminal_loss(&out.x[i], &batch.x_target, &scale)).fold(Tensor::zeros([], (Kind::Float, model.device())), |a, b| a + b) / k as f64;
         terminal = t.double_value(&[]);
         total = total + t * cfg.terminal_weight;

@@ -181,9 +181,10 @@ pub fn inference(stem: Option<&Path>, preset: &str, out: &Path, instances: u64, 
     let k = card.model.outer;
     let (mut trc, mut one, mut search) = (Vec::new(), Vec::new(), Vec::new());
     let (mut trc3, mut trc_tc) = (Vec::new(), Vec::new());
-    let plant = trc_control::model::trc::Simulator::Rk4(cfg.build()?);
+    let problem = cfg.build()?;
+    let horizon = problem.horizon() as f64;
+    let plant = trc_control::model::trc::Simulator::Rk4(problem);
     let tc = trc_control::model::terminal::TerminalCorrection::default();
-    let horizon = cfg.build()?.horizon() as f64;
     let _guard = tch::no_grad_guard();
     for i in 0..instances {
         let inst = sample_instance(&cfg, 7, Split::Test, i);
@@ -238,6 +239,7 @@ fn accuracy_section(models: &Path) -> AnyResult<String> {
     md.push_str("read from the `metrics` of each `models/<problem>.yaml`, measured on the test split (disjoint from the training and validation streams; `instances`: the feasible test instances evaluated) at the trained K; full tables (K in {1, 2, 3, 5}, latent PCA) and figures in `models/<problem>.eval.md` / `.eval.png`. Gap: `(J - J*) / J*` per instance; `gap of totals`: `sum J / sum J* - 1`. `+ terminal correction`: the same controls after the classical correction (descent), not the network alone.\n\n");
     md.push_str("| model | K | instances | success | target | gap mean | gap median | gap of totals | target | monotone J^(k) (target 95%) | control violations |\n|---|---|---|---|---|---|---|---|---|---|---|\n");
     let pct = |v: Option<&f64>, d: usize| v.map_or("-".to_string(), |v| format!("{:.*}%", d, 100.0 * v));
+    let count = |v: Option<&f64>| v.map_or("-".to_string(), |v| format!("{v:.0}"));
     for (p, success_target, gap_target) in [("vanderpol", ">= 99%", "mean <= 2%"), ("double_integrator", "-", "within 1% of LQR"), ("descent", ">= 99% (open loop)", "fuel mean <= 3%")] {
         let stem = models.join(p);
         let card = match checkpoint::read_card(&stem) {
@@ -253,23 +255,23 @@ fn accuracy_section(models: &Path) -> AnyResult<String> {
             "| `models/{p}` ({} parameters) | {} | {} | {} | {success_target} | {} | {} | {} | {gap_target} | {} | {} |",
             card.parameters,
             card.model.outer,
-            m.get("test_samples").map_or("-".into(), |v| format!("{v:.0}")),
+            count(m.get("test_samples")),
             format!("{} (optimum {})", pct(m.get("test_success_rate"), 1), pct(m.get("test_success_rate_optimum"), 1)),
             pct(m.get("test_cost_gap_mean"), 2),
             pct(m.get("test_cost_gap_median"), 2),
             pct(m.get("test_cost_gap_of_totals"), 2),
             pct(m.get("test_monotone_fraction"), 1),
-            m.get("test_control_violations").map_or("-".into(), |v| format!("{v:.0}")),
+            count(m.get("test_control_violations")),
         );
         if let Some(sr) = m.get("test_with_terminal_correction_success_rate") {
             let _ = writeln!(
                 md,
                 "| `models/{p}` + terminal correction | {} | {} | {} | {success_target} | {} | - | - | {gap_target} | - | {} |",
                 card.model.outer,
-                m.get("test_samples").map_or("-".into(), |v| format!("{v:.0}")),
+                count(m.get("test_samples")),
                 pct(Some(sr), 1),
                 pct(m.get("test_with_terminal_correction_cost_gap_mean"), 2),
-                m.get("test_with_terminal_correction_control_violations").map_or("-".into(), |v| format!("{v:.0}")),
+                count(m.get("test_with_terminal_correction_control_violations")),
             );
         }
     }

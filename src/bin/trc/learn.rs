@@ -9,7 +9,7 @@ use trc_control::data::Dataset;
 use trc_control::model::checkpoint::{self, ModelCard, Provenance};
 use trc_control::model::trc::parameter_count;
 use trc_control::model::{ModelConfig, Normalizer, Trc};
-use trc_control::train::eval::{evaluate, latent_pca, CorrectedEval, EvalResult, Stats};
+use trc_control::train::eval::{evaluate, latent_pca, CorrectedEval, EvalResult, LatentPca, Stats};
 use trc_control::plot::{self, Panel, Series};
 use trc_control::train::{self, TrainConfig, Tensors};
 
@@ -176,10 +176,8 @@ pub fn eval(stem: &Path, test_path: &Path, ks: &[i64], compare: Option<&Path>, r
         if iter_series.first().is_none_or(|s: &Series| s.points.len() < r.per_iteration_cost.len()) {
             iter_series = vec![Series::line(format!("mean over the test set, K = {k}"), r.per_iteration_cost.iter().enumerate().map(|(i, c)| (i as f64, *c)).collect())];
         }
-        let mut g = r.gaps.clone();
-        g.sort_by(f64::total_cmp);
-        let n = g.len().max(1) as f64;
-        gap_series.push(Series::line(format!("K = {k}"), g.iter().enumerate().map(|(i, v)| (100.0 * (i as f64 + 0.5) / n, (100.0 * v).max(1e-3))).collect()));
+        let n = r.gaps.len().max(1) as f64;
+        gap_series.push(Series::line(format!("K = {k}"), r.gaps.iter().enumerate().map(|(i, v)| (100.0 * (i as f64 + 0.5) / n, (100.0 * v).max(1e-3))).collect()));
         log::info!("K = {k}: gap mean {:.2}%, success {:.1}% (optimum {:.1}%)", 100.0 * r.cost_gap.mean, 100.0 * r.success, 100.0 * r.success_optimum);
         md.push_str(&row(&format!("`{}`", stem.display()), &r));
         if let Some(c) = &r.corrected {
@@ -198,9 +196,10 @@ pub fn eval(stem: &Path, test_path: &Path, ks: &[i64], compare: Option<&Path>, r
     let pca = latent_pca(&model, &test, card.model.outer.max(3), 128);
     let _ = writeln!(md, "\nLatent PCA over {} test instances (top-2 principal components of z_H / z_L across outer iterations):\n", test.len().min(128));
     let _ = writeln!(md, "| k | z_H mean (PC1, PC2) | z_L mean (PC1, PC2) | z_H step | z_L step |\n|---|---|---|---|---|");
-    for k in 0..pca.z_h_mean.len() {
+    for k in 0..pca.z_h_points.len() {
         let step = |v: &Vec<f64>| if k == 0 { "-".to_string() } else { format!("{:.4}", v[k - 1]) };
-        let _ = writeln!(md, "| {} | ({:.3}, {:.3}) | ({:.3}, {:.3}) | {} | {} |", k + 1, pca.z_h_mean[k].0, pca.z_h_mean[k].1, pca.z_l_mean[k].0, pca.z_l_mean[k].1, step(&pca.z_h_step), step(&pca.z_l_step));
+        let (h, l) = (LatentPca::mean(&pca.z_h_points[k]), LatentPca::mean(&pca.z_l_points[k]));
+        let _ = writeln!(md, "| {} | ({:.3}, {:.3}) | ({:.3}, {:.3}) | {} | {} |", k + 1, h.0, h.1, l.0, l.1, step(&pca.z_h_step), step(&pca.z_l_step));
     }
     let out = report.map(Path::to_path_buf).unwrap_or_else(|| checkpoint::sibling(stem, "eval.md"));
     let png = out.with_extension("png");
