@@ -1,24 +1,27 @@
-//! Closed-loop episodes in one process (ROS-free): the receding-horizon controller and the
-//! plant in lockstep at the control rate. The benchmark's many seeded episodes run here (sim
-//! time advances as fast as the controller answers; each answer is still held to its wall-clock
-//! deadline); `make demo` flies the same episodes over DDS with `trc_sim` and `trc_node`.
+//! Closed-loop episodes (ROS-free): the seeded episodes with their optimum ([`EpisodeSpec`]),
+//! the one episode accounting ([`EpisodeLog`] -> [`EpisodeReport`]) shared by the lockstep loop
+//! and `trc_sim`, and the lockstep loop itself ([`fly`]): the receding-horizon controller and a
+//! [`Plant`] in one process at the control rate. The benchmark's many seeded episodes run here
+//! (sim time advances as fast as the controller answers; each answer is still held to its
+//! wall-clock deadline); `make demo` flies the same episodes over DDS with `trc_sim` and
+//! `trc_node`.
 
 use nalgebra::DVector;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-use crate::config::{ProblemConfig, ProblemKind};
+use crate::config::{ProblemConfig, ProblemKind, SimConfig};
 use crate::control::{GoalInput, RecedingHorizon, StateInput};
 use crate::data::{sample_instance, Split};
 use crate::error::ConfigError;
 use crate::plan::PlanStatus;
-use crate::plant::{EpisodeResult, Plant, SimConfig};
+use crate::plant::{EpisodeResult, Plant, SimPlant};
 use crate::solvers::{self, Instance, SolverSettings};
 
 /// ROS time at which lockstep episodes start [s] (any positive base works; 0 means "unset" in ROS).
 pub const T0: f64 = 1000.0;
 
 /// One episode's initial condition and its optimum.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct EpisodeSpec {
     /// Episode index (the test-split sample index of the seed).
     pub index: u64,
@@ -98,28 +101,119 @@ pub fn episode_sim(problem: &ProblemConfig, sim: &SimConfig, spec: &EpisodeSpec)
     s
 }
 
-/// What one closed-loop episode produced.
-#[derive(Debug, Clone, Serialize)]
-pub struct ClosedLoopReport {
+/// The goal a closed loop sends for `spec` at `stamp` [s] (descent: the optimum's t_f; the
+/// fixed-horizon problems: 0, the controller's own horizon).
+pub fn episode_goal(problem: &ProblemConfig, spec: &EpisodeSpec, stamp: f64) -> GoalInput {
+    GoalInput { stamp, x_target: spec.x_target.clone(), t_go: if problem.name == ProblemKind::Descent { spec.t_go } else { 0.0 } }
+}
+
+/// One episode as reported everywhere: returned by the lockstep loop, written by `trc_sim` (one
+/// YAML document per episode on `landing` and in `sim.results_file`), read by `trc demo`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EpisodeReport {
+    /// The episode's initial condition and optimum.
+    pub spec: EpisodeSpec,
     /// Plant result (touchdown error, speed, fuel, success).
     pub result: EpisodeResult,
-    /// Propellant above the optimum, relative (descent).
+    /// Propellant above the optimum, relative (descent; 0 otherwise).
     pub fuel_gap: f64,
-    /// Cycles per status: CONVERGED, ANYTIME, FALLBACK_SHIFTED (deadline), FAILED, terminal phase.
-    pub counts: [u64; 5],
-    /// Answers later than the deadline.
+    /// Answers received.
+    pub cycles: u64,
+    /// Answers per status (see `ControlSequence.msg`).
+    pub converged: u64,
+    /// See `converged`.
+    pub anytime: u64,
+    /// Missed deadlines (the shifted previous plan answered).
+    pub fallback_shifted: u64,
+    /// See `converged`.
+    pub failed: u64,
+    /// Planned terminal-phase answers (descent).
+    pub terminal: u64,
+    /// Answers later than the deadline (lockstep: the controller's own flag; over DDS: state
+    /// published -> sequence received).
     pub late: u64,
-    /// Solve times of the refined cycles [ms].
+    /// The controller's deadline [ms].
+    pub deadline_ms: f64,
+    /// Solve time of the refined answers [ms], p50 / p99 (NaN when none).
+    pub solve_ms_p50: f64,
+    /// See `solve_ms_p50`.
+    pub solve_ms_p99: f64,
+    /// End-to-end latency (state published -> answering sequence received) [ms] over DDS, p50 /
+    /// p99; NaN in the lockstep loop.
+    pub e2e_ms_p50: f64,
+    /// See `e2e_ms_p50`.
+    pub e2e_ms_p99: f64,
+    /// Solve times of the refined answers [ms] (kept in memory for aggregate percentiles).
+    #[serde(skip)]
     pub solve_ms: Vec<f64>,
-    /// True trajectory at the control rate: `(t, x)`.
+    /// True trajectory `(t, x)` at the state rate.
     pub trajectory: Vec<(f64, Vec<f64>)>,
 }
 
-/// Flies `spec` with `controller` against a [`Plant`] in lockstep at `sim.rate_hz`.
+/// The accounting of one closed-loop episode: every answer's status, solve time and lateness,
+/// the end-to-end latencies and the true trajectory. Shared by [`fly`] and `trc_sim`.
+#[derive(Debug, Clone, Default)]
+pub struct EpisodeLog {
+    by_status: [u64; PlanStatus::COUNT],
+    late: u64,
+    solve_ms: Vec<f64>,
+    e2e_ms: Vec<f64>,
+    trajectory: Vec<(f64, Vec<f64>)>,
+}
+
+impl EpisodeLog {
+    /// Counts an answer (its solve time when it waited on the policy, see
+    /// [`PlanStatus::is_refined`]).
+    pub fn answer(&mut self, status: PlanStatus, solve_ms: f64, late: bool) {
+        self.by_status[status as usize] += 1;
+        self.late += u64::from(late);
+        if status.is_refined() {
+            self.solve_ms.push(solve_ms);
+        }
+    }
+
+    /// Records an end-to-end latency [ms].
+    pub fn e2e(&mut self, ms: f64) {
+        self.e2e_ms.push(ms);
+    }
+
+    /// Records the true state `x` at episode time `t` [s].
+    pub fn state(&mut self, t: f64, x: &DVector<f64>) {
+        self.trajectory.push((t, x.iter().copied().collect()));
+    }
+
+    /// The report of the finished episode.
+    pub fn finish(self, spec: &EpisodeSpec, result: EpisodeResult, deadline_ms: f64) -> EpisodeReport {
+        let fuel_gap = if spec.fuel_opt_kg > 0.0 { result.fuel_kg / spec.fuel_opt_kg - 1.0 } else { 0.0 };
+        let c = |s: PlanStatus| self.by_status[s as usize];
+        EpisodeReport {
+            spec: spec.clone(),
+            result,
+            fuel_gap,
+            cycles: self.by_status.iter().sum(),
+            converged: c(PlanStatus::Converged),
+            anytime: c(PlanStatus::Anytime),
+            fallback_shifted: c(PlanStatus::FallbackShifted),
+            failed: c(PlanStatus::Failed),
+            terminal: c(PlanStatus::Terminal),
+            late: self.late,
+            deadline_ms,
+            solve_ms_p50: percentile(&self.solve_ms, 0.5),
+            solve_ms_p99: percentile(&self.solve_ms, 0.99),
+            e2e_ms_p50: percentile(&self.e2e_ms, 0.5),
+            e2e_ms_p99: percentile(&self.e2e_ms, 0.99),
+            solve_ms: self.solve_ms,
+            trajectory: self.trajectory,
+        }
+    }
+}
+
+/// Flies `spec` with `controller` against the project's simulated plant ([`SimPlant`]) in
+/// lockstep at `sim.rate_hz`.
 ///
 /// # Errors
 /// [`ConfigError`] for an invalid configuration.
-pub fn fly(controller: &mut RecedingHorizon, problem: &ProblemConfig, sim: &SimConfig, spec: &EpisodeSpec) -> Result<ClosedLoopReport, ConfigError> {
+pub fn fly(controller: &mut RecedingHorizon, problem: &ProblemConfig, sim: &SimConfig, spec: &EpisodeSpec) -> Result<EpisodeReport, ConfigError> {
     fly_recording(controller, problem, sim, spec, None)
 }
 
@@ -128,38 +222,40 @@ pub fn fly(controller: &mut RecedingHorizon, problem: &ProblemConfig, sim: &SimC
 ///
 /// # Errors
 /// As [`fly`].
-pub fn fly_recording(controller: &mut RecedingHorizon, problem: &ProblemConfig, sim: &SimConfig, spec: &EpisodeSpec, mut record: Option<&mut Vec<(Vec<f64>, f64)>>) -> Result<ClosedLoopReport, ConfigError> {
+pub fn fly_recording(controller: &mut RecedingHorizon, problem: &ProblemConfig, sim: &SimConfig, spec: &EpisodeSpec, record: Option<&mut Vec<(Vec<f64>, f64)>>) -> Result<EpisodeReport, ConfigError> {
     let x0 = DVector::from_column_slice(&spec.x0);
     let xt = DVector::from_column_slice(&spec.x_target);
-    let mut plant = Plant::new(problem, &episode_sim(problem, sim, spec), x0, xt, spec.index)?;
-    let goal_t_go = if problem.name == ProblemKind::Descent { spec.t_go } else { 0.0 };
-    controller.set_goal(&GoalInput { stamp: T0, x_target: spec.x_target.clone(), t_go: goal_t_go }).map_err(|e| ConfigError::invalid("goal", e.to_string()))?;
-    let period = 1.0 / sim.rate_hz;
-    let mut counts = [0u64; 5];
-    let mut late = 0;
-    let mut solve_ms = Vec::new();
-    let mut trajectory = vec![(0.0, plant.true_state().iter().copied().collect())];
-    loop {
+    let mut plant = SimPlant::new(problem, &episode_sim(problem, sim, spec), x0, xt, spec.index)?;
+    controller.set_goal(&episode_goal(problem, spec, T0)).map_err(|e| ConfigError::invalid("goal", e.to_string()))?;
+    let shrinking = problem.name == ProblemKind::Descent;
+    let mut record = record;
+    let report = fly_plant(controller, &mut plant, spec, 1.0 / sim.rate_hz, |x, t| {
+        if let Some(rec) = record.as_deref_mut() {
+            rec.push((x.iter().copied().collect(), if shrinking { spec.t_go - t } else { spec.t_go }));
+        }
+    });
+    Ok(report)
+}
+
+/// The lockstep loop over any [`Plant`]: every `period` [s] the plant's measured state is
+/// answered by `controller` (stamped `T0 +` plant time), the command applied, the plant advanced,
+/// until the plant reports the episode's result. `on_state(x, t)` sees every answered state.
+/// The goal must be set.
+pub fn fly_plant(controller: &mut RecedingHorizon, plant: &mut dyn Plant, spec: &EpisodeSpec, period: f64, mut on_state: impl FnMut(&DVector<f64>, f64)) -> EpisodeReport {
+    let mut log = EpisodeLog::default();
+    log.state(plant.time(), plant.true_state());
+    let result = loop {
         let t = T0 + plant.time();
         let x = plant.measured_state();
         let out = controller.step(&StateInput { stamp: t, frame_id: "landing_site".into(), x: x.iter().copied().collect() }, t);
-        if let Some(rec) = record.as_deref_mut() {
-            rec.push((x.iter().copied().collect(), if problem.name == ProblemKind::Descent { spec.t_go - plant.time() } else { spec.t_go }));
-        }
-        let idx = if out.terminal { 4 } else { out.plan.status as usize };
-        counts[idx] += 1;
-        late += u64::from(out.late);
-        if matches!(out.plan.status, PlanStatus::Converged | PlanStatus::Anytime) || (out.plan.status == PlanStatus::FallbackShifted && !out.terminal) {
-            solve_ms.push(out.plan.solve_time_ms);
-        }
+        on_state(&x, plant.time());
+        log.answer(out.plan.status, out.plan.solve_time_ms, out.late);
         plant.command(&controller.command(&out.plan));
-        let done = plant.advance(period).is_some();
-        trajectory.push((plant.time(), plant.true_state().iter().copied().collect()));
-        if done {
-            break;
+        let ended = plant.advance(period).cloned();
+        log.state(plant.time(), plant.true_state());
+        if let Some(r) = ended {
+            break r;
         }
-    }
-    let result = plant.result().cloned().expect("episode ended");
-    let fuel_gap = if spec.fuel_opt_kg > 0.0 { result.fuel_kg / spec.fuel_opt_kg - 1.0 } else { 0.0 };
-    Ok(ClosedLoopReport { result, fuel_gap, counts, late, solve_ms, trajectory })
+    };
+    log.finish(spec, result, controller.config().deadline_s * 1e3)
 }

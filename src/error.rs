@@ -55,3 +55,21 @@ pub enum ProblemError {
         got: String,
     },
 }
+
+/// Checks `value` is finite and strictly positive; names `field` otherwise.
+pub fn positive(field: &str, value: f64) -> Result<(), ConfigError> {
+    if value.is_finite() && value > 0.0 {
+        Ok(())
+    } else {
+        Err(ConfigError::invalid(field, format!("must be finite and > 0, got {value}")))
+    }
+}
+
+/// Checks `value` is finite and >= 0; names `field` otherwise.
+pub fn non_negative(field: &str, value: f64) -> Result<(), ConfigError> {
+    if value.is_finite() && value >= 0.0 {
+        Ok(())
+    } else {
+        Err(ConfigError::invalid(field, format!("must be finite and >= 0, got {value}")))
+    }
+}

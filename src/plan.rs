@@ -11,10 +11,15 @@ pub enum PlanStatus {
     Converged = 0,
     /// Deadline hit during refinement; the best finished iterate.
     Anytime = 1,
-    /// Nothing usable in time; the previous solution shifted by one step.
+    /// A missed deadline: nothing usable in time, the previous solution shifted to this state's
+    /// time (and finished by the mission: corrected from the measured state).
     FallbackShifted = 2,
     /// No previous solution or bad input; `u` holds the problem's safe command.
     Failed = 3,
+    /// A planned terminal phase, not a missed deadline: descent follows its last refined plan
+    /// re-corrected from the measured state (the last `terminal_phase_s`), then sinks at the
+    /// touchdown gate's constant rate below the gate.
+    Terminal = 4,
 }
 
 impl PlanStatus {
@@ -25,8 +30,32 @@ impl PlanStatus {
             1 => Some(Self::Anytime),
             2 => Some(Self::FallbackShifted),
             3 => Some(Self::Failed),
+            4 => Some(Self::Terminal),
             _ => None,
         }
+    }
+
+    /// Number of statuses (the length of per-status counters).
+    pub const COUNT: usize = 5;
+
+    /// Every status, in wire order.
+    pub const ALL: [Self; Self::COUNT] = [Self::Converged, Self::Anytime, Self::FallbackShifted, Self::Failed, Self::Terminal];
+
+    /// The message constant's name (`CONVERGED`, ...), for logs and reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Converged => "CONVERGED",
+            Self::Anytime => "ANYTIME",
+            Self::FallbackShifted => "FALLBACK_SHIFTED",
+            Self::Failed => "FAILED",
+            Self::Terminal => "TERMINAL",
+        }
+    }
+
+    /// The cycle waited on the policy (CONVERGED, ANYTIME, or a deadline FALLBACK_SHIFTED): its
+    /// solve time is a refinement's latency.
+    pub fn is_refined(self) -> bool {
+        matches!(self, Self::Converged | Self::Anytime | Self::FallbackShifted)
     }
 }
 

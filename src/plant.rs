@@ -23,109 +23,9 @@ use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, Normal};
 use serde::{Deserialize, Serialize};
 
-use crate::config::{non_negative, positive, ProblemConfig, ProblemKind};
+use crate::config::{ProblemConfig, ProblemKind, SimConfig};
 use crate::error::ConfigError;
 use crate::problems::Problem;
-
-/// trc_sim settings (`sim.*`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct SimConfig {
-    /// State publication rate [Hz] (sim time). Default 10.
-    pub rate_hz: f64,
-    /// Internal RK4 rate [Hz]. Default 200.
-    pub internal_hz: f64,
-    /// Sim time per wall time (needs use_sim_time on the controller when != 1). Default 1.
-    pub time_scale: f64,
-    /// Episodes to fly. Default 1.
-    pub episodes: u32,
-    /// Seed of the episodes (initial states: the test split of this seed; disturbances). Default 0.
-    pub seed: u64,
-    /// First episode index. Default 0.
-    pub first_episode: u64,
-    /// Episode time limit [s]. Default 200; episodes also end at t_f* + 30 s (descent) or after
-    /// two horizons (the others), see `closed_loop::episode_sim`.
-    pub max_time_s: f64,
-    /// Wait this long [s, wall] for the controller's first command of an episode. Default 60.
-    pub wait_for_controller_s: f64,
-    /// Thrust magnitude error bound a (fraction). Default 0.
-    pub thrust_scale_error: f64,
-    /// Thrust direction error bound [deg]. Default 0.
-    pub thrust_dir_error_deg: f64,
-    /// Mass-estimate error bound (fraction). Default 0.
-    pub mass_error: f64,
-    /// Position noise std per axis [m]. Default 0.
-    pub pos_noise_m: f64,
-    /// Velocity noise std per axis [m/s]. Default 0.
-    pub vel_noise_mps: f64,
-    /// Command latency [s]. Default 0.
-    pub latency_s: f64,
-    /// Write one YAML line per episode result to this file (empty = none).
-    pub results_file: String,
-}
-
-impl Default for SimConfig {
-    fn default() -> Self {
-        Self {
-            rate_hz: 10.0,
-            internal_hz: 200.0,
-            time_scale: 1.0,
-            episodes: 1,
-            seed: 0,
-            first_episode: 0,
-            max_time_s: 200.0,
-            wait_for_controller_s: 60.0,
-            thrust_scale_error: 0.0,
-            thrust_dir_error_deg: 0.0,
-            mass_error: 0.0,
-            pos_noise_m: 0.0,
-            vel_noise_mps: 0.0,
-            latency_s: 0.0,
-            results_file: String::new(),
-        }
-    }
-}
-
-impl SimConfig {
-    /// Checks ranges.
-    ///
-    /// # Errors
-    /// [`ConfigError::Invalid`] naming the field.
-    pub fn validate(&self) -> Result<(), ConfigError> {
-        positive("sim.rate_hz", self.rate_hz)?;
-        positive("sim.internal_hz", self.internal_hz)?;
-        positive("sim.time_scale", self.time_scale)?;
-        positive("sim.max_time_s", self.max_time_s)?;
-        positive("sim.wait_for_controller_s", self.wait_for_controller_s)?;
-        for (f, v) in [
-            ("sim.thrust_scale_error", self.thrust_scale_error),
-            ("sim.thrust_dir_error_deg", self.thrust_dir_error_deg),
-            ("sim.mass_error", self.mass_error),
-            ("sim.pos_noise_m", self.pos_noise_m),
-            ("sim.vel_noise_mps", self.vel_noise_mps),
-            ("sim.latency_s", self.latency_s),
-        ] {
-            non_negative(f, v)?;
-        }
-        if self.internal_hz < self.rate_hz {
-            return Err(ConfigError::invalid("sim.internal_hz", "must be at least sim.rate_hz"));
-        }
-        Ok(())
-    }
-
-    /// The same settings with every disturbance on at a moderate level (the benchmark's
-    /// "with disturbances" case): thrust magnitude 2%, direction 1 deg, mass 1%, noise 0.1 m /
-    /// 0.02 m/s, latency 20 ms.
-    pub fn with_default_disturbances(mut self) -> Self {
-        self.thrust_scale_error = 0.02;
-        self.thrust_dir_error_deg = 1.0;
-        self.mass_error = 0.01;
-        self.pos_noise_m = 0.1;
-        self.vel_noise_mps = 0.02;
-        self.latency_s = 0.02;
-        self
-    }
-}
 
 /// Result of an episode.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -146,9 +46,29 @@ pub struct EpisodeResult {
     pub success: bool,
 }
 
-/// The true vehicle.
+/// A source of states for a closed loop and a sink for its commands: the project's simulator
+/// ([`SimPlant`], behind `trc_sim` and the lockstep loop), and later a foreign simulator, a bag
+/// being replayed or a robot. Times are seconds since the episode start; states and commands
+/// are in problem units (length n and m).
+pub trait Plant {
+    /// Time since the episode start [s].
+    fn time(&self) -> f64;
+    /// The true state, length n (for trajectories and reports; a robot reports its best estimate).
+    fn true_state(&self) -> &DVector<f64>;
+    /// The state estimate handed to the controller now, length n.
+    fn measured_state(&mut self) -> DVector<f64>;
+    /// Receives a command (length m); `false` when it is refused (wrong length, NaN) and the
+    /// previous command stays.
+    fn command(&mut self, u: &DVector<f64>) -> bool;
+    /// Advances by `dt` [s]; the result once the episode has ended.
+    fn advance(&mut self, dt: f64) -> Option<&EpisodeResult>;
+    /// The episode's result once it has ended.
+    fn result(&self) -> Option<&EpisodeResult>;
+}
+
+/// The simulated vehicle: true dynamics by RK4, disturbances, touchdown (see the module docs).
 #[derive(Debug)]
-pub struct Plant {
+pub struct SimPlant {
     problem: Box<dyn Problem>,
     kind: ProblemKind,
     cfg: SimConfig,
@@ -168,7 +88,7 @@ pub struct Plant {
     m_dry: f64,
 }
 
-impl Plant {
+impl SimPlant {
     /// A plant at `x0` (true state) with target `x_target`; disturbances drawn from `seed`.
     /// The initial command is the problem's neutral control (descent: hover thrust clamped to
     /// the annulus; others: 0).
@@ -200,24 +120,51 @@ impl Plant {
         let success_tol = (problem.descent.success_position_tol, problem.descent.success_speed_tol);
         Ok(Self { m0: x0[x0.len() - 1], problem: p, kind, cfg: cfg.clone(), x: x0, x_target, t: 0.0, u, pending: VecDeque::new(), thrust_scale, thrust_rot, mass_bias, rng, episode, result: None, success_tol, m_dry: problem.descent.m_dry })
     }
+    fn applied_control(&self) -> DVector<f64> {
+        match self.kind {
+            // out of propellant: no thrust (the mass stays at the dry mass)
+            ProblemKind::Descent if self.x[6] <= self.m_dry => DVector::zeros(3),
+            ProblemKind::Descent => {
+                let t = self.thrust_rot * Vector3::new(self.u[0], self.u[1], self.u[2]) * self.thrust_scale;
+                DVector::from_vec(vec![t.x, t.y, t.z])
+            }
+            _ => self.u.clone(),
+        }
+    }
+    fn finish(&mut self, x: DVector<f64>, t: f64, touched: bool) {
+        let r = match self.kind {
+            ProblemKind::Descent => {
+                let pos = ((x[0] - self.x_target[0]).powi(2) + (x[1] - self.x_target[1]).powi(2)).sqrt();
+                let speed = x.rows(3, 3).norm();
+                let success = touched && pos < self.success_tol.0 && speed < self.success_tol.1;
+                EpisodeResult { episode: self.episode, t, touched_down: touched, position_error: pos, speed, fuel_kg: self.m0 - x[6], success }
+            }
+            _ => EpisodeResult { episode: self.episode, t, touched_down: false, position_error: (&x - &self.x_target).norm(), speed: 0.0, fuel_kg: 0.0, success: self.problem.is_success(&x, &self.x_target) },
+        };
+        self.x = x;
+        self.t = t;
+        self.result = Some(r);
+    }
+}
 
+impl Plant for SimPlant {
     /// Time since the episode start [s].
-    pub fn time(&self) -> f64 {
+    fn time(&self) -> f64 {
         self.t
     }
 
     /// The true state.
-    pub fn true_state(&self) -> &DVector<f64> {
+    fn true_state(&self) -> &DVector<f64> {
         &self.x
     }
 
     /// The episode's result once it has ended.
-    pub fn result(&self) -> Option<&EpisodeResult> {
+    fn result(&self) -> Option<&EpisodeResult> {
         self.result.as_ref()
     }
 
     /// The state estimate the plant publishes: the true state plus noise and mass bias.
-    pub fn measured_state(&mut self) -> DVector<f64> {
+    fn measured_state(&mut self) -> DVector<f64> {
         let mut x = self.x.clone();
         if self.kind == ProblemKind::Descent {
             let (sp, sv) = (self.cfg.pos_noise_m, self.cfg.vel_noise_mps);
@@ -236,7 +183,7 @@ impl Plant {
 
     /// Receives a command at plant time `t` (it takes effect at `t + latency_s`). A command
     /// with the wrong length or a NaN is ignored (returns false) and the held command stays.
-    pub fn command(&mut self, u: &DVector<f64>) -> bool {
+    fn command(&mut self, u: &DVector<f64>) -> bool {
         if u.len() != self.problem.control_dim() || u.iter().any(|v| !v.is_finite()) {
             return false;
         }
@@ -244,21 +191,9 @@ impl Plant {
         true
     }
 
-    fn applied_control(&self) -> DVector<f64> {
-        match self.kind {
-            // out of propellant: no thrust (the mass stays at the dry mass)
-            ProblemKind::Descent if self.x[6] <= self.m_dry => DVector::zeros(3),
-            ProblemKind::Descent => {
-                let t = self.thrust_rot * Vector3::new(self.u[0], self.u[1], self.u[2]) * self.thrust_scale;
-                DVector::from_vec(vec![t.x, t.y, t.z])
-            }
-            _ => self.u.clone(),
-        }
-    }
-
     /// Advances by `dt` [s] (RK4 at the internal rate, zero-order hold on the command in
     /// effect). Returns the result when the episode ends during the step.
-    pub fn advance(&mut self, dt: f64) -> Option<&EpisodeResult> {
+    fn advance(&mut self, dt: f64) -> Option<&EpisodeResult> {
         if self.result.is_some() {
             return self.result.as_ref();
         }
@@ -284,20 +219,5 @@ impl Plant {
             self.finish(self.x.clone(), self.t, false);
         }
         self.result.as_ref()
-    }
-
-    fn finish(&mut self, x: DVector<f64>, t: f64, touched: bool) {
-        let r = match self.kind {
-            ProblemKind::Descent => {
-                let pos = ((x[0] - self.x_target[0]).powi(2) + (x[1] - self.x_target[1]).powi(2)).sqrt();
-                let speed = x.rows(3, 3).norm();
-                let success = touched && pos < self.success_tol.0 && speed < self.success_tol.1;
-                EpisodeResult { episode: self.episode, t, touched_down: touched, position_error: pos, speed, fuel_kg: self.m0 - x[6], success }
-            }
-            _ => EpisodeResult { episode: self.episode, t, touched_down: false, position_error: (&x - &self.x_target).norm(), speed: 0.0, fuel_kg: 0.0, success: self.problem.is_success(&x, &self.x_target) },
-        };
-        self.x = x;
-        self.t = t;
-        self.result = Some(r);
     }
 }

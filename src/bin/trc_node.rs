@@ -34,7 +34,8 @@ use r2r::std_msgs::msg::{Float64, Header};
 use r2r::trc_control::msg::{ControlSequence, Goal, State};
 use r2r::QosProfile;
 use trc_control::config::ProblemKind;
-use trc_control::control::{policy_from_config, CycleOutcome, InferenceWorker, RecedingHorizon, StateInput};
+use trc_control::control::{CycleOutcome, RecedingHorizon, StateInput};
+use trc_control::plan::PlanStatus;
 use trc_control::ros::params::{startup_config, ParamStore};
 use trc_control::ros::{self, descent_state_from_odometry, goal_from_msg, plan_to_msg, state_from_msg, thrust_to_wrench};
 
@@ -116,15 +117,9 @@ fn run() -> AnyResult<()> {
     let sim_now: Arc<Mutex<f64>> = Arc::new(Mutex::new(0.0));
     let clock = Clock { ros: node.get_ros_clock(), sim: cfg.use_sim_time.then(|| sim_now.clone()) };
 
-    // the model on its own thread (loaded and warmed up there)
-    let started = Instant::now();
-    let policy_cfg = cfg.clone();
-    let worker = InferenceWorker::spawn(move || policy_from_config(&policy_cfg, package_root.as_deref())).map_err(|e| e.to_string());
-    match &worker {
-        Ok(w) => log::info!("policy {} ready after {:.2} s (K = {})", w.name(), started.elapsed().as_secs_f64(), w.iterations()),
-        Err(e) => log::error!("no usable policy: {e}; the node stays up and answers every state with FAILED and the safe command"),
-    }
-    let mut controller = RecedingHorizon::new(&cfg.problem, cfg.controller.clone(), worker)?;
+    // the model on its own thread (loaded and warmed up there); a model that cannot be loaded
+    // leaves the node up, answering every state FAILED with the safe command
+    let mut controller = RecedingHorizon::from_config(&cfg, package_root.as_deref())?;
 
     // DDS on its own thread
     let node = Arc::new(Mutex::new(node));
@@ -221,21 +216,22 @@ fn run() -> AnyResult<()> {
                     last_diag = Instant::now();
                     let s = controller.stats();
                     let solve = &s.solve_ms[s.solve_ms.len().saturating_sub(1000)..];
-                    let level = if controller.policy_name().starts_with("none") { 2u8 } else if s.late > 0 || s.fallback > 0 { 1 } else { 0 };
+                    let fallback = s.count(PlanStatus::FallbackShifted);
+                    let level = if !controller.has_policy() { 2u8 } else if s.late > 0 || fallback > 0 { 1 } else { 0 };
                     let kv = |k: &str, v: String| KeyValue { key: k.into(), value: v };
                     let status = DiagnosticStatus {
                         level,
                         name: "trc_node: receding-horizon controller".into(),
-                        message: format!("{} cycles, {} late, {} fallback", s.cycles, s.late, s.fallback),
+                        message: format!("{} cycles, {} late, {} fallback", s.cycles, s.late, fallback),
                         hardware_id: controller.policy_name(),
                         values: vec![
                             kv("cycles", s.cycles.to_string()),
                             kv("rate_hz", format!("{:.2}", window_cycles as f64 / dt)),
-                            kv("converged", s.converged.to_string()),
-                            kv("anytime", s.anytime.to_string()),
-                            kv("fallback_shifted", s.fallback.to_string()),
-                            kv("failed", s.failed.to_string()),
-                            kv("terminal_phase", s.terminal.to_string()),
+                            kv("converged", s.count(PlanStatus::Converged).to_string()),
+                            kv("anytime", s.count(PlanStatus::Anytime).to_string()),
+                            kv("fallback_shifted", fallback.to_string()),
+                            kv("failed", s.count(PlanStatus::Failed).to_string()),
+                            kv("terminal", s.count(PlanStatus::Terminal).to_string()),
                             kv("landing_time_moves", s.retimed.to_string()),
                             kv("deadline_misses", s.late.to_string()),
                             kv("deadline_ms", format!("{:.1}", controller.config().deadline_s * 1e3)),
@@ -258,7 +254,8 @@ fn run() -> AnyResult<()> {
     running.store(false, Ordering::Relaxed);
     let _ = spinner.join();
     let s = controller.stats();
-    log::info!("trc_node: {} cycles: {} converged, {} anytime, {} fallback, {} failed, {} terminal, {} late, {} landing-time moves", s.cycles, s.converged, s.anytime, s.fallback, s.failed, s.terminal, s.late, s.retimed);
+    let counts: Vec<String> = PlanStatus::ALL.iter().map(|st| format!("{} {}", s.count(*st), st.name())).collect();
+    log::info!("trc_node: {} cycles: {}; {} late, {} landing-time moves", s.cycles, counts.join(", "), s.late, s.retimed);
     drop(controller); // ends the inference thread before libtorch's static teardown
     result
 }

@@ -1,4 +1,4 @@
-//! `trc_sim`: the plant simulator node (r2r) over [`trc_control::plant::Plant`]: true dynamics
+//! `trc_sim`: the plant simulator node (r2r) over [`trc_control::plant::SimPlant`]: true dynamics
 //! by RK4 at `sim.internal_hz`, zero-order hold on the latest `command`, disturbances, seeded
 //! episodes, touchdown detection; the test harness of `make demo` and the integration test.
 //!
@@ -18,7 +18,6 @@
 //! End-to-end latency is measured here: state publication -> the `control_sequence` that
 //! answers it (matched by stamp), wall time.
 
-use trc_control::closed_loop::percentile;
 use std::collections::HashMap;
 use std::process::ExitCode;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -29,10 +28,10 @@ use r2r::geometry_msgs::msg::WrenchStamped;
 use r2r::std_msgs::msg::{Float64, Header};
 use r2r::trc_control::msg::{ControlSequence, Goal, State};
 use r2r::QosProfile;
-use serde::Serialize;
-use trc_control::closed_loop::{episode_specs, EpisodeSpec, T0};
+use trc_control::closed_loop::{episode_goal, episode_sim, episode_specs, EpisodeLog, T0};
 use trc_control::config::ProblemKind;
-use trc_control::plant::{EpisodeResult, Plant};
+use trc_control::plan::PlanStatus;
+use trc_control::plant::{Plant, SimPlant};
 use trc_control::ros::params::{startup_config, ParamStore};
 use trc_control::ros::{self, secs_from_time, state_to_msg, time_from_secs, wrench_to_thrust};
 
@@ -49,28 +48,6 @@ fn main() -> ExitCode {
         }
     }
 }
-
-/// One episode as written to `landing` and the results file.
-#[derive(Debug, Serialize)]
-struct EpisodeRecord {
-    result: EpisodeResult,
-    spec: EpisodeSpec,
-    fuel_gap: f64,
-    cycles: u64,
-    converged: u64,
-    anytime: u64,
-    fallback_shifted: u64,
-    failed: u64,
-    solve_ms_p50: f64,
-    solve_ms_p99: f64,
-    e2e_ms_p50: f64,
-    e2e_ms_p99: f64,
-    late: u64,
-    deadline_ms: f64,
-    /// True trajectory `(t, x)` at the state rate.
-    trajectory: Vec<(f64, Vec<f64>)>,
-}
-
 
 fn wall_now() -> f64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
@@ -149,9 +126,11 @@ fn run() -> AnyResult<bool> {
     };
     for spec in &specs {
         let x0 = DVector::from_column_slice(&spec.x0);
-        let mut plant = Plant::new(&problem, &trc_control::closed_loop::episode_sim(&problem, &sim, spec), x0, DVector::from_column_slice(&spec.x_target), spec.index)?;
-        let goal_t_go = if problem.name == ProblemKind::Descent { spec.t_go } else { 0.0 };
-        let goal_msg = |stamp: f64| Goal { header: Header { stamp: time_from_secs(stamp), frame_id: "landing_site".into() }, x_target: spec.x_target.clone(), t_go: goal_t_go };
+        let mut plant = SimPlant::new(&problem, &episode_sim(&problem, &sim, spec), x0, DVector::from_column_slice(&spec.x_target), spec.index)?;
+        let goal_msg = |stamp: f64| {
+            let g = episode_goal(&problem, spec, stamp);
+            Goal { header: Header { stamp: time_from_secs(stamp), frame_id: "landing_site".into() }, x_target: g.x_target, t_go: g.t_go }
+        };
         // handshake: frozen vehicle until the controller answers
         let wait_start = Instant::now();
         goal_pub.publish(&goal_msg(stamp_now(t_base)))?;
@@ -189,8 +168,8 @@ fn run() -> AnyResult<bool> {
         while let Some(Some(_)) = seq_sub.next().now_or_never() {}
         let _ = commands.latest();
         let mut sent: HashMap<i64, Instant> = HashMap::new();
-        let (mut counts, mut solve_ms, mut e2e_ms, mut late) = ([0u64; 4], Vec::new(), Vec::new(), 0u64);
-        let mut trajectory = vec![(0.0, plant.true_state().iter().copied().collect::<Vec<_>>())];
+        let mut episode = EpisodeLog::default();
+        episode.state(plant.time(), plant.true_state());
         let wall0 = Instant::now();
         let mut tick = 0u64;
         let result = loop {
@@ -211,11 +190,10 @@ fn run() -> AnyResult<bool> {
                     let key = (secs_from_time(&m.header.stamp) * 1e6).round() as i64;
                     if let Some(t) = sent.remove(&key) {
                         let ms = t.elapsed().as_secs_f64() * 1e3;
-                        e2e_ms.push(ms);
-                        late += u64::from(ms > deadline_ms);
-                        counts[(m.status as usize).min(3)] += 1;
-                        if m.status != ControlSequence::FAILED as u8 && m.iterations > 0 {
-                            solve_ms.push(m.solve_time_ms);
+                        episode.e2e(ms);
+                        match PlanStatus::from_u8(m.status) {
+                            Some(status) => episode.answer(status, m.solve_time_ms, ms > deadline_ms),
+                            None => log::warn!("control_sequence with unknown status {}; not counted", m.status),
                         }
                     }
                 }
@@ -235,48 +213,32 @@ fn run() -> AnyResult<bool> {
             if !ended && period > advanced {
                 ended = plant.advance(period - advanced).is_some();
             }
-            trajectory.push((plant.time(), plant.true_state().iter().copied().collect()));
+            episode.state(plant.time(), plant.true_state());
             sent.retain(|_, t| t.elapsed() < Duration::from_secs(5));
             if let (true, Some(r)) = (ended, plant.result()) {
                 break r.clone();
             }
         };
         t_base = t_start + plant.time() + 1.0;
-        let fuel_gap = if spec.fuel_opt_kg > 0.0 { result.fuel_kg / spec.fuel_opt_kg - 1.0 } else { 0.0 };
-        let rec = EpisodeRecord {
-            fuel_gap,
-            cycles: counts.iter().sum(),
-            converged: counts[0],
-            anytime: counts[1],
-            fallback_shifted: counts[2],
-            failed: counts[3],
-            solve_ms_p50: percentile(&solve_ms, 0.5),
-            solve_ms_p99: percentile(&solve_ms, 0.99),
-            e2e_ms_p50: percentile(&e2e_ms, 0.5),
-            e2e_ms_p99: percentile(&e2e_ms, 0.99),
-            late,
-            deadline_ms,
-            trajectory,
-            spec: spec.clone(),
-            result: result.clone(),
-        };
+        let rec = episode.finish(spec, result.clone(), deadline_ms);
         all_ok &= result.success;
         log::info!(
-            "episode {}: {} | touchdown error {:.2} m, speed {:.2} m/s, fuel {:.1} kg vs optimum {:.1} kg ({:+.2}%), solve p50/p99 {:.2}/{:.2} ms, e2e p50/p99 {:.2}/{:.2} ms, anytime {}, fallback {}, late {}",
+            "episode {}: {} | touchdown error {:.2} m, speed {:.2} m/s, fuel {:.1} kg vs optimum {:.1} kg ({:+.2}%), solve p50/p99 {:.2}/{:.2} ms, e2e p50/p99 {:.2}/{:.2} ms, anytime {}, fallback {}, terminal {}, late {}",
             spec.index,
             if result.success { "LANDED" } else { "MISSED" },
             result.position_error,
             result.speed,
             result.fuel_kg,
             spec.fuel_opt_kg,
-            fuel_gap * 100.0,
+            rec.fuel_gap * 100.0,
             rec.solve_ms_p50,
             rec.solve_ms_p99,
             rec.e2e_ms_p50,
             rec.e2e_ms_p99,
             rec.anytime,
             rec.fallback_shifted,
-            late
+            rec.terminal,
+            rec.late
         );
         let yaml = serde_yaml::to_string(&rec)?;
         let _ = landing_pub.publish(&r2r::std_msgs::msg::String { data: yaml.clone() });

@@ -1,13 +1,24 @@
-//! The receding-horizon controller and its policies (ROS-free; the node is a thin layer over it).
+//! The receding-horizon controller and its plug-ins (ROS-free; the node is a thin layer over it).
 //!
-//! - [`policy`]: the [`policy::Policy`] trait; TRC and the classical solver.
+//! - [`receding`]: the generic cycle: guards, time-to-go, candidate, one finish, publish.
+//! - [`mission`]: what is specific to a task (descent's gate, terminal phase, correction and
+//!   retiming; the fixed horizon of the benchmark problems).
+//! - [`policy`]: the [`policy::Policy`] trait; TRC, the classical solver, a replay policy.
 //! - [`worker`]: the inference thread with per-job deadlines.
-//! - [`receding`]: one cycle: guards, time-to-go, warm start / shift, deadline, anytime, fallback.
+//! - [`correction`]: the terminal correction (projected Gauss-Newton), the descent mission's
+//!   safety layer.
+//! - [`io`]: states and goals in, outcomes and counters out.
 
+pub mod correction;
+pub mod io;
+pub mod mission;
 pub mod policy;
 pub mod receding;
 pub mod worker;
 
-pub use policy::{policy_from_config, InjectedDelay, Iterate, PlanRequest, Policy, PolicyError, SolverPolicy, TrcPolicy};
-pub use receding::{shift_controls, ControllerConfig, CycleOutcome, GoalInput, RecedingHorizon, Rejected, StateInput, Stats};
+pub use io::{CycleOutcome, GoalInput, Rejected, StateInput, Stats};
+pub use mission::{mission_for, DescentMission, FixedHorizonMission, Mission, Phase};
+pub use policy::{policy_from_config, resolve_device, DelayKnob, InjectedDelay, Iterate, PlanRequest, Policy, PolicyError, ReplayPolicy, SolverPolicy, TrcPolicy};
+pub use receding::{shift_controls, RecedingHorizon};
 pub use worker::{InferenceWorker, WorkerEvent};
+pub use crate::config::ControllerConfig;

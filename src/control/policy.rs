@@ -3,20 +3,22 @@
 //! A [`Policy`] turns a request (state `x`, target, time-to-go `t_go`, optional warm start
 //! u^(0)) into a sequence of iterates u^(1..K), reporting each one as it finishes so the
 //! controller can stop at its deadline and publish the best finished iterate (anytime use).
-//! Two implementations: [`TrcPolicy`] (the TRC network, K outer iterations) and
-//! [`SolverPolicy`] (the classical optimal-control solver; one "iterate", slow).
+//! Implementations: [`TrcPolicy`] (the TRC network, K outer iterations), [`SolverPolicy`] (the
+//! classical optimal-control solver; one "iterate", slow) and [`ReplayPolicy`] (fixed iterates,
+//! for tests). Policies know nothing of the mission: the controller finishes whatever they return
+//! ([`crate::control::mission::Mission::finish`]).
 
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use nalgebra::{DMatrix, DVector};
 use tch::{Device, Kind};
 use thiserror::Error;
 
-use crate::config::ProblemConfig;
+use crate::config::{DeviceChoice, PolicyKind, ProblemConfig, TrcConfig};
 use crate::model::checkpoint::{self, CheckpointError, ModelCard};
-use crate::model::terminal::{correct, CorrectionModel, TerminalCorrection};
-use crate::model::trc::Simulator;
 use crate::model::Trc;
 use crate::solvers::{self, Instance, OcpSolver, SolverSettings};
 use crate::tensor;
@@ -33,12 +35,6 @@ pub struct PlanRequest {
     /// Warm start u^(0) `[N, m]` (the shifted previous solution), or `None` for the policy's own
     /// initial guess (TRC: the InitialDecoder).
     pub u_warm: Option<DMatrix<f64>>,
-    /// Terminal correction to apply to every iterate before reporting it (TRC; the solver's
-    /// optimum already meets the terminal constraint). Travels with the request, so a live
-    /// `controller.terminal_correction.*` change applies from the next cycle.
-    pub correction: TerminalCorrection,
-    /// No correction step starts after this instant (the cycle's budget); `None`: no limit.
-    pub deadline: Option<std::time::Instant>,
 }
 
 /// A finished refinement iterate.
@@ -99,8 +95,6 @@ pub struct TrcPolicy {
     stem: String,
     /// Injected delays (tests).
     pub delay: InjectedDelay,
-    /// The plant model (RK4, zero-order hold) for [`CorrectionModel::Plant`].
-    plant: Simulator,
 }
 
 impl TrcPolicy {
@@ -112,8 +106,7 @@ impl TrcPolicy {
     pub fn load(stem: &Path, problem: &ProblemConfig, device: Device, outer: Option<u32>) -> Result<Self, PolicyError> {
         let (vs, model, card) = checkpoint::load(stem, device, Some(problem))?;
         let outer = outer.map(i64::from).unwrap_or(card.model.outer);
-        let plant = Simulator::Rk4(problem.build().map_err(|e| PolicyError::Inference(e.to_string()))?);
-        Ok(Self { _vs: vs, model, card, outer, plant, stem: stem.display().to_string(), delay: InjectedDelay::default() })
+        Ok(Self { _vs: vs, model, card, outer, stem: stem.display().to_string(), delay: InjectedDelay::default() })
     }
 
     /// The model card.
@@ -124,7 +117,7 @@ impl TrcPolicy {
     /// Runs `n` forward passes on a representative input (allocator and kernel warm-up; the first
     /// pass on CUDA is much slower than the rest).
     pub fn warm_up(&mut self, x0: &DVector<f64>, x_target: &DVector<f64>, t_go: f64, n: usize) {
-        let req = PlanRequest { x0: x0.clone(), x_target: x_target.clone(), t_go, u_warm: None, correction: TerminalCorrection::default(), deadline: None };
+        let req = PlanRequest { x0: x0.clone(), x_target: x_target.clone(), t_go, u_warm: None };
         let delay = std::mem::take(&mut self.delay);
         for _ in 0..n {
             let _ = self.refine(&req, &mut |_| true);
@@ -158,22 +151,13 @@ impl Policy for TrcPolicy {
             std::thread::sleep(self.delay.before);
         }
         let between = self.delay.between;
-        let correction = req.correction;
-        let sim = match correction.model {
-            CorrectionModel::Plant => &self.plant,
-            CorrectionModel::InLoop => self.model.simulator(),
-        };
-        let dt = req.t_go / sim.problem().horizon() as f64;
         let mut failure = None;
         let mut cb = |k: i64, u: &tch::Tensor| {
             if !between.is_zero() {
                 std::thread::sleep(between);
             }
             match tensor::to_dmatrix(&u.squeeze_dim(0)) {
-                Ok(u) if u.iter().all(|v| v.is_finite()) => {
-                    let (u, _) = correct(sim, &req.x0, &req.x_target, &u, dt, &correction, req.deadline);
-                    on_iterate(Iterate { k: k as u32, u })
-                }
+                Ok(u) if u.iter().all(|v| v.is_finite()) => on_iterate(Iterate { k: k as u32, u }),
                 Ok(_) => {
                     failure = Some(format!("iterate {k} has a NaN or infinite control"));
                     false
@@ -251,15 +235,31 @@ impl Policy for Box<dyn Policy> {
     }
 }
 
-/// Builds the policy a node config asks for (`node.policy`, `node.model`, `node.device`,
-/// injected delays) and warms it up with `node.warmup_passes` forward passes. Relative model
-/// paths are tried from the working directory, then from `package_root`.
+/// The device `choice` resolves to on this machine, and why (logged by the node).
+///
+/// # Errors
+/// [`PolicyError::Inference`] for `cuda` when libtorch sees no CUDA device.
+pub fn resolve_device(choice: DeviceChoice) -> Result<(Device, &'static str), PolicyError> {
+    let cuda = tch::Cuda::is_available();
+    match (choice, cuda) {
+        (DeviceChoice::Cpu, _) => Ok((Device::Cpu, "node.device = cpu")),
+        (DeviceChoice::Cuda, true) => Ok((Device::Cuda(0), "node.device = cuda")),
+        (DeviceChoice::Cuda, false) => Err(PolicyError::Inference("node.device = cuda but libtorch sees no CUDA device (use auto or cpu; check the driver and that the binary links libtorch_cuda)".into())),
+        (DeviceChoice::Auto, true) => Ok((Device::Cuda(0), "node.device = auto and a CUDA device is available")),
+        (DeviceChoice::Auto, false) => Ok((Device::Cpu, "node.device = auto and libtorch sees no CUDA device")),
+    }
+}
+
+/// Builds the policy a config asks for (`node.policy`, `node.model`, `node.device`, injected
+/// delays) and warms it up with `node.warmup_passes` forward passes. Relative model paths are
+/// tried from the working directory, then from `package_root`. Called on the inference thread
+/// by [`crate::control::RecedingHorizon::from_config`].
 ///
 /// # Errors
 /// [`PolicyError`] when the model cannot be loaded or does not match the problem.
-pub fn policy_from_config(cfg: &crate::config::TrcConfig, package_root: Option<&Path>) -> Result<Box<dyn Policy>, PolicyError> {
+pub fn policy_from_config(cfg: &TrcConfig, package_root: Option<&Path>) -> Result<Box<dyn Policy>, PolicyError> {
     let node = &cfg.node;
-    if node.policy == "solver" {
+    if node.policy == PolicyKind::Solver {
         return Ok(Box::new(SolverPolicy::new(&cfg.problem, SolverSettings::default())?));
     }
     let stem = if node.model.is_empty() { format!("models/{}", cfg.problem.name) } else { node.model.clone() };
@@ -269,18 +269,77 @@ pub fn policy_from_config(cfg: &crate::config::TrcConfig, package_root: Option<&
             path = root.join(&stem);
         }
     }
-    let device = match node.device.as_str() {
-        "cpu" => Device::Cpu,
-        "cuda" if tch::Cuda::is_available() => Device::Cuda(0),
-        "cuda" => return Err(PolicyError::Inference("node.device = cuda but CUDA is not available (use auto or cpu)".into())),
-        _ => Device::cuda_if_available(),
-    };
+    let (device, why) = resolve_device(node.device)?;
     let outer = (cfg.controller.outer > 0).then_some(cfg.controller.outer);
     let mut p = TrcPolicy::load(&path, &cfg.problem, device, outer)?;
     let problem = cfg.problem.build().map_err(|e| PolicyError::Inference(e.to_string()))?;
     let inst = crate::data::sample_instance(&cfg.problem, 0, crate::data::Split::Val, 0);
     p.warm_up(&inst.x0, &problem.default_target(), problem.default_t_go(), cfg.node.warmup_passes as usize);
     p.delay = InjectedDelay { before: Duration::from_secs_f64(node.inject_delay_ms * 1e-3), between: Duration::from_secs_f64(node.inject_delay_between_ms * 1e-3) };
-    log::info!("policy: {} on {:?}", p.name(), device);
+    log::info!("policy: {} on {device:?} ({why})", p.name());
     Ok(Box::new(p))
+}
+
+/// Delays a test can change while a [`ReplayPolicy`] runs on the inference thread.
+#[derive(Debug, Default)]
+pub struct DelayKnob {
+    before_us: AtomicU64,
+    between_us: AtomicU64,
+}
+
+impl DelayKnob {
+    /// Sleep `before` the first iterate and `between` iterates (before reporting each).
+    pub fn set(&self, before: Duration, between: Duration) {
+        self.before_us.store(before.as_micros() as u64, Ordering::SeqCst);
+        self.between_us.store(between.as_micros() as u64, Ordering::SeqCst);
+    }
+
+    fn before(&self) -> Duration {
+        Duration::from_micros(self.before_us.load(Ordering::SeqCst))
+    }
+
+    fn between(&self) -> Duration {
+        Duration::from_micros(self.between_us.load(Ordering::SeqCst))
+    }
+}
+
+/// A policy that replays fixed iterates `u^(1..K)` (each `[N, m]`) whatever the request, with
+/// delays from a [`DelayKnob`]: controller and mission tests need no trained weights.
+#[derive(Debug)]
+pub struct ReplayPolicy {
+    problem: ProblemConfig,
+    iterates: Vec<DMatrix<f64>>,
+    knob: Arc<DelayKnob>,
+}
+
+impl ReplayPolicy {
+    /// Replays `iterates` for `problem`.
+    pub fn new(problem: &ProblemConfig, iterates: Vec<DMatrix<f64>>, knob: Arc<DelayKnob>) -> Self {
+        Self { problem: problem.clone(), iterates, knob }
+    }
+}
+
+impl Policy for ReplayPolicy {
+    fn name(&self) -> String {
+        format!("replay({} iterates)", self.iterates.len())
+    }
+
+    fn problem(&self) -> &ProblemConfig {
+        &self.problem
+    }
+
+    fn iterations(&self) -> u32 {
+        self.iterates.len() as u32
+    }
+
+    fn refine(&mut self, _req: &PlanRequest, on_iterate: &mut dyn FnMut(Iterate) -> bool) -> Result<(), PolicyError> {
+        std::thread::sleep(self.knob.before());
+        for (k, u) in self.iterates.iter().enumerate() {
+            std::thread::sleep(self.knob.between());
+            if !on_iterate(Iterate { k: k as u32 + 1, u: u.clone() }) {
+                break;
+            }
+        }
+        Ok(())
+    }
 }

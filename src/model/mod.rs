@@ -9,14 +9,14 @@
 //!   ResidualDecoder, learned z_H / z_L, K outer x n inner iterations with the rollout simulated in
 //!   the loop.
 //! - [`checkpoint`]: safetensors weights + YAML model card.
-//! - [`terminal`]: terminal-constraint correction (projected Gauss-Newton) of a control sequence,
-//!   a classical step after the network, reported separately from it.
+//!
+//! The discrete model simulated in the loop is [`crate::problems::Simulator`]; the classical
+//! terminal correction after the network is [`crate::control::correction`].
 
 pub mod checkpoint;
 pub mod layers;
 pub mod normalizer;
 pub mod projection;
-pub mod terminal;
 pub mod trc;
 
 use serde::{Deserialize, Serialize};

@@ -10,8 +10,8 @@ use serde::{Deserialize, Serialize};
 use tch::Tensor;
 
 use super::{check_box, check_finite_states, ConstraintViolation, ControlConstraint, Problem, QuadraticCost};
-use crate::config::{non_negative, positive, ProblemKind};
-use crate::error::ConfigError;
+use super::ProblemKind;
+use crate::error::{non_negative, positive, ConfigError};
 
 /// Double-integrator parameters (project defaults: a 5 s horizon at 10 Hz, unit weights).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -10,9 +10,14 @@
 //! Conventions: a trajectory is a `DMatrix` `[N+1, n]` (row k is `x_k`), a control sequence a
 //! `DMatrix` `[N, m]` (row k is `u_k`, held over `[t_k, t_k + dt)`); all quantities in SI units.
 
+mod config;
 mod double_integrator;
 mod powered_descent;
+mod sim;
 mod van_der_pol;
+
+pub use config::{ProblemConfig, ProblemKind};
+pub use sim::{Simulator, FAST_BATCH};
 
 pub use double_integrator::{DoubleIntegrator, DoubleIntegratorParams};
 pub use powered_descent::{DescentParams, LcvxDiscretization, PoweredDescent};
@@ -21,7 +26,6 @@ pub use van_der_pol::{VanDerPol, VanDerPolParams};
 use nalgebra::{DMatrix, DVector};
 use tch::Tensor;
 
-use crate::config::ProblemKind;
 use crate::error::ProblemError;
 
 /// The set of admissible controls at one node.
@@ -316,4 +320,18 @@ fn problem_name(kind: ProblemKind) -> &'static str {
 /// A constant vector as a `[1, len]` tensor on `like`'s device and dtype (for broadcasting).
 pub(crate) fn const_row(values: &[f64], like: &Tensor) -> Tensor {
     Tensor::from_slice(values).to_kind(like.kind()).to_device(like.device()).unsqueeze(0)
+}
+
+/// Projects every row of `u` `[N, m]` onto the admissible set.
+pub fn project_rows(u: &DMatrix<f64>, c: &ControlConstraint) -> DMatrix<f64> {
+    let mut out = u.clone();
+    for k in 0..u.nrows() {
+        let row = u.row(k).transpose();
+        let p = match c {
+            ControlConstraint::Box { lower, upper } => DVector::from_iterator(row.len(), row.iter().enumerate().map(|(j, v)| v.clamp(lower[j], upper[j]))),
+            ControlConstraint::ThrustAnnulusCone { rho_min, rho_max, max_tilt } => PoweredDescent::project_thrust(&row, *rho_min, *rho_max, *max_tilt),
+        };
+        out.row_mut(k).copy_from(&p.transpose());
+    }
+    out
 }

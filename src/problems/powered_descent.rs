@@ -24,8 +24,8 @@ use serde::{Deserialize, Serialize};
 use tch::Tensor;
 
 use super::{check_finite_states, const_row, ConstraintViolation, ControlConstraint, Problem, ViolationKind};
-use crate::config::{non_negative, positive, ProblemKind};
-use crate::error::ConfigError;
+use super::ProblemKind;
+use crate::error::{non_negative, positive, ConfigError};
 
 /// Powered-descent parameters. Vehicle defaults: the Mars lander of Acikmese & Ploen (2007) §V
 /// and Blackmore et al. (2010) §VI (m_wet 1905 kg, m_dry 1505 kg, Isp 225 s, six 3100 N engines

@@ -9,8 +9,8 @@ use serde::{Deserialize, Serialize};
 use tch::Tensor;
 
 use super::{check_box, check_finite_states, ConstraintViolation, ControlConstraint, Problem, QuadraticCost};
-use crate::config::{non_negative, positive, ProblemKind};
-use crate::error::ConfigError;
+use super::ProblemKind;
+use crate::error::{non_negative, positive, ConfigError};
 
 /// Van der Pol parameters. Defaults: DESIGN.md §3 (the TRC authors' setting).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

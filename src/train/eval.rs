@@ -20,7 +20,8 @@ use tch::{Device, Kind, Tensor};
 use super::{relative_cost, Tensors};
 use crate::config::ProblemKind;
 use crate::data::Dataset;
-use crate::model::terminal::{correct, TerminalCorrection};
+use crate::config::{CorrectionModel, TerminalCorrection};
+use crate::control::correction::TerminalCorrector;
 use crate::model::Trc;
 use crate::problems::ViolationKind;
 
@@ -80,7 +81,7 @@ pub struct EvalResult {
     pub continuous_success: Option<(f64, f64)>,
     /// Descent: touchdown position / speed error in the evaluation model (median).
     pub landing_error_median: Option<(f64, f64)>,
-    /// The same final controls after the terminal correction ([`crate::model::terminal`]), for
+    /// The same final controls after the terminal correction ([`crate::control::correction`]), for
     /// problems with a terminal equality (descent); `None` otherwise.
     pub corrected: Option<CorrectedEval>,
 }
@@ -124,7 +125,7 @@ pub fn evaluate(model: &Trc, test: &Dataset, outer: i64, batch: usize, landing_w
     let (mut cont, mut cont_opt) = (0usize, 0usize);
     let (mut pos_err, mut vel_err) = (Vec::new(), Vec::new());
     // in the evaluation model, so the corrected success is judged where the correction aims
-    let settings = TerminalCorrection { model: crate::model::terminal::CorrectionModel::InLoop, ..Default::default() };
+    let corrector = TerminalCorrector::new(model.problem_config(), TerminalCorrection { model: CorrectionModel::InLoop, ..Default::default() }).expect("the model's problem is valid");
     let has_terminal = p.terminal_equality().is_some();
     let (mut c_gaps, mut c_pos, mut c_vel) = (Vec::new(), Vec::new(), Vec::new());
     let (mut c_ok, mut c_cv, mut c_sv, mut c_cont, mut c_iters) = (0usize, 0usize, 0usize, 0usize, 0usize);
@@ -164,7 +165,7 @@ pub fn evaluate(model: &Trc, test: &Dataset, outer: i64, batch: usize, landing_w
             cviol += v.iter().any(|v| is_ctrl(&v.kind)) as usize;
             sviol += v.iter().any(|v| !is_ctrl(&v.kind)) as usize;
             if has_terminal {
-                let (uc, rep) = correct(sim, &x0, &xt, uj, dt, &settings, None);
+                let (uc, rep) = corrector.correct(&x0, &xt, uj, dt, None);
                 c_iters += rep.iterations;
                 let xc = sim.rollout_one(&x0, &uc, dt).expect("dimensions match the model");
                 let jc = p.cost(&xc, &uc, &xt, dt);

@@ -2,71 +2,50 @@
 //! lockstep, every answer held to its wall-clock deadline), with a per-episode table, a summary,
 //! and a trajectory plot; and the table / plot of `trc demo` (episodes flown over DDS).
 
-use trc_control::closed_loop::percentile;
 use std::fmt::Write as _;
 use std::path::Path;
 
-use trc_control::closed_loop::{episode_specs, fly, ClosedLoopReport, EpisodeSpec};
+use trc_control::closed_loop::{episode_specs, fly, percentile, EpisodeReport};
 use trc_control::config::{ProblemKind, TrcConfig};
+use trc_control::control::RecedingHorizon;
 use trc_control::plot::{Panel, Series};
-use trc_control::control::{policy_from_config, InferenceWorker, RecedingHorizon};
 
 type AnyResult<T> = Result<T, Box<dyn std::error::Error>>;
 
 
-/// One row of the episode table.
-#[derive(Debug, Clone)]
-pub struct Row {
-    pub index: u64,
-    pub success: bool,
-    pub touched_down: bool,
-    pub position_error: f64,
-    pub speed: f64,
-    pub fuel_kg: f64,
-    pub fuel_opt_kg: f64,
-    pub fuel_gap: f64,
-    pub solve_p50: f64,
-    pub solve_p99: f64,
-    pub anytime: u64,
-    pub fallback: u64,
-    pub failed: u64,
-    pub late: u64,
-    pub trajectory: Vec<(f64, Vec<f64>)>,
-}
-
 /// Markdown table of episodes plus a summary line.
-pub fn table(kind: ProblemKind, rows: &[Row]) -> String {
+pub fn table(kind: ProblemKind, rows: &[EpisodeReport]) -> String {
     let mut md = String::new();
     if kind == ProblemKind::Descent {
-        md.push_str("| episode | result | touchdown error [m] | speed [m/s] | fuel [kg] | optimum [kg] | fuel gap | solve p50 / p99 [ms] | ANYTIME | FALLBACK | FAILED | late |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+        md.push_str("| episode | result | touchdown error [m] | speed [m/s] | fuel [kg] | optimum [kg] | fuel gap | solve p50 / p99 [ms] | ANYTIME | FALLBACK_SHIFTED | FAILED | TERMINAL | late |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
         for r in rows {
-            let _ = writeln!(md, "| {} | {} | {:.2} | {:.2} | {:.1} | {:.1} | {:+.2}% | {:.2} / {:.2} | {} | {} | {} | {} |", r.index, if r.success { "landed" } else { "missed" }, r.position_error, r.speed, r.fuel_kg, r.fuel_opt_kg, r.fuel_gap * 100.0, r.solve_p50, r.solve_p99, r.anytime, r.fallback, r.failed, r.late);
+            let _ = writeln!(md, "| {} | {} | {:.2} | {:.2} | {:.1} | {:.1} | {:+.2}% | {:.2} / {:.2} | {} | {} | {} | {} | {} |", r.spec.index, if r.result.success { "landed" } else { "missed" }, r.result.position_error, r.result.speed, r.result.fuel_kg, r.spec.fuel_opt_kg, r.fuel_gap * 100.0, r.solve_ms_p50, r.solve_ms_p99, r.anytime, r.fallback_shifted, r.failed, r.terminal, r.late);
         }
     } else {
-        md.push_str("| episode | result | final error | solve p50 / p99 [ms] | ANYTIME | FALLBACK | FAILED | late |\n|---|---|---|---|---|---|---|---|\n");
+        md.push_str("| episode | result | final error | solve p50 / p99 [ms] | ANYTIME | FALLBACK_SHIFTED | FAILED | late |\n|---|---|---|---|---|---|---|---|\n");
         for r in rows {
-            let _ = writeln!(md, "| {} | {} | {:.3} | {:.2} / {:.2} | {} | {} | {} | {} |", r.index, if r.success { "success" } else { "fail" }, r.position_error, r.solve_p50, r.solve_p99, r.anytime, r.fallback, r.failed, r.late);
+            let _ = writeln!(md, "| {} | {} | {:.3} | {:.2} / {:.2} | {} | {} | {} | {} |", r.spec.index, if r.result.success { "success" } else { "fail" }, r.result.position_error, r.solve_ms_p50, r.solve_ms_p99, r.anytime, r.fallback_shifted, r.failed, r.late);
         }
     }
     md
 }
 
 /// Summary numbers over episodes: (success rate, mean fuel gap, median fuel gap, median position error, median speed).
-pub fn summary(rows: &[Row]) -> (f64, f64, f64, f64, f64) {
+pub fn summary(rows: &[EpisodeReport]) -> (f64, f64, f64, f64, f64) {
     let n = rows.len().max(1) as f64;
     let gaps: Vec<f64> = rows.iter().map(|r| r.fuel_gap).collect();
     (
-        rows.iter().filter(|r| r.success).count() as f64 / n,
+        rows.iter().filter(|r| r.result.success).count() as f64 / n,
         gaps.iter().sum::<f64>() / n,
         percentile(&gaps, 0.5),
-        percentile(&rows.iter().map(|r| r.position_error).collect::<Vec<_>>(), 0.5),
-        percentile(&rows.iter().map(|r| r.speed).collect::<Vec<_>>(), 0.5),
+        percentile(&rows.iter().map(|r| r.result.position_error).collect::<Vec<_>>(), 0.5),
+        percentile(&rows.iter().map(|r| r.result.speed).collect::<Vec<_>>(), 0.5),
     )
 }
 
 /// PNG plot of the trajectories (descent: altitude vs horizontal distance to the site, and speed
 /// vs time; others: x2 vs x1 and |x| vs time), one line per episode.
-pub fn plot(kind: ProblemKind, rows: &[Row], out: &Path) -> AnyResult<()> {
+pub fn plot(kind: ProblemKind, rows: &[EpisodeReport], out: &Path) -> AnyResult<()> {
     type Map = Box<dyn Fn(f64, &[f64]) -> (f64, f64)>;
     let panels: Vec<(&str, &str, &str, Map)> = if kind == ProblemKind::Descent {
         vec![
@@ -87,31 +66,13 @@ pub fn plot(kind: ProblemKind, rows: &[Row], out: &Path) -> AnyResult<()> {
     Ok(())
 }
 
-fn row(spec: &EpisodeSpec, r: &ClosedLoopReport) -> Row {
-    Row {
-        index: spec.index,
-        success: r.result.success,
-        touched_down: r.result.touched_down,
-        position_error: r.result.position_error,
-        speed: r.result.speed,
-        fuel_kg: r.result.fuel_kg,
-        fuel_opt_kg: spec.fuel_opt_kg,
-        fuel_gap: r.fuel_gap,
-        solve_p50: percentile(&r.solve_ms, 0.5),
-        solve_p99: percentile(&r.solve_ms, 0.99),
-        anytime: r.counts[1],
-        fallback: r.counts[2],
-        failed: r.counts[3],
-        late: r.late,
-        trajectory: r.trajectory.clone(),
+/// Flies `episodes` lockstep episodes with the controller `cfg` asks for and returns their
+/// reports and all solve times.
+pub fn closed_loop_rows(cfg: &TrcConfig, episodes: usize, progress: bool) -> AnyResult<(Vec<EpisodeReport>, Vec<f64>)> {
+    let mut ctl = RecedingHorizon::from_config(cfg, None)?;
+    if !ctl.has_policy() {
+        return Err(format!("no usable policy: {}", ctl.policy_name()).into());
     }
-}
-
-/// Flies `episodes` lockstep episodes and returns the rows and all solve times.
-pub fn closed_loop_rows(cfg: &TrcConfig, episodes: usize, progress: bool) -> AnyResult<(Vec<Row>, Vec<f64>)> {
-    let pcfg = cfg.clone();
-    let worker = InferenceWorker::spawn(move || policy_from_config(&pcfg, None))?;
-    let mut ctl = RecedingHorizon::new(&cfg.problem, cfg.controller.clone(), Ok(worker))?;
     let specs = episode_specs(&cfg.problem, cfg.sim.seed, cfg.sim.first_episode, episodes);
     let bar = if progress { indicatif::ProgressBar::new(specs.len() as u64) } else { indicatif::ProgressBar::hidden() };
     bar.set_style(indicatif::ProgressStyle::with_template("closed loop [{bar:40}] {pos}/{len} {msg} (eta {eta})").expect("valid template").progress_chars("=> "));
@@ -119,8 +80,8 @@ pub fn closed_loop_rows(cfg: &TrcConfig, episodes: usize, progress: bool) -> Any
     for spec in &specs {
         let r = fly(&mut ctl, &cfg.problem, &cfg.sim, spec)?;
         all_solve.extend(&r.solve_ms);
-        rows.push(row(spec, &r));
-        let landed = rows.iter().filter(|r| r.success).count();
+        rows.push(r);
+        let landed = rows.iter().filter(|r| r.result.success).count();
         bar.set_message(format!("{landed}/{} successful", rows.len()));
         bar.inc(1);
     }

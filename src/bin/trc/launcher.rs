@@ -5,6 +5,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus};
 use std::time::Duration;
 
+use serde::Deserialize as _;
+use trc_control::closed_loop::EpisodeReport;
 use trc_control::config::ProblemKind;
 use trc_control::launch::{resolve, spec};
 
@@ -102,40 +104,13 @@ pub fn demo(problem: ProblemKind, episodes: u32, seed: u64, time_scale: f64, mod
     println!("trc demo: {episodes} {problem} episodes over DDS (trc_sim + trc_node), sim time x{time_scale}; logs follow.\n");
     let status = launch(problem, &args)?;
     let text = std::fs::read_to_string(&results).map_err(|e| format!("no results from trc_sim ({}): {e}", results.display()))?;
-    let mut rows = Vec::new();
-    let mut e2e = (Vec::new(), Vec::new());
-    for doc in serde_yaml::Deserializer::from_str(&text) {
-        let v = serde_yaml::Value::deserialize(doc)?;
-        let f = |k: &str| v[k].as_f64().unwrap_or(f64::NAN);
-        let r = &v["result"];
-        e2e.0.push(f("e2e_ms_p50"));
-        e2e.1.push(f("e2e_ms_p99"));
-        rows.push(fly::Row {
-            index: r["episode"].as_u64().unwrap_or(0),
-            success: r["success"].as_bool().unwrap_or(false),
-            touched_down: r["touched_down"].as_bool().unwrap_or(false),
-            position_error: r["position_error"].as_f64().unwrap_or(f64::NAN),
-            speed: r["speed"].as_f64().unwrap_or(f64::NAN),
-            fuel_kg: r["fuel_kg"].as_f64().unwrap_or(f64::NAN),
-            fuel_opt_kg: v["spec"]["fuel_opt_kg"].as_f64().unwrap_or(f64::NAN),
-            fuel_gap: f("fuel_gap"),
-            solve_p50: f("solve_ms_p50"),
-            solve_p99: f("solve_ms_p99"),
-            anytime: v["anytime"].as_u64().unwrap_or(0),
-            fallback: v["fallback_shifted"].as_u64().unwrap_or(0),
-            failed: v["failed"].as_u64().unwrap_or(0),
-            late: v["late"].as_u64().unwrap_or(0),
-            trajectory: serde_yaml::from_value(v["trajectory"].clone()).unwrap_or_default(),
-        });
-    }
+    let rows = serde_yaml::Deserializer::from_str(&text).map(EpisodeReport::deserialize).collect::<Result<Vec<_>, _>>().map_err(|e| format!("bad results file {}: {e}", results.display()))?;
+    let e2e = (rows.iter().map(|r| r.e2e_ms_p50).collect::<Vec<_>>(), rows.iter().map(|r| r.e2e_ms_p99).collect::<Vec<_>>());
     let (succ, gap_mean, gap_med, pos_med, speed_med) = fly::summary(&rows);
     println!("\n{}", fly::table(problem, &rows));
-    if problem == ProblemKind::Descent {
-        println!("FALLBACK counts every FALLBACK_SHIFTED answer trc_sim received, including the planned terminal phase (last plan re-corrected, then the constant-sink descent below the gate); trc_node's log line separates them (`N fallback, M terminal`).\n");
-    }
     println!(
         "{} of {} episodes successful ({:.0}%) | fuel gap mean {:+.2}%, median {:+.2}% | median touchdown error {:.2} m, speed {:.2} m/s | end-to-end state -> sequence p50 {:.2} ms, worst p99 {:.2} ms",
-        rows.iter().filter(|r| r.success).count(),
+        rows.iter().filter(|r| r.result.success).count(),
         rows.len(),
         succ * 100.0,
         gap_mean * 100.0,
@@ -153,4 +128,3 @@ pub fn demo(problem: ProblemKind, episodes: u32, seed: u64, time_scale: f64, mod
     Ok(())
 }
 
-use serde::Deserialize as _;

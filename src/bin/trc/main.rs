@@ -429,7 +429,7 @@ fn closed_loop(kind: ProblemKind, config: Option<PathBuf>, model: Option<String>
         cfg.node.model = m;
     }
     if let Some(p) = policy {
-        cfg.node.policy = p;
+        cfg.node.policy = serde_yaml::from_str(&p).map_err(|_| format!("--policy {p}: use trc or solver"))?;
     }
     cfg.sim.seed = seed;
     if disturbances {
@@ -484,15 +484,16 @@ fn closed_loop(kind: ProblemKind, config: Option<PathBuf>, model: Option<String>
 }
 
 fn dagger(model: &str, template: &std::path::Path, episodes: usize, per_episode: usize, seed: u64, out: &std::path::Path) -> AnyResult<()> {
-    use trc_control::control::{policy_from_config, InferenceWorker, RecedingHorizon};
+    use trc_control::control::RecedingHorizon;
     let tmpl = Dataset::load(template)?;
     let mut cfg = load_problem_config(tmpl.meta.problem.name, None)?;
     cfg.problem = tmpl.meta.problem.clone();
     cfg.node.model = model.to_string();
     cfg.controller.deadline_s = 1.0; // collect what the policy does when it finishes, not timing luck
-    let pcfg = cfg.clone();
-    let worker = InferenceWorker::spawn(move || policy_from_config(&pcfg, None))?;
-    let mut ctl = RecedingHorizon::new(&cfg.problem, cfg.controller.clone(), Ok(worker))?;
+    let mut ctl = RecedingHorizon::from_config(&cfg, None)?;
+    if !ctl.has_policy() {
+        return Err(format!("no usable policy: {}", ctl.policy_name()).into());
+    }
     let specs = trc_control::closed_loop::episode_specs_in(&cfg.problem, seed, Split::Train, 0, episodes);
     let mut states = Vec::new();
     let (mut landed, started) = (0, std::time::Instant::now());

@@ -1,5 +1,9 @@
 //! Terminal-constraint correction of a control sequence: projected Gauss-Newton on the terminal
-//! state of TRC's in-loop discrete model, applied after the network's iterates.
+//! state of a discrete model (the plant model by default, or TRC's in-loop model). It is the
+//! classical safety layer after the network: the descent mission's [`finish`] step applies it to
+//! every published plan, `trc eval` reports it apart from the raw network.
+//!
+//! [`finish`]: crate::control::mission::Mission::finish
 //!
 //! **Why.** The network's controls are close to fuel-optimal (held-out fuel gap well under 1%)
 //! but a small error in each of N thrust vectors integrates to tens of metres at touchdown. A
@@ -35,78 +39,55 @@
 //! correction is the identity.
 
 use nalgebra::{DMatrix, DVector};
-use serde::{Deserialize, Serialize};
 
-use super::trc::Simulator;
+use crate::config::{CorrectionModel, ProblemConfig, TerminalCorrection};
 use crate::error::ConfigError;
-use crate::problems::{ControlConstraint, PoweredDescent};
+use crate::problems::{project_rows, ControlConstraint, PoweredDescent, Simulator};
 
-/// Which discrete model the correction aims the terminal state in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum CorrectionModel {
-    /// The true dynamics with zero-order-hold controls, RK4 at the plan's `dt`
-    /// ([`crate::problems::Problem::rollout`]): what a plant integrates. The receding-horizon default.
-    Plant,
-    /// TRC's in-loop simulator (descent: the LCvx acceleration-hold model), the model the
-    /// demonstrations are optimal in and `trc eval` judges success in.
-    InLoop,
+/// The terminal correction ready to use: its settings and both models it can aim in, built once
+/// (the controller's mission, `trc eval` and the benchmarks all correct through this).
+#[derive(Debug)]
+pub struct TerminalCorrector {
+    settings: TerminalCorrection,
+    plant: Simulator,
+    in_loop: Option<Simulator>,
 }
 
-/// Settings of the terminal correction.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct TerminalCorrection {
-    /// Apply it (default true; `false` publishes the network's iterates unchanged).
-    pub enabled: bool,
-    /// The model the terminal state is computed in (default `plant`).
-    pub model: CorrectionModel,
-    /// Most Gauss-Newton steps per call (default 8; each is one rollout and one Jacobian sweep of
-    /// N steps plus a `[c, c]` solve, tens of microseconds for descent).
-    pub max_iterations: usize,
-    /// Stop when every scaled terminal error component is below this, in units of the success
-    /// tolerance (default 0.002: 2 mm and 1 mm/s with the default 1 m / 0.5 m/s criterion; the
-    /// touchdown speed grows as `sqrt(2 a dz)` with an altitude error `dz` on a decelerating final
-    /// approach, so centimetres matter).
-    pub tol: f64,
-    /// Receding-horizon descent only: when the corrected plan still misses (scaled error above
-    /// `retime_threshold`, typically thrust saturated on the final burn), the controller also
-    /// tries landing times moved by +0.25, +0.5, +1, +2, -0.25 or -0.5 s and moves t_land to the
-    /// best that lands; this bounds the total move per goal [s]. 0 disables. Default 3.
-    pub max_retime_s: f64,
-    /// Scaled terminal error [tolerance units] above which retiming is tried. Default 0.5.
-    pub retime_threshold: f64,
-    /// Thrust authority kept in reserve by the corrected plan: its upper thrust bound is
-    /// `(1 - thrust_margin) rho2` (descent), so a vehicle whose engines deliver a few percent less
-    /// than commanded can still follow it; the network's own iterates are not affected. Default 0.
-    pub thrust_margin: f64,
-}
-
-impl Default for TerminalCorrection {
-    fn default() -> Self {
-        Self { enabled: true, model: CorrectionModel::Plant, max_iterations: 8, tol: 0.002, max_retime_s: 3.0, retime_threshold: 0.5, thrust_margin: 0.0 }
-    }
-}
-
-impl TerminalCorrection {
-    /// Checks ranges; `prefix` is the dotted path used in error messages.
+impl TerminalCorrector {
+    /// The corrector for `problem` with `settings`.
     ///
     /// # Errors
-    /// [`ConfigError::Invalid`] for `max_iterations` over 100 or a `tol` that is not positive.
-    pub fn validate(&self, prefix: &str) -> Result<(), ConfigError> {
-        if self.max_iterations > 100 {
-            return Err(ConfigError::invalid(format!("{prefix}.max_iterations"), format!("must be <= 100, got {}", self.max_iterations)));
+    /// [`ConfigError`] for an invalid problem or invalid settings.
+    pub fn new(problem: &ProblemConfig, settings: TerminalCorrection) -> Result<Self, ConfigError> {
+        settings.validate("controller.terminal_correction")?;
+        Ok(Self { settings, plant: Simulator::Rk4(problem.build()?), in_loop: Simulator::new(problem).ok() })
+    }
+
+    /// The settings.
+    pub fn settings(&self) -> &TerminalCorrection {
+        &self.settings
+    }
+
+    /// Takes new (validated) settings; the models stay.
+    pub fn set_settings(&mut self, settings: TerminalCorrection) {
+        self.settings = settings;
+    }
+
+    /// The model the correction aims in (`settings.model`); `None` when the in-loop model is
+    /// asked for and the problem has none (descent with planet rotation).
+    pub fn model(&self) -> Option<&Simulator> {
+        match self.settings.model {
+            CorrectionModel::Plant => Some(&self.plant),
+            CorrectionModel::InLoop => self.in_loop.as_ref(),
         }
-        crate::config::positive(&format!("{prefix}.tol"), self.tol)?;
-        crate::config::non_negative(&format!("{prefix}.max_retime_s"), self.max_retime_s)?;
-        if self.max_retime_s > 30.0 {
-            return Err(ConfigError::invalid(format!("{prefix}.max_retime_s"), format!("must be <= 30 s, got {}", self.max_retime_s)));
+    }
+
+    /// [`correct`] in the configured model; `u` unchanged (and a default report) without one.
+    pub fn correct(&self, x0: &DVector<f64>, xt: &DVector<f64>, u: &DMatrix<f64>, dt: f64, deadline: Option<std::time::Instant>) -> (DMatrix<f64>, CorrectionReport) {
+        match self.model() {
+            Some(sim) => correct(sim, x0, xt, u, dt, &self.settings, deadline),
+            None => (u.clone(), CorrectionReport::default()),
         }
-        crate::config::positive(&format!("{prefix}.retime_threshold"), self.retime_threshold)?;
-        if !(0.0..0.5).contains(&self.thrust_margin) {
-            return Err(ConfigError::invalid(format!("{prefix}.thrust_margin"), format!("must be in [0, 0.5), got {}", self.thrust_margin)));
-        }
-        Ok(())
     }
 }
 
@@ -177,20 +158,6 @@ pub fn terminal_sensitivity(sim: &Simulator, x0: &DVector<f64>, u: &DMatrix<f64>
             Ok((traj, g))
         }
     }
-}
-
-/// Projects every row of `u` `[N, m]` onto the admissible set.
-pub fn project_rows(u: &DMatrix<f64>, c: &ControlConstraint) -> DMatrix<f64> {
-    let mut out = u.clone();
-    for k in 0..u.nrows() {
-        let row = u.row(k).transpose();
-        let p = match c {
-            ControlConstraint::Box { lower, upper } => DVector::from_iterator(row.len(), row.iter().enumerate().map(|(j, v)| v.clamp(lower[j], upper[j]))),
-            ControlConstraint::ThrustAnnulusCone { rho_min, rho_max, max_tilt } => PoweredDescent::project_thrust(&row, *rho_min, *rho_max, *max_tilt),
-        };
-        out.row_mut(k).copy_from(&p.transpose());
-    }
-    out
 }
 
 /// Outward unit normals of the control constraints active at `u_k` (length m): thrust magnitude at

@@ -1,0 +1,156 @@
+//! `controller.*`: settings of the receding-horizon controller and its terminal correction
+//! (all may change at run time, validated; see the README's parameter table).
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{non_negative, positive, ConfigError};
+
+/// Controller settings (node parameters `controller.*`; all may change at run time).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ControllerConfig {
+    /// Deadline per cycle [s], from the cycle's start to the answer. Default 0.05.
+    pub deadline_s: f64,
+    /// Largest accepted age of a state, `now - stamp` [s]. Default 0.5.
+    pub max_state_age_s: f64,
+    /// Descent: follow the last plan when `t_go` is at most this [s]. Default 3.0.
+    pub terminal_phase_s: f64,
+    /// Outer iterations K at inference (0 = the K the model was trained with). Default 0.
+    pub outer: u32,
+    /// Warm start: refine from the shifted previous plan (true) or from the policy's own initial
+    /// guess (false; TRC: the InitialDecoder). The shifted plan is the fallback either way.
+    /// Default false: the shipped models were trained from the InitialDecoder only, and
+    /// warm-starting them flew worse in closed loop (3 descent episodes, tiny model: median
+    /// touchdown miss 1028 m warm vs 77 m cold).
+    pub warm_start: bool,
+    /// How long the vehicle holds each command [s] (its actuation period; normally the state
+    /// rate's period). The published command is the plan's time-weighted mean control over this
+    /// window, projected onto the admissible set ([`RecedingHorizon::command`]): when the plan's
+    /// step `dt = t_go / N` is shorter than the hold (descent's last `N x hold` seconds) the
+    /// first control alone would be held for several plan steps; the mean keeps the planned
+    /// impulse. 0 = the first control `u_0`. Default 0.1 (10 Hz).
+    pub command_hold_s: f64,
+    /// Terminal correction ([`crate::model::terminal`]): applied by the policy to every TRC
+    /// iterate, and by the controller to the shifted plan it follows in the terminal phase and
+    /// in a FALLBACK_SHIFTED cycle (descent; the identity for problems without a terminal
+    /// equality). Default enabled, in the plant model.
+    pub terminal_correction: TerminalCorrection,
+    /// Descent touchdown gate: the plan aims `gate_altitude_m` above the landing site with a
+    /// vertical speed of `-gate_sink_rate_mps` at t_land, and from t_land the vehicle descends
+    /// upright at that constant sink rate until touchdown (the constant-velocity terminal descent
+    /// of flown landers). A plan that decelerates to exactly zero speed at the ground touches
+    /// down at `sqrt(2 a dz)` for an altitude error `dz` (0.9 m/s for 10 cm at 4 m/s^2); the
+    /// gate makes the touchdown speed the sink rate instead. 0 = aim at the ground. Default 1.0
+    /// (20 seeded episodes with disturbances: 0.5 m / 0.3 m/s landed 50%, 1.0 m / 0.4 m/s 75%).
+    pub gate_altitude_m: f64,
+    /// Sink rate of the terminal descent below the gate [m/s] (> 0 when the gate is on).
+    /// Default 0.35 (below the 0.5 m/s success speed with margin for thrust errors).
+    pub gate_sink_rate_mps: f64,
+}
+
+impl Default for ControllerConfig {
+    fn default() -> Self {
+        Self { deadline_s: 0.05, max_state_age_s: 0.5, terminal_phase_s: 3.0, outer: 0, warm_start: false, command_hold_s: 0.1, terminal_correction: TerminalCorrection::default(), gate_altitude_m: 1.0, gate_sink_rate_mps: 0.35 }
+    }
+}
+
+impl ControllerConfig {
+    /// Checks ranges.
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] naming the field.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        positive("controller.deadline_s", self.deadline_s)?;
+        if self.deadline_s > 10.0 {
+            return Err(ConfigError::invalid("controller.deadline_s", "must be at most 10 s"));
+        }
+        positive("controller.max_state_age_s", self.max_state_age_s)?;
+        non_negative("controller.terminal_phase_s", self.terminal_phase_s)?;
+        non_negative("controller.command_hold_s", self.command_hold_s)?;
+        if self.command_hold_s > 10.0 {
+            return Err(ConfigError::invalid("controller.command_hold_s", "must be at most 10 s"));
+        }
+        non_negative("controller.gate_altitude_m", self.gate_altitude_m)?;
+        if self.gate_altitude_m > 0.0 {
+            positive("controller.gate_sink_rate_mps", self.gate_sink_rate_mps)?;
+        }
+        if self.gate_altitude_m > 100.0 {
+            return Err(ConfigError::invalid("controller.gate_altitude_m", format!("must be <= 100 m, got {}", self.gate_altitude_m)));
+        }
+        non_negative("controller.gate_sink_rate_mps", self.gate_sink_rate_mps)?;
+        if self.gate_sink_rate_mps > 10.0 {
+            return Err(ConfigError::invalid("controller.gate_sink_rate_mps", format!("must be <= 10 m/s, got {}", self.gate_sink_rate_mps)));
+        }
+        self.terminal_correction.validate("controller.terminal_correction")
+    }
+}
+
+/// Which discrete model the correction aims the terminal state in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CorrectionModel {
+    /// The true dynamics with zero-order-hold controls, RK4 at the plan's `dt`
+    /// ([`crate::problems::Problem::rollout`]): what a plant integrates. The receding-horizon default.
+    Plant,
+    /// TRC's in-loop simulator (descent: the LCvx acceleration-hold model), the model the
+    /// demonstrations are optimal in and `trc eval` judges success in.
+    InLoop,
+}
+
+/// Settings of the terminal correction.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TerminalCorrection {
+    /// Apply it (default true; `false` publishes the network's iterates unchanged).
+    pub enabled: bool,
+    /// The model the terminal state is computed in (default `plant`).
+    pub model: CorrectionModel,
+    /// Most Gauss-Newton steps per call (default 8; each is one rollout and one Jacobian sweep of
+    /// N steps plus a `[c, c]` solve, tens of microseconds for descent).
+    pub max_iterations: usize,
+    /// Stop when every scaled terminal error component is below this, in units of the success
+    /// tolerance (default 0.002: 2 mm and 1 mm/s with the default 1 m / 0.5 m/s criterion; the
+    /// touchdown speed grows as `sqrt(2 a dz)` with an altitude error `dz` on a decelerating final
+    /// approach, so centimetres matter).
+    pub tol: f64,
+    /// Receding-horizon descent only: when the corrected plan still misses (scaled error above
+    /// `retime_threshold`, typically thrust saturated on the final burn), the controller also
+    /// tries landing times moved by +0.25, +0.5, +1, +2, -0.25 or -0.5 s and moves t_land to the
+    /// best that lands; this bounds the total move per goal [s]. 0 disables. Default 3.
+    pub max_retime_s: f64,
+    /// Scaled terminal error [tolerance units] above which retiming is tried. Default 0.5.
+    pub retime_threshold: f64,
+    /// Thrust authority kept in reserve by the corrected plan: its upper thrust bound is
+    /// `(1 - thrust_margin) rho2` (descent), so a vehicle whose engines deliver a few percent less
+    /// than commanded can still follow it; the network's own iterates are not affected. Default 0.
+    pub thrust_margin: f64,
+}
+
+impl Default for TerminalCorrection {
+    fn default() -> Self {
+        Self { enabled: true, model: CorrectionModel::Plant, max_iterations: 8, tol: 0.002, max_retime_s: 3.0, retime_threshold: 0.5, thrust_margin: 0.0 }
+    }
+}
+
+impl TerminalCorrection {
+    /// Checks ranges; `prefix` is the dotted path used in error messages.
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] for `max_iterations` over 100 or a `tol` that is not positive.
+    pub fn validate(&self, prefix: &str) -> Result<(), ConfigError> {
+        if self.max_iterations > 100 {
+            return Err(ConfigError::invalid(format!("{prefix}.max_iterations"), format!("must be <= 100, got {}", self.max_iterations)));
+        }
+        positive(&format!("{prefix}.tol"), self.tol)?;
+        non_negative(&format!("{prefix}.max_retime_s"), self.max_retime_s)?;
+        if self.max_retime_s > 30.0 {
+            return Err(ConfigError::invalid(format!("{prefix}.max_retime_s"), format!("must be <= 30 s, got {}", self.max_retime_s)));
+        }
+        positive(&format!("{prefix}.retime_threshold"), self.retime_threshold)?;
+        if !(0.0..0.5).contains(&self.thrust_margin) {
+            return Err(ConfigError::invalid(format!("{prefix}.thrust_margin"), format!("must be in [0, 0.5), got {}", self.thrust_margin)));
+        }
+        Ok(())
+    }
+}
+

@@ -1,0 +1,88 @@
+//! `node.*`: settings of `trc_node` (all static: fixed when the node starts).
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{non_negative, positive, ConfigError};
+
+/// What refines the control sequence (`node.policy`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum PolicyKind {
+    /// The TRC network (`node.model`).
+    #[default]
+    Trc,
+    /// The classical optimal-control solver at the controller's t_go (slow; a reference).
+    Solver,
+}
+
+impl std::fmt::Display for PolicyKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Trc => "trc",
+            Self::Solver => "solver",
+        })
+    }
+}
+
+/// Where the network runs (`node.device`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum DeviceChoice {
+    /// CUDA when libtorch sees a GPU, else the CPU (the choice and its reason are logged).
+    #[default]
+    Auto,
+    /// The CPU.
+    Cpu,
+    /// The first CUDA device; an error when none is available.
+    Cuda,
+}
+
+impl std::fmt::Display for DeviceChoice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Auto => "auto",
+            Self::Cpu => "cpu",
+            Self::Cuda => "cuda",
+        })
+    }
+}
+
+/// trc_node settings (`node.*`; static).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NodeConfig {
+    /// Policy: `trc` (the network) or `solver` (the classical optimal-control solver, slow).
+    pub policy: PolicyKind,
+    /// Checkpoint stem of the TRC model; empty = `models/<problem>`. A relative path is looked
+    /// up from the working directory, then from the package root (the config file's `..`).
+    pub model: String,
+    /// Inference device: `auto` (CUDA if available), `cpu`, `cuda`.
+    pub device: DeviceChoice,
+    /// Forward passes run at start-up before the first state (warm-up). Default 5.
+    pub warmup_passes: u32,
+    /// Test drills only: sleep before refining [ms]. Default 0.
+    pub inject_delay_ms: f64,
+    /// Test drills only: sleep after each outer iteration [ms]. Default 0.
+    pub inject_delay_between_ms: f64,
+    /// Diagnostics period [s]. Default 1.
+    pub diagnostics_period_s: f64,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        Self { policy: PolicyKind::Trc, model: String::new(), device: DeviceChoice::Auto, warmup_passes: 5, inject_delay_ms: 0.0, inject_delay_between_ms: 0.0, diagnostics_period_s: 1.0 }
+    }
+}
+
+impl NodeConfig {
+    /// Checks values.
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] naming the field.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        non_negative("node.inject_delay_ms", self.inject_delay_ms)?;
+        non_negative("node.inject_delay_between_ms", self.inject_delay_between_ms)?;
+        positive("node.diagnostics_period_s", self.diagnostics_period_s)
+    }
+}
+

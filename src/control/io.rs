@@ -1,0 +1,139 @@
+//! What goes into the controller (states, goals) and what comes out of one cycle (the plan,
+//! why an input was refused, counters). Plain data, shared by the controller and the missions.
+
+use thiserror::Error;
+
+use crate::plan::{Plan, PlanStatus};
+
+/// A state estimate handed to the controller.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StateInput {
+    /// Time the state is valid [s] (ROS time).
+    pub stamp: f64,
+    /// Frame of the state.
+    pub frame_id: String,
+    /// State x, length n, problem units.
+    pub x: Vec<f64>,
+}
+
+/// A goal handed to the controller.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GoalInput {
+    /// Time the goal was issued [s] (0: "from the first state").
+    pub stamp: f64,
+    /// Target state, length n (descent: the mass entry is ignored).
+    pub x_target: Vec<f64>,
+    /// Time-to-go [s] at `stamp`; 0 = the controller chooses.
+    pub t_go: f64,
+}
+
+/// Why an input was rejected (each is logged by the node; the last good plan is kept).
+#[derive(Debug, Clone, Error, PartialEq)]
+pub enum Rejected {
+    /// The policy is unusable (load failure, model/problem mismatch).
+    #[error("no usable policy: {0} (fix the model parameter; publishing the safe command)")]
+    NoPolicy(String),
+    /// No goal received yet.
+    #[error("no goal received yet: publish a Goal on `goal` (transient-local); publishing the safe command")]
+    NoGoal,
+    /// Wrong state dimension.
+    #[error("{what} has {got} entries, the {problem} problem needs n = {want}; input ignored")]
+    WrongDimension {
+        /// `state` or `goal`.
+        what: &'static str,
+        /// Entries received.
+        got: usize,
+        /// Entries needed.
+        want: usize,
+        /// Problem name.
+        problem: String,
+    },
+    /// NaN or infinite entry.
+    #[error("{what}[{index}] is {value}; input ignored")]
+    NonFinite {
+        /// `state` or `goal`.
+        what: &'static str,
+        /// Index of the first bad entry.
+        index: usize,
+        /// The value.
+        value: f64,
+    },
+    /// A value outside its physical range.
+    #[error("{what} = {value} is outside {range}; input ignored")]
+    OutOfRange {
+        /// The entry.
+        what: &'static str,
+        /// The value.
+        value: f64,
+        /// The accepted range.
+        range: String,
+    },
+    /// The state is too old (or stamped in the future, or the clock is not running yet).
+    #[error("stale state: {age_s:.3} s old, more than max_state_age_s = {max_s} s from now (check the estimator, clocks and use_sim_time)")]
+    Stale {
+        /// Age [s].
+        age_s: f64,
+        /// Limit [s].
+        max_s: f64,
+    },
+    /// Descent: the landing time has passed without touchdown (and no touchdown gate is set).
+    #[error("landing time passed {late_s:.2} s ago without touchdown; commanding the touchdown thrust")]
+    PastLandingTime {
+        /// Seconds past t_land.
+        late_s: f64,
+    },
+    /// The controller could not choose t_go.
+    #[error("cannot choose t_go from this state: {0}")]
+    NoTimeToGo(String),
+}
+
+/// Outcome of one cycle.
+#[derive(Debug, Clone)]
+pub struct CycleOutcome {
+    /// The plan to publish (always finite); its `status` says how it was obtained.
+    pub plan: Plan,
+    /// Why the input was rejected, if it was (status FAILED).
+    pub rejected: Option<Rejected>,
+    /// The policy's error, if it failed this cycle.
+    pub policy_error: Option<String>,
+    /// The answer came after the deadline (more than 1 ms late).
+    pub late: bool,
+}
+
+/// Counters since start (the node's diagnostics and every report).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Stats {
+    /// Cycles run.
+    pub cycles: u64,
+    /// Cycles per status, indexed by [`PlanStatus`] as `u8`: CONVERGED, ANYTIME,
+    /// FALLBACK_SHIFTED (a missed deadline), FAILED, TERMINAL (a planned terminal phase).
+    pub by_status: [u64; PlanStatus::COUNT],
+    /// Cycles that moved the landing time (descent retiming).
+    pub retimed: u64,
+    /// Answers later than the deadline.
+    pub late: u64,
+    /// Solve times [ms] of the refined cycles (CONVERGED / ANYTIME / FALLBACK_SHIFTED), the
+    /// newest 20,000 at most.
+    pub solve_ms: Vec<f64>,
+}
+
+impl Stats {
+    /// Cycles that ended with `status`.
+    pub fn count(&self, status: PlanStatus) -> u64 {
+        self.by_status[status as usize]
+    }
+
+    /// Counts one cycle's answer (`refined`: it waited on the policy, so its solve time counts).
+    pub fn record(&mut self, plan: &Plan, late: bool) {
+        self.cycles += 1;
+        self.by_status[plan.status as usize] += 1;
+        self.late += u64::from(late);
+        if plan.status.is_refined() {
+            const KEEP: usize = 20_000;
+            if self.solve_ms.len() >= KEEP {
+                self.solve_ms.drain(..KEEP / 2);
+            }
+            self.solve_ms.push(plan.solve_time_ms);
+        }
+    }
+}

@@ -1,0 +1,342 @@
+//! The powered-descent mission: a shrinking horizon towards a landing time, the touchdown gate,
+//! the terminal phase, the terminal correction with landing-time retiming, the mass guard and the
+//! sink.
+//!
+//! - **Time-to-go** `t_go = t_land - stamp`, with `t_land = goal stamp + goal t_go`; a goal with
+//!   `t_go = 0` lets the controller choose: the minimum-fuel `t_f` of LCvx from the first state,
+//!   solved once per goal.
+//! - **Touchdown gate** (`controller.gate_altitude_m`, `gate_sink_rate_mps`): plans aim
+//!   `gate_altitude_m` above the site with `-gate_sink_rate_mps` vertical speed at `t_land`; from
+//!   `t_land` the vehicle sinks upright at that rate until touchdown ([`Phase::FinalDescent`]).
+//!   A plan that decelerates to zero speed at the ground touches down at `sqrt(2 a dz)` for an
+//!   altitude error `dz` (0.9 m/s for 10 cm at 4 m/s^2); the gate makes the touchdown speed the
+//!   sink rate instead. Without a gate, cycles after `t_land` are FAILED
+//!   ([`Rejected::PastLandingTime`]) with the same sink as the safe command.
+//! - **Terminal phase** (`t_go <= terminal_phase_s`, default 3 s): the network was trained on
+//!   `t_go >= 10%` of `t_f`, so the controller follows the last refined plan instead
+//!   ([`Phase::FollowReference`]), finished again from every measured state.
+//! - **Finish** = terminal correction ([`crate::control::correction`]) onto the aim point in the
+//!   plant model; when the corrected plan still misses by more than `retime_threshold` success
+//!   tolerances (typically thrust saturated on the final burn), landing times moved by +0.25,
+//!   +0.5, +1, +2, -0.25, -0.5 s are tried with the same controls stretched over the new horizon
+//!   and corrected again; the best is adopted if it at least halves the miss, moving `t_land`
+//!   (at most `max_retime_s` in all per goal).
+//! - **Safe command**: with a previous plan and before `t_land`, its continuation (the safest
+//!   thing a lander can do with a bad input is keep flying the last good plan); otherwise the
+//!   sink: vertical thrust `m (|g| + (-s - v_z) / 1 s)` (`s` the gate's sink rate, 1 m/s without
+//!   a gate), horizontal `m (-v_xy / 1 s - 0.25 (r_xy - r_t) / s^2)` with the tilt held to 90% of
+//!   the pointing limit, projected onto the thrust annulus and pointing cone; without a valid
+//!   state `0.95 m_wet |g|` upright.
+//! - **Mass guard**: a state mass outside `[0.5 m_dry, 1.5 m_wet]` is refused.
+
+use std::time::Instant;
+
+use nalgebra::{DMatrix, DVector};
+
+use super::{check_finite, check_goal_t_go, Finished, Mission, Phase};
+use crate::config::{ControllerConfig, ProblemConfig};
+use crate::control::correction::TerminalCorrector;
+use crate::control::io::{GoalInput, Rejected};
+use crate::error::ConfigError;
+use crate::plan::Plan;
+use crate::problems::{project_rows, DescentParams, PoweredDescent, Problem};
+use crate::solvers::{self, Instance, SolverSettings};
+
+/// Layout of the descent state `x = [r (3) m, v (3) m/s, m kg]` (z up, landing frame).
+mod idx {
+    /// First position entry (x, y, z = altitude).
+    pub const POS: usize = 0;
+    /// Altitude entry.
+    pub const ALT: usize = 2;
+    /// First velocity entry.
+    pub const VEL: usize = 3;
+    /// Vertical velocity entry.
+    pub const VEL_Z: usize = 5;
+    /// Mass entry.
+    pub const MASS: usize = 6;
+}
+
+/// Landing-time moves tried by retiming [s], in order.
+const RETIME_MOVES_S: [f64; 6] = [0.25, 0.5, 1.0, 2.0, -0.25, -0.5];
+
+#[derive(Debug, Clone, Default)]
+struct GoalState {
+    /// The goal's own t_go [s] (0: the controller chooses).
+    t_go: f64,
+    /// Landing time [s], once known.
+    t_land: Option<f64>,
+    /// Sum of |landing-time moves| so far [s] (bounded by `max_retime_s`).
+    retimed_s: f64,
+}
+
+/// See the module docs.
+#[derive(Debug)]
+pub struct DescentMission {
+    problem_cfg: ProblemConfig,
+    problem: PoweredDescent,
+    cfg: ControllerConfig,
+    corrector: TerminalCorrector,
+    goal: GoalState,
+}
+
+impl DescentMission {
+    /// The mission for the descent problem `problem` with controller settings `cfg`.
+    ///
+    /// # Errors
+    /// [`ConfigError`] for an invalid problem or controller config.
+    pub fn new(problem: &ProblemConfig, cfg: &ControllerConfig) -> Result<Self, ConfigError> {
+        cfg.validate()?;
+        Ok(Self { problem_cfg: problem.clone(), problem: PoweredDescent::new(problem.descent.clone())?, cfg: cfg.clone(), corrector: TerminalCorrector::new(problem, cfg.terminal_correction)?, goal: GoalState::default() })
+    }
+
+    fn params(&self) -> &DescentParams {
+        self.problem.params()
+    }
+
+    fn gate_on(&self) -> bool {
+        self.cfg.gate_altitude_m > 0.0
+    }
+
+    /// The upright sink command (see the module docs), length 3.
+    fn sink(&self, x: Option<&DVector<f64>>, x_target: Option<&DVector<f64>>) -> DVector<f64> {
+        let p = self.params();
+        let m = x.map(|x| x[idx::MASS]).filter(|m| m.is_finite() && *m > 0.0).unwrap_or(p.m_wet);
+        let g = DVector::from_column_slice(&p.gravity).norm();
+        let sink = if self.gate_on() { self.cfg.gate_sink_rate_mps } else { 1.0 };
+        let a = x.map(|x| g + (-sink - x[idx::VEL_Z])).unwrap_or(0.95 * g).max(0.0);
+        let (ax, ay) = match (x, x_target) {
+            (Some(x), Some(t)) => (-x[idx::VEL] - 0.25 * (x[idx::POS] - t[idx::POS]), -x[idx::VEL + 1] - 0.25 * (x[idx::POS + 1] - t[idx::POS + 1])),
+            (Some(x), None) => (-x[idx::VEL], -x[idx::VEL + 1]),
+            _ => (0.0, 0.0),
+        };
+        let h_max = a * (0.9 * p.pointing_max_deg.to_radians()).min(1.5).tan();
+        let h = ax.hypot(ay);
+        let (ax, ay) = if h > h_max && h > 0.0 { (ax * h_max / h, ay * h_max / h) } else { (ax, ay) };
+        let (ax, ay) = if ax.is_finite() && ay.is_finite() { (ax, ay) } else { (0.0, 0.0) };
+        let t = DMatrix::from_row_slice(1, 3, &[ax * m, ay * m, a * m]);
+        project_rows(&t, &self.problem.control_constraint()).row(0).transpose()
+    }
+
+    /// Landing-time adjustment of a corrected plan that still misses by `r0` (see the module docs).
+    #[allow(clippy::too_many_arguments)]
+    fn retime(&mut self, stamp: f64, x: &DVector<f64>, aim: &DVector<f64>, t_go: f64, u: DMatrix<f64>, r0: f64, deadline: Instant) -> Finished {
+        let tc = self.cfg.terminal_correction;
+        let horizon = self.problem.horizon() as f64;
+        let mut best: Option<(f64, f64, DMatrix<f64>)> = None;
+        for delta in RETIME_MOVES_S {
+            if self.goal.retimed_s + delta.abs() > tc.max_retime_s || t_go + delta < 0.5 || Instant::now() >= deadline {
+                continue;
+            }
+            let tg = t_go + delta;
+            let (uc, rep) = self.corrector.correct(x, aim, &u, tg / horizon, Some(deadline));
+            if best.as_ref().is_none_or(|b| rep.residual_after < b.0) {
+                best = Some((rep.residual_after, tg, uc));
+            }
+            if rep.residual_after <= tc.retime_threshold {
+                break;
+            }
+        }
+        match best {
+            Some((r, tg, uc)) if r < 0.5 * r0 => {
+                self.goal.t_land = Some(stamp + tg);
+                self.goal.retimed_s += (tg - t_go).abs();
+                log::info!("descent: landing time moved by {:+.2} s (predicted miss {:.3} -> {:.3} in tolerance units)", tg - t_go, r0, r);
+                Finished { u: uc, t_go: tg, retimed_s: Some(tg - t_go) }
+            }
+            _ => Finished { u, t_go, retimed_s: None },
+        }
+    }
+}
+
+impl Mission for DescentMission {
+    fn set_config(&mut self, cfg: &ControllerConfig) {
+        self.cfg = cfg.clone();
+        self.corrector.set_settings(cfg.terminal_correction);
+    }
+
+    fn check_goal(&self, goal: &GoalInput) -> Result<DVector<f64>, Rejected> {
+        // the mass entry of the target is free (the vehicle lands with whatever is left)
+        check_finite("goal.x_target", &goal.x_target[..idx::MASS])?;
+        check_goal_t_go(goal.t_go)?;
+        let mut xt = DVector::from_column_slice(&goal.x_target);
+        xt[idx::MASS] = self.params().m_dry;
+        Ok(xt)
+    }
+
+    fn start_goal(&mut self, goal: &GoalInput) {
+        let t_land = (goal.t_go > 0.0 && goal.stamp > 0.0).then(|| goal.stamp + goal.t_go);
+        self.goal = GoalState { t_go: goal.t_go, t_land, retimed_s: 0.0 };
+    }
+
+    fn check_state(&self, x: &DVector<f64>) -> Result<(), Rejected> {
+        let d = self.params();
+        let (lo, hi) = (0.5 * d.m_dry, 1.5 * d.m_wet);
+        if !(lo..=hi).contains(&x[idx::MASS]) {
+            return Err(Rejected::OutOfRange { what: "state.x[6] (mass)", value: x[idx::MASS], range: format!("[{lo}, {hi}] kg") });
+        }
+        Ok(())
+    }
+
+    fn aim(&self, x_target: &DVector<f64>) -> DVector<f64> {
+        let mut aim = x_target.clone();
+        if self.gate_on() {
+            aim[idx::ALT] += self.cfg.gate_altitude_m;
+            aim[idx::VEL_Z] -= self.cfg.gate_sink_rate_mps;
+        }
+        aim
+    }
+
+    fn t_go(&mut self, stamp: f64, x: &DVector<f64>, aim: &DVector<f64>) -> Result<f64, Rejected> {
+        if let Some(t_land) = self.goal.t_land {
+            return Ok(t_land - stamp);
+        }
+        let t_go = if self.goal.t_go > 0.0 {
+            self.goal.t_go
+        } else {
+            let mut solver = solvers::for_problem(&self.problem_cfg, SolverSettings::default()).map_err(|e| Rejected::NoTimeToGo(e.to_string()))?;
+            let sol = solver.solve(&Instance { x0: x.clone(), x_target: aim.clone(), t_go: None }).map_err(|e| Rejected::NoTimeToGo(e.to_string()))?;
+            log::info!("t_go chosen by the LCvx minimum-fuel search: {:.2} s (state stamp {stamp:.3})", sol.t_go);
+            sol.t_go
+        };
+        self.goal.t_land = Some(stamp + t_go);
+        Ok(t_go)
+    }
+
+    fn phase(&self, t_go: f64) -> Result<Phase, Rejected> {
+        if t_go <= 0.0 {
+            return if self.gate_on() { Ok(Phase::FinalDescent) } else { Err(Rejected::PastLandingTime { late_s: -t_go }) };
+        }
+        Ok(if t_go <= self.cfg.terminal_phase_s { Phase::FollowReference } else { Phase::Refine })
+    }
+
+    fn final_descent(&self, x: &DVector<f64>, x_target: &DVector<f64>) -> (DMatrix<f64>, f64) {
+        let cmd = self.sink(Some(x), Some(x_target));
+        let u = DMatrix::from_fn(self.problem.horizon(), cmd.len(), |_, j| cmd[j]);
+        (u, (self.cfg.gate_altitude_m / self.cfg.gate_sink_rate_mps).max(0.1))
+    }
+
+    fn finish(&mut self, stamp: f64, x: &DVector<f64>, aim: &DVector<f64>, t_go: f64, u: DMatrix<f64>, deadline: Instant) -> Finished {
+        let tc = self.cfg.terminal_correction;
+        let dt = t_go / self.problem.horizon() as f64;
+        let (mut u, mut rep) = self.corrector.correct(x, aim, &u, dt, Some(deadline));
+        if !tc.enabled || tc.max_retime_s <= 0.0 || rep.residual_after <= tc.retime_threshold {
+            return Finished { u, t_go, retimed_s: None };
+        }
+        if rep.iterations >= tc.max_iterations {
+            // cut short by the step cap, not stalled: the retiming baseline is the plan corrected
+            // further at the current t_go (every moved time gets as many steps)
+            (u, rep) = self.corrector.correct(x, aim, &u, dt, Some(deadline));
+            if rep.residual_after <= tc.retime_threshold {
+                return Finished { u, t_go, retimed_s: None };
+            }
+        }
+        self.retime(stamp, x, aim, t_go, u, rep.residual_after, deadline)
+    }
+
+    fn safe_command(&self, x: Option<&DVector<f64>>, x_target: Option<&DVector<f64>>, last: Option<&Plan>, stamp: f64) -> DVector<f64> {
+        let past_landing = self.goal.t_land.is_some_and(|t| stamp >= t);
+        match last {
+            Some(last) if !past_landing => {
+                let k = (((stamp - last.stamp) / last.dt).floor().max(0.0) as usize).min(last.u.nrows().saturating_sub(1));
+                last.u.row(k).transpose()
+            }
+            _ => self.sink(x, x_target),
+        }
+    }
+
+    fn landing_time(&self) -> Option<f64> {
+        self.goal.t_land
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::ProblemKind;
+    use crate::control::correction::residual;
+    use crate::problems::Simulator;
+
+    fn setup() -> (DescentMission, ProblemConfig) {
+        let p = ProblemConfig::new(ProblemKind::Descent);
+        (DescentMission::new(&p, &ControllerConfig::default()).unwrap(), p)
+    }
+
+    fn goal(t_go: f64) -> GoalInput {
+        GoalInput { stamp: 100.0, x_target: vec![0.0; 7], t_go }
+    }
+
+    fn start(m: &mut DescentMission, g: &GoalInput) -> DVector<f64> {
+        let xt = m.check_goal(g).unwrap();
+        m.start_goal(g);
+        xt
+    }
+
+    #[test]
+    fn aim_is_the_gate_and_the_target_mass_is_free() {
+        let (mut m, p) = setup();
+        let xt = start(&mut m, &GoalInput { stamp: 100.0, x_target: vec![0.0, 0.0, 0.0, 0.0, 0.0, 0.0, f64::NAN], t_go: 40.0 });
+        assert_eq!(xt[6], p.descent.m_dry, "a NaN mass in the target is replaced by the dry mass");
+        let aim = m.aim(&xt);
+        assert_eq!((aim[2], aim[5]), (1.0, -0.35), "1 m above the site, sinking at 0.35 m/s");
+        let e = m.check_goal(&GoalInput { stamp: 100.0, x_target: vec![0.0, f64::INFINITY, 0.0, 0.0, 0.0, 0.0, 0.0], t_go: 40.0 }).unwrap_err();
+        assert!(matches!(e, Rejected::NonFinite { index: 1, .. }), "{e}");
+    }
+
+    #[test]
+    fn horizon_shrinks_and_phases_follow_t_go() {
+        let (mut m, _) = setup();
+        let xt = start(&mut m, &goal(40.0));
+        let aim = m.aim(&xt);
+        let x = DVector::from_vec(vec![0.0, 0.0, 1000.0, 0.0, 0.0, -50.0, 1800.0]);
+        assert_eq!(m.t_go(110.0, &x, &aim).unwrap(), 30.0);
+        assert_eq!(m.t_go(137.5, &x, &aim).unwrap(), 2.5);
+        assert_eq!(m.landing_time(), Some(140.0));
+        assert_eq!(m.phase(30.0).unwrap(), Phase::Refine);
+        assert_eq!(m.phase(2.5).unwrap(), Phase::FollowReference);
+        assert_eq!(m.phase(-0.1).unwrap(), Phase::FinalDescent);
+        let mut no_gate = ControllerConfig { gate_altitude_m: 0.0, ..Default::default() };
+        m.set_config(&no_gate);
+        assert!(matches!(m.phase(-0.1), Err(Rejected::PastLandingTime { .. })));
+        no_gate.terminal_phase_s = 0.0;
+        m.set_config(&no_gate);
+        assert_eq!(m.phase(2.5).unwrap(), Phase::Refine);
+    }
+
+    #[test]
+    fn mass_guard_and_safe_command() {
+        let (mut m, p) = setup();
+        let xt = start(&mut m, &goal(40.0));
+        let mut x = DVector::from_vec(vec![10.0, 0.0, 500.0, 2.0, 0.0, -20.0, 1700.0]);
+        assert!(m.check_state(&x).is_ok());
+        x[6] = 100.0;
+        assert!(matches!(m.check_state(&x), Err(Rejected::OutOfRange { .. })));
+        x[6] = 1700.0;
+        // no plan: the sink, admissible, pushing up (descending faster than the sink rate)
+        let u = m.safe_command(Some(&x), Some(&xt), None, 110.0);
+        let d = &p.descent;
+        assert!(u.norm() >= d.rho1() - 1e-6 && u.norm() <= d.rho2() + 1e-6, "{u}");
+        assert!(u[2] > 0.9 * u.norm());
+        assert!(u[0] < 0.0, "pulls back towards the site and damps v_x");
+        // with a plan and before t_land: the plan's control at the stamp
+        let plan = Plan { stamp: 110.0, frame_id: String::new(), dt: 1.0, u: DMatrix::from_fn(50, 3, |k, j| if j == 2 { 6000.0 + k as f64 } else { 0.0 }), x: DMatrix::zeros(51, 7), cost: 0.0, status: crate::plan::PlanStatus::Converged, iterations: 1, solve_time_ms: 0.0 };
+        assert_eq!(m.safe_command(Some(&x), Some(&xt), Some(&plan), 113.5)[2], 6003.0);
+        // after t_land: the sink again
+        assert_eq!(m.safe_command(Some(&x), Some(&xt), Some(&plan), 141.0), m.sink(Some(&x), Some(&xt)));
+    }
+
+    #[test]
+    fn finish_lands_a_perturbed_optimum_in_the_plant_model() {
+        let (mut m, p) = setup();
+        let x0 = DVector::from_vec(vec![300.0, -200.0, 1500.0, 10.0, 5.0, -40.0, 1905.0]);
+        let xt = start(&mut m, &GoalInput { stamp: 100.0, x_target: vec![0.0; 7], t_go: 0.0 });
+        let aim = m.aim(&xt);
+        let mut solver = solvers::for_problem(&p, SolverSettings::default()).unwrap();
+        let sol = solver.solve(&Instance { x0: x0.clone(), x_target: aim.clone(), t_go: None }).unwrap();
+        let u = sol.u.map(|v| v * 1.01);
+        let plant = Simulator::Rk4(p.build().unwrap());
+        let before = residual(&plant, &x0, &aim, &u, sol.t_go / 50.0);
+        let f = m.finish(100.0, &x0, &aim, sol.t_go, u, Instant::now() + std::time::Duration::from_secs(5));
+        let after = residual(&plant, &x0, &aim, &f.u, f.t_go / 50.0);
+        assert!(before > 1.0 && after < 0.01, "terminal miss in tolerance units: {before} -> {after}");
+    }
+}

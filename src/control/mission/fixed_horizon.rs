@@ -1,0 +1,107 @@
+//! The fixed-horizon mission (Van der Pol, the double integrator): a receding horizon of constant
+//! length `t_go = N dt`, aim = the goal's target, always [`Phase::Refine`], `finish` the identity
+//! (their optimum puts the terminal state in the cost, so there is no terminal equality to
+//! correct), safe command `u = 0`.
+
+use std::time::Instant;
+
+use nalgebra::{DMatrix, DVector};
+
+use super::{check_finite, check_goal_t_go, Finished, Mission, Phase};
+use crate::config::{ControllerConfig, ProblemConfig};
+use crate::control::io::{GoalInput, Rejected};
+use crate::error::ConfigError;
+use crate::plan::Plan;
+use crate::problems::Problem;
+
+/// See the module docs.
+#[derive(Debug)]
+pub struct FixedHorizonMission {
+    problem: Box<dyn Problem>,
+}
+
+impl FixedHorizonMission {
+    /// The mission for `problem`.
+    ///
+    /// # Errors
+    /// [`ConfigError`] for an invalid problem config.
+    pub fn new(problem: &ProblemConfig) -> Result<Self, ConfigError> {
+        Ok(Self { problem: problem.build()? })
+    }
+}
+
+impl Mission for FixedHorizonMission {
+    fn set_config(&mut self, _cfg: &ControllerConfig) {}
+
+    fn check_goal(&self, goal: &GoalInput) -> Result<DVector<f64>, Rejected> {
+        check_finite("goal.x_target", &goal.x_target)?;
+        check_goal_t_go(goal.t_go)?;
+        Ok(DVector::from_column_slice(&goal.x_target))
+    }
+
+    fn start_goal(&mut self, _goal: &GoalInput) {}
+
+    fn check_state(&self, _x: &DVector<f64>) -> Result<(), Rejected> {
+        Ok(())
+    }
+
+    fn aim(&self, x_target: &DVector<f64>) -> DVector<f64> {
+        x_target.clone()
+    }
+
+    fn t_go(&mut self, _stamp: f64, _x: &DVector<f64>, _aim: &DVector<f64>) -> Result<f64, Rejected> {
+        Ok(self.problem.default_t_go())
+    }
+
+    fn phase(&self, _t_go: f64) -> Result<Phase, Rejected> {
+        Ok(Phase::Refine)
+    }
+
+    fn final_descent(&self, _x: &DVector<f64>, _x_target: &DVector<f64>) -> (DMatrix<f64>, f64) {
+        let (n, m) = (self.problem.horizon(), self.problem.control_dim());
+        (DMatrix::zeros(n, m), self.problem.default_t_go())
+    }
+
+    fn finish(&mut self, _stamp: f64, _x: &DVector<f64>, _aim: &DVector<f64>, t_go: f64, u: DMatrix<f64>, _deadline: Instant) -> Finished {
+        Finished { u, t_go, retimed_s: None }
+    }
+
+    fn safe_command(&self, _x: Option<&DVector<f64>>, _x_target: Option<&DVector<f64>>, _last: Option<&Plan>, _stamp: f64) -> DVector<f64> {
+        DVector::zeros(self.problem.control_dim())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::ProblemKind;
+
+    fn mission() -> FixedHorizonMission {
+        FixedHorizonMission::new(&ProblemConfig::new(ProblemKind::Vanderpol)).unwrap()
+    }
+
+    #[test]
+    fn horizon_is_fixed_and_finish_is_the_identity() {
+        let mut m = mission();
+        let x = DVector::from_vec(vec![1.0, -0.5]);
+        let aim = m.check_goal(&GoalInput { stamp: 0.0, x_target: vec![0.0, 0.0], t_go: 0.0 }).unwrap();
+        assert_eq!(m.aim(&aim), aim);
+        let t0 = m.t_go(10.0, &x, &aim).unwrap();
+        let t1 = m.t_go(1e6, &x, &aim).unwrap();
+        assert_eq!((t0, t1), (5.0, 5.0), "Van der Pol: N dt = 100 x 0.05 s at every stamp");
+        assert_eq!(m.phase(-1.0).unwrap(), Phase::Refine);
+        let u = DMatrix::from_fn(100, 1, |k, _| (k as f64).sin());
+        let f = m.finish(10.0, &x, &aim, t0, u.clone(), Instant::now());
+        assert_eq!((f.u, f.t_go, f.retimed_s), (u, t0, None));
+        assert_eq!(m.safe_command(Some(&x), Some(&aim), None, 0.0), DVector::zeros(1));
+    }
+
+    #[test]
+    fn bad_goals_are_refused_with_the_entry() {
+        let m = mission();
+        let e = m.check_goal(&GoalInput { stamp: 0.0, x_target: vec![0.0, f64::NAN], t_go: 0.0 }).unwrap_err();
+        assert!(matches!(e, Rejected::NonFinite { what: "goal.x_target", index: 1, .. }), "{e}");
+        let e = m.check_goal(&GoalInput { stamp: 0.0, x_target: vec![0.0, 0.0], t_go: 2e4 }).unwrap_err();
+        assert!(matches!(e, Rejected::OutOfRange { what: "goal.t_go", .. }), "{e}");
+    }
+}
