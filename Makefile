@@ -17,6 +17,22 @@ build: setup
 
 test: setup
 	source ./trc-env.sh && cargo test --all-targets --no-fail-fast $(CARGO_FLAGS)
+	source ./trc-env.sh && cargo clippy --all-targets $(CARGO_FLAGS) -- -D warnings
+	source ./trc-env.sh && cargo fmt --check
+	source ./trc-env.sh && scripts/ros_free_check.sh
+
+# The GPU bundle: a stripped ROS-free `trc` (no r2r, no libpython; links libtorch for CUDA),
+# config/, models/ and scripts/gpu_check.sh, for a GPU machine with torch 2.11.0 (docs/gpu.md).
+GPU_BUNDLE ?= target/gpu-bundle
+.PHONY: gpu-bundle
+gpu-bundle: setup
+	source ./trc-env.sh && cargo build --release --no-default-features --bin trc
+	rm -rf $(GPU_BUNDLE) && mkdir -p $(GPU_BUNDLE)/scripts
+	cp target/release/trc $(GPU_BUNDLE)/trc && strip $(GPU_BUNDLE)/trc
+	cp -r config models $(GPU_BUNDLE)/ && cp scripts/gpu_check.sh $(GPU_BUNDLE)/scripts/
+	@! readelf -d $(GPU_BUNDLE)/trc | grep -E 'librcl|libpython' || { echo "gpu-bundle: trc links ROS or libpython"; exit 1; }
+	@readelf -d $(GPU_BUNDLE)/trc | grep -q 'libtorch.so' || { echo "gpu-bundle: trc does not link libtorch.so"; exit 1; }
+	@size=$$(du -sm $(GPU_BUNDLE) | cut -f1); echo "gpu-bundle: $(GPU_BUNDLE) ($${size} MB)"; [ $$size -lt 20 ] || { echo "gpu-bundle: over 20 MB"; exit 1; }
 
 # Release build: the demo measures real inference latency against real deadlines.
 demo: setup

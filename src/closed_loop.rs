@@ -57,7 +57,14 @@ pub fn episode_spec_in(problem: &ProblemConfig, seed: u64, split: Split, index: 
     let sol = solver.solve(&Instance { t_go: None, ..inst.clone() }).map_err(|e| e.to_string())?;
     let n = sol.x.nrows() - 1;
     let fuel = if problem.name == ProblemKind::Descent { inst.x0[6] - sol.x[(n, 6)] } else { 0.0 };
-    Ok(EpisodeSpec { index, x0: inst.x0.iter().copied().collect(), x_target: inst.x_target.iter().copied().collect(), t_go: sol.t_go, cost_opt: sol.cost, fuel_opt_kg: fuel })
+    Ok(EpisodeSpec {
+        index,
+        x0: inst.x0.iter().copied().collect(),
+        x_target: inst.x_target.iter().copied().collect(),
+        t_go: sol.t_go,
+        cost_opt: sol.cost,
+        fuel_opt_kg: fuel,
+    })
 }
 
 /// The first `count` feasible episodes from index `first` on.
@@ -222,7 +229,13 @@ pub fn fly(controller: &mut RecedingHorizon, problem: &ProblemConfig, sim: &SimC
 ///
 /// # Errors
 /// As [`fly`].
-pub fn fly_recording(controller: &mut RecedingHorizon, problem: &ProblemConfig, sim: &SimConfig, spec: &EpisodeSpec, record: Option<&mut Vec<(Vec<f64>, f64)>>) -> Result<EpisodeReport, ConfigError> {
+pub fn fly_recording(
+    controller: &mut RecedingHorizon,
+    problem: &ProblemConfig,
+    sim: &SimConfig,
+    spec: &EpisodeSpec,
+    record: Option<&mut Vec<(Vec<f64>, f64)>>,
+) -> Result<EpisodeReport, ConfigError> {
     let x0 = DVector::from_column_slice(&spec.x0);
     let xt = DVector::from_column_slice(&spec.x_target);
     let mut plant = SimPlant::new(problem, &episode_sim(problem, sim, spec), x0, xt, spec.index)?;
@@ -241,7 +254,13 @@ pub fn fly_recording(controller: &mut RecedingHorizon, problem: &ProblemConfig, 
 /// answered by `controller` (stamped `T0 +` plant time), the command applied, the plant advanced,
 /// until the plant reports the episode's result. `on_state(x, t)` sees every answered state.
 /// The goal must be set.
-pub fn fly_plant(controller: &mut RecedingHorizon, plant: &mut dyn Plant, spec: &EpisodeSpec, period: f64, mut on_state: impl FnMut(&DVector<f64>, f64)) -> EpisodeReport {
+pub fn fly_plant(
+    controller: &mut RecedingHorizon,
+    plant: &mut dyn Plant,
+    spec: &EpisodeSpec,
+    period: f64,
+    mut on_state: impl FnMut(&DVector<f64>, f64),
+) -> EpisodeReport {
     let mut log = EpisodeLog::default();
     log.state(plant.time(), plant.true_state());
     let result = loop {

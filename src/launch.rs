@@ -75,11 +75,21 @@ pub fn spec(problem: ProblemKind) -> LaunchSpec {
             LaunchArg { name: "device", default: "auto" },
         ],
         nodes: vec![
-            NodeLaunch { executable: "trc_node", condition: None, params: vec![("use_sim_time", "use_sim_time"), ("node.model", "model"), ("node.device", "device")] },
+            NodeLaunch {
+                executable: "trc_node",
+                condition: None,
+                params: vec![("use_sim_time", "use_sim_time"), ("node.model", "model"), ("node.device", "device")],
+            },
             NodeLaunch {
                 executable: "trc_sim",
                 condition: Some("sim"),
-                params: vec![("use_sim_time", "use_sim_time"), ("sim.time_scale", "time_scale"), ("sim.episodes", "episodes"), ("sim.seed", "seed"), ("sim.results_file", "results_file")],
+                params: vec![
+                    ("use_sim_time", "use_sim_time"),
+                    ("sim.time_scale", "time_scale"),
+                    ("sim.episodes", "episodes"),
+                    ("sim.seed", "seed"),
+                    ("sim.results_file", "results_file"),
+                ],
             },
         ],
     }
@@ -103,7 +113,10 @@ pub fn resolve(spec: &LaunchSpec, launch_args: &[String], package_root: &Path) -
     let mut values: Vec<(&str, String)> = spec.args.iter().map(|a| (a.name, a.default.to_string())).collect();
     for a in launch_args {
         let (k, v) = a.split_once(":=").ok_or_else(|| LaunchError::Syntax(a.clone()))?;
-        let slot = values.iter_mut().find(|(n, _)| *n == k).ok_or_else(|| LaunchError::Unknown(k.into(), spec.args.iter().map(|a| a.name).collect::<Vec<_>>().join(", ")))?;
+        let slot = values
+            .iter_mut()
+            .find(|(n, _)| *n == k)
+            .ok_or_else(|| LaunchError::Unknown(k.into(), spec.args.iter().map(|a| a.name).collect::<Vec<_>>().join(", ")))?;
         slot.1 = v.to_string();
     }
     let get = |n: &str| values.iter().find(|(k, _)| *k == n).map(|(_, v)| v.clone()).unwrap_or_default();
@@ -113,7 +126,8 @@ pub fn resolve(spec: &LaunchSpec, launch_args: &[String], package_root: &Path) -
         .iter()
         .filter(|n| n.condition.is_none_or(|c| matches!(get(c).to_ascii_lowercase().as_str(), "true" | "1")))
         .map(|n| {
-            let mut args = vec!["--ros-args".to_string(), "-r".into(), format!("__node:={}", n.executable), "--params-file".into(), config.display().to_string()];
+            let mut args =
+                vec!["--ros-args".to_string(), "-r".into(), format!("__node:={}", n.executable), "--params-file".into(), config.display().to_string()];
             for (param, arg) in &n.params {
                 let v = get(arg);
                 if !v.is_empty() {

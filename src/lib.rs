@@ -31,11 +31,11 @@
 
 #![warn(missing_docs)]
 
+pub mod baseline;
 pub mod closed_loop;
 pub mod config;
 pub mod control;
 pub mod data;
-pub mod demo;
 pub mod error;
 pub mod launch;
 pub mod model;

@@ -118,7 +118,25 @@ impl SimPlant {
             _ => DVector::zeros(p.control_dim()),
         };
         let success_tol = (problem.descent.success_position_tol, problem.descent.success_speed_tol);
-        Ok(Self { m0: x0[x0.len() - 1], problem: p, kind, cfg: cfg.clone(), x: x0, x_target, t: 0.0, u, pending: VecDeque::new(), thrust_scale, thrust_rot, mass_bias, rng, episode, result: None, success_tol, m_dry: problem.descent.m_dry })
+        Ok(Self {
+            m0: x0[x0.len() - 1],
+            problem: p,
+            kind,
+            cfg: cfg.clone(),
+            x: x0,
+            x_target,
+            t: 0.0,
+            u,
+            pending: VecDeque::new(),
+            thrust_scale,
+            thrust_rot,
+            mass_bias,
+            rng,
+            episode,
+            result: None,
+            success_tol,
+            m_dry: problem.descent.m_dry,
+        })
     }
     fn applied_control(&self) -> DVector<f64> {
         match self.kind {
@@ -139,7 +157,15 @@ impl SimPlant {
                 let success = touched && pos < self.success_tol.0 && speed < self.success_tol.1;
                 EpisodeResult { episode: self.episode, t, touched_down: touched, position_error: pos, speed, fuel_kg: self.m0 - x[6], success }
             }
-            _ => EpisodeResult { episode: self.episode, t, touched_down: false, position_error: (&x - &self.x_target).norm(), speed: 0.0, fuel_kg: 0.0, success: self.problem.is_success(&x, &self.x_target) },
+            _ => EpisodeResult {
+                episode: self.episode,
+                t,
+                touched_down: false,
+                position_error: (&x - &self.x_target).norm(),
+                speed: 0.0,
+                fuel_kg: 0.0,
+                success: self.problem.is_success(&x, &self.x_target),
+            },
         };
         self.x = x;
         self.t = t;

@@ -142,8 +142,19 @@ pub fn write_png(path: &Path, panels: &[Panel], panel_size: (u32, u32), columns:
     let root = BitMapBackend::new(path, (panel_size.0 * cols as u32, panel_size.1 * rows as u32)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| draw_err(&e))?;
     for (area, panel) in root.split_evenly((rows, cols)).iter().zip(panels) {
-        let tf = |y: f64| if panel.log_y { if y > 0.0 { y.log10() } else { f64::NAN } } else { y };
-        let series: Vec<(&Series, Vec<(f64, f64)>)> = panel.series.iter().map(|s| (s, s.points.iter().map(|&(x, y)| (x, tf(y))).filter(|(x, y)| x.is_finite() && y.is_finite()).collect())).collect();
+        let tf = |y: f64| {
+            if panel.log_y {
+                if y > 0.0 {
+                    y.log10()
+                } else {
+                    f64::NAN
+                }
+            } else {
+                y
+            }
+        };
+        let series: Vec<(&Series, Vec<(f64, f64)>)> =
+            panel.series.iter().map(|s| (s, s.points.iter().map(|&(x, y)| (x, tf(y))).filter(|(x, y)| x.is_finite() && y.is_finite()).collect())).collect();
         let (x0, x1) = range(series.iter().flat_map(|(_, p)| p.iter().map(|q| q.0)));
         let (y0, y1) = range(series.iter().flat_map(|(_, p)| p.iter().map(|q| q.1)));
         let y_label = if panel.log_y { format!("log10 {}", panel.y_label) } else { panel.y_label.clone() };

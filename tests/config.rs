@@ -13,7 +13,9 @@ fn err(yaml: &str) -> String {
 #[test]
 fn shipped_configs_load_and_build() {
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/config");
-    for (file, kind) in [("descent.yaml", ProblemKind::Descent), ("vanderpol.yaml", ProblemKind::Vanderpol), ("double_integrator.yaml", ProblemKind::DoubleIntegrator)] {
+    for (file, kind) in
+        [("descent.yaml", ProblemKind::Descent), ("vanderpol.yaml", ProblemKind::Vanderpol), ("double_integrator.yaml", ProblemKind::DoubleIntegrator)]
+    {
         let cfg = TrcConfig::from_file(format!("{dir}/{file}")).unwrap_or_else(|e| panic!("{file}: {e}"));
         assert_eq!(cfg.problem.name, kind);
         let p = cfg.problem.build().unwrap();
@@ -27,7 +29,7 @@ fn bare_and_ros_params_forms_are_equal() {
     let ros = TrcConfig::from_yaml_str("trc_node:\n  ros__parameters:\n    problem:\n      name: descent\n      descent:\n        m_wet: 2000.0\n").unwrap();
     assert_eq!(bare, ros);
     assert_eq!(bare.problem.descent.m_wet, 2000.0);
-    assert_eq!(bare.problem.descent.m_dry, 1505.0, "unset fields take DESIGN.md defaults");
+    assert_eq!(bare.problem.descent.m_dry, 1505.0, "unset fields take the defaults of docs/problems.md");
 }
 
 #[test]
@@ -76,4 +78,53 @@ fn missing_file_says_which() {
         Err(ConfigError::Io { path, .. }) => assert_eq!(path, "/nonexistent/trc.yaml"),
         other => panic!("{other:?}"),
     }
+}
+
+#[test]
+fn node_policy_and_device_are_enums_refused_by_name() {
+    let e = err("problem:\n  name: descent\nnode:\n  policy: magic\n");
+    assert!(e.contains("node.policy") && e.contains("magic"), "{e}");
+    let e = err("problem:\n  name: descent\nnode:\n  device: tpu\n");
+    assert!(e.contains("node.device") && e.contains("tpu"), "{e}");
+    let ok = TrcConfig::from_yaml_str("problem:\n  name: descent\nnode:\n  policy: solver\n  device: cpu\n").unwrap();
+    assert_eq!((ok.node.policy, ok.node.device), (trc_control::config::PolicyKind::Solver, trc_control::config::DeviceChoice::Cpu));
+}
+
+/// The README's parameter table: `| `name` | static/live | ...` rows.
+fn readme_table() -> Vec<(String, String)> {
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    text.lines()
+        .filter_map(|l| {
+            let cells: Vec<&str> = l.split('|').map(str::trim).collect();
+            (cells.len() > 3 && cells[1].starts_with('`') && matches!(cells[2], "static" | "live"))
+                .then(|| (cells[1].trim_matches('`').to_string(), cells[2].to_string()))
+        })
+        .collect()
+}
+
+#[test]
+fn live_parameters_are_declared_per_field_and_the_readme_table_agrees() {
+    use trc_control::config::{Mutability, LIVE_PARAMETERS};
+    let table = readme_table();
+    for file in ["descent.yaml", "vanderpol.yaml", "double_integrator.yaml"] {
+        let cfg = TrcConfig::from_file(format!("{}/config/{file}", env!("CARGO_MANIFEST_DIR"))).unwrap();
+        let names: Vec<String> = cfg.parameters().into_iter().map(|(n, _)| n).collect();
+        for live in LIVE_PARAMETERS {
+            assert!(names.iter().any(|n| n == live), "{file}: LIVE_PARAMETERS lists `{live}`, which is not a parameter");
+        }
+        assert_eq!(cfg.mutability("controller.outer"), Some(Mutability::Static), "K is fixed when the model loads");
+        assert_eq!(cfg.mutability("controller.deadline_s"), Some(Mutability::Live));
+        assert_eq!(cfg.mutability("foo.bar"), None, "an unknown name is not a parameter (not a static one)");
+        for name in &names {
+            let m = cfg.mutability(name).unwrap();
+            if name.starts_with("problem.") {
+                assert_eq!(m, Mutability::Static, "{name}");
+                continue;
+            }
+            let row = table.iter().find(|(n, _)| n == name).unwrap_or_else(|| panic!("README's parameter table lacks `{name}`"));
+            let want = if m == Mutability::Live { "live" } else { "static" };
+            assert_eq!(row.1, want, "README says `{name}` is {}, the code says {want}", row.1);
+        }
+    }
+    assert!(table.iter().any(|(n, m)| n == "problem.*" && m == "static"), "README's table has a `problem.*` row");
 }

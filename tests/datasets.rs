@@ -4,7 +4,15 @@ use trc_control::config::{ProblemConfig, ProblemKind};
 use trc_control::data::{generate, sample_instance, Dataset, GenerateOptions, Split};
 
 fn opts(kind: ProblemKind, count: u64, shard: (u64, u64)) -> GenerateOptions {
-    GenerateOptions { problem: ProblemConfig::new(kind), seed: 42, split: Split::Train, count, shard, settings: GenerateOptions::deterministic_settings(), progress: false }
+    GenerateOptions {
+        problem: ProblemConfig::new(kind),
+        seed: 42,
+        split: Split::Train,
+        count,
+        shard,
+        settings: GenerateOptions::deterministic_settings(),
+        progress: false,
+    }
 }
 
 fn tmp(name: &str) -> std::path::PathBuf {

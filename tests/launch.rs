@@ -73,7 +73,11 @@ fn launch_files_and_the_launcher_agree() {
                 assert!(param == "use_sim_time" || known.contains_key(param.as_str()), "{param} is not a trc_control parameter");
                 assert!(s.args.iter().any(|a| a.name == arg), "{arg} is not a launch argument");
             }
-            assert!(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/bin").join(format!("{}.rs", r.executable)).exists(), "{} is not a binary of this crate", r.executable);
+            assert!(
+                std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/bin").join(format!("{}.rs", r.executable)).exists(),
+                "{} is not a binary of this crate",
+                r.executable
+            );
         }
     }
 }

@@ -12,10 +12,18 @@ use trc_control::model::{projection, ModelConfig, Normalizer, Trc};
 use trc_control::problems::{DescentParams, PoweredDescent, Problem};
 use trc_control::solvers::lcvx::{LcvxSolver, TfSearch};
 use trc_control::solvers::{Instance, SolverSettings};
-use trc_control::train::{self, TrainConfig, Tensors};
+use trc_control::train::{self, Tensors, TrainConfig};
 
 fn dataset(kind: ProblemKind, count: u64, split: Split) -> Dataset {
-    let opts = GenerateOptions { problem: ProblemConfig::new(kind), seed: 3, split, count, shard: (0, 1), settings: GenerateOptions::deterministic_settings(), progress: false };
+    let opts = GenerateOptions {
+        problem: ProblemConfig::new(kind),
+        seed: 3,
+        split,
+        count,
+        shard: (0, 1),
+        settings: GenerateOptions::deterministic_settings(),
+        progress: false,
+    };
     generate(&opts).unwrap().0
 }
 

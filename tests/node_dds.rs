@@ -61,7 +61,12 @@ fn trc_sim_and_trc_node_land_a_descent_episode_over_dds() {
     let dir = std::env::temp_dir().join(format!("trc-node-dds-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let results = dir.join("results.yaml");
-    let node = start(env!("CARGO_BIN_EXE_trc_node"), "descent", &["use_sim_time:=true".into(), "node.device:=cpu".into(), "controller.deadline_s:=0.2".into()], Some(domain));
+    let node = start(
+        env!("CARGO_BIN_EXE_trc_node"),
+        "descent",
+        &["use_sim_time:=true".into(), "node.device:=cpu".into(), "controller.deadline_s:=0.2".into()],
+        Some(domain),
+    );
     let mut sim = start(
         env!("CARGO_BIN_EXE_trc_sim"),
         "descent",
@@ -82,7 +87,8 @@ fn trc_sim_and_trc_node_land_a_descent_episode_over_dds() {
     let sim_log = stop(sim);
     let node_log = stop(node);
     let text = std::fs::read_to_string(&results).unwrap_or_else(|e| panic!("no results file ({e}); sim exited {status}\n{sim_log}\nnode:\n{node_log}"));
-    let episodes: Vec<serde_yaml::Value> = serde_yaml::Deserializer::from_str(&text).map(|d| <serde_yaml::Value as serde::Deserialize>::deserialize(d).unwrap()).collect();
+    let episodes: Vec<serde_yaml::Value> =
+        serde_yaml::Deserializer::from_str(&text).map(|d| <serde_yaml::Value as serde::Deserialize>::deserialize(d).unwrap()).collect();
     assert_eq!(episodes.len(), 2, "two episodes flown:\n{text}\n{sim_log}\n{node_log}");
     for v in &episodes {
         let r = &v["result"];
@@ -91,7 +97,12 @@ fn trc_sim_and_trc_node_land_a_descent_episode_over_dds() {
         eprintln!("episode: {}", serde_yaml::to_string(r).unwrap());
         let traj = v["trajectory"].as_sequence().unwrap();
         let alt = |i: usize| traj[i][1][2].as_f64().unwrap();
-        assert!(alt(traj.len() - 1) < 0.25 * alt(0), "the vehicle must be flown down: altitude {} m -> {} m\n{sim_log}\n{node_log}", alt(0), alt(traj.len() - 1));
+        assert!(
+            alt(traj.len() - 1) < 0.25 * alt(0),
+            "the vehicle must be flown down: altitude {} m -> {} m\n{sim_log}\n{node_log}",
+            alt(0),
+            alt(traj.len() - 1)
+        );
         assert!(cycles > 100, "every state is answered over DDS: {cycles} sequences");
         assert!(converged * 2 > cycles, "most cycles converge in time: {converged} of {cycles}");
         assert!(v["fuel_gap"].as_f64().unwrap().is_finite());
@@ -108,7 +119,12 @@ fn trc_sim_and_trc_node_land_a_descent_episode_over_dds() {
 fn rclpy_receives_the_running_nodes_control_sequence_and_diagnostics() {
     let domain = common::isolate_ros_domain();
     // a generous deadline: test builds are unoptimised and CI machines are shared
-    let node = start(env!("CARGO_BIN_EXE_trc_node"), "vanderpol", &["node.device:=cpu".into(), "node.diagnostics_period_s:=0.5".into(), "controller.deadline_s:=1.0".into()], None);
+    let node = start(
+        env!("CARGO_BIN_EXE_trc_node"),
+        "vanderpol",
+        &["node.device:=cpu".into(), "node.diagnostics_period_s:=0.5".into(), "controller.deadline_s:=1.0".into()],
+        None,
+    );
     let mut listener = Command::new(python())
         .args([concat!(env!("CARGO_MANIFEST_DIR"), "/tests/ros/rclpy_node_listener.py"), "60"])
         .stdout(Stdio::piped())

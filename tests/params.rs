@@ -37,7 +37,11 @@ fn dynamic_parameters_apply_and_static_ones_are_refused() {
     assert!(bad.contains("deadline_s"), "{bad}");
     assert!(store.set_parameter("controller.deadline_s", &ParameterValue::String("fast".into())).is_err(), "wrong type");
     assert_eq!(shared.lock().unwrap().controller.deadline_s, 0.02, "a refused value leaves the old one");
-    for (name, v) in [("problem.descent.m_wet", ParameterValue::Double(2000.0)), ("node.model", ParameterValue::String("x".into())), ("use_sim_time", ParameterValue::Bool(true))] {
+    for (name, v) in [
+        ("problem.descent.m_wet", ParameterValue::Double(2000.0)),
+        ("node.model", ParameterValue::String("x".into())),
+        ("use_sim_time", ParameterValue::Bool(true)),
+    ] {
         let e = store.set_parameter(name, &v).unwrap_err().to_string();
         assert!(e.contains("static parameter"), "{name}: {e}");
         assert!(store.check_parameter(name, &v).is_err());

@@ -16,11 +16,8 @@ fn writes_a_png_grid_with_labels_and_log_axis() {
     let line = Series::line("J", (0..20).map(|i| (i as f64, (-0.3 * i as f64).exp())).collect());
     // non-finite and non-positive points on a log axis are dropped, not drawn
     let dots = Series::dots("", vec![(0.0, 1.0), (1.0, f64::NAN), (2.0, -1.0), (3.0, 0.5)]);
-    let panels = [
-        Panel::new("cost", "k", "J", vec![line.clone()]).log_y(),
-        Panel::new("dots", "x [m]", "y [m]", vec![dots]),
-        Panel::new("empty", "x", "y", vec![]),
-    ];
+    let panels =
+        [Panel::new("cost", "k", "J", vec![line.clone()]).log_y(), Panel::new("dots", "x [m]", "y [m]", vec![dots]), Panel::new("empty", "x", "y", vec![])];
     write_png(&path, &panels, (300, 200), 2).expect("plot written");
     let bytes = std::fs::read(&path).expect("file exists");
     assert_eq!(png_size(&bytes), (600, 400), "3 panels on a 2-wide grid");

@@ -4,9 +4,7 @@ use nalgebra::{DMatrix, DVector};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use tch::{Device, Kind, Tensor};
-use trc_control::problems::{
-    DescentParams, DoubleIntegrator, DoubleIntegratorParams, PoweredDescent, Problem, VanDerPol, VanDerPolParams, ViolationKind,
-};
+use trc_control::problems::{DescentParams, DoubleIntegrator, DoubleIntegratorParams, PoweredDescent, Problem, VanDerPol, VanDerPolParams, ViolationKind};
 use trc_control::tensor::{from_dmatrix, to_dmatrix};
 
 fn descent() -> PoweredDescent {
@@ -92,7 +90,11 @@ fn rollout_rejects_wrong_shapes() {
     let p = descent();
     assert!(p.rollout(&DVector::zeros(6), &DMatrix::zeros(50, 3), 1.0).is_err());
     assert!(p.rollout(&DVector::zeros(7), &DMatrix::zeros(50, 2), 1.0).is_err());
-    let bad = p.rollout_batch(&Tensor::zeros([2, 7], (Kind::Double, Device::Cpu)), &Tensor::zeros([3, 50, 3], (Kind::Double, Device::Cpu)), &Tensor::ones([2], (Kind::Double, Device::Cpu)));
+    let bad = p.rollout_batch(
+        &Tensor::zeros([2, 7], (Kind::Double, Device::Cpu)),
+        &Tensor::zeros([3, 50, 3], (Kind::Double, Device::Cpu)),
+        &Tensor::ones([2], (Kind::Double, Device::Cpu)),
+    );
     assert!(bad.is_err());
 }
 
@@ -180,8 +182,10 @@ fn lcvx_zoh_and_rk4_plant_gap_is_bounded_and_first_order() {
     let dv_bound = t_f * u_max * u_max * alpha * 1.0 / 2.0;
     let dr_bound = t_f * t_f * u_max * u_max * alpha * 1.0 / 4.0;
     let dm_bound = t_f * prm.m_wet * alpha * alpha * u_max * u_max * 1.0 / 2.0;
-    assert!(dr1 <= dr_bound && dv1 <= dv_bound && dm1 <= dm_bound,
-        "gap at dt=1: {dr1} m, {dv1} m/s, {dm1} kg exceeds the first-order bound {dr_bound} m, {dv_bound} m/s, {dm_bound} kg");
+    assert!(
+        dr1 <= dr_bound && dv1 <= dv_bound && dm1 <= dm_bound,
+        "gap at dt=1: {dr1} m, {dv1} m/s, {dm1} kg exceeds the first-order bound {dr_bound} m, {dv_bound} m/s, {dm_bound} kg"
+    );
     let ratio = dr2 / dr1;
     assert!((0.35..0.65).contains(&ratio), "position gap should halve with dt: {dr1} -> {dr2} (ratio {ratio})");
     assert!(dv2 < dv1, "velocity gap should shrink with dt: {dv1} -> {dv2}");
@@ -217,7 +221,9 @@ fn lcvx_discretization_matches_closed_form_and_rotation() {
         let wv = cr(om, v);
         let wwr = cr(om, cr(om, r));
         DVector::from_vec(vec![
-            v[0], v[1], v[2],
+            v[0],
+            v[1],
+            v[2],
             w[0] + prm.gravity[0] - 2.0 * wv[0] - wwr[0],
             w[1] + prm.gravity[1] - 2.0 * wv[1] - wwr[1],
             w[2] + prm.gravity[2] - 2.0 * wv[2] - wwr[2],
@@ -279,7 +285,7 @@ fn descent_constraint_checks_flag_each_violation() {
     assert!(p.check_constraints(&x, &u, &target).is_empty());
     u[(0, 2)] = 0.5 * prm.rho1(); // too little thrust
     u[(1, 2)] = 1.1 * prm.rho2(); // too much
-    // same magnitude, tilted 50 deg > 45
+                                  // same magnitude, tilted 50 deg > 45
     u[(2, 0)] = ok_t[2] * 50f64.to_radians().sin();
     u[(2, 2)] = ok_t[2] * 50f64.to_radians().cos();
     let kinds: Vec<_> = p.check_constraints(&x, &u, &target).into_iter().map(|v| (v.node, v.kind)).collect();

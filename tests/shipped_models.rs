@@ -34,7 +34,10 @@ fn shipped_models_load_and_are_documented() {
             }
             ControlConstraint::ThrustAnnulusCone { rho_min, rho_max, .. } => {
                 let n = u.square().sum_dim_intlist(&[2i64][..], false, Kind::Double).sqrt();
-                assert!(f64::try_from(n.min()).unwrap() >= rho_min * (1.0 - 1e-5) && f64::try_from(n.max()).unwrap() <= rho_max * (1.0 + 1e-5), "{p}: thrust bound violated");
+                assert!(
+                    f64::try_from(n.min()).unwrap() >= rho_min * (1.0 - 1e-5) && f64::try_from(n.max()).unwrap() <= rho_max * (1.0 + 1e-5),
+                    "{p}: thrust bound violated"
+                );
             }
         }
     }

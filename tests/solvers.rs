@@ -3,9 +3,7 @@
 use nalgebra::{DMatrix, DVector};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use trc_control::problems::{
-    DescentParams, DoubleIntegrator, DoubleIntegratorParams, PoweredDescent, Problem, VanDerPol, VanDerPolParams,
-};
+use trc_control::problems::{DescentParams, DoubleIntegrator, DoubleIntegratorParams, PoweredDescent, Problem, VanDerPol, VanDerPolParams};
 use trc_control::solvers::lcvx::{LcvxSolver, TfSearch};
 use trc_control::solvers::lqr::DoubleIntegratorSolver;
 use trc_control::solvers::scp::ScpSolver;
@@ -199,7 +197,14 @@ fn lcvx_default_vehicle_lands_and_is_lossless() {
     let mut s = LcvxSolver::new(p.clone(), SolverSettings::default(), TfSearch::default()).unwrap();
     let i = Instance { x0: DVector::from_row_slice(&[400.0, -200.0, 1500.0, -10.0, 5.0, -50.0, 1905.0]), x_target: p.default_target(), t_go: None };
     let (sol, rep) = s.solve_detailed(&i).unwrap();
-    eprintln!("default vehicle: t_f* {:.2} s, fuel {:.2} kg, gap {:.1e}, resim {:.3} m {:.4} m/s", sol.t_go, 1905.0 - sol.x_model[(50, 6)], rep.lossless_gap, rep.resim_position_error, rep.resim_velocity_error);
+    eprintln!(
+        "default vehicle: t_f* {:.2} s, fuel {:.2} kg, gap {:.1e}, resim {:.3} m {:.4} m/s",
+        sol.t_go,
+        1905.0 - sol.x_model[(50, 6)],
+        rep.lossless_gap,
+        rep.resim_position_error,
+        rep.resim_velocity_error
+    );
     assert!(rep.lossless_gap < 1e-5);
     assert!(p.check_constraints(&sol.x_model, &sol.u, &i.x_target).is_empty());
     // fixed t_f reuses the workspace and gives the same fuel at the same t_f

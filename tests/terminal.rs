@@ -1,4 +1,4 @@
-//! The terminal correction (src/model/terminal.rs): its Jacobian against finite differences in
+//! The terminal correction (src/control/correction.rs): its Jacobian against finite differences in
 //! both models, feasibility of every output, the landing it restores from perturbed optimal
 //! controls, the identity where there is no terminal equality, and the controller's impulse-
 //! preserving command and touchdown gate.
@@ -6,12 +6,11 @@
 use nalgebra::{DMatrix, DVector};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use trc_control::config::{ProblemConfig, ProblemKind};
+use trc_control::config::{CorrectionModel, ProblemConfig, ProblemKind, TerminalCorrection};
+use trc_control::control::correction::{correct, residual, terminal_sensitivity};
 use trc_control::data::{sample_instance, Split};
-use trc_control::model::terminal::{correct, residual, terminal_sensitivity, CorrectionModel, TerminalCorrection};
-use trc_control::model::trc::Simulator;
 use trc_control::plan::{Plan, PlanStatus};
-use trc_control::problems::{PoweredDescent, Problem};
+use trc_control::problems::{project_rows, PoweredDescent, Problem, Simulator};
 use trc_control::solvers::{self, SolverSettings};
 
 fn descent() -> ProblemConfig {
@@ -58,7 +57,10 @@ fn jacobian_matches_finite_differences_in_both_models() {
             for (r, &i) in idx.iter().enumerate() {
                 let fd = (tu[(n, i)] - td[(n, i)]) / (2.0 * h);
                 let an = g[(r, k * 3 + j)];
-                assert!((fd - an).abs() <= 1e-5 * (1.0 + fd.abs().max(an.abs())) + 1e-9, "{sim:?} d x_N[{i}] / d u[{k},{j}]: analytic {an}, finite difference {fd}");
+                assert!(
+                    (fd - an).abs() <= 1e-5 * (1.0 + fd.abs().max(an.abs())) + 1e-9,
+                    "{sim:?} d x_N[{i}] / d u[{k},{j}]: analytic {an}, finite difference {fd}"
+                );
             }
         }
     }
@@ -76,7 +78,7 @@ fn correction_lands_perturbed_optimal_controls_and_stays_feasible() {
         let (x0, xt, u_star, dt) = optimal(i);
         // 1% multiplicative noise on every thrust component: tens of metres at touchdown
         let u = perturbed(&u_star, 100 + i, 0.01);
-        let before = residual(&sim, &x0, &xt, &trc_control::model::terminal::project_rows(&u, &p.control_constraint()), dt);
+        let before = residual(&sim, &x0, &xt, &project_rows(&u, &p.control_constraint()), dt);
         let (uc, rep) = correct(&sim, &x0, &xt, &u, dt, &settings, None);
         assert!(feasible(&uc, &p), "case {i}: corrected thrust leaves the annulus / cone");
         assert!(uc.iter().all(|v| v.is_finite()));
@@ -113,7 +115,17 @@ fn correction_is_the_identity_without_a_terminal_equality_or_when_disabled() {
 #[test]
 fn mean_control_keeps_the_impulse_over_the_hold() {
     let u = DMatrix::from_row_slice(4, 1, &[1.0, 3.0, 5.0, 7.0]);
-    let plan = Plan { stamp: 0.0, frame_id: String::new(), dt: 0.05, u, x: DMatrix::zeros(5, 1), cost: 0.0, status: PlanStatus::Converged, iterations: 1, solve_time_ms: 0.0 };
+    let plan = Plan {
+        stamp: 0.0,
+        frame_id: String::new(),
+        dt: 0.05,
+        u,
+        x: DMatrix::zeros(5, 1),
+        cost: 0.0,
+        status: PlanStatus::Converged,
+        iterations: 1,
+        solve_time_ms: 0.0,
+    };
     assert_eq!(plan.mean_control(0.0)[0], 1.0, "hold 0: u_0");
     assert_eq!(plan.mean_control(0.05)[0], 1.0, "hold = dt: u_0");
     assert!((plan.mean_control(0.1)[0] - 2.0).abs() < 1e-12, "two steps: their mean");

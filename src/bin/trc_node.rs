@@ -20,11 +20,11 @@
 //! on the main thread. Parameters: every config entry (`ros2 param list`); `controller.*` may be
 //! set at run time, the rest is refused (static).
 
-use trc_control::closed_loop::percentile;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use trc_control::closed_loop::percentile;
 
 use futures::{FutureExt, StreamExt};
 use r2r::diagnostic_msgs::msg::{DiagnosticArray, DiagnosticStatus, KeyValue};
@@ -85,7 +85,6 @@ fn now_secs(clock: &Clock) -> f64 {
     }
 }
 
-
 fn run() -> AnyResult<()> {
     let ctx = r2r::Context::create()?;
     let mut node = r2r::Node::create(ctx, "trc_node", "")?;
@@ -95,7 +94,11 @@ fn run() -> AnyResult<()> {
     for u in unknown {
         log::warn!("parameter `{u}` is not a trc_control parameter; ignored");
     }
-    let package_root = args.windows(2).find(|w| w[0] == "--params-file").and_then(|w| std::path::Path::new(&w[1]).canonicalize().ok()).and_then(|p| p.parent().and_then(|d| d.parent()).map(|d| d.to_path_buf()));
+    let package_root = args
+        .windows(2)
+        .find(|w| w[0] == "--params-file")
+        .and_then(|w| std::path::Path::new(&w[1]).canonicalize().ok())
+        .and_then(|p| p.parent().and_then(|d| d.parent()).map(|d| d.to_path_buf()));
     let live = Arc::new(Mutex::new(cfg.clone()));
     let (param_future, mut param_events) = node.make_derived_parameter_handler(Arc::new(Mutex::new(ParamStore { cfg: live.clone() })))?;
     log::info!("problem {}, deadline {} ms, use_sim_time {}", cfg.problem.name, cfg.controller.deadline_s * 1e3, cfg.use_sim_time);
@@ -113,7 +116,11 @@ fn run() -> AnyResult<()> {
     let diag_pub = node.create_publisher::<DiagnosticArray>("/diagnostics", QosProfile::default())?;
     // Sim time: follow /clock ourselves (r2r's TimeSource is compiled in only when its build
     // script emitted the rosgraph_msgs cfg, which a cached re-run of that script skips).
-    let mut clock_sub = if cfg.use_sim_time { Some(node.subscribe::<r2r::rosgraph_msgs::msg::Clock>("/clock", QosProfile::default().best_effort().keep_last(1))?) } else { None };
+    let mut clock_sub = if cfg.use_sim_time {
+        Some(node.subscribe::<r2r::rosgraph_msgs::msg::Clock>("/clock", QosProfile::default().best_effort().keep_last(1))?)
+    } else {
+        None
+    };
     let sim_now: Arc<Mutex<f64>> = Arc::new(Mutex::new(0.0));
     let clock = Clock { ros: node.get_ros_clock(), sim: cfg.use_sim_time.then(|| sim_now.clone()) };
 

@@ -107,7 +107,15 @@ fn run() -> AnyResult<bool> {
     let mut param_future = Box::pin(param_future);
 
     let specs = episode_specs(&problem, sim.seed, sim.first_episode, sim.episodes as usize);
-    log::info!("{} episodes of {} (seed {}, test split from index {}), state at {} Hz, time scale {}", specs.len(), problem.name, sim.seed, sim.first_episode, sim.rate_hz, sim.time_scale);
+    log::info!(
+        "{} episodes of {} (seed {}, test split from index {}), state at {} Hz, time scale {}",
+        specs.len(),
+        problem.name,
+        sim.seed,
+        sim.first_episode,
+        sim.rate_hz,
+        sim.time_scale
+    );
     let period = 1.0 / sim.rate_hz;
     let wall_period = Duration::from_secs_f64(period / sim.time_scale);
     let deadline_ms = cfg.controller.deadline_s * 1e3;
@@ -156,7 +164,9 @@ fn run() -> AnyResult<bool> {
             }
         }
         if !answered {
-            return Err(format!("no control_sequence from the controller within {} s: is trc_node running on this ROS_DOMAIN_ID?", sim.wait_for_controller_s).into());
+            return Err(
+                format!("no control_sequence from the controller within {} s: is trc_node running on this ROS_DOMAIN_ID?", sim.wait_for_controller_s).into()
+            );
         }
         let _ = commands.latest();
         // start: fresh goal clock

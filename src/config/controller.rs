@@ -50,7 +50,17 @@ pub struct ControllerConfig {
 
 impl Default for ControllerConfig {
     fn default() -> Self {
-        Self { deadline_s: 0.05, max_state_age_s: 0.5, terminal_phase_s: 3.0, outer: 0, warm_start: false, command_hold_s: 0.1, terminal_correction: TerminalCorrection::default(), gate_altitude_m: 1.0, gate_sink_rate_mps: 0.35 }
+        Self {
+            deadline_s: 0.05,
+            max_state_age_s: 0.5,
+            terminal_phase_s: 3.0,
+            outer: 0,
+            warm_start: false,
+            command_hold_s: 0.1,
+            terminal_correction: TerminalCorrection::default(),
+            gate_altitude_m: 1.0,
+            gate_sink_rate_mps: 0.35,
+        }
     }
 }
 
@@ -153,4 +163,3 @@ impl TerminalCorrection {
         Ok(())
     }
 }
-

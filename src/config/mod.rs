@@ -15,11 +15,11 @@ mod controller;
 mod node;
 mod sim;
 
+pub use crate::error::{non_negative, positive};
+pub use crate::problems::{ProblemConfig, ProblemKind};
 pub use controller::{ControllerConfig, CorrectionModel, TerminalCorrection};
 pub use node::{DeviceChoice, NodeConfig, PolicyKind};
 pub use sim::SimConfig;
-pub use crate::error::{non_negative, positive};
-pub use crate::problems::{ProblemConfig, ProblemKind};
 
 /// Everything trc_control reads from a config file: the problem, the receding-horizon
 /// controller, the node and the plant simulator. Both nodes and the CLI read the same file;
@@ -63,8 +63,7 @@ impl TrcConfig {
     /// [`ConfigError::Io`] if the file cannot be read, otherwise as [`TrcConfig::from_yaml_str`].
     pub fn from_file(path: impl AsRef<Path>) -> Result<Self, ConfigError> {
         let path = path.as_ref();
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| ConfigError::Io { path: path.display().to_string(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io { path: path.display().to_string(), source })?;
         Self::parse(&text, Some(path.display().to_string()))
     }
 
@@ -95,26 +94,80 @@ impl TrcConfig {
     }
 }
 
+/// Whether a parameter may change while a node runs (nav2's static / dynamic parameters).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mutability {
+    /// Fixed at start-up (the problem, the model, the plant, `use_sim_time`, `controller.outer`):
+    /// a live change is refused with the reason.
+    Static,
+    /// May change at run time, validated; the controller takes it from the next cycle.
+    Live,
+}
+
+/// The parameters that may change at run time, by full dotted name; every other parameter is
+/// static. Declared per field (not by prefix): a new `controller.*` field is static until it is
+/// listed here, and `tests/config.rs` holds this list, the config and the README's parameter
+/// table in agreement.
+pub const LIVE_PARAMETERS: &[&str] = &[
+    "controller.deadline_s",
+    "controller.max_state_age_s",
+    "controller.terminal_phase_s",
+    "controller.warm_start",
+    "controller.command_hold_s",
+    "controller.gate_altitude_m",
+    "controller.gate_sink_rate_mps",
+    "controller.terminal_correction.enabled",
+    "controller.terminal_correction.model",
+    "controller.terminal_correction.max_iterations",
+    "controller.terminal_correction.tol",
+    "controller.terminal_correction.max_retime_s",
+    "controller.terminal_correction.retime_threshold",
+    "controller.terminal_correction.thrust_margin",
+];
+
+impl TrcConfig {
+    /// Every parameter of this config as a dotted name (`problem.descent.m_wet`, ...) with its
+    /// value, in file order (nulls left out): the names a node declares.
+    pub fn parameters(&self) -> Vec<(String, serde_yaml::Value)> {
+        fn walk(prefix: &str, v: &serde_yaml::Value, out: &mut Vec<(String, serde_yaml::Value)>) {
+            match v {
+                serde_yaml::Value::Mapping(m) => {
+                    for (k, v) in m {
+                        let key = k.as_str().unwrap_or_default();
+                        walk(&if prefix.is_empty() { key.to_string() } else { format!("{prefix}.{key}") }, v, out);
+                    }
+                }
+                serde_yaml::Value::Null => {}
+                other => out.push((prefix.to_string(), other.clone())),
+            }
+        }
+        let mut out = Vec::new();
+        if let Ok(v) = serde_yaml::to_value(self) {
+            walk("", &v, &mut out);
+        }
+        out
+    }
+
+    /// Whether `name` may change at run time; `None` when it is not a parameter of this config.
+    pub fn mutability(&self, name: &str) -> Option<Mutability> {
+        if !self.parameters().iter().any(|(n, _)| n == name) {
+            return None;
+        }
+        Some(if LIVE_PARAMETERS.contains(&name) { Mutability::Live } else { Mutability::Static })
+    }
+}
+
 /// If `doc` is a ROS 2 params file (`node: { ros__parameters: {...} }`), returns the parameters;
 /// otherwise returns `doc` unchanged.
 fn unwrap_ros_parameters(doc: serde_yaml::Value) -> Result<serde_yaml::Value, String> {
     let key = serde_yaml::Value::from("ros__parameters");
     if let serde_yaml::Value::Mapping(map) = &doc {
-        let nodes: Vec<_> = map
-            .iter()
-            .filter(|(_, v)| v.as_mapping().is_some_and(|m| m.contains_key(&key)))
-            .collect();
+        let nodes: Vec<_> = map.iter().filter(|(_, v)| v.as_mapping().is_some_and(|m| m.contains_key(&key))).collect();
         match nodes.len() {
             0 => {}
             1 if map.len() == 1 => return Ok(nodes[0].1[&key].clone()),
-            _ => {
-                return Err(format!(
-                    "params file must hold exactly one node section with ros__parameters, found {} top-level keys",
-                    map.len()
-                ))
-            }
+            _ => return Err(format!("params file must hold exactly one node section with ros__parameters, found {} top-level keys", map.len())),
         }
     }
     Ok(doc)
 }
-

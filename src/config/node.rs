@@ -70,7 +70,15 @@ pub struct NodeConfig {
 
 impl Default for NodeConfig {
     fn default() -> Self {
-        Self { policy: PolicyKind::Trc, model: String::new(), device: DeviceChoice::Auto, warmup_passes: 5, inject_delay_ms: 0.0, inject_delay_between_ms: 0.0, diagnostics_period_s: 1.0 }
+        Self {
+            policy: PolicyKind::Trc,
+            model: String::new(),
+            device: DeviceChoice::Auto,
+            warmup_passes: 5,
+            inject_delay_ms: 0.0,
+            inject_delay_between_ms: 0.0,
+            diagnostics_period_s: 1.0,
+        }
     }
 }
 
@@ -85,4 +93,3 @@ impl NodeConfig {
         positive("node.diagnostics_period_s", self.diagnostics_period_s)
     }
 }
-

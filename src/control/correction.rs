@@ -83,7 +83,14 @@ impl TerminalCorrector {
     }
 
     /// [`correct`] in the configured model; `u` unchanged (and a default report) without one.
-    pub fn correct(&self, x0: &DVector<f64>, xt: &DVector<f64>, u: &DMatrix<f64>, dt: f64, deadline: Option<std::time::Instant>) -> (DMatrix<f64>, CorrectionReport) {
+    pub fn correct(
+        &self,
+        x0: &DVector<f64>,
+        xt: &DVector<f64>,
+        u: &DMatrix<f64>,
+        dt: f64,
+        deadline: Option<std::time::Instant>,
+    ) -> (DMatrix<f64>, CorrectionReport) {
         match self.model() {
             Some(sim) => correct(sim, x0, xt, u, dt, &self.settings, deadline),
             None => (u.clone(), CorrectionReport::default()),
@@ -108,7 +115,13 @@ pub struct CorrectionReport {
 ///
 /// # Errors
 /// The rollout's [`crate::error::ProblemError`] for wrong dimensions.
-pub fn terminal_sensitivity(sim: &Simulator, x0: &DVector<f64>, u: &DMatrix<f64>, dt: f64, idx: &[usize]) -> Result<(DMatrix<f64>, DMatrix<f64>), crate::error::ProblemError> {
+pub fn terminal_sensitivity(
+    sim: &Simulator,
+    x0: &DVector<f64>,
+    u: &DMatrix<f64>,
+    dt: f64,
+    idx: &[usize],
+) -> Result<(DMatrix<f64>, DMatrix<f64>), crate::error::ProblemError> {
     let (steps, m) = (u.nrows(), u.ncols());
     let mut g = DMatrix::zeros(idx.len(), steps * m);
     match sim {
@@ -285,7 +298,15 @@ fn scaled_error(traj: &DMatrix<f64>, xt: &DVector<f64>, idx: &[usize], scale: &[
 /// what happened.
 ///
 /// `deadline`: no further step starts after it (the receding-horizon cycle's budget).
-pub fn correct(sim: &Simulator, x0: &DVector<f64>, xt: &DVector<f64>, u: &DMatrix<f64>, dt: f64, settings: &TerminalCorrection, deadline: Option<std::time::Instant>) -> (DMatrix<f64>, CorrectionReport) {
+pub fn correct(
+    sim: &Simulator,
+    x0: &DVector<f64>,
+    xt: &DVector<f64>,
+    u: &DMatrix<f64>,
+    dt: f64,
+    settings: &TerminalCorrection,
+    deadline: Option<std::time::Instant>,
+) -> (DMatrix<f64>, CorrectionReport) {
     let p = sim.problem();
     let Some((idx, scale)) = p.terminal_equality().filter(|_| settings.enabled) else {
         return (u.clone(), CorrectionReport::default());
@@ -294,7 +315,9 @@ pub fn correct(sim: &Simulator, x0: &DVector<f64>, xt: &DVector<f64>, u: &DMatri
         return (u.clone(), CorrectionReport::default());
     }
     let constraint = match p.control_constraint() {
-        ControlConstraint::ThrustAnnulusCone { rho_min, rho_max, max_tilt } => ControlConstraint::ThrustAnnulusCone { rho_min, rho_max: (rho_max * (1.0 - settings.thrust_margin)).max(rho_min), max_tilt },
+        ControlConstraint::ThrustAnnulusCone { rho_min, rho_max, max_tilt } => {
+            ControlConstraint::ThrustAnnulusCone { rho_min, rho_max: (rho_max * (1.0 - settings.thrust_margin)).max(rho_min), max_tilt }
+        }
         c => c,
     };
     let mut u = project_rows(u, &constraint);

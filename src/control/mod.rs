@@ -16,9 +16,11 @@ pub mod policy;
 pub mod receding;
 pub mod worker;
 
+pub use crate::config::ControllerConfig;
 pub use io::{CycleOutcome, GoalInput, Rejected, StateInput, Stats};
 pub use mission::{mission_for, DescentMission, FixedHorizonMission, Mission, Phase};
-pub use policy::{policy_from_config, resolve_device, DelayKnob, InjectedDelay, Iterate, PlanRequest, Policy, PolicyError, ReplayPolicy, SolverPolicy, TrcPolicy};
+pub use policy::{
+    policy_from_config, resolve_device, DelayKnob, InjectedDelay, Iterate, PlanRequest, Policy, PolicyError, ReplayPolicy, SolverPolicy, TrcPolicy,
+};
 pub use receding::{shift_controls, RecedingHorizon};
 pub use worker::{InferenceWorker, WorkerEvent};
-pub use crate::config::ControllerConfig;

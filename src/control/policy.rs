@@ -244,7 +244,9 @@ pub fn resolve_device(choice: DeviceChoice) -> Result<(Device, &'static str), Po
     match (choice, cuda) {
         (DeviceChoice::Cpu, _) => Ok((Device::Cpu, "node.device = cpu")),
         (DeviceChoice::Cuda, true) => Ok((Device::Cuda(0), "node.device = cuda")),
-        (DeviceChoice::Cuda, false) => Err(PolicyError::Inference("node.device = cuda but libtorch sees no CUDA device (use auto or cpu; check the driver and that the binary links libtorch_cuda)".into())),
+        (DeviceChoice::Cuda, false) => Err(PolicyError::Inference(
+            "node.device = cuda but libtorch sees no CUDA device (use auto or cpu; check the driver and that the binary links libtorch_cuda)".into(),
+        )),
         (DeviceChoice::Auto, true) => Ok((Device::Cuda(0), "node.device = auto and a CUDA device is available")),
         (DeviceChoice::Auto, false) => Ok((Device::Cpu, "node.device = auto and libtorch sees no CUDA device")),
     }
@@ -275,7 +277,8 @@ pub fn policy_from_config(cfg: &TrcConfig, package_root: Option<&Path>) -> Resul
     let problem = cfg.problem.build().map_err(|e| PolicyError::Inference(e.to_string()))?;
     let inst = crate::data::sample_instance(&cfg.problem, 0, crate::data::Split::Val, 0);
     p.warm_up(&inst.x0, &problem.default_target(), problem.default_t_go(), cfg.node.warmup_passes as usize);
-    p.delay = InjectedDelay { before: Duration::from_secs_f64(node.inject_delay_ms * 1e-3), between: Duration::from_secs_f64(node.inject_delay_between_ms * 1e-3) };
+    p.delay =
+        InjectedDelay { before: Duration::from_secs_f64(node.inject_delay_ms * 1e-3), between: Duration::from_secs_f64(node.inject_delay_between_ms * 1e-3) };
     log::info!("policy: {} on {device:?} ({why})", p.name());
     Ok(Box::new(p))
 }

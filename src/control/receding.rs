@@ -118,7 +118,18 @@ impl RecedingHorizon {
     pub fn new(problem: &ProblemConfig, cfg: ControllerConfig, worker: Result<InferenceWorker, String>) -> Result<Self, ConfigError> {
         cfg.validate()?;
         let mission = mission_for(problem, &cfg)?;
-        Ok(Self { problem_cfg: problem.clone(), problem: problem.build()?, cfg, mission, worker, goal: None, last: None, stats: Stats::default(), prev_job: None, reference: None })
+        Ok(Self {
+            problem_cfg: problem.clone(),
+            problem: problem.build()?,
+            cfg,
+            mission,
+            worker,
+            goal: None,
+            last: None,
+            stats: Stats::default(),
+            prev_job: None,
+            reference: None,
+        })
     }
 
     /// The settings in force.
@@ -279,7 +290,15 @@ impl RecedingHorizon {
     /// Step 3 in [`Phase::Refine`]: the policy's newest iterate in time, else the shifted previous
     /// plan; `(u, status, iterations, policy error)`, or the FAILED outcome when there is neither.
     #[allow(clippy::type_complexity)]
-    fn refine(&mut self, s: &StateInput, x: &DVector<f64>, aim: &DVector<f64>, t_go: f64, start: Instant, deadline: Instant) -> Result<(DMatrix<f64>, PlanStatus, u32, Option<String>), Box<CycleOutcome>> {
+    fn refine(
+        &mut self,
+        s: &StateInput,
+        x: &DVector<f64>,
+        aim: &DVector<f64>,
+        t_go: f64,
+        start: Instant,
+        deadline: Instant,
+    ) -> Result<(DMatrix<f64>, PlanStatus, u32, Option<String>), Box<CycleOutcome>> {
         // stop waiting a little before the deadline: finish, rollout and publication follow
         let wait_until = deadline - Duration::from_secs_f64((0.1 * self.cfg.deadline_s).min(2e-3));
         let horizon = self.problem.horizon();
@@ -340,7 +359,9 @@ impl RecedingHorizon {
             (Some(it), _) => Ok((it.u, if converged { PlanStatus::Converged } else { PlanStatus::Anytime }, it.k, policy_error)),
             (None, Some(u)) => Ok((u, PlanStatus::FallbackShifted, 0, policy_error)),
             (None, None) => {
-                let r = Rejected::NoPolicy(policy_error.clone().unwrap_or_else(|| format!("no iterate within the {} s deadline and no previous plan", self.cfg.deadline_s)));
+                let r = Rejected::NoPolicy(
+                    policy_error.clone().unwrap_or_else(|| format!("no iterate within the {} s deadline and no previous plan", self.cfg.deadline_s)),
+                );
                 Err(Box::new(self.failed(s, Some(x), r, start, policy_error)))
             }
         }
@@ -355,11 +376,31 @@ impl RecedingHorizon {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn make_plan(&self, s: &StateInput, x: &DVector<f64>, xt: &DVector<f64>, t_go: f64, u: DMatrix<f64>, status: PlanStatus, iterations: u32, start: Instant) -> Plan {
+    fn make_plan(
+        &self,
+        s: &StateInput,
+        x: &DVector<f64>,
+        xt: &DVector<f64>,
+        t_go: f64,
+        u: DMatrix<f64>,
+        status: PlanStatus,
+        iterations: u32,
+        start: Instant,
+    ) -> Plan {
         let dt = t_go / self.problem.horizon() as f64;
         let xs = self.problem.rollout(x, &u, dt).ok().filter(|m| m.iter().all(|v| v.is_finite())).unwrap_or_else(|| DMatrix::zeros(u.nrows() + 1, x.len()));
         let cost = self.problem.cost(&xs, &u, xt, dt);
-        Plan { stamp: s.stamp, frame_id: s.frame_id.clone(), dt, u, x: xs, cost: if cost.is_finite() { cost } else { f64::MAX }, status, iterations, solve_time_ms: start.elapsed().as_secs_f64() * 1e3 }
+        Plan {
+            stamp: s.stamp,
+            frame_id: s.frame_id.clone(),
+            dt,
+            u,
+            x: xs,
+            cost: if cost.is_finite() { cost } else { f64::MAX },
+            status,
+            iterations,
+            solve_time_ms: start.elapsed().as_secs_f64() * 1e3,
+        }
     }
 
     /// A FAILED answer with the mission's safe command held over the horizon; the last good plan
@@ -370,9 +411,20 @@ impl RecedingHorizon {
         let cmd = self.mission.safe_command(x, self.goal.as_ref().map(|g| &g.x_target), self.last.as_ref(), s.stamp);
         let u = DMatrix::from_fn(n_steps, cmd.len(), |_, j| cmd[j]);
         let dt = self.problem.default_t_go() / n_steps as f64;
-        let xs = x.and_then(|x| self.problem.rollout(x, &u, dt).ok()).filter(|m| m.iter().all(|v| v.is_finite())).unwrap_or_else(|| DMatrix::zeros(n_steps + 1, n));
+        let xs =
+            x.and_then(|x| self.problem.rollout(x, &u, dt).ok()).filter(|m| m.iter().all(|v| v.is_finite())).unwrap_or_else(|| DMatrix::zeros(n_steps + 1, n));
         let stamp = if s.stamp.is_finite() { s.stamp } else { 0.0 };
-        let plan = Plan { stamp, frame_id: s.frame_id.clone(), dt, u, x: xs, cost: 0.0, status: PlanStatus::Failed, iterations: 0, solve_time_ms: start.elapsed().as_secs_f64() * 1e3 };
+        let plan = Plan {
+            stamp,
+            frame_id: s.frame_id.clone(),
+            dt,
+            u,
+            x: xs,
+            cost: 0.0,
+            status: PlanStatus::Failed,
+            iterations: 0,
+            solve_time_ms: start.elapsed().as_secs_f64() * 1e3,
+        };
         let late = start.elapsed().as_secs_f64() > self.cfg.deadline_s + 1e-3;
         self.stats.record(&plan, late);
         CycleOutcome { plan, rejected: Some(r), policy_error, late }
@@ -506,7 +558,10 @@ mod tests {
     #[test]
     fn a_policy_that_cannot_load_fails_every_cycle_with_the_reason() {
         let problem = ProblemConfig::new(ProblemKind::DoubleIntegrator);
-        let mut ctl = RecedingHorizon::with_policy(&problem, ControllerConfig::default(), || -> Result<ReplayPolicy, PolicyError> { Err(PolicyError::Inference("broken".into())) }).unwrap();
+        let mut ctl = RecedingHorizon::with_policy(&problem, ControllerConfig::default(), || -> Result<ReplayPolicy, PolicyError> {
+            Err(PolicyError::Inference("broken".into()))
+        })
+        .unwrap();
         assert!(!ctl.has_policy());
         ctl.set_goal(&goal()).unwrap();
         let out = ctl.step(&state(1.0, &[1.0, 0.0]), 1.0);
@@ -519,7 +574,8 @@ mod tests {
         let x0 = DVector::from_vec(vec![200.0, 100.0, 1200.0, -5.0, 3.0, -30.0, 1850.0]);
         let cfg = ControllerConfig { deadline_s: 5.0, ..Default::default() };
         let p = problem.clone();
-        let mut ctl = RecedingHorizon::with_policy(&problem, cfg, move || crate::control::SolverPolicy::new(&p, crate::solvers::SolverSettings::default())).unwrap();
+        let mut ctl =
+            RecedingHorizon::with_policy(&problem, cfg, move || crate::control::SolverPolicy::new(&p, crate::solvers::SolverSettings::default())).unwrap();
         ctl.set_goal(&GoalInput { stamp: 0.0, x_target: vec![0.0; 7], t_go: 0.0 }).unwrap();
         let first = ctl.step(&state(50.0, x0.as_slice()), 50.0);
         assert_eq!(first.plan.status, PlanStatus::Converged, "{:?} {:?}", first.rejected, first.policy_error);

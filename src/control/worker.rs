@@ -10,7 +10,7 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
-use super::policy::{Iterate, Policy, PlanRequest, PolicyError};
+use super::policy::{Iterate, PlanRequest, Policy, PolicyError};
 
 /// A job for the worker.
 #[derive(Debug)]
@@ -145,10 +145,16 @@ fn run(policy: &mut dyn Policy, jobs: &Receiver<Job>, events: &Sender<(u64, Work
                 Instant::now() < deadline
             })
         }));
-        let _ = events.send((id, match res {
-            Ok(Ok(())) => WorkerEvent::Done,
-            Ok(Err(e)) => WorkerEvent::Failed(e.to_string()),
-            Err(p) => WorkerEvent::Failed(format!("the policy panicked: {}", p.downcast_ref::<String>().cloned().or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string())).unwrap_or_default())),
-        }));
+        let _ = events.send((
+            id,
+            match res {
+                Ok(Ok(())) => WorkerEvent::Done,
+                Ok(Err(e)) => WorkerEvent::Failed(e.to_string()),
+                Err(p) => WorkerEvent::Failed(format!(
+                    "the policy panicked: {}",
+                    p.downcast_ref::<String>().cloned().or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string())).unwrap_or_default()
+                )),
+            },
+        ));
     }
 }

@@ -115,7 +115,14 @@ pub fn generate(opts: &GenerateOptions) -> Result<(Dataset, GenerateReport), Con
         cost: Vec::new(),
         iterations: Vec::new(),
     };
-    let mut report = GenerateReport { attempted: end_idx - start_idx, solved: 0, dropped: Vec::new(), wall_s: 0.0, solve_ms: Vec::new(), threads: rayon::current_num_threads() };
+    let mut report = GenerateReport {
+        attempted: end_idx - start_idx,
+        solved: 0,
+        dropped: Vec::new(),
+        wall_s: 0.0,
+        solve_ms: Vec::new(),
+        threads: rayon::current_num_threads(),
+    };
     for (idx, inst, res) in results {
         match res {
             Ok(sol) => {

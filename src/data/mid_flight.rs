@@ -58,7 +58,9 @@ pub fn mid_flight(source: &Dataset, seed: u64, settings: &SolverSettings, progre
                 x0[3 + i] += rng.gen_range(-1.0..1.0) * 0.5 * shrink;
             }
             let inst = Instance { x0, x_target: DVector::from_column_slice(&source.x_target[b * n..(b + 1) * n]), t_go: Some(t_go) };
-            let res = solvers::for_problem(&source.meta.problem, settings.clone()).map_err(|e| e.to_string()).and_then(|mut s| s.solve(&inst).map_err(|e| e.to_string()));
+            let res = solvers::for_problem(&source.meta.problem, settings.clone())
+                .map_err(|e| e.to_string())
+                .and_then(|mut s| s.solve(&inst).map_err(|e| e.to_string()));
             bar.inc(1);
             (idx, inst, res)
         })
@@ -79,7 +81,9 @@ pub fn label_states(template: &Dataset, states: &[(Vec<f64>, f64, Vec<f64>)], se
         .enumerate()
         .map(|(i, (x, t_go, xt))| {
             let inst = Instance { x0: DVector::from_column_slice(x), x_target: DVector::from_column_slice(xt), t_go: Some(*t_go) };
-            let res = solvers::for_problem(&template.meta.problem, settings.clone()).map_err(|e| e.to_string()).and_then(|mut s| s.solve(&inst).map_err(|e| e.to_string()));
+            let res = solvers::for_problem(&template.meta.problem, settings.clone())
+                .map_err(|e| e.to_string())
+                .and_then(|mut s| s.solve(&inst).map_err(|e| e.to_string()));
             bar.inc(1);
             (i as i64, inst, res)
         })

@@ -132,7 +132,21 @@ impl Dataset {
     pub fn empty_like(&self) -> Dataset {
         let mut meta = self.meta.clone();
         meta.dropped.clear();
-        Dataset { meta, n: self.n, m: self.m, horizon: self.horizon, index: vec![], x0: vec![], x_target: vec![], t_go: vec![], u: vec![], x: vec![], x_model: vec![], cost: vec![], iterations: vec![] }
+        Dataset {
+            meta,
+            n: self.n,
+            m: self.m,
+            horizon: self.horizon,
+            index: vec![],
+            x0: vec![],
+            x_target: vec![],
+            t_go: vec![],
+            u: vec![],
+            x: vec![],
+            x_model: vec![],
+            cost: vec![],
+            iterations: vec![],
+        }
     }
 
     /// Appends one solved sample: its index, the instance and the solver's solution
@@ -199,7 +213,8 @@ impl Dataset {
         let meta_yaml = serde_yaml::to_string(&self.meta).expect("metadata serialises");
         // one metadata key: safetensors writes a HashMap, whose order would vary between runs
         let meta = Some(HashMap::from([("trc".to_string(), meta_yaml)]));
-        let bytes = safetensors::serialize(views, &meta).map_err(|e| DataError::Io { path: path.display().to_string(), source: std::io::Error::other(e.to_string()) })?;
+        let bytes = safetensors::serialize(views, &meta)
+            .map_err(|e| DataError::Io { path: path.display().to_string(), source: std::io::Error::other(e.to_string()) })?;
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|source| DataError::Io { path: dir.display().to_string(), source })?;
         }
@@ -245,10 +260,18 @@ impl Dataset {
         let (b, n, m, nn) = (xs[0], xs[1], us[2], us[1]);
         let problem = meta.problem.build().map_err(|e| fmt(format!("problem in metadata: {e}")))?;
         if (problem.state_dim(), problem.control_dim(), problem.horizon()) != (n, m, nn) {
-            return Err(fmt(format!("arrays have (n, m, N) = {:?}, the problem in the metadata {:?}", (n, m, nn), (problem.state_dim(), problem.control_dim(), problem.horizon()))));
+            return Err(fmt(format!(
+                "arrays have (n, m, N) = {:?}, the problem in the metadata {:?}",
+                (n, m, nn),
+                (problem.state_dim(), problem.control_dim(), problem.horizon())
+            )));
         }
         let check = |name: &str, (s, v): (Vec<usize>, Vec<f64>), want: Vec<usize>| -> Result<Vec<f64>, DataError> {
-            if s == want { Ok(v) } else { Err(fmt(format!("{name}: shape {s:?}, expected {want:?}"))) }
+            if s == want {
+                Ok(v)
+            } else {
+                Err(fmt(format!("{name}: shape {s:?}, expected {want:?}")))
+            }
         };
         let index = i64s("index")?;
         let iterations = i64s("iterations")?;

@@ -69,10 +69,8 @@ pub fn sample_instance(cfg: &ProblemConfig, seed: u64, split: Split, index: u64)
             xt[6] = p.m_dry;
             Instance { x0, x_target: xt, t_go: None }
         }
-        ProblemKind::Vanderpol | ProblemKind::DoubleIntegrator => Instance {
-            x0: DVector::from_fn(2, |_, _| rng.gen_range(-2.0..2.0)),
-            x_target: DVector::zeros(2),
-            t_go: None,
-        },
+        ProblemKind::Vanderpol | ProblemKind::DoubleIntegrator => {
+            Instance { x0: DVector::from_fn(2, |_, _| rng.gen_range(-2.0..2.0)), x_target: DVector::zeros(2), t_go: None }
+        }
     }
 }

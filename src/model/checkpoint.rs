@@ -127,9 +127,13 @@ pub fn save(stem: &Path, vs: &nn::VarStore, card: &ModelCard) -> Result<(), Chec
 pub fn read_card(stem: &Path) -> Result<ModelCard, CheckpointError> {
     let (_, c) = paths(stem);
     let text = std::fs::read_to_string(&c).map_err(|e| CheckpointError::Io { path: c.display().to_string(), message: e.to_string() })?;
-    let card: ModelCard = serde_yaml::from_str(&text).map_err(|e| CheckpointError::Io { path: c.display().to_string(), message: format!("malformed model card: {e}") })?;
+    let card: ModelCard =
+        serde_yaml::from_str(&text).map_err(|e| CheckpointError::Io { path: c.display().to_string(), message: format!("malformed model card: {e}") })?;
     if card.version != CARD_VERSION {
-        return Err(CheckpointError::Mismatch { path: c.display().to_string(), reason: format!("card version {} (this build reads {CARD_VERSION}); retrain or use a matching build", card.version) });
+        return Err(CheckpointError::Mismatch {
+            path: c.display().to_string(),
+            reason: format!("card version {} (this build reads {CARD_VERSION}); retrain or use a matching build", card.version),
+        });
     }
     Ok(card)
 }
@@ -145,17 +149,29 @@ pub fn load(stem: &Path, device: Device, expect: Option<&ProblemConfig>) -> Resu
     let cpath = c.display().to_string();
     if let Some(want) = expect {
         if want.name != card.problem.name {
-            return Err(CheckpointError::Mismatch { path: cpath, reason: format!("the model is for `{}`, the configuration runs `{}`; pass the {} model", card.problem.name, want.name, want.name) });
+            return Err(CheckpointError::Mismatch {
+                path: cpath,
+                reason: format!("the model is for `{}`, the configuration runs `{}`; pass the {} model", card.problem.name, want.name, want.name),
+            });
         }
         let (a, b) = (want.build()?, card.problem.build()?);
         if (a.state_dim(), a.control_dim(), a.horizon()) != (b.state_dim(), b.control_dim(), b.horizon()) {
             return Err(CheckpointError::Mismatch {
                 path: cpath,
-                reason: format!("dimensions (n, m, N) = {:?} in the card vs {:?} configured", (b.state_dim(), b.control_dim(), b.horizon()), (a.state_dim(), a.control_dim(), a.horizon())),
+                reason: format!(
+                    "dimensions (n, m, N) = {:?} in the card vs {:?} configured",
+                    (b.state_dim(), b.control_dim(), b.horizon()),
+                    (a.state_dim(), a.control_dim(), a.horizon())
+                ),
             });
         }
         if *want != card.problem {
-            return Err(CheckpointError::Mismatch { path: cpath, reason: "problem parameters differ from the configuration (the model was trained for other constants); retrain or use the card's problem section".into() });
+            return Err(CheckpointError::Mismatch {
+                path: cpath,
+                reason:
+                    "problem parameters differ from the configuration (the model was trained for other constants); retrain or use the card's problem section"
+                        .into(),
+            });
         }
     }
     let mut vs = nn::VarStore::new(device);
@@ -177,13 +193,26 @@ pub fn sha256_file(path: &Path) -> std::io::Result<String> {
 /// The current git commit, "+dirty" if tracked code has uncommitted changes (the pipeline's own
 /// outputs under models/ and bench/ excepted), or "unknown".
 pub fn git_commit() -> String {
-    let run = |args: &[&str]| std::process::Command::new("git").args(args).current_dir(env!("CARGO_MANIFEST_DIR")).output().ok().filter(|o| o.status.success()).map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
+    let run = |args: &[&str]| {
+        std::process::Command::new("git")
+            .args(args)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+    };
     match run(&["rev-parse", "HEAD"]) {
         Some(h) => {
             // the pipeline's own outputs (models/, bench/, BENCHMARKS.md) are not code: a model
             // written earlier in the same `make models` run must not mark the next one dirty
-            let dirty = run(&["status", "--porcelain", "--untracked-files=no", "--", ".", ":!models", ":!bench", ":!BENCHMARKS.md"]).is_some_and(|s| !s.is_empty());
-            if dirty { format!("{h}+dirty") } else { h }
+            let dirty =
+                run(&["status", "--porcelain", "--untracked-files=no", "--", ".", ":!models", ":!bench", ":!BENCHMARKS.md"]).is_some_and(|s| !s.is_empty());
+            if dirty {
+                format!("{h}+dirty")
+            } else {
+                h
+            }
         }
         None => "unknown".into(),
     }

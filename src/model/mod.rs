@@ -1,4 +1,4 @@
-//! The Tiny Recursive Control network (Jain & Linares 2025; DESIGN.md §2), in tch.
+//! The Tiny Recursive Control network (Jain & Linares 2025; docs/method.md), in tch.
 //!
 //! - [`ModelConfig`]: architecture, with named presets (`tiny` for CI, `paper` for the ~1.5M
 //!   parameter model of the paper).
@@ -77,7 +77,16 @@ impl ModelConfig {
     /// # Errors
     /// [`ConfigError::Invalid`] naming the field.
     pub fn validate(&self, horizon: i64) -> Result<(), ConfigError> {
-        for (name, v) in [("latent", self.latent), ("heads", self.heads), ("layers", self.layers), ("mlp_ratio", self.mlp_ratio), ("hidden", self.hidden), ("tokens", self.tokens), ("outer", self.outer), ("inner", self.inner)] {
+        for (name, v) in [
+            ("latent", self.latent),
+            ("heads", self.heads),
+            ("layers", self.layers),
+            ("mlp_ratio", self.mlp_ratio),
+            ("hidden", self.hidden),
+            ("tokens", self.tokens),
+            ("outer", self.outer),
+            ("inner", self.inner),
+        ] {
             if v < 1 {
                 return Err(ConfigError::invalid(format!("model.{name}"), format!("must be >= 1, got {v}")));
             }

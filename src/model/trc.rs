@@ -1,4 +1,4 @@
-//! The TRC network (DESIGN.md §2; Jain & Linares 2025, §3).
+//! The TRC network (docs/method.md; Jain & Linares 2025, §3).
 //!
 //! ```text
 //! z0      = StateEncoder(x0, x_target, t_go)                      [B, d]
@@ -33,9 +33,9 @@ use super::layers::{Block, Mlp};
 use super::projection::project;
 use super::{ModelConfig, Normalizer};
 use crate::config::ProblemConfig;
-use crate::problems::Simulator;
 use crate::error::ConfigError;
 use crate::problems::ControlConstraint;
+use crate::problems::Simulator;
 
 /// Everything a forward pass produces (physical units).
 #[derive(Debug)]
@@ -88,7 +88,10 @@ impl Trc {
         let (n, m, horizon) = (p.state_dim() as i64, p.control_dim() as i64, p.horizon() as i64);
         cfg.validate(horizon)?;
         if norm.x_mean.len() != n as usize || norm.u_mean.len() != m as usize {
-            return Err(ConfigError::invalid("normalizer", format!("dimensions {}/{} do not match the problem's n = {n}, m = {m}", norm.x_mean.len(), norm.u_mean.len())));
+            return Err(ConfigError::invalid(
+                "normalizer",
+                format!("dimensions {}/{} do not match the problem's n = {n}, m = {m}", norm.x_mean.len(), norm.u_mean.len()),
+            ));
         }
         let (d, h, t) = (cfg.latent, cfg.hidden, cfg.tokens);
         let chunk = horizon / t;
@@ -169,7 +172,16 @@ impl Trc {
     /// use of the receding-horizon controller: a deadline stops the loop between iterations).
     /// The output then holds the iterates finished so far.
     #[allow(clippy::too_many_arguments)]
-    pub fn forward_anytime(&self, x0: &Tensor, x_target: &Tensor, t_go: &Tensor, u_warm: Option<&Tensor>, outer: i64, truncate: bool, on_iterate: &mut dyn FnMut(i64, &Tensor) -> bool) -> TrcOutput {
+    pub fn forward_anytime(
+        &self,
+        x0: &Tensor,
+        x_target: &Tensor,
+        t_go: &Tensor,
+        u_warm: Option<&Tensor>,
+        outer: i64,
+        truncate: bool,
+        on_iterate: &mut dyn FnMut(i64, &Tensor) -> bool,
+    ) -> TrcOutput {
         let kind = self.pos.kind();
         let x0 = x0.to_device(self.device).to_kind(kind);
         let xt = x0.zeros_like() + x_target.to_device(self.device).to_kind(kind);

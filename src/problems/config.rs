@@ -1,4 +1,4 @@
-//! Which problem, and its parameters: the `problem` section of a config file (DESIGN notes in
+//! Which problem, and its parameters: the `problem` section of a config file (problem data in
 //! `docs/problems.md`). Below everything else: problems import nothing from the layers above.
 
 use serde::{Deserialize, Serialize};
@@ -10,11 +10,11 @@ use crate::error::ConfigError;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Hash)]
 #[serde(rename_all = "snake_case")]
 pub enum ProblemKind {
-    /// 3-DoF powered descent with mass depletion (DESIGN.md §3).
+    /// 3-DoF powered descent with mass depletion (docs/problems.md).
     Descent,
-    /// Van der Pol oscillator, mu = 1 (DESIGN.md §3).
+    /// Van der Pol oscillator, mu = 1 (docs/problems.md).
     Vanderpol,
-    /// Double integrator, the linear sanity check (DESIGN.md §3).
+    /// Double integrator, the linear sanity check (docs/problems.md).
     DoubleIntegrator,
 }
 
@@ -28,7 +28,7 @@ impl std::fmt::Display for ProblemKind {
     }
 }
 
-/// The `problem` section: which problem, and the parameters of each (defaults from DESIGN.md §3).
+/// The `problem` section: which problem, and the parameters of each (defaults from docs/problems.md).
 ///
 /// Only the section of the selected problem is used; the others may be omitted.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -50,12 +50,7 @@ pub struct ProblemConfig {
 impl ProblemConfig {
     /// Default parameters for `name`.
     pub fn new(name: ProblemKind) -> Self {
-        Self {
-            name,
-            descent: DescentParams::default(),
-            vanderpol: VanDerPolParams::default(),
-            double_integrator: DoubleIntegratorParams::default(),
-        }
+        Self { name, descent: DescentParams::default(), vanderpol: VanDerPolParams::default(), double_integrator: DoubleIntegratorParams::default() }
     }
 
     /// Checks the selected problem's parameters.
@@ -66,9 +61,7 @@ impl ProblemConfig {
         match self.name {
             ProblemKind::Descent => self.descent.validate("problem.descent"),
             ProblemKind::Vanderpol => self.vanderpol.validate("problem.vanderpol"),
-            ProblemKind::DoubleIntegrator => {
-                self.double_integrator.validate("problem.double_integrator")
-            }
+            ProblemKind::DoubleIntegrator => self.double_integrator.validate("problem.double_integrator"),
         }
     }
 
@@ -81,10 +74,7 @@ impl ProblemConfig {
         Ok(match self.name {
             ProblemKind::Descent => Box::new(super::PoweredDescent::new(self.descent.clone())?),
             ProblemKind::Vanderpol => Box::new(super::VanDerPol::new(self.vanderpol.clone())?),
-            ProblemKind::DoubleIntegrator => Box::new(super::DoubleIntegrator::new(
-                self.double_integrator.clone(),
-            )?),
+            ProblemKind::DoubleIntegrator => Box::new(super::DoubleIntegrator::new(self.double_integrator.clone())?),
         })
     }
 }
-

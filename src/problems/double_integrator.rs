@@ -1,4 +1,4 @@
-//! Double integrator, the linear sanity check (DESIGN.md §3): `p' = v`, `v' = u`, `|u| <= u_max`.
+//! Double integrator, the linear sanity check (docs/problems.md): `p' = v`, `v' = u`, `|u| <= u_max`.
 //!
 //! With a zero-order hold the exact discretisation is `x_{k+1} = A x_k + B u_k`,
 //! `A = [[1, dt], [0, 1]]`, `B = [dt^2/2, dt]`; RK4 reproduces it exactly (the solution is a
@@ -9,8 +9,8 @@ use nalgebra::{DMatrix, DVector, Matrix2, Vector2};
 use serde::{Deserialize, Serialize};
 use tch::Tensor;
 
-use super::{check_box, check_finite_states, ConstraintViolation, ControlConstraint, Problem, QuadraticCost};
 use super::ProblemKind;
+use super::{check_box, check_finite_states, ConstraintViolation, ControlConstraint, Problem, QuadraticCost};
 use crate::error::{non_negative, positive, ConfigError};
 
 /// Double-integrator parameters (project defaults: a 5 s horizon at 10 Hz, unit weights).
@@ -106,10 +106,7 @@ impl Problem for DoubleIntegrator {
         self.params.dt * self.params.horizon as f64
     }
     fn control_constraint(&self) -> ControlConstraint {
-        ControlConstraint::Box {
-            lower: DVector::from_element(1, -self.params.u_max),
-            upper: DVector::from_element(1, self.params.u_max),
-        }
+        ControlConstraint::Box { lower: DVector::from_element(1, -self.params.u_max), upper: DVector::from_element(1, self.params.u_max) }
     }
     fn default_target(&self) -> DVector<f64> {
         DVector::zeros(2)

@@ -124,7 +124,7 @@ pub trait Problem: Send + Sync + std::fmt::Debug {
     /// All violations of the path and control constraints along a trajectory (empty = feasible).
     /// `x` `[N+1, n]`, `u` `[N, m]`. The terminal condition is judged by [`Problem::is_success`].
     fn check_constraints(&self, x: &DMatrix<f64>, u: &DMatrix<f64>, x_target: &DVector<f64>) -> Vec<ConstraintViolation>;
-    /// The problem's success criterion on the final state (DESIGN.md §3 / §6).
+    /// The problem's success criterion on the final state (docs/problems.md).
     fn is_success(&self, x_final: &DVector<f64>, x_target: &DVector<f64>) -> bool;
     /// The terminal *equality* of the problem, if it has one: the state components that must
     /// equal the target at `N` and each one's tolerance (the success criterion's), used to scale
@@ -211,12 +211,7 @@ pub trait Problem: Send + Sync + std::fmt::Debug {
         let (xs, us, ds) = (x0.size(), u.size(), dt.size());
         let ok = xs.len() == 2 && xs[1] == n && us.len() == 3 && us[2] == m && us[0] == xs[0] && ds == [xs[0]];
         if !ok {
-            return Err(shape_err(
-                self.kind(),
-                "rollout_batch(x0, u, dt)",
-                format!("[B, {n}], [B, N, {m}], [B]"),
-                format!("{xs:?}, {us:?}, {ds:?}"),
-            ));
+            return Err(shape_err(self.kind(), "rollout_batch(x0, u, dt)", format!("[B, {n}], [B, N, {m}], [B]"), format!("{xs:?}, {us:?}, {ds:?}")));
         }
         let dt = dt.unsqueeze(1);
         let mut states = Vec::with_capacity(us[1] as usize + 1);
@@ -233,7 +228,7 @@ pub trait Problem: Send + Sync + std::fmt::Debug {
 /// Quadratic tracking cost shared by the 1-D problems (Van der Pol, double integrator):
 /// `J = sum_{k<N} (x_k - x_t)' Q (x_k - x_t) + u_k' R u_k + (x_N - x_t)' Q_f (x_N - x_t)`,
 /// diagonal `Q`, `Q_f` (length n) and scalar `R`; a plain sum without dt (the authors' setting,
-/// DESIGN.md §3).
+/// docs/problems.md).
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct QuadraticCost {
     pub q: Vec<f64>,

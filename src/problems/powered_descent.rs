@@ -1,4 +1,4 @@
-//! 3-DoF powered descent with mass depletion (DESIGN.md §3).
+//! 3-DoF powered descent with mass depletion (docs/problems.md).
 //!
 //! State `x = [r (3) m, v (3) m/s, m kg]`, landing frame with z up and the landing site at the
 //! target; control `u = T` thrust (3) [N]. Dynamics (Acikmese & Ploen 2007, eq. 1):
@@ -23,13 +23,13 @@ use nalgebra::{DMatrix, DVector};
 use serde::{Deserialize, Serialize};
 use tch::Tensor;
 
-use super::{check_finite_states, const_row, ConstraintViolation, ControlConstraint, Problem, ViolationKind};
 use super::ProblemKind;
+use super::{check_finite_states, const_row, ConstraintViolation, ControlConstraint, Problem, ViolationKind};
 use crate::error::{non_negative, positive, ConfigError};
 
 /// Powered-descent parameters. Vehicle defaults: the Mars lander of Acikmese & Ploen (2007) §V
 /// and Blackmore et al. (2010) §VI (m_wet 1905 kg, m_dry 1505 kg, Isp 225 s, six 3100 N engines
-/// canted 27 deg, throttle 0.3..0.8); gravity: Mars, DESIGN.md §3. Path-constraint defaults
+/// canted 27 deg, throttle 0.3..0.8); gravity: Mars, docs/problems.md. Path-constraint defaults
 /// (pointing, glide slope, v_max) are this project's choices, stated per field.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -37,7 +37,7 @@ pub struct DescentParams {
     /// Gravity vector g [m/s^2] in the landing frame (z up). Default Mars (0, 0, -3.7114).
     pub gravity: [f64; 3],
     /// Planet rotation rate w [rad/s] in the landing frame (Coriolis and centrifugal terms).
-    /// Default zero (DESIGN.md §3 dynamics).
+    /// Default zero (docs/problems.md dynamics).
     pub planet_rotation: [f64; 3],
     /// Standard gravity g0 [m/s^2] for the Isp definition. Default 9.80665.
     pub g0: f64,
@@ -69,7 +69,7 @@ pub struct DescentParams {
     pub glide_slope_deg: f64,
     /// Speed limit v_max [m/s]. Default 150 (project choice, above the ~100 m/s initial speeds).
     pub v_max: f64,
-    /// Horizon N [nodes]. Default 50 (DESIGN.md §3); dt = t_f / N.
+    /// Horizon N [nodes]. Default 50 (docs/problems.md); dt = t_f / N.
     pub horizon: usize,
     /// Nominal flight time [s] used when a goal leaves t_go to the controller before a solver has
     /// chosen t_f. Default 50.
@@ -77,9 +77,9 @@ pub struct DescentParams {
     /// Weight on the squared terminal position/velocity error in the cost [N s / m^2]. Default 0
     /// (pure fuel; the terminal condition is a constraint of the solver).
     pub landing_weight: f64,
-    /// Success: touchdown position error below this [m]. Default 1 (DESIGN.md §6).
+    /// Success: touchdown position error below this [m]. Default 1 (docs/problems.md, the bar).
     pub success_position_tol: f64,
-    /// Success: touchdown speed below this [m/s]. Default 0.5 (DESIGN.md §6).
+    /// Success: touchdown speed below this [m/s]. Default 0.5 (docs/problems.md, the bar).
     pub success_speed_tol: f64,
 }
 
@@ -172,10 +172,7 @@ impl DescentParams {
             return Err(ConfigError::invalid(f("throttle_max"), format!("must be in (0, 1], got {}", self.throttle_max)));
         }
         if self.throttle_min >= self.throttle_max {
-            return Err(ConfigError::invalid(
-                f("throttle_min"),
-                format!("must be < throttle_max, got {} >= {}", self.throttle_min, self.throttle_max),
-            ));
+            return Err(ConfigError::invalid(f("throttle_min"), format!("must be < throttle_max, got {} >= {}", self.throttle_min, self.throttle_max)));
         }
         if let Some(r1) = self.rho1 {
             non_negative(&f("rho1"), r1)?;
@@ -260,11 +257,7 @@ impl PoweredDescent {
         }
         m[(6, 10)] = -self.params.alpha(); // B_c: sigma
         let e = (m * dt).exp();
-        LcvxDiscretization {
-            a: e.view((0, 0), (7, 7)).into_owned(),
-            b: e.view((0, 7), (7, 4)).into_owned(),
-            c: e.view((0, 11), (7, 1)).column(0).into_owned(),
-        }
+        LcvxDiscretization { a: e.view((0, 0), (7, 7)).into_owned(), b: e.view((0, 7), (7, 4)).into_owned(), c: e.view((0, 11), (7, 1)).column(0).into_owned() }
     }
 
     /// Rollout in the LCvx discrete model ("acceleration hold"): over each step the engine keeps
@@ -307,7 +300,12 @@ impl PoweredDescent {
     pub fn rollout_accel_hold_batch(&self, x0: &Tensor, u: &Tensor, dt: &Tensor) -> Result<Tensor, crate::error::ProblemError> {
         let (xs, us) = (x0.size(), u.size());
         if xs.len() != 2 || xs[1] != 7 || us.len() != 3 || us[2] != 3 || us[0] != xs[0] || dt.size() != [xs[0]] {
-            return Err(super::shape_err(self.kind(), "rollout_accel_hold_batch(x0, u, dt)", "[B, 7], [B, N, 3], [B]".into(), format!("{xs:?}, {us:?}, {:?}", dt.size())));
+            return Err(super::shape_err(
+                self.kind(),
+                "rollout_accel_hold_batch(x0, u, dt)",
+                "[B, 7], [B, N, 3], [B]".into(),
+                format!("{xs:?}, {us:?}, {:?}", dt.size()),
+            ));
         }
         if self.params.planet_rotation.iter().any(|w| *w != 0.0) {
             return Err(super::shape_err(self.kind(), "rollout_accel_hold_batch", "planet_rotation = 0".into(), format!("{:?}", self.params.planet_rotation)));
@@ -396,11 +394,7 @@ impl Problem for PoweredDescent {
         self.params.t_go_nominal
     }
     fn control_constraint(&self) -> ControlConstraint {
-        ControlConstraint::ThrustAnnulusCone {
-            rho_min: self.params.rho1(),
-            rho_max: self.params.rho2(),
-            max_tilt: self.params.pointing_max_deg.to_radians(),
-        }
+        ControlConstraint::ThrustAnnulusCone { rho_min: self.params.rho1(), rho_max: self.params.rho2(), max_tilt: self.params.pointing_max_deg.to_radians() }
     }
     fn default_target(&self) -> DVector<f64> {
         let mut t = DVector::zeros(7);

@@ -92,4 +92,3 @@ impl Simulator {
 
 /// Largest batch the f64 rollout path takes (see [`Simulator::rollout`]).
 pub const FAST_BATCH: i64 = 8;
-

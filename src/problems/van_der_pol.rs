@@ -1,4 +1,4 @@
-//! Van der Pol oscillator with a bounded additive control (DESIGN.md §3; the TRC paper's
+//! Van der Pol oscillator with a bounded additive control (docs/problems.md; the TRC paper's
 //! setting, Jain & Linares 2025):
 //!
 //! `x1' = x2`, `x2' = mu (1 - x1^2) x2 - x1 + u`, `|u| <= u_max`, RK4 with `dt`, horizon `N`,
@@ -8,11 +8,11 @@ use nalgebra::{DMatrix, DVector};
 use serde::{Deserialize, Serialize};
 use tch::Tensor;
 
-use super::{check_box, check_finite_states, ConstraintViolation, ControlConstraint, Problem, QuadraticCost};
 use super::ProblemKind;
+use super::{check_box, check_finite_states, ConstraintViolation, ControlConstraint, Problem, QuadraticCost};
 use crate::error::{non_negative, positive, ConfigError};
 
-/// Van der Pol parameters. Defaults: DESIGN.md §3 (the TRC authors' setting).
+/// Van der Pol parameters. Defaults: docs/problems.md (the TRC authors' setting).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct VanDerPolParams {
@@ -32,7 +32,7 @@ pub struct VanDerPolParams {
     pub r: f64,
     /// Terminal weight as a multiple of Q: Q_f = q_f_scale * Q. Default 20.
     pub q_f_scale: f64,
-    /// Success radius: `|x_N - x_target| < success_radius`. Default 0.2 (DESIGN.md §3).
+    /// Success radius: `|x_N - x_target| < success_radius`. Default 0.2 (docs/problems.md).
     pub success_radius: f64,
 }
 
@@ -83,11 +83,7 @@ impl VanDerPol {
     /// As [`VanDerPolParams::validate`].
     pub fn new(params: VanDerPolParams) -> Result<Self, ConfigError> {
         params.validate("vanderpol")?;
-        let cost = QuadraticCost {
-            q: params.q.to_vec(),
-            r: params.r,
-            q_f: params.q.iter().map(|q| q * params.q_f_scale).collect(),
-        };
+        let cost = QuadraticCost { q: params.q.to_vec(), r: params.r, q_f: params.q.iter().map(|q| q * params.q_f_scale).collect() };
         Ok(Self { params, cost })
     }
 

@@ -116,7 +116,11 @@ pub fn descent_state_from_odometry(msg: &r2r::nav_msgs::msg::Odometry, mass: Opt
     let m = mass?;
     let p = &msg.pose.pose.position;
     let v = &msg.twist.twist.linear;
-    Some(crate::control::StateInput { stamp: secs_from_time(&msg.header.stamp), frame_id: msg.header.frame_id.clone(), x: vec![p.x, p.y, p.z, v.x, v.y, v.z, m] })
+    Some(crate::control::StateInput {
+        stamp: secs_from_time(&msg.header.stamp),
+        frame_id: msg.header.frame_id.clone(),
+        x: vec![p.x, p.y, p.z, v.x, v.y, v.z, m],
+    })
 }
 
 /// A descent thrust command `u` [N] (length 3; [`crate::control::RecedingHorizon::command`] of

@@ -8,12 +8,8 @@ use r2r::indexmap::IndexMap;
 use r2r::{Parameter, ParameterValue, RosParams};
 use serde_yaml::Value;
 
-use crate::config::TrcConfig;
+use crate::config::{Mutability, TrcConfig};
 use crate::error::ConfigError;
-
-/// Prefix of the parameters that may change at run time (all but `controller.outer`, which is
-/// fixed when the model loads).
-pub const DYNAMIC_PREFIX: &str = "controller.";
 
 fn to_param(v: &Value) -> Option<ParameterValue> {
     Some(match v {
@@ -38,28 +34,9 @@ fn to_value(p: &ParameterValue) -> Option<Value> {
     })
 }
 
-/// The config as dotted ROS parameter names and values (nulls left out).
+/// The config as dotted ROS parameter names and values ([`TrcConfig::parameters`]).
 pub fn flatten(cfg: &TrcConfig) -> IndexMap<String, ParameterValue> {
-    fn walk(prefix: &str, v: &Value, out: &mut IndexMap<String, ParameterValue>) {
-        match v {
-            Value::Mapping(m) => {
-                for (k, v) in m {
-                    let key = k.as_str().unwrap_or_default();
-                    walk(&if prefix.is_empty() { key.to_string() } else { format!("{prefix}.{key}") }, v, out);
-                }
-            }
-            other => {
-                if let Some(p) = to_param(other) {
-                    out.insert(prefix.to_string(), p);
-                }
-            }
-        }
-    }
-    let mut out = IndexMap::new();
-    if let Ok(v) = serde_yaml::to_value(cfg) {
-        walk("", &v, &mut out);
-    }
-    out
+    cfg.parameters().into_iter().filter_map(|(name, v)| Some((name, to_param(&v)?))).collect()
 }
 
 /// `cfg` with parameter `name` set to `value`, validated.
@@ -87,8 +64,9 @@ pub fn with_parameter(cfg: &TrcConfig, name: &str, value: &ParameterValue) -> Re
 }
 
 /// The node's parameter store for `Node::make_derived_parameter_handler`: every config entry is
-/// a parameter; `controller.*` may be set at run time (validated; the controller reads the
-/// shared config every cycle), everything else is refused with the reason.
+/// a parameter; the live ones ([`crate::config::LIVE_PARAMETERS`]) may be set at run time
+/// (validated; the controller takes them on the next cycle), a static one is refused with the
+/// reason, an unknown name as not a parameter.
 #[derive(Debug)]
 pub struct ParamStore {
     /// The live configuration.
@@ -106,14 +84,14 @@ impl ParamStore {
     }
 
     fn check(&self, name: &str, val: &ParameterValue) -> r2r::Result<TrcConfig> {
-        if name == "use_sim_time" {
-            return Err(refuse(name, "static parameter: set use_sim_time at start-up".into()));
-        }
-        if !name.starts_with(DYNAMIC_PREFIX) || name == "controller.outer" {
-            return Err(refuse(name, "static parameter (problem, node, sim): change it in the params file and restart the node".into()));
-        }
         let cur = self.config();
-        with_parameter(&cur, name, val).map_err(|e| refuse(name, e.to_string()))
+        let refused = match cur.mutability(name) {
+            Some(Mutability::Live) => return with_parameter(&cur, name, val).map_err(|e| refuse(name, e.to_string())),
+            Some(Mutability::Static) => refuse(name, "static parameter: change it in the params file (or with -p at start-up) and restart the node".into()),
+            None => refuse(name, "not a parameter of trc_control (see the README's parameter table)".into()),
+        };
+        log::warn!("parameter {name} := {val:?} refused: {refused}");
+        Err(refused)
     }
 }
 
@@ -151,9 +129,11 @@ impl RosParams for ParamStore {
 pub fn startup_config(args: &[String], overrides: &IndexMap<String, ParameterValue>) -> Result<(TrcConfig, Vec<String>), ConfigError> {
     // the first params file is the trc_control config; later ones (launch_ros writes one for a
     // `parameters=[file, {...}]` dict) reach us through rcl as `overrides`
-    let path = args.windows(2).find(|w| w[0] == "--params-file").map(|w| w[1].clone()).ok_or_else(|| {
-        ConfigError::invalid("--params-file", "trc_control nodes need a params file: --ros-args --params-file config/descent.yaml")
-    })?;
+    let path = args
+        .windows(2)
+        .find(|w| w[0] == "--params-file")
+        .map(|w| w[1].clone())
+        .ok_or_else(|| ConfigError::invalid("--params-file", "trc_control nodes need a params file: --ros-args --params-file config/descent.yaml"))?;
     let mut cfg = TrcConfig::from_file(&path)?;
     let known = flatten(&cfg);
     let mut unknown = Vec::new();

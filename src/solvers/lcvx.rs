@@ -29,7 +29,7 @@ use clarabel::solver::{DefaultSolver, IPSolver, SupportedConeT};
 use nalgebra::{DMatrix, DVector};
 
 use super::sparse::Triplets;
-use super::{check_clarabel, clarabel_settings, Instance, OcpSolver, SolveError, Solution, SolverSettings};
+use super::{check_clarabel, clarabel_settings, Instance, OcpSolver, Solution, SolveError, SolverSettings};
 use crate::error::ConfigError;
 use crate::problems::{check_len, PoweredDescent, Problem};
 
@@ -396,7 +396,9 @@ impl LcvxSolver {
                 reason.push_str(&format!("; {failed} cone solve(s) failed numerically"));
             }
             if lossy > 0 {
-                reason.push_str(&format!("; {lossy} relaxed solution(s) were not lossless (|u| < sigma by more than {LOSSLESS_TOL:e}), so not feasible for the thrust lower bound"));
+                reason.push_str(&format!(
+                    "; {lossy} relaxed solution(s) were not lossless (|u| < sigma by more than {LOSSLESS_TOL:e}), so not feasible for the thrust lower bound"
+                ));
             }
             return Err(SolveError::Infeasible { reason });
         };
@@ -406,7 +408,16 @@ impl LcvxSolver {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn finish(&self, inst: &Instance, fx: &Fixed, t_f: f64, iterations: u32, subproblems: u32, start: Instant, evals: Vec<(f64, Option<f64>)>) -> Result<(Solution, LcvxReport), SolveError> {
+    fn finish(
+        &self,
+        inst: &Instance,
+        fx: &Fixed,
+        t_f: f64,
+        iterations: u32,
+        subproblems: u32,
+        start: Instant,
+        evals: Vec<(f64, Option<f64>)>,
+    ) -> Result<(Solution, LcvxReport), SolveError> {
         let big_n = self.problem.horizon();
         let dt = t_f / big_n as f64;
         let lossless_gap = lossless_gap(&fx.w);

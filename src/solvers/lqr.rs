@@ -1,7 +1,7 @@
 //! Double integrator: finite-horizon discrete LQR by backward Riccati recursion, the batch
 //! (condensed) least-squares solution, and the box-constrained problem as a QP on Clarabel.
 //!
-//! Problem (DESIGN.md §3): `x_{k+1} = A x_k + B u_k` (exact ZOH), cost
+//! Problem (docs/problems.md): `x_{k+1} = A x_k + B u_k` (exact ZOH), cost
 //! `J = sum_{k<N} (x_k - x_t)' Q (x_k - x_t) + R u_k^2 + (x_N - x_t)' Q_f (x_N - x_t)`, `|u_k| <= u_max`.
 //! Where no bound is active the QP optimum equals LQR (tests hold them to 1e-8).
 
@@ -12,7 +12,7 @@ use clarabel::solver::{DefaultSolver, IPSolver, SupportedConeT};
 use nalgebra::{DMatrix, DVector};
 
 use super::sparse::{dense_triu, Triplets};
-use super::{check_clarabel, clarabel_settings, Instance, OcpSolver, SolveError, Solution, SolverSettings};
+use super::{check_clarabel, clarabel_settings, Instance, OcpSolver, Solution, SolveError, SolverSettings};
 use crate::error::ConfigError;
 use crate::problems::{check_len, DoubleIntegrator, Problem};
 
@@ -226,8 +226,7 @@ impl OcpSolver for DoubleIntegratorSolver {
             let b = vec![self.problem.params().u_max; 2 * big_n];
             let cones = [SupportedConeT::NonnegativeConeT(2 * big_n)];
             let settings = clarabel_settings(&self.settings, self.settings.time_limit_s);
-            let solver = DefaultSolver::new(&p, &q_lin, &a.to_csc(), &b, &cones, settings)
-                .map_err(|e| SolveError::Numerical(format!("QP setup: {e}")))?;
+            let solver = DefaultSolver::new(&p, &q_lin, &a.to_csc(), &b, &cones, settings).map_err(|e| SolveError::Numerical(format!("QP setup: {e}")))?;
             self.ws = Some(QpWorkspace { dt, solver });
         }
         let ws = self.ws.as_mut().expect("workspace built above");
@@ -240,16 +239,6 @@ impl OcpSolver for DoubleIntegratorSolver {
         let u = DMatrix::from_column_slice(big_n, 1, &sol.x);
         let x = self.problem.rollout(&instance.x0, &u, dt)?;
         let cost = self.problem.cost(&x, &u, &instance.x_target, dt);
-        Ok(Solution {
-            x_model: x.clone(),
-            x,
-            u,
-            cost,
-            t_go: dt * big_n as f64,
-            dt,
-            iterations: sol.iterations,
-            subproblems: 1,
-            solve_time: start.elapsed(),
-        })
+        Ok(Solution { x_model: x.clone(), x, u, cost, t_go: dt * big_n as f64, dt, iterations: sol.iterations, subproblems: 1, solve_time: start.elapsed() })
     }
 }

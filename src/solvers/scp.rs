@@ -23,7 +23,7 @@ use clarabel::solver::{DefaultSolver, IPSolver, SupportedConeT};
 use nalgebra::{DMatrix, DVector};
 
 use super::sparse::{dense_triu, Triplets};
-use super::{check_clarabel, clarabel_settings, Instance, OcpSolver, SolveError, Solution, SolverSettings};
+use super::{check_clarabel, clarabel_settings, Instance, OcpSolver, Solution, SolveError, SolverSettings};
 use crate::config::positive;
 use crate::error::ConfigError;
 use crate::problems::{check_len, Problem, VanDerPol};
@@ -170,7 +170,14 @@ impl ScpSolver {
 
     /// One QP: `min d'Hd + 2f'd` s.t. `d_lo <= d <= d_hi`; the Clarabel workspace is built once and
     /// updated in place afterwards (same sparsity).
-    fn solve_qp(&mut self, h: &DMatrix<f64>, f: &DVector<f64>, d_lo: &DVector<f64>, d_hi: &DVector<f64>, deadline: Instant) -> Result<(DVector<f64>, u32), SolveError> {
+    fn solve_qp(
+        &mut self,
+        h: &DMatrix<f64>,
+        f: &DVector<f64>,
+        d_lo: &DVector<f64>,
+        d_hi: &DVector<f64>,
+        deadline: Instant,
+    ) -> Result<(DVector<f64>, u32), SolveError> {
         let n = f.len();
         let p = dense_triu(&(h * 2.0));
         let q: Vec<f64> = (f * 2.0).iter().copied().collect();
@@ -200,10 +207,10 @@ impl ScpSolver {
         Ok((DVector::from_column_slice(&s.solution.x), s.solution.iterations))
     }
 
-    /// Initial guesses: zero control, and the saturated feedback law of [`crate::demo::fly_pd`].
+    /// Initial guesses: zero control, and the saturated feedback law of [`crate::baseline::fly_pd`].
     fn initial_guesses(&self, inst: &Instance, dt: f64) -> Vec<DVector<f64>> {
         let big_n = self.problem.horizon();
-        let pd = crate::demo::fly_pd(&self.problem, &inst.x0, &inst.x_target, dt, Some(self.problem.params().mu));
+        let pd = crate::baseline::fly_pd(&self.problem, &inst.x0, &inst.x_target, dt, Some(self.problem.params().mu));
         vec![DVector::zeros(big_n), DVector::from_column_slice(pd.u.as_slice())]
     }
 }
@@ -245,16 +252,6 @@ impl OcpSolver for ScpSolver {
         };
         let u = DMatrix::from_column_slice(self.problem.horizon(), 1, run.u.as_slice());
         let x = self.problem.rollout(&inst.x0, &u, dt)?;
-        Ok(Solution {
-            x_model: x.clone(),
-            x,
-            u,
-            cost: run.cost,
-            t_go,
-            dt,
-            iterations,
-            subproblems,
-            solve_time: start.elapsed(),
-        })
+        Ok(Solution { x_model: x.clone(), x, u, cost: run.cost, t_go, dt, iterations, subproblems, solve_time: start.elapsed() })
     }
 }

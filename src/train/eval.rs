@@ -19,9 +19,9 @@ use tch::{Device, Kind, Tensor};
 
 use super::{relative_cost, Tensors};
 use crate::config::ProblemKind;
-use crate::data::Dataset;
 use crate::config::{CorrectionModel, TerminalCorrection};
 use crate::control::correction::TerminalCorrector;
+use crate::data::Dataset;
 use crate::model::Trc;
 use crate::problems::ViolationKind;
 
@@ -125,7 +125,8 @@ pub fn evaluate(model: &Trc, test: &Dataset, outer: i64, batch: usize, landing_w
     let (mut cont, mut cont_opt) = (0usize, 0usize);
     let (mut pos_err, mut vel_err) = (Vec::new(), Vec::new());
     // in the evaluation model, so the corrected success is judged where the correction aims
-    let corrector = TerminalCorrector::new(model.problem_config(), TerminalCorrection { model: CorrectionModel::InLoop, ..Default::default() }).expect("the model's problem is valid");
+    let corrector = TerminalCorrector::new(model.problem_config(), TerminalCorrection { model: CorrectionModel::InLoop, ..Default::default() })
+        .expect("the model's problem is valid");
     let has_terminal = p.terminal_equality().is_some();
     let (mut c_gaps, mut c_pos, mut c_vel) = (Vec::new(), Vec::new(), Vec::new());
     let (mut c_ok, mut c_cv, mut c_sv, mut c_cont, mut c_iters) = (0usize, 0usize, 0usize, 0usize, 0usize);
@@ -136,7 +137,12 @@ pub fn evaluate(model: &Trc, test: &Dataset, outer: i64, batch: usize, landing_w
         let idx = Tensor::arange_start(start, start + len, (Kind::Int64, model.device()));
         let b = all.select(&idx);
         let out = model.forward_t(&b.x0, &b.x_target, &b.t_go, None, outer, false);
-        let costs: Vec<Vec<f64>> = (0..=outer as usize).map(|k| Vec::<f64>::try_from(relative_cost(model, &out.u[k], &out.x[k], &b, &out.dt, landing_weight, true).to_kind(Kind::Double).to_device(Device::Cpu)).expect("1-D")).collect();
+        let costs: Vec<Vec<f64>> = (0..=outer as usize)
+            .map(|k| {
+                Vec::<f64>::try_from(relative_cost(model, &out.u[k], &out.x[k], &b, &out.dt, landing_weight, true).to_kind(Kind::Double).to_device(Device::Cpu))
+                    .expect("1-D")
+            })
+            .collect();
         let u_final = rows(&out.u[outer as usize]);
         for (j, uj) in u_final.iter().enumerate() {
             let i = (start as usize) + j;
@@ -161,7 +167,17 @@ pub fn evaluate(model: &Trc, test: &Dataset, outer: i64, batch: usize, landing_w
             ok += p.is_success(&last, &xt) as usize;
             ok_opt += p.is_success(&x_star.row(nn).transpose(), &xt) as usize;
             let v = p.check_constraints(&x, uj, &xt);
-            let is_ctrl = |k: &ViolationKind| matches!(k, ViolationKind::ThrustMin | ViolationKind::ThrustMax | ViolationKind::Pointing | ViolationKind::ControlLower | ViolationKind::ControlUpper | ViolationKind::NonFinite);
+            let is_ctrl = |k: &ViolationKind| {
+                matches!(
+                    k,
+                    ViolationKind::ThrustMin
+                        | ViolationKind::ThrustMax
+                        | ViolationKind::Pointing
+                        | ViolationKind::ControlLower
+                        | ViolationKind::ControlUpper
+                        | ViolationKind::NonFinite
+                )
+            };
             cviol += v.iter().any(|v| is_ctrl(&v.kind)) as usize;
             sviol += v.iter().any(|v| !is_ctrl(&v.kind)) as usize;
             if has_terminal {
@@ -270,7 +286,14 @@ pub fn latent_pca(model: &Trc, test: &Dataset, outer: i64, samples: usize) -> La
                 v.chunks(c as usize).map(|r| (r[0], r.get(1).copied().unwrap_or(0.0))).collect()
             })
             .collect();
-        let steps = flat.windows(2).map(|w| ((&w[1] - &w[0]).norm_scalaropt_dim(2, &[1i64][..], false) / w[1].norm_scalaropt_dim(2, &[1i64][..], false).clamp_min(1e-12)).mean(Kind::Double).double_value(&[])).collect();
+        let steps = flat
+            .windows(2)
+            .map(|w| {
+                ((&w[1] - &w[0]).norm_scalaropt_dim(2, &[1i64][..], false) / w[1].norm_scalaropt_dim(2, &[1i64][..], false).clamp_min(1e-12))
+                    .mean(Kind::Double)
+                    .double_value(&[])
+            })
+            .collect();
         (steps, points)
     };
     let (z_h_step, z_h_points) = pca(&out.z_h);

@@ -1,5 +1,5 @@
 //! Training TRC: behaviour cloning on optimal demonstrations plus process supervision
-//! (DESIGN.md §2), AdamW with a cosine schedule, gradient clipping, optional TRM-style
+//! (docs/method.md), AdamW with a cosine schedule, gradient clipping, optional TRM-style
 //! truncation, validation every epoch with the best weights kept.
 //!
 //! Loss per batch, with u^(k) the iterates, J^(k) their training cost relative to the optimum
@@ -77,7 +77,20 @@ pub struct TrainConfig {
 
 impl Default for TrainConfig {
     fn default() -> Self {
-        Self { epochs: 30, batch_size: 64, lr: 1e-3, weight_decay: 1e-4, warmup_steps: 100, lambda: 0.1, landing_weight: 0.01, terminal_weight: 0.05, bc_relative_floor: 0.0, truncate: false, grad_clip: 1.0, seed: 0 }
+        Self {
+            epochs: 30,
+            batch_size: 64,
+            lr: 1e-3,
+            weight_decay: 1e-4,
+            warmup_steps: 100,
+            lambda: 0.1,
+            landing_weight: 0.01,
+            terminal_weight: 0.05,
+            bc_relative_floor: 0.0,
+            truncate: false,
+            grad_clip: 1.0,
+            seed: 0,
+        }
     }
 }
 
@@ -199,7 +212,7 @@ pub struct LossParts {
 /// The scales of the terminal-loss error components for a problem, one per leading state
 /// component (see [`TrainConfig::terminal_weight`]).
 /// Descent: position and velocity, 1 m and 1 m/s; Van der Pol: the whole state, scaled by the
-/// success radius (DESIGN.md §3); the double integrator: none.
+/// success radius (docs/problems.md); the double integrator: none.
 pub fn terminal_scale(problem: &crate::config::ProblemConfig) -> Option<Vec<f64>> {
     match problem.name {
         ProblemKind::Descent => Some(vec![1.0; 6]),
@@ -252,7 +265,9 @@ pub fn batch_loss(model: &Trc, batch: &Tensors, cfg: &TrainConfig, train: bool) 
     let mut total = &bc + &process * cfg.lambda;
     let mut terminal = 0.0;
     if let (Some(scale), true) = (terminal_scale(model.problem_config()), cfg.terminal_weight > 0.0) {
-        let t = (1..=k as usize).map(|i| terminal_loss(&out.x[i], &batch.x_target, &scale)).fold(Tensor::zeros([], (Kind::Float, model.device())), |a, b| a + b) / k as f64;
+        let t =
+            (1..=k as usize).map(|i| terminal_loss(&out.x[i], &batch.x_target, &scale)).fold(Tensor::zeros([], (Kind::Float, model.device())), |a, b| a + b)
+                / k as f64;
         terminal = t.double_value(&[]);
         total = total + t * cfg.terminal_weight;
     }
@@ -308,7 +323,15 @@ pub fn evaluate_loss(model: &Trc, data: &Tensors, cfg: &TrainConfig) -> (f64, f6
 ///
 /// # Errors
 /// [`ConfigError`] for invalid settings or an empty dataset.
-pub fn train(model: &Trc, vs: &nn::VarStore, train_set: &Tensors, val_set: &Tensors, cfg: &TrainConfig, progress: bool, mut on_best: impl FnMut(u64, &EpochLog, &nn::VarStore)) -> Result<Vec<EpochLog>, ConfigError> {
+pub fn train(
+    model: &Trc,
+    vs: &nn::VarStore,
+    train_set: &Tensors,
+    val_set: &Tensors,
+    cfg: &TrainConfig,
+    progress: bool,
+    mut on_best: impl FnMut(u64, &EpochLog, &nn::VarStore),
+) -> Result<Vec<EpochLog>, ConfigError> {
     cfg.validate()?;
     if train_set.is_empty() || val_set.is_empty() {
         return Err(ConfigError::invalid("train data", "training and validation sets must not be empty"));
@@ -339,7 +362,10 @@ pub fn train(model: &Trc, vs: &nn::VarStore, train_set: &Tensors, val_set: &Tens
             let idx = Tensor::from_slice(chunk).to_device(train_set.x0.device());
             let parts = batch_loss(model, &train_set.select(&idx), cfg, true);
             if !parts.total.double_value(&[]).is_finite() {
-                return Err(ConfigError::invalid("train", format!("non-finite loss at epoch {epoch}, step {step}: lower train.lr or raise the landing/normalisation floors")));
+                return Err(ConfigError::invalid(
+                    "train",
+                    format!("non-finite loss at epoch {epoch}, step {step}: lower train.lr or raise the landing/normalisation floors"),
+                ));
             }
             opt.backward_step_clip_norm(&parts.total, cfg.grad_clip);
             sum += parts.total.double_value(&[]) * chunk.len() as f64;

@@ -7,10 +7,7 @@ use trc_control::plan::{Plan, PlanStatus};
 /// Puts this test process on its own ROS domain (from TRC_TEST_DOMAIN_ID, else derived from the
 /// pid) and keeps discovery on localhost, before any rcl context exists. Returns the domain id.
 pub fn isolate_ros_domain() -> u32 {
-    let id = std::env::var("TRC_TEST_DOMAIN_ID")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(1 + std::process::id() % 100);
+    let id = std::env::var("TRC_TEST_DOMAIN_ID").ok().and_then(|s| s.parse().ok()).unwrap_or(1 + std::process::id() % 100);
     std::env::set_var("ROS_DOMAIN_ID", id.to_string());
     std::env::set_var("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST");
     id

@@ -1,21 +1,20 @@
 //! `trc bench ...`: benchmark commands. Each writes a markdown fragment under `bench/`;
 //! `trc bench report` assembles them into BENCHMARKS.md. Numbers are measured, never typed in.
 
-use trc_control::closed_loop::percentile;
 use std::fmt::Write as _;
 use std::path::Path;
 use std::time::Instant;
+use trc_control::closed_loop::percentile;
 
 use rayon::prelude::*;
 use trc_control::config::{ProblemConfig, ProblemKind};
-use trc_control::model::checkpoint;
 use trc_control::data::{generate, sample_instance, GenerateOptions, Split};
+use trc_control::model::checkpoint;
 use trc_control::problems::PoweredDescent;
 use trc_control::solvers::lcvx::{LcvxSolver, TfSearch};
 use trc_control::solvers::{for_problem, Instance, OcpSolver, SolverSettings};
 
 type AnyResult<T> = Result<T, Box<dyn std::error::Error>>;
-
 
 fn header(title: &str, command: &str) -> String {
     let profile = if cfg!(debug_assertions) { "debug" } else { "release" };
@@ -63,7 +62,14 @@ pub fn solvers(out: &Path, instances: u64, lossless_samples: u64, seed: u64) -> 
             ProblemKind::Descent => "LCvx SOCP + t_f search (Clarabel)",
         };
         let s = solved.max(1) as f64;
-        let _ = writeln!(md, "| {kind} | {name} | {solved}/{instances} | {:.2} | {:.2} | {:.1} | {:.1} | {ok}/{solved} |", percentile(&times, 0.5), percentile(&times, 0.99), iters / s, subs / s);
+        let _ = writeln!(
+            md,
+            "| {kind} | {name} | {solved}/{instances} | {:.2} | {:.2} | {:.1} | {:.1} | {ok}/{solved} |",
+            percentile(&times, 0.5),
+            percentile(&times, 0.99),
+            iters / s,
+            subs / s
+        );
         log::info!("{kind}: {solved}/{instances} solved, p50 {:.2} ms", percentile(&times, 0.5));
     }
 
@@ -122,7 +128,10 @@ pub fn solvers(out: &Path, instances: u64, lossless_samples: u64, seed: u64) -> 
         let _ = writeln!(md, "Fuel vs t_f around the optimum (test instance 0, t_f* = {:.2} s):\n\n| t_f [s] | fuel [kg] |\n|---|---|", sol.t_go);
         for dt in [-6.0, -3.0, -1.0, -0.3, 0.0, 0.3, 1.0, 3.0, 6.0] {
             let t = sol.t_go + dt;
-            let fuel = lcvx.solve(&Instance { t_go: Some(t), ..inst.clone() }).map(|s| format!("{:.3}", inst.x0[6] - s.x_model[(s.x_model.nrows() - 1, 6)])).unwrap_or_else(|_| "infeasible".into());
+            let fuel = lcvx
+                .solve(&Instance { t_go: Some(t), ..inst.clone() })
+                .map(|s| format!("{:.3}", inst.x0[6] - s.x_model[(s.x_model.nrows() - 1, 6)]))
+                .unwrap_or_else(|_| "infeasible".into());
             let _ = writeln!(md, "| {t:.2} | {fuel} |");
         }
         md.push('\n');
@@ -135,31 +144,58 @@ pub fn datasets(out: &Path, count: u64, data_dir: &Path) -> AnyResult<()> {
     let mut md = header("Dataset generation", &format!("trc bench datasets --count {count}"));
     md.push_str("| problem | requested | solved | dropped | wall [s] | solve p50 [ms] | solve p99 [ms] |\n|---|---|---|---|---|---|---|\n");
     for kind in [ProblemKind::Descent, ProblemKind::Vanderpol] {
-        let opts = GenerateOptions { problem: ProblemConfig::new(kind), seed: 1, split: Split::Train, count, shard: (0, 1), settings: GenerateOptions::deterministic_settings(), progress: true };
+        let opts = GenerateOptions {
+            problem: ProblemConfig::new(kind),
+            seed: 1,
+            split: Split::Train,
+            count,
+            shard: (0, 1),
+            settings: GenerateOptions::deterministic_settings(),
+            progress: true,
+        };
         let (ds, rep) = generate(&opts)?;
         let path = data_dir.join(format!("{kind}_train_{count}.safetensors"));
         ds.save(&path)?;
-        let _ = writeln!(md, "| {kind} | {count} | {} | {} | {:.1} | {:.1} | {:.1} |", rep.solved, rep.dropped.len(), rep.wall_s, percentile(&rep.solve_ms, 0.5), percentile(&rep.solve_ms, 0.99));
+        let _ = writeln!(
+            md,
+            "| {kind} | {count} | {} | {} | {:.1} | {:.1} | {:.1} |",
+            rep.solved,
+            rep.dropped.len(),
+            rep.wall_s,
+            percentile(&rep.solve_ms, 0.5),
+            percentile(&rep.solve_ms, 0.99)
+        );
         log::info!("{kind}: {} solved in {:.1} s -> {}", rep.solved, rep.wall_s, path.display());
     }
     write_out(out, &md)
 }
 
-/// Batch-1 TRC latency vs LCvx on the same descent instances.
-pub fn inference(stem: Option<&Path>, preset: &str, out: &Path, instances: u64, reps: usize) -> AnyResult<()> {
+/// Batch-1 TRC latency vs LCvx on the same descent instances; the network on `device` (`auto`,
+/// `cpu`, `cuda`).
+pub fn inference(stem: Option<&Path>, preset: &str, out: &Path, instances: u64, reps: usize, device: &str) -> AnyResult<()> {
+    let dev = crate::learn::device(device)?;
     let (_vs, model, card, label) = match stem {
         Some(stem) => {
             let card = trc_control::model::checkpoint::read_card(stem)?;
             let cfg = card.problem.clone();
-            let (vs, model, card) = trc_control::model::checkpoint::load(stem, tch::Device::Cpu, Some(&cfg))?;
+            let (vs, model, card) = trc_control::model::checkpoint::load(stem, dev, Some(&cfg))?;
             (vs, model, card, format!("`{}`", stem.display()))
         }
         None => {
             // Random weights of the preset: the latency of the architecture, not of a trained model.
             let cfg = ProblemConfig::new(ProblemKind::Descent);
-            let norm_ds = generate(&GenerateOptions { problem: cfg.clone(), seed: 7, split: Split::Val, count: 8, shard: (0, 1), settings: GenerateOptions::deterministic_settings(), progress: false })?.0;
+            let norm_ds = generate(&GenerateOptions {
+                problem: cfg.clone(),
+                seed: 7,
+                split: Split::Val,
+                count: 8,
+                shard: (0, 1),
+                settings: GenerateOptions::deterministic_settings(),
+                progress: false,
+            })?
+            .0;
             let mcfg = trc_control::model::ModelConfig::preset(preset)?;
-            let vs = tch::nn::VarStore::new(tch::Device::Cpu);
+            let vs = tch::nn::VarStore::new(dev);
             let norm = trc_control::model::Normalizer::fit(&norm_ds);
             let model = trc_control::model::Trc::new(&vs.root(), &mcfg, &cfg, norm.clone())?;
             let card = trc_control::model::checkpoint::ModelCard {
@@ -218,10 +254,15 @@ pub fn inference(stem: Option<&Path>, preset: &str, out: &Path, instances: u64, 
         }
     }
     let what = stem.map_or(format!("--preset {preset}"), |s| format!("--model {}", s.display()));
-    let mut md = header("TRC inference latency vs LCvx (descent)", &format!("trc bench inference {what} --instances {instances} --reps {reps}"));
+    let mut md =
+        header("TRC inference latency vs LCvx (descent)", &format!("trc bench inference {what} --instances {instances} --reps {reps} --device {device}"));
+    let dev_label = match dev {
+        tch::Device::Cpu => "CPU".to_string(),
+        d => format!("{d:?} (the network; LCvx and the correction on the CPU)"),
+    };
     let _ = writeln!(
         md,
-        "Model {} ({} parameters, latent {}, K = {k}, n = {}), CPU, batch 1, libtorch intra-op threads {}; {} instances of the test split (seed 7), {reps} timed runs each.\n\n| solver | p50 [ms] | p99 [ms] |\n|---|---|---|\n| TRC (K = {k}) | {:.3} | {:.3} |\n{}| TRC (K = {k}) + terminal correction (plant model, as in the controller) | {:.3} | {:.3} |\n| LCvx, one cone solve at t_f* | {:.2} | {:.2} |\n| LCvx with t_f search | {:.1} | {:.1} |\n\nRatios (p50): one LCvx solve / TRC = {:.1}x; LCvx with search / TRC = {:.0}x.\n",
+        "Model {} ({} parameters, latent {}, K = {k}, n = {}), {dev_label}, batch 1, libtorch intra-op threads {}; {} instances of the test split (seed 7), {reps} timed runs each.\n\n| solver | p50 [ms] | p99 [ms] |\n|---|---|---|\n| TRC (K = {k}) | {:.3} | {:.3} |\n{}| TRC (K = {k}) + terminal correction (plant model, as in the controller) | {:.3} | {:.3} |\n| LCvx, one cone solve at t_f* | {:.2} | {:.2} |\n| LCvx with t_f search | {:.1} | {:.1} |\n\nRatios (p50): one LCvx solve / TRC = {:.1}x; LCvx with search / TRC = {:.0}x.\n",
         label, card.parameters, card.model.latent, card.model.inner, tch::get_num_threads(), one.len(),
         percentile(&trc, 0.5), percentile(&trc, 0.99),
         if k == 3 { String::new() } else { format!("| TRC (K = 3) | {:.3} | {:.3} |\n", percentile(&trc3, 0.5), percentile(&trc3, 0.99)) },
@@ -234,12 +275,16 @@ pub fn inference(stem: Option<&Path>, preset: &str, out: &Path, instances: u64, 
 /// The held-out accuracy of the shipped models, from their cards' test metrics (written by
 /// `trc eval --update-card` at the trained K), next to the targets.
 fn accuracy_section(models: &Path) -> AnyResult<String> {
-    let mut md = String::from("## TRC held-out accuracy (shipped models)\n\nProduced by `make models` (`scripts/train_models.sh`: `trc train`, then `trc eval --update-card`); ");
+    let mut md = String::from(
+        "## TRC held-out accuracy (shipped models)\n\nProduced by `make models` (`scripts/train_models.sh`: `trc train`, then `trc eval --update-card`); ",
+    );
     md.push_str("read from the `metrics` of each `models/<problem>.yaml`, measured on the test split (disjoint from the training and validation streams; `instances`: the feasible test instances evaluated) at the trained K; full tables (K in {1, 2, 3, 5}, latent PCA) and figures in `models/<problem>.eval.md` / `.eval.png`. Gap: `(J - J*) / J*` per instance; `gap of totals`: `sum J / sum J* - 1`. `+ terminal correction`: the same controls after the classical correction (descent), not the network alone.\n\n");
     md.push_str("| model | K | instances | success | target | gap mean | gap median | gap of totals | target | monotone J^(k) (target 95%) | control violations |\n|---|---|---|---|---|---|---|---|---|---|---|\n");
     let pct = |v: Option<&f64>, d: usize| v.map_or("-".to_string(), |v| format!("{:.*}%", d, 100.0 * v));
     let count = |v: Option<&f64>| v.map_or("-".to_string(), |v| format!("{v:.0}"));
-    for (p, success_target, gap_target) in [("vanderpol", ">= 99%", "mean <= 2%"), ("double_integrator", "-", "within 1% of LQR"), ("descent", ">= 99% (open loop)", "fuel mean <= 3%")] {
+    for (p, success_target, gap_target) in
+        [("vanderpol", ">= 99%", "mean <= 2%"), ("double_integrator", "-", "within 1% of LQR"), ("descent", ">= 99% (open loop)", "fuel mean <= 3%")]
+    {
         let stem = models.join(p);
         let card = match checkpoint::read_card(&stem) {
             Ok(c) => c,
@@ -373,7 +418,17 @@ pub fn latency(out: &Path, episodes: u32) -> AnyResult<()> {
         let cfg = root.join("config/descent.yaml").display().to_string();
         let mut node = std::process::Command::new(bin.join("trc_node")).args(["--ros-args", "--params-file", &cfg, "-p", "node.device:=cpu"]).spawn()?;
         let sim = std::process::Command::new(bin.join("trc_sim"))
-            .args(["--ros-args", "--params-file", &cfg, "-p", &format!("sim.rate_hz:={rate}"), "-p", &format!("sim.episodes:={episodes}"), "-p", &format!("sim.results_file:={}", results.display())])
+            .args([
+                "--ros-args",
+                "--params-file",
+                &cfg,
+                "-p",
+                &format!("sim.rate_hz:={rate}"),
+                "-p",
+                &format!("sim.episodes:={episodes}"),
+                "-p",
+                &format!("sim.results_file:={}", results.display()),
+            ])
             .status();
         let _ = std::process::Command::new("kill").args(["-INT", &node.id().to_string()]).status();
         std::thread::sleep(std::time::Duration::from_secs(2));

@@ -12,19 +12,49 @@ use trc_control::plot::{Panel, Series};
 
 type AnyResult<T> = Result<T, Box<dyn std::error::Error>>;
 
-
 /// Markdown table of episodes plus a summary line.
 pub fn table(kind: ProblemKind, rows: &[EpisodeReport]) -> String {
     let mut md = String::new();
     if kind == ProblemKind::Descent {
         md.push_str("| episode | result | touchdown error [m] | speed [m/s] | fuel [kg] | optimum [kg] | fuel gap | solve p50 / p99 [ms] | ANYTIME | FALLBACK_SHIFTED | FAILED | TERMINAL | late |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
         for r in rows {
-            let _ = writeln!(md, "| {} | {} | {:.2} | {:.2} | {:.1} | {:.1} | {:+.2}% | {:.2} / {:.2} | {} | {} | {} | {} | {} |", r.spec.index, if r.result.success { "landed" } else { "missed" }, r.result.position_error, r.result.speed, r.result.fuel_kg, r.spec.fuel_opt_kg, r.fuel_gap * 100.0, r.solve_ms_p50, r.solve_ms_p99, r.anytime, r.fallback_shifted, r.failed, r.terminal, r.late);
+            let _ = writeln!(
+                md,
+                "| {} | {} | {:.2} | {:.2} | {:.1} | {:.1} | {:+.2}% | {:.2} / {:.2} | {} | {} | {} | {} | {} |",
+                r.spec.index,
+                if r.result.success { "landed" } else { "missed" },
+                r.result.position_error,
+                r.result.speed,
+                r.result.fuel_kg,
+                r.spec.fuel_opt_kg,
+                r.fuel_gap * 100.0,
+                r.solve_ms_p50,
+                r.solve_ms_p99,
+                r.anytime,
+                r.fallback_shifted,
+                r.failed,
+                r.terminal,
+                r.late
+            );
         }
     } else {
-        md.push_str("| episode | result | final error | solve p50 / p99 [ms] | ANYTIME | FALLBACK_SHIFTED | FAILED | late |\n|---|---|---|---|---|---|---|---|\n");
+        md.push_str(
+            "| episode | result | final error | solve p50 / p99 [ms] | ANYTIME | FALLBACK_SHIFTED | FAILED | late |\n|---|---|---|---|---|---|---|---|\n",
+        );
         for r in rows {
-            let _ = writeln!(md, "| {} | {} | {:.3} | {:.2} / {:.2} | {} | {} | {} | {} |", r.spec.index, if r.result.success { "success" } else { "fail" }, r.result.position_error, r.solve_ms_p50, r.solve_ms_p99, r.anytime, r.fallback_shifted, r.failed, r.late);
+            let _ = writeln!(
+                md,
+                "| {} | {} | {:.3} | {:.2} / {:.2} | {} | {} | {} | {} |",
+                r.spec.index,
+                if r.result.success { "success" } else { "fail" },
+                r.result.position_error,
+                r.solve_ms_p50,
+                r.solve_ms_p99,
+                r.anytime,
+                r.fallback_shifted,
+                r.failed,
+                r.late
+            );
         }
     }
     md
@@ -53,12 +83,21 @@ pub fn plot(kind: ProblemKind, rows: &[EpisodeReport], out: &Path) -> AnyResult<
             ("Speed", "time [s]", "speed [m/s]", Box::new(|t, x: &[f64]| (t, (x[3] * x[3] + x[4] * x[4] + x[5] * x[5]).sqrt()))),
         ]
     } else {
-        vec![("Phase plane", "x1", "x2", Box::new(|_, x: &[f64]| (x[0], x[1]))), ("Distance to the target", "time [s]", "|x|", Box::new(|t, x: &[f64]| (t, (x[0] * x[0] + x[1] * x[1]).sqrt())))]
+        vec![
+            ("Phase plane", "x1", "x2", Box::new(|_, x: &[f64]| (x[0], x[1]))),
+            ("Distance to the target", "time [s]", "|x|", Box::new(|t, x: &[f64]| (t, (x[0] * x[0] + x[1] * x[1]).sqrt()))),
+        ]
     };
     let panels: Vec<Panel> = panels
         .iter()
         .map(|(title, xl, yl, f)| {
-            let series = rows.iter().enumerate().map(|(i, r)| Series::line(if rows.len() <= 8 { format!("episode {i}") } else { String::new() }, r.trajectory.iter().map(|(t, x)| f(*t, x)).collect())).collect();
+            let series = rows
+                .iter()
+                .enumerate()
+                .map(|(i, r)| {
+                    Series::line(if rows.len() <= 8 { format!("episode {i}") } else { String::new() }, r.trajectory.iter().map(|(t, x)| f(*t, x)).collect())
+                })
+                .collect();
             Panel::new(*title, *xl, *yl, series)
         })
         .collect();
@@ -75,7 +114,9 @@ pub fn closed_loop_rows(cfg: &TrcConfig, episodes: usize, progress: bool) -> Any
     }
     let specs = episode_specs(&cfg.problem, cfg.sim.seed, cfg.sim.first_episode, episodes);
     let bar = if progress { indicatif::ProgressBar::new(specs.len() as u64) } else { indicatif::ProgressBar::hidden() };
-    bar.set_style(indicatif::ProgressStyle::with_template("closed loop [{bar:40}] {pos}/{len} {msg} (eta {eta})").expect("valid template").progress_chars("=> "));
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("closed loop [{bar:40}] {pos}/{len} {msg} (eta {eta})").expect("valid template").progress_chars("=> "),
+    );
     let (mut rows, mut all_solve) = (Vec::new(), Vec::new());
     for spec in &specs {
         let r = fly(&mut ctl, &cfg.problem, &cfg.sim, spec)?;

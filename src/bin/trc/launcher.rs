@@ -97,14 +97,24 @@ pub fn demo(problem: ProblemKind, episodes: u32, seed: u64, time_scale: f64, mod
     std::fs::create_dir_all(&dir)?;
     let results = dir.join(format!("{problem}-results-{}.yaml", std::process::id()));
     let _ = std::fs::remove_file(&results);
-    let mut args = vec!["sim:=true".to_string(), "use_sim_time:=true".into(), format!("time_scale:={time_scale}"), format!("episodes:={episodes}"), format!("seed:={seed}"), format!("results_file:={}", results.display())];
+    let mut args = vec![
+        "sim:=true".to_string(),
+        "use_sim_time:=true".into(),
+        format!("time_scale:={time_scale}"),
+        format!("episodes:={episodes}"),
+        format!("seed:={seed}"),
+        format!("results_file:={}", results.display()),
+    ];
     if let Some(m) = model {
         args.push(format!("model:={m}"));
     }
     println!("trc demo: {episodes} {problem} episodes over DDS (trc_sim + trc_node), sim time x{time_scale}; logs follow.\n");
     let status = launch(problem, &args)?;
     let text = std::fs::read_to_string(&results).map_err(|e| format!("no results from trc_sim ({}): {e}", results.display()))?;
-    let rows = serde_yaml::Deserializer::from_str(&text).map(EpisodeReport::deserialize).collect::<Result<Vec<_>, _>>().map_err(|e| format!("bad results file {}: {e}", results.display()))?;
+    let rows = serde_yaml::Deserializer::from_str(&text)
+        .map(EpisodeReport::deserialize)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("bad results file {}: {e}", results.display()))?;
     let e2e = (rows.iter().map(|r| r.e2e_ms_p50).collect::<Vec<_>>(), rows.iter().map(|r| r.e2e_ms_p99).collect::<Vec<_>>());
     let (succ, gap_mean, gap_med, pos_med, speed_med) = fly::summary(&rows);
     println!("\n{}", fly::table(problem, &rows));
@@ -127,4 +137,3 @@ pub fn demo(problem: ProblemKind, episodes: u32, seed: u64, time_scale: f64, mod
     }
     Ok(())
 }
-

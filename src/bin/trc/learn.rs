@@ -9,23 +9,29 @@ use trc_control::data::Dataset;
 use trc_control::model::checkpoint::{self, ModelCard, Provenance};
 use trc_control::model::trc::parameter_count;
 use trc_control::model::{ModelConfig, Normalizer, Trc};
-use trc_control::train::eval::{evaluate, latent_pca, CorrectedEval, EvalResult, LatentPca, Stats};
 use trc_control::plot::{self, Panel, Series};
-use trc_control::train::{self, TrainConfig, Tensors};
+use trc_control::train::eval::{evaluate, latent_pca, CorrectedEval, EvalResult, LatentPca, Stats};
+use trc_control::train::{self, Tensors, TrainConfig};
 
 type AnyResult<T> = Result<T, Box<dyn std::error::Error>>;
 
-fn device(name: &str) -> AnyResult<Device> {
-    Ok(match name {
-        "auto" => Device::cuda_if_available(),
-        "cpu" => Device::Cpu,
-        "cuda" if tch::Cuda::is_available() => Device::Cuda(0),
-        "cuda" => return Err("--device cuda: CUDA is not available on this machine (use auto or cpu)".into()),
-        other => return Err(format!("--device {other}: use auto, cpu or cuda").into()),
-    })
+/// The device a `--device auto|cpu|cuda` flag names ([`trc_control::control::resolve_device`]).
+pub fn device(name: &str) -> AnyResult<Device> {
+    let choice: trc_control::config::DeviceChoice = serde_yaml::from_str(name).map_err(|_| format!("--device {name}: use auto, cpu or cuda"))?;
+    let (dev, why) = trc_control::control::resolve_device(choice)?;
+    log::info!("device {dev:?} ({why})");
+    Ok(dev)
 }
 
-pub fn train(train_paths: &[std::path::PathBuf], val_path: &Path, preset: &str, tokens: Option<i64>, out: &Path, cfg: TrainConfig, device_name: &str) -> AnyResult<()> {
+pub fn train(
+    train_paths: &[std::path::PathBuf],
+    val_path: &Path,
+    preset: &str,
+    tokens: Option<i64>,
+    out: &Path,
+    cfg: TrainConfig,
+    device_name: &str,
+) -> AnyResult<()> {
     let dev = device(device_name)?;
     let tr = Dataset::concat(train_paths.iter().map(Dataset::load).collect::<Result<Vec<_>, _>>()?)?;
     let va = Dataset::load(val_path)?;
@@ -102,20 +108,51 @@ pub fn train(train_paths: &[std::path::PathBuf], val_path: &Path, preset: &str, 
     plot::write_png(
         &png,
         &[
-            Panel::new("Loss (values <= 0 not drawn)", "epoch", "loss", vec![Series::line("train", ep(|e| e.train_loss)), Series::line("validation", ep(|e| e.val_loss)), Series::line("validation cloning MSE (weighted if bc_relative_floor > 0)", ep(|e| e.val_bc))]).log_y(),
+            Panel::new(
+                "Loss (values <= 0 not drawn)",
+                "epoch",
+                "loss",
+                vec![
+                    Series::line("train", ep(|e| e.train_loss)),
+                    Series::line("validation", ep(|e| e.val_loss)),
+                    Series::line("validation cloning MSE (weighted if bc_relative_floor > 0)", ep(|e| e.val_bc)),
+                ],
+            )
+            .log_y(),
             Panel::new("Validation cost of the final iterate", "epoch", "J^(K) / J*", vec![Series::line("", ep(|e| e.val_cost))]),
         ],
         (560, 400),
         2,
     )?;
-    log::info!("train: best epoch {} of {}, {:.0} s; wrote {}, {}, {}, {}", final_card.provenance.best_epoch, cfg.epochs, final_card.provenance.train_time_s, wpath.display(), cpath.display(), csv_path.display(), png.display());
+    log::info!(
+        "train: best epoch {} of {}, {:.0} s; wrote {}, {}, {}, {}",
+        final_card.provenance.best_epoch,
+        cfg.epochs,
+        final_card.provenance.train_time_s,
+        wpath.display(),
+        cpath.display(),
+        csv_path.display(),
+        png.display()
+    );
     Ok(())
 }
 
 /// One row of the eval table: `gap` relative cost gap, `success` / `optimum` rates, violation
 /// counts, and the landing, continuous-success, per-iteration and monotone cells preformatted.
 #[allow(clippy::too_many_arguments)]
-fn table_row(name: &str, k: i64, gap: &Stats, total_gap: f64, success: f64, optimum: f64, violations: (usize, usize), land: &str, cont: &str, iters: &str, mono: &str) -> String {
+fn table_row(
+    name: &str,
+    k: i64,
+    gap: &Stats,
+    total_gap: f64,
+    success: f64,
+    optimum: f64,
+    violations: (usize, usize),
+    land: &str,
+    cont: &str,
+    iters: &str,
+    mono: &str,
+) -> String {
     format!(
         "| {name} | {k} | {:.2}% | {:.2}% | {:.2}% | {:.2}% | {:.1}% | {:.1}% | {} | {} | {land} | {cont} | {iters} | {mono} |\n",
         100.0 * gap.mean,
@@ -133,7 +170,19 @@ fn row(name: &str, r: &EvalResult) -> String {
     let cont = r.continuous_success.map_or("-".into(), |(a, b)| format!("{:.1}% / {:.1}%", 100.0 * a, 100.0 * b));
     let land = r.landing_error_median.map_or("-".into(), |(p, v)| format!("{p:.2} m, {v:.3} m/s"));
     let iters = r.per_iteration_cost.iter().map(|c| format!("{c:.4}")).collect::<Vec<_>>().join(" -> ");
-    table_row(name, r.outer, &r.cost_gap, r.total_gap, r.success, r.success_optimum, (r.control_violations, r.state_violations), &land, &cont, &iters, &format!("{:.1}%", 100.0 * r.monotone_fraction))
+    table_row(
+        name,
+        r.outer,
+        &r.cost_gap,
+        r.total_gap,
+        r.success,
+        r.success_optimum,
+        (r.control_violations, r.state_violations),
+        &land,
+        &cont,
+        &iters,
+        &format!("{:.1}%", 100.0 * r.monotone_fraction),
+    )
 }
 
 fn corrected_row(name: &str, r: &EvalResult, c: &CorrectedEval) -> String {
@@ -174,14 +223,21 @@ pub fn eval(stem: &Path, test_path: &Path, ks: &[i64], compare: Option<&Path>, r
         let r = evaluate(&model, &test, k, 256, lw);
         // the iterates of a smaller K are a prefix of a larger K's: one line, the largest K
         if iter_series.first().is_none_or(|s: &Series| s.points.len() < r.per_iteration_cost.len()) {
-            iter_series = vec![Series::line(format!("mean over the test set, K = {k}"), r.per_iteration_cost.iter().enumerate().map(|(i, c)| (i as f64, *c)).collect())];
+            iter_series =
+                vec![Series::line(format!("mean over the test set, K = {k}"), r.per_iteration_cost.iter().enumerate().map(|(i, c)| (i as f64, *c)).collect())];
         }
         let n = r.gaps.len().max(1) as f64;
-        gap_series.push(Series::line(format!("K = {k}"), r.gaps.iter().enumerate().map(|(i, v)| (100.0 * (i as f64 + 0.5) / n, (100.0 * v).max(1e-3))).collect()));
+        gap_series
+            .push(Series::line(format!("K = {k}"), r.gaps.iter().enumerate().map(|(i, v)| (100.0 * (i as f64 + 0.5) / n, (100.0 * v).max(1e-3))).collect()));
         log::info!("K = {k}: gap mean {:.2}%, success {:.1}% (optimum {:.1}%)", 100.0 * r.cost_gap.mean, 100.0 * r.success, 100.0 * r.success_optimum);
         md.push_str(&row(&format!("`{}`", stem.display()), &r));
         if let Some(c) = &r.corrected {
-            log::info!("K = {k} + terminal correction: gap mean {:.2}%, success {:.1}%, {:.1} steps", 100.0 * c.cost_gap.mean, 100.0 * c.success, c.mean_iterations);
+            log::info!(
+                "K = {k} + terminal correction: gap mean {:.2}%, success {:.1}%, {:.1} steps",
+                100.0 * c.cost_gap.mean,
+                100.0 * c.success,
+                c.mean_iterations
+            );
             md.push_str(&corrected_row(&format!("`{}` + terminal correction", stem.display()), &r, c));
         }
         if k == card.model.outer {
@@ -208,14 +264,20 @@ pub fn eval(stem: &Path, test_path: &Path, ks: &[i64], compare: Option<&Path>, r
         &png,
         &[
             Panel::new("Cost per iteration (mean)", "outer iteration k", "J^(k) / J*", iter_series).log_y(),
-            Panel::new("Cost gap to the optimum, sorted", "test samples [%]", "gap (J - J*)/J* [%] (<= 0.001%, negatives included, at the floor)", gap_series).log_y(),
+            Panel::new("Cost gap to the optimum, sorted", "test samples [%]", "gap (J - J*)/J* [%] (<= 0.001%, negatives included, at the floor)", gap_series)
+                .log_y(),
             Panel::new("z_H across iterations (PCA)", "PC1", "PC2", scatter(&pca.z_h_points)),
             Panel::new("z_L across iterations (PCA)", "PC1", "PC2", scatter(&pca.z_l_points)),
         ],
         (560, 420),
         2,
     )?;
-    let _ = writeln!(md, "\nFigure: [`{}`]({}) (J^(k) per iteration, sorted cost gaps per K, z_H / z_L in the PCA plane per iteration).", png.display(), png.file_name().map(|f| f.to_string_lossy().to_string()).unwrap_or_default());
+    let _ = writeln!(
+        md,
+        "\nFigure: [`{}`]({}) (J^(k) per iteration, sorted cost gaps per K, z_H / z_L in the PCA plane per iteration).",
+        png.display(),
+        png.file_name().map(|f| f.to_string_lossy().to_string()).unwrap_or_default()
+    );
     std::fs::write(&out, &md)?;
     log::info!("wrote {}", out.display());
     if update_card {

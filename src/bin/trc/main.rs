@@ -16,13 +16,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use nalgebra::DVector;
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
 use trc_control::config::{ProblemKind, TrcConfig};
-use trc_control::demo::{fly_descent, fly_pd, Episode};
 use trc_control::data::{Dataset, GenerateOptions, Split};
-use trc_control::problems::{DoubleIntegrator, PoweredDescent, Problem, VanDerPol};
 
 mod bench;
 mod fly;
@@ -82,7 +77,7 @@ enum Cmd {
         /// Number of episodes.
         #[arg(long, default_value_t = 5)]
         episodes: usize,
-        /// Seed for the initial states.
+        /// Seed of the initial states (the test split: the distribution TRC is judged on).
         #[arg(long, default_value_t = 0)]
         seed: u64,
     },
@@ -340,6 +335,9 @@ enum BenchCmd {
         /// Timed repetitions per instance.
         #[arg(long, default_value_t = 20)]
         reps: usize,
+        /// Device of the network: auto (CUDA if available), cpu, cuda.
+        #[arg(long, default_value = "cpu")]
+        device: String,
     },
     /// Assemble bench/*.md into BENCHMARKS.md.
     Report {
@@ -390,7 +388,7 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
-        Cmd::Baseline { problem, config, episodes, seed } => match demo(problem.into(), config, episodes, seed) {
+        Cmd::Baseline { problem, config, episodes, seed } => match baseline(problem.into(), config, episodes, seed) {
             Ok(true) => ExitCode::SUCCESS,
             Ok(false) => ExitCode::from(1),
             Err(e) => {
@@ -398,23 +396,41 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
-        Cmd::GenData { problem, config, count, seed, split, shard, out, threads } => exit(gen_data(problem.into(), config, count, seed, split, &shard, &out, threads)),
+        Cmd::GenData { problem, config, count, seed, split, shard, out, threads } => {
+            exit(gen_data(problem.into(), config, count, seed, split, &shard, &out, threads))
+        }
         Cmd::MergeData { out, shards } => exit(merge_data(&out, &shards)),
-        Cmd::ClosedLoop { problem, config, model, policy, episodes, seed, disturbances, rate, deadline_ms, no_warm_start, out, plot } => exit(closed_loop(problem.into(), config, model, policy, episodes, seed, disturbances, rate, deadline_ms, no_warm_start, out.as_deref(), plot.as_deref())),
+        Cmd::ClosedLoop { problem, config, model, policy, episodes, seed, disturbances, rate, deadline_ms, no_warm_start, out, plot } => exit(closed_loop(
+            problem.into(),
+            config,
+            model,
+            policy,
+            episodes,
+            seed,
+            disturbances,
+            rate,
+            deadline_ms,
+            no_warm_start,
+            out.as_deref(),
+            plot.as_deref(),
+        )),
         Cmd::Dagger { model, template, episodes, per_episode, seed, out } => exit(dagger(&model, &template, episodes, per_episode, seed, &out)),
         Cmd::MidFlight { from, seed, out } => exit(mid_flight(&from, seed, &out)),
         Cmd::Train { train, val, preset, out, epochs, batch_size, lr, lambda, terminal_weight, bc_relative_floor, truncate, seed, tokens, device } => {
-            let cfg = trc_control::train::TrainConfig { epochs, batch_size, lr, lambda, terminal_weight, bc_relative_floor, truncate, seed, ..Default::default() };
+            let cfg =
+                trc_control::train::TrainConfig { epochs, batch_size, lr, lambda, terminal_weight, bc_relative_floor, truncate, seed, ..Default::default() };
             exit(learn::train(&train, &val, &preset, tokens, &out, cfg, &device))
         }
-        Cmd::Eval { model, test, ks, compare, report, update_card } => exit(learn::eval(&model, &test, &ks, compare.as_deref(), report.as_deref(), update_card)),
+        Cmd::Eval { model, test, ks, compare, report, update_card } => {
+            exit(learn::eval(&model, &test, &ks, compare.as_deref(), report.as_deref(), update_card))
+        }
         Cmd::Bench { what } => exit(match what {
             BenchCmd::Solvers { out, instances, lossless_samples, seed } => bench::solvers(&out, instances, lossless_samples, seed),
             BenchCmd::Datasets { out, count, data_dir } => bench::datasets(&out, count, &data_dir),
             BenchCmd::Report { dir, out } => bench::report(&dir, &out),
             BenchCmd::ClosedLoop { out, episodes, seed } => bench::closed_loop(&out, episodes, seed),
             BenchCmd::Latency { out, episodes } => bench::latency(&out, episodes),
-            BenchCmd::Inference { model, preset, out, instances, reps } => bench::inference(model.as_deref(), &preset, &out, instances, reps),
+            BenchCmd::Inference { model, preset, out, instances, reps, device } => bench::inference(model.as_deref(), &preset, &out, instances, reps, &device),
         }),
     }
 }
@@ -422,7 +438,20 @@ fn main() -> ExitCode {
 type AnyResult<T> = Result<T, Box<dyn std::error::Error>>;
 
 #[allow(clippy::too_many_arguments)]
-fn closed_loop(kind: ProblemKind, config: Option<PathBuf>, model: Option<String>, policy: Option<String>, episodes: usize, seed: u64, disturbances: bool, rate: Option<f64>, deadline_ms: Option<f64>, no_warm_start: bool, out: Option<&std::path::Path>, plot: Option<&std::path::Path>) -> AnyResult<()> {
+fn closed_loop(
+    kind: ProblemKind,
+    config: Option<PathBuf>,
+    model: Option<String>,
+    policy: Option<String>,
+    episodes: usize,
+    seed: u64,
+    disturbances: bool,
+    rate: Option<f64>,
+    deadline_ms: Option<f64>,
+    no_warm_start: bool,
+    out: Option<&std::path::Path>,
+    plot: Option<&std::path::Path>,
+) -> AnyResult<()> {
     let warm = !no_warm_start;
     let mut cfg = load_problem_config(kind, config)?;
     if let Some(m) = model {
@@ -523,7 +552,14 @@ fn mid_flight(from: &std::path::Path, seed: u64, out: &std::path::Path) -> AnyRe
         log::warn!("mid-flight: source sample {idx} dropped: {why}");
     }
     ds.save(out)?;
-    log::info!("mid-flight: {} samples from {} in {:.1} s ({} dropped) -> {}", ds.len(), src.len(), started.elapsed().as_secs_f64(), dropped.len(), out.display());
+    log::info!(
+        "mid-flight: {} samples from {} in {:.1} s ({} dropped) -> {}",
+        ds.len(),
+        src.len(),
+        started.elapsed().as_secs_f64(),
+        dropped.len(),
+        out.display()
+    );
     Ok(())
 }
 
@@ -556,7 +592,16 @@ fn parse_shard(s: &str) -> AnyResult<(u64, u64)> {
 }
 
 #[allow(clippy::too_many_arguments)]
-fn gen_data(kind: ProblemKind, config: Option<PathBuf>, count: u64, seed: u64, split: Split, shard: &str, out: &std::path::Path, threads: Option<usize>) -> AnyResult<()> {
+fn gen_data(
+    kind: ProblemKind,
+    config: Option<PathBuf>,
+    count: u64,
+    seed: u64,
+    split: Split,
+    shard: &str,
+    out: &std::path::Path,
+    threads: Option<usize>,
+) -> AnyResult<()> {
     let cfg = load_problem_config(kind, config)?;
     let shard = parse_shard(shard)?;
     if let Some(t) = threads {
@@ -573,7 +618,14 @@ fn gen_data(kind: ProblemKind, config: Option<PathBuf>, count: u64, seed: u64, s
     let pct = |p: f64| if ms.is_empty() { f64::NAN } else { ms[((ms.len() - 1) as f64 * p).round() as usize] };
     log::info!(
         "gen-data: {} solved, {} dropped (infeasible or unconverged) of {} in {:.1} s; solve time p50 {:.1} ms, p99 {:.1} ms; wrote {} and {}",
-        report.solved, report.dropped.len(), report.attempted, report.wall_s, pct(0.5), pct(0.99), out.display(), report_path.display()
+        report.solved,
+        report.dropped.len(),
+        report.attempted,
+        report.wall_s,
+        pct(0.5),
+        pct(0.99),
+        out.display(),
+        report_path.display()
     );
     for (idx, why) in report.dropped.iter().take(5) {
         log::info!("  dropped #{idx}: {why}");
@@ -589,79 +641,37 @@ fn merge_data(out: &std::path::Path, shards: &[PathBuf]) -> AnyResult<()> {
     Ok(())
 }
 
-fn demo(kind: ProblemKind, config: Option<PathBuf>, episodes: usize, seed: u64) -> AnyResult<bool> {
+/// `trc baseline`: the classical feedback law from the test-split initial states; true when
+/// every episode met the success criterion.
+fn baseline(kind: ProblemKind, config: Option<PathBuf>, episodes: usize, seed: u64) -> AnyResult<bool> {
     let cfg = load_problem_config(kind, config)?;
-    log::info!("demo: {episodes} closed-loop {kind} episodes (baseline feedback law on the RK4 plant)");
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let mut ok = 0;
-    match kind {
-        ProblemKind::Descent => {
-            let p = PoweredDescent::new(cfg.problem.descent.clone())?;
-            let target = p.default_target();
-            println!("{:>3} {:>28} {:>6} {:>10} {:>10} {:>10} {:>6} {:>5}", "ep", "r0 [m]", "t_f", "pos err", "speed", "fuel [kg]", "viol", "land");
-            for ep in 0..episodes {
-                let x0 = sample_descent(&p, &mut rng);
-                // ZEM/ZEV has no t_f of its own: sweep it and keep the cheapest landing.
-                let best = (4..=20)
-                    .map(|i| (i as f64 * 5.0, fly_descent(&p, &x0, &target, i as f64 * 5.0, 0.1)))
-                    .min_by(|a, b| rank(&p, &a.1).partial_cmp(&rank(&p, &b.1)).unwrap_or(std::cmp::Ordering::Equal))
-                    .ok_or("no t_f candidates")?;
-                let (t_f, e) = best;
-                let last = e.x.row(e.x.nrows() - 1);
-                let pos = (last.columns(0, 3) - target.rows(0, 3).transpose()).norm();
-                let speed = last.columns(3, 3).norm();
-                let fuel = x0[6] - last[6];
-                ok += e.success as usize;
-                println!(
-                    "{ep:>3} ({:>7.1},{:>7.1},{:>7.1}) {t_f:>6.1} {pos:>10.2e} {speed:>10.2e} {fuel:>10.2} {:>6} {:>5}",
-                    x0[0], x0[1], x0[2], e.violations, if e.success && e.violations == 0 { "yes" } else { "no" }
-                );
-            }
-        }
-        ProblemKind::Vanderpol | ProblemKind::DoubleIntegrator => {
-            let (p, mu): (Box<dyn Problem>, Option<f64>) = if kind == ProblemKind::Vanderpol {
-                (Box::new(VanDerPol::new(cfg.problem.vanderpol.clone())?), Some(cfg.problem.vanderpol.mu))
-            } else {
-                (Box::new(DoubleIntegrator::new(cfg.problem.double_integrator.clone())?), None)
-            };
-            let dt = p.dt_for(p.default_t_go());
-            let target = p.default_target();
-            println!("{:>3} {:>18} {:>10} {:>10} {:>6} {:>8}", "ep", "x0", "|x_N|", "J", "viol", "success");
-            for ep in 0..episodes {
-                let x0 = DVector::from_fn(2, |_, _| rng.gen_range(-2.0..2.0));
-                let e = fly_pd(p.as_ref(), &x0, &target, dt, mu);
-                let xn = e.x.row(e.x.nrows() - 1).transpose() - &target;
-                ok += e.success as usize;
-                println!("{ep:>3} ({:>7.3},{:>7.3}) {:>10.4} {:>10.3} {:>6} {:>8}", x0[0], x0[1], xn.norm(), e.cost, e.violations, e.success);
-            }
+    log::info!("baseline: {episodes} closed-loop {kind} episodes (feedback law on the RK4 plant; test split of seed {seed})");
+    let starts = (0..episodes as u64).map(|i| trc_control::data::sample_instance(&cfg.problem, seed, Split::Test, i)).map(|inst| (inst.x0, inst.x_target));
+    let runs = trc_control::baseline::run(&cfg.problem, starts)?;
+    if kind == ProblemKind::Descent {
+        println!("{:>3} {:>28} {:>6} {:>10} {:>10} {:>10} {:>6} {:>5}", "ep", "r0 [m]", "t_f", "pos err", "speed", "fuel [kg]", "viol", "land");
+    } else {
+        println!("{:>3} {:>18} {:>10} {:>10} {:>6} {:>8}", "ep", "x0", "|x_N - x_t|", "J", "viol", "success");
+    }
+    for (ep, r) in runs.iter().enumerate() {
+        let (e, x0) = (&r.episode, &r.x0);
+        let last = e.x.row(e.x.nrows() - 1).transpose();
+        if kind == ProblemKind::Descent {
+            let (pos, speed, fuel) = ((last.rows(0, 3) - r.x_target.rows(0, 3)).norm(), last.rows(3, 3).norm(), x0[6] - last[6]);
+            println!(
+                "{ep:>3} ({:>7.1},{:>7.1},{:>7.1}) {:>6.1} {pos:>10.2e} {speed:>10.2e} {fuel:>10.2} {:>6} {:>5}",
+                x0[0],
+                x0[1],
+                x0[2],
+                r.t_f,
+                e.violations,
+                if e.success && e.violations == 0 { "yes" } else { "no" }
+            );
+        } else {
+            println!("{ep:>3} ({:>7.3},{:>7.3}) {:>10.4} {:>10.3} {:>6} {:>8}", x0[0], x0[1], (&last - &r.x_target).norm(), e.cost, e.violations, e.success);
         }
     }
+    let ok = runs.iter().filter(|r| r.episode.success).count();
     println!("{ok}/{episodes} episodes met the success criterion");
     Ok(ok == episodes)
-}
-
-/// Ranks descent episodes: successful and feasible first, then by fuel; else by miss distance.
-fn rank(p: &PoweredDescent, e: &Episode) -> f64 {
-    let last = e.x.row(e.x.nrows() - 1);
-    let miss = last.columns(0, 6).norm();
-    if e.success && e.violations == 0 {
-        e.cost * p.params().alpha()
-    } else {
-        1e6 + miss
-    }
-}
-
-/// Initial descent states for the demo: horizontal offset up to 1 km, altitude 1.2..2.5 km
-/// (inside the glide slope), descending at 20..60 m/s with up to 30 m/s sideways, wet mass.
-fn sample_descent(p: &PoweredDescent, rng: &mut ChaCha8Rng) -> DVector<f64> {
-    let prm = p.params();
-    DVector::from_vec(vec![
-        rng.gen_range(-1000.0..1000.0),
-        rng.gen_range(-1000.0..1000.0),
-        rng.gen_range(1200.0..2500.0),
-        rng.gen_range(-30.0..30.0),
-        rng.gen_range(-30.0..30.0),
-        rng.gen_range(-60.0..-20.0),
-        prm.m_wet,
-    ])
 }

@@ -86,7 +86,13 @@ impl DescentMission {
     /// [`ConfigError`] for an invalid problem or controller config.
     pub fn new(problem: &ProblemConfig, cfg: &ControllerConfig) -> Result<Self, ConfigError> {
         cfg.validate()?;
-        Ok(Self { problem_cfg: problem.clone(), problem: PoweredDescent::new(problem.descent.clone())?, cfg: cfg.clone(), corrector: TerminalCorrector::new(problem, cfg.terminal_correction)?, goal: GoalState::default() })
+        Ok(Self {
+            problem_cfg: problem.clone(),
+            problem: PoweredDescent::new(problem.descent.clone())?,
+            cfg: cfg.clone(),
+            corrector: TerminalCorrector::new(problem, cfg.terminal_correction)?,
+            goal: GoalState::default(),
+        })
     }
 
     fn params(&self) -> &DescentParams {
@@ -318,7 +324,17 @@ mod tests {
         assert!(u[2] > 0.9 * u.norm());
         assert!(u[0] < 0.0, "pulls back towards the site and damps v_x");
         // with a plan and before t_land: the plan's control at the stamp
-        let plan = Plan { stamp: 110.0, frame_id: String::new(), dt: 1.0, u: DMatrix::from_fn(50, 3, |k, j| if j == 2 { 6000.0 + k as f64 } else { 0.0 }), x: DMatrix::zeros(51, 7), cost: 0.0, status: crate::plan::PlanStatus::Converged, iterations: 1, solve_time_ms: 0.0 };
+        let plan = Plan {
+            stamp: 110.0,
+            frame_id: String::new(),
+            dt: 1.0,
+            u: DMatrix::from_fn(50, 3, |k, j| if j == 2 { 6000.0 + k as f64 } else { 0.0 }),
+            x: DMatrix::zeros(51, 7),
+            cost: 0.0,
+            status: crate::plan::PlanStatus::Converged,
+            iterations: 1,
+            solve_time_ms: 0.0,
+        };
         assert_eq!(m.safe_command(Some(&x), Some(&xt), Some(&plan), 113.5)[2], 6003.0);
         // after t_land: the sink again
         assert_eq!(m.safe_command(Some(&x), Some(&xt), Some(&plan), 141.0), m.sink(Some(&x), Some(&xt)));

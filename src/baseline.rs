@@ -127,3 +127,60 @@ mod tests {
         assert!(last[2].abs() < 5.0 && last[6] > 1505.0, "ended at {last}");
     }
 }
+
+/// One baseline episode: its initial state, the final time flown [s] and the result.
+#[derive(Debug, Clone)]
+pub struct BaselineRun {
+    /// Initial state x0.
+    pub x0: DVector<f64>,
+    /// Target state.
+    pub x_target: DVector<f64>,
+    /// Final time [s] (descent: the best of a sweep 20..100 s; others: N dt).
+    pub t_f: f64,
+    /// The flown episode.
+    pub episode: Episode,
+}
+
+/// Flies the baseline law of `problem` from each `(x0, x_target)` of `starts` (`trc baseline`
+/// passes the test split of a seed, [`crate::data::sample_instance`]: the distribution TRC is
+/// trained and judged on); control period 0.1 s for descent, the problem's dt otherwise.
+/// Descent: ZEM/ZEV has no t_f of its own, so t_f is swept over 20, 25, ..., 100 s and the
+/// cheapest landing kept.
+///
+/// # Errors
+/// [`crate::error::ConfigError`] for an invalid problem config.
+pub fn run(
+    problem: &crate::problems::ProblemConfig,
+    starts: impl IntoIterator<Item = (DVector<f64>, DVector<f64>)>,
+) -> Result<Vec<BaselineRun>, crate::error::ConfigError> {
+    use crate::problems::ProblemKind;
+    let mut out = Vec::new();
+    for (x0, x_target) in starts {
+        let run = match problem.name {
+            ProblemKind::Descent => {
+                let p = PoweredDescent::new(problem.descent.clone())?;
+                let rank = |e: &Episode| {
+                    if e.success && e.violations == 0 {
+                        e.cost * p.params().alpha()
+                    } else {
+                        1e6 + e.x.row(e.x.nrows() - 1).columns(0, 6).norm()
+                    }
+                };
+                let (t_f, episode) = (4..=20)
+                    .map(|k| k as f64 * 5.0)
+                    .map(|t_f| (t_f, fly_descent(&p, &x0, &x_target, t_f, 0.1)))
+                    .min_by(|a, b| rank(&a.1).total_cmp(&rank(&b.1)))
+                    .expect("a non-empty sweep");
+                BaselineRun { x0, x_target, t_f, episode }
+            }
+            ProblemKind::Vanderpol | ProblemKind::DoubleIntegrator => {
+                let p = problem.build()?;
+                let mu = (problem.name == ProblemKind::Vanderpol).then_some(problem.vanderpol.mu);
+                let episode = fly_pd(p.as_ref(), &x0, &x_target, p.dt_for(p.default_t_go()), mu);
+                BaselineRun { x0, x_target, t_f: p.default_t_go(), episode }
+            }
+        };
+        out.push(run);
+    }
+    Ok(out)
+}

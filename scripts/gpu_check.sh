@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# GPU check: one call on a GPU machine proves the ROS-free `trc` sees CUDA, trains on it, and
+# measures it; everything small comes back under $OUT (at most 8 files).
+#
+#   make gpu-bundle                                   # here: target/gpu-bundle/ (< 20 MB)
+#   OUT=/some/dir target/gpu-bundle/scripts/gpu_check.sh   # there (bundle or repository root)
+#
+# Needs on that machine: an NVIDIA driver and a Python with torch 2.11.0 (the libtorch this
+# binary was built against; docs/gpu.md), or LIBTORCH_LIB pointing at its lib folder.
+# Writes: $OUT/gpu_report.md (device, every command and its numbers), $OUT/gpu_check.log, and the
+# short training's checkpoint and figures (paper_descent.*). Sizes stay small on purpose
+# (CHECK_COUNT demos, CHECK_EPOCHS epochs): this checks the machinery, it does not ship a model.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+TRC="${TRC:-}"
+if [ -z "$TRC" ]; then
+  if [ -x "$ROOT/trc" ]; then TRC="$ROOT/trc"; else TRC="$ROOT/target/release/trc"; fi
+fi
+[ -x "$TRC" ] || { echo "gpu_check: no trc binary at $TRC (run make gpu-bundle, or set TRC)" >&2; exit 2; }
+OUT="${OUT:-$ROOT/gpu-out}"
+COUNT="${CHECK_COUNT:-600}"
+EPOCHS="${CHECK_EPOCHS:-8}"
+mkdir -p "$OUT"
+WORK="$(mktemp -d)"
+trap 'rm -rf "$WORK"' EXIT
+LOG="$OUT/gpu_check.log"
+REPORT="$OUT/gpu_report.md"
+
+if [ -z "${LIBTORCH_LIB:-}" ]; then
+  for py in python3 /opt/torch/.venv/bin/python; do
+    LIBTORCH_LIB=$("$py" -c 'import torch, os; print(os.path.join(os.path.dirname(torch.__file__), "lib"))' 2>/dev/null) && break
+  done
+fi
+[ -n "${LIBTORCH_LIB:-}" ] && [ -d "$LIBTORCH_LIB" ] || { echo "gpu_check: cannot find torch's lib folder; set LIBTORCH_LIB" >&2; exit 2; }
+export LD_LIBRARY_PATH="$LIBTORCH_LIB${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+export RUST_LOG="${RUST_LOG:-info}"
+
+step() { # step TITLE CMD...: runs CMD, logs it, adds its wall time to the report
+  local title="$1"; shift
+  echo "== $title: $*" | tee -a "$LOG"
+  local t0=$SECONDS
+  "$@" >>"$LOG" 2>&1 || { echo "FAILED ($title); last lines:" | tee -a "$REPORT"; tail -20 "$LOG" | tee -a "$REPORT"; exit 1; }
+  printf '| %s | `%s` | %d s |\n' "$title" "$(echo "$*" | sed "s#$WORK#\$WORK#g; s#$OUT#\$OUT#g; s#$ROOT/##g")" $((SECONDS - t0)) >>"$WORK/steps.md"
+}
+
+{
+  echo "# GPU check ($(date -u '+%Y-%m-%d %H:%M UTC'))"
+  echo
+  echo '```'
+  nvidia-smi -L 2>&1 || echo "nvidia-smi: not available"
+  echo "cores: $(nproc); libtorch: $LIBTORCH_LIB"
+  echo "trc: $("$TRC" --version)"
+  echo "NEEDED: $(readelf -d "$TRC" 2>/dev/null | grep NEEDED | sed 's/.*\[\(.*\)\]/\1/' | tr '\n' ' ')"
+  echo '```'
+  echo
+} >"$REPORT"
+: >"$LOG"
+echo '| step | command | wall |' >"$WORK/steps.md"
+echo '|---|---|---|' >>"$WORK/steps.md"
+
+D="$WORK/data"
+mkdir -p "$D"
+step "demonstrations (train)" "$TRC" gen-data --problem descent --config config/descent.yaml --count "$COUNT" --seed 1 --split train --out "$D/train.safetensors"
+step "demonstrations (val)" "$TRC" gen-data --problem descent --config config/descent.yaml --count 100 --seed 1 --split val --out "$D/val.safetensors"
+step "demonstrations (test)" "$TRC" gen-data --problem descent --config config/descent.yaml --count 100 --seed 1 --split test --out "$D/test.safetensors"
+step "train paper preset on CUDA" "$TRC" train --train "$D/train.safetensors" --val "$D/val.safetensors" --preset paper --epochs "$EPOCHS" --device cuda --seed 0 --out "$OUT/paper_descent"
+step "held-out eval" "$TRC" eval --model "$OUT/paper_descent" --test "$D/test.safetensors" --ks 1,3,5
+step "inference latency, paper preset, CUDA" "$TRC" bench inference --preset paper --device cuda --instances 10 --reps 20 --out "$WORK/inf_paper_cuda.md"
+step "inference latency, paper preset, CPU" "$TRC" bench inference --preset paper --device cpu --instances 10 --reps 20 --out "$WORK/inf_paper_cpu.md"
+step "inference latency, shipped descent model, CUDA" "$TRC" bench inference --model models/descent --device cuda --instances 10 --reps 20 --out "$WORK/inf_shipped_cuda.md"
+step "closed loop, shipped model, node.device auto" "$TRC" closed-loop --problem descent --config config/descent.yaml --model models/descent --episodes 3 --no-warm-start --out "$WORK/closed_loop.md"
+
+{
+  echo "## Steps"
+  echo
+  cat "$WORK/steps.md"
+  echo
+  grep -h "device Cuda\|device Cpu\|policy: .* on " "$LOG" | sed 's/^/    /' | sort -u | head -5
+  echo
+  for f in inf_paper_cuda inf_paper_cpu inf_shipped_cuda closed_loop; do
+    echo "## $f"
+    sed -n '2,$p' "$WORK/$f.md"
+    echo
+  done
+  echo "## Held-out eval of the short training (not a shipped model)"
+  sed -n '1,40p' "$OUT/paper_descent.eval.md"
+} >>"$REPORT"
+rm -f "$OUT"/paper_descent.train.csv
+echo "gpu_check: report $REPORT"
+ls -la "$OUT"
