@@ -11,23 +11,28 @@
 //! ## Module map
 //! - [`problems`]: the [`problems::Problem`] trait; double integrator, Van der Pol, 3-DoF powered
 //!   descent, each in f64 (nalgebra) and batched tch forms.
-//! - [`demo`]: classical feedback baselines (`trc baseline`).
+//! - [`baseline`]: classical feedback baselines (`trc baseline`).
 //! - [`solvers`]: LQR / box QP, SCP (Van der Pol), LCvx (descent) on Clarabel: the optimal demonstrations.
 //! - [`data`]: initial-state distributions, parallel demonstration generation, the dataset file format.
-//! - [`model`]: the TRC network (tch): encoders, shared reasoning module, projection, checkpoints;
-//!   [`model::terminal`]: the classical terminal correction applied after the network (descent).
+//! - [`model`]: the TRC network (tch): encoders, shared reasoning module, projection, checkpoints.
 //! - [`train`]: training with process supervision, evaluation.
-//! - [`closed_loop`]: lockstep closed-loop episodes (controller + plant in one process).
-//! - [`control`]: the receding-horizon controller (policies, inference thread, deadline, guards,
-//!   terminal phase, touchdown gate, landing-time retiming).
+//! - [`closed_loop`]: episodes, their accounting (shared with `trc_sim`), the lockstep loop.
+//! - [`control`]: the receding-horizon controller: one generic cycle (guards, t_go, candidate,
+//!   one finish), mission plug-ins (descent's gate, terminal phase, correction and retiming),
+//!   policies, the inference thread.
 //! - [`config`]: YAML configuration shared by the CLI and the node, validated on load.
 //! - [`launch`]: the project's launcher spec, equivalent to `launch/*.launch.py`.
 //! - [`error`]: typed errors per layer.
 //! - [`plot`]: PNG figures (training curves, evaluation, trajectories) for the long jobs.
-//! - [`plant`]: the plant simulator core (true dynamics, disturbances, touchdown) behind `trc_sim`.
+//! - [`plant`]: the `Plant` boundary and the simulated vehicle (true dynamics, disturbances,
+//!   touchdown) behind `trc_sim` and the lockstep loop.
 //! - [`plan`]: the controller's answer (control sequence, prediction, status), ROS-free.
 //! - [`tensor`]: conversions between nalgebra and tch.
-//! - [`ros`]: the ROS 2 adapter layer (messages; r2r), kept apart from the core.
+//! - `ros` (cargo feature `ros`, on by default): the ROS 2 adapter layer (messages, parameters,
+//!   rosout; r2r), kept apart from the core.
+//!
+//! Layers, bottom to top, and the design: `docs/architecture.md`; the method: `docs/method.md`;
+//! the problem data: `docs/problems.md`.
 
 #![warn(missing_docs)]
 
@@ -43,6 +48,7 @@ pub mod plan;
 pub mod plant;
 pub mod plot;
 pub mod problems;
+#[cfg(feature = "ros")]
 pub mod ros;
 pub mod solvers;
 pub mod tensor;

@@ -27,7 +27,7 @@ fn sources(path: &Path, out: &mut Vec<std::path::PathBuf>) {
         for e in std::fs::read_dir(path).unwrap() {
             sources(&e.unwrap().path(), out);
         }
-    } else if path.extension().is_some_and(|e| e == "rs") {
+    } else if path.is_file() && path.extension().is_some_and(|e| e == "rs") {
         out.push(path.to_path_buf());
     }
 }

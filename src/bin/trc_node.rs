@@ -65,7 +65,7 @@ impl Throttle {
     fn warn(&mut self, key: &str, msg: &str) {
         let n = self.0.entry(key.to_string()).or_insert(0);
         *n += 1;
-        if *n == 1 || *n % 50 == 0 {
+        if *n == 1 || (*n).is_multiple_of(50) {
             log::warn!("{msg}{}", if *n > 1 { format!(" ({n} times so far)") } else { String::new() });
         }
     }

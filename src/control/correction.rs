@@ -239,8 +239,8 @@ fn active_set_step(g: &DMatrix<f64>, e: &DVector<f64>, u: &DMatrix<f64>, c: &Con
             .collect();
         let mut h = DMatrix::zeros(g.nrows(), g.nrows());
         let gw: Vec<DMatrix<f64>> = (0..steps).map(|k| g.columns(k * m, m) * &w[k]).collect();
-        for k in 0..steps {
-            h += &gw[k] * g.columns(k * m, m).transpose();
+        for (k, gwk) in gw.iter().enumerate() {
+            h += gwk * g.columns(k * m, m).transpose();
         }
         let mean_diag = h.trace() / h.nrows() as f64;
         let mu = if mean_diag.is_finite() && mean_diag > 0.0 { 1e-9 * mean_diag } else { 1e-300 };
@@ -248,8 +248,8 @@ fn active_set_step(g: &DMatrix<f64>, e: &DVector<f64>, u: &DMatrix<f64>, c: &Con
             h[(i, i)] += mu;
         }
         let lam = h.cholesky()?.solve(e);
-        for k in 0..steps {
-            let dk = -(gw[k].transpose() * &lam);
+        for (k, gwk) in gw.iter().enumerate() {
+            let dk = -(gwk.transpose() * &lam);
             du.row_mut(k).copy_from(&dk.transpose());
         }
         let mut grew = false;

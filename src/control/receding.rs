@@ -516,12 +516,24 @@ mod tests {
         let out = ctl.step(&state(200.0, &[0.5, 0.5]), 200.0);
         assert_eq!((out.plan.status, out.plan.iterations), (PlanStatus::Anytime, 1), "{:?}", out.rejected);
         assert_eq!(out.plan.u, di_plan() * 0.5);
-        // the second iterate of that job finishes late and is adopted as the plan to shift from
-        knob.set(Duration::from_secs(10), Duration::ZERO);
-        std::thread::sleep(Duration::from_secs_f64(0.4 * DEADLINE_S));
+    }
+
+    #[test]
+    fn a_late_iterate_of_an_overloaded_first_cycle_is_adopted_as_the_plan_to_shift() {
+        let knob = Arc::new(DelayKnob::default());
+        let mut ctl = di_controller(knob.clone());
+        ctl.set_goal(&goal()).unwrap();
+        // the first job finishes its first iterate after 1.5 deadlines: nothing to publish yet
+        knob.set(Duration::from_secs_f64(1.5 * DEADLINE_S), Duration::ZERO);
+        let out = ctl.step(&state(200.0, &[0.5, 0.5]), 200.0);
+        assert_eq!(out.plan.status, PlanStatus::Failed);
+        assert!(matches!(&out.rejected, Some(Rejected::NoPolicy(e)) if e.contains("no previous plan")), "{:?}", out.rejected);
+        // the next job is slow too; meanwhile the first job's iterate has arrived
+        knob.set(Duration::from_secs_f64(3.0 * DEADLINE_S), Duration::ZERO);
+        std::thread::sleep(Duration::from_secs_f64(0.8 * DEADLINE_S));
         let next = ctl.step(&state(200.1, &[0.5, 0.5]), 200.1);
-        assert_eq!(next.plan.status, PlanStatus::FallbackShifted);
-        assert_eq!(next.plan.u[(0, 0)], di_plan()[(1, 0)], "shifted from the late second iterate, not the first");
+        assert_eq!(next.plan.status, PlanStatus::FallbackShifted, "{:?}", next.rejected);
+        assert_eq!(next.plan.u[(0, 0)], 0.5 * di_plan()[(1, 0)], "the late first iterate, shifted by one step");
     }
 
     #[test]
@@ -571,7 +583,7 @@ mod tests {
     #[test]
     fn descent_phases_are_terminal_not_fallback() {
         let problem = ProblemConfig::new(ProblemKind::Descent);
-        let x0 = DVector::from_vec(vec![200.0, 100.0, 1200.0, -5.0, 3.0, -30.0, 1850.0]);
+        let x0 = crate::data::sample_instance(&problem, 0, crate::data::Split::Test, 0).x0;
         let cfg = ControllerConfig { deadline_s: 5.0, ..Default::default() };
         let p = problem.clone();
         let mut ctl =
@@ -585,7 +597,11 @@ mod tests {
         let x = first.plan.x.row(((s - 50.0) / first.plan.dt) as usize).transpose();
         let out = ctl.step(&state(s, x.as_slice()), s);
         assert_eq!((out.plan.status, out.plan.iterations), (PlanStatus::Terminal, 0));
-        assert!((out.plan.dt * 50.0 - 2.0).abs() < 1e-6, "the plan's horizon is the remaining 2 s");
+        let t_land = ctl.landing_time().unwrap();
+        assert!(
+            (out.plan.dt * 50.0 - (t_land - s)).abs() < 1e-6 && (t_land - s - 2.0).abs() <= 2.0,
+            "the plan spans the time left to the (possibly retimed) landing time"
+        );
         // past t_land: the constant-sink final descent
         let out = ctl.step(&state(t_land + 0.5, x.as_slice()), t_land + 0.5);
         assert_eq!(out.plan.status, PlanStatus::Terminal);

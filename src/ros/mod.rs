@@ -71,7 +71,7 @@ pub fn plan_to_msg(plan: &Plan) -> ControlSequence {
 pub fn plan_from_msg(msg: &ControlSequence) -> Result<Plan, MsgError> {
     let (n, m) = (msg.state_dim as usize, msg.control_dim as usize);
     let check = |field, got: usize, dim: usize| {
-        if dim == 0 || got % dim != 0 {
+        if dim == 0 || !got.is_multiple_of(dim) {
             Err(MsgError::Length { msg: "ControlSequence", field, got, dim })
         } else {
             Ok(got / dim)
@@ -127,8 +127,8 @@ pub fn descent_state_from_odometry(msg: &r2r::nav_msgs::msg::Odometry, mass: Opt
 /// `plan`) as `geometry_msgs/WrenchStamped`: force = thrust in the plan's frame, stamped with the
 /// plan's state time, torque zero (3-DoF guidance).
 pub fn thrust_to_wrench(plan: &Plan, u: &nalgebra::DVector<f64>) -> r2r::geometry_msgs::msg::WrenchStamped {
-    let mut w = r2r::geometry_msgs::msg::WrenchStamped::default();
-    w.header = Header { stamp: time_from_secs(plan.stamp), frame_id: plan.frame_id.clone() };
+    let mut w =
+        r2r::geometry_msgs::msg::WrenchStamped { header: Header { stamp: time_from_secs(plan.stamp), frame_id: plan.frame_id.clone() }, ..Default::default() };
     w.wrench.force.x = u[0];
     w.wrench.force.y = u[1];
     w.wrench.force.z = u[2];

@@ -98,8 +98,8 @@ impl ScpSolver {
                 // x_k's sensitivity: accumulate in H and f
                 let e = [x[(k, 0)] - inst.x_target[0], x[(k, 1)] - inst.x_target[1]];
                 let mut wg = g.clone();
-                for i in 0..2 {
-                    wg.row_mut(i).scale_mut(w[i]);
+                for (i, wi) in w.iter().enumerate() {
+                    wg.row_mut(i).scale_mut(*wi);
                 }
                 h.gemm_tr(1.0, &g, &wg, 1.0);
                 for i in 0..2 {

@@ -42,7 +42,7 @@ impl Triplets {
     /// The matrix in CSC form (sorted by column, then row; duplicates summed; zeros kept).
     pub fn to_csc(&self) -> CscMatrix<f64> {
         let mut e = self.entries.clone();
-        e.sort_by(|a, b| (a.1, a.0).cmp(&(b.1, b.0)));
+        e.sort_by_key(|a| (a.1, a.0));
         let mut colptr = vec![0usize; self.n + 1];
         let mut rowval = Vec::with_capacity(e.len());
         let mut nzval: Vec<f64> = Vec::with_capacity(e.len());

@@ -259,7 +259,7 @@ pub fn batch_loss(model: &Trc, batch: &Tensors, cfg: &TrainConfig, train: bool) 
     let mut process = Tensor::zeros([], (Kind::Float, model.device()));
     for i in 1..=k as usize {
         let d = &costs[i] - costs[i - 1].detach();
-        process = process + (&d + d.relu()).mean(Kind::Float);
+        process += (&d + d.relu()).mean(Kind::Float);
     }
     let process = process / k as f64;
     let mut total = &bc + &process * cfg.lambda;
@@ -269,7 +269,7 @@ pub fn batch_loss(model: &Trc, batch: &Tensors, cfg: &TrainConfig, train: bool) 
             (1..=k as usize).map(|i| terminal_loss(&out.x[i], &batch.x_target, &scale)).fold(Tensor::zeros([], (Kind::Float, model.device())), |a, b| a + b)
                 / k as f64;
         terminal = t.double_value(&[]);
-        total = total + t * cfg.terminal_weight;
+        total += t * cfg.terminal_weight;
     }
     LossParts {
         bc: bc.double_value(&[]),

@@ -16,7 +16,7 @@ pub fn isolate_ros_domain() -> u32 {
 /// A descent-sized plan (N = 50, m = 3, n = 7) with distinct, non-round values everywhere.
 pub fn sample_plan() -> Plan {
     Plan {
-        stamp: 1_700_000_123.456_789_012,
+        stamp: 1_700_000_123.456_789,
         frame_id: "landing_site".into(),
         dt: 0.912_345_678_9,
         u: DMatrix::from_fn(50, 3, |k, j| 5000.0 + 97.3 * k as f64 - 1234.567 * j as f64 + 0.1),

@@ -170,7 +170,7 @@ impl Mission for DescentMission {
     }
 
     fn start_goal(&mut self, goal: &GoalInput) {
-        let t_land = (goal.t_go > 0.0 && goal.stamp > 0.0).then(|| goal.stamp + goal.t_go);
+        let t_land = (goal.t_go > 0.0 && goal.stamp > 0.0).then_some(goal.stamp + goal.t_go);
         self.goal = GoalState { t_go: goal.t_go, t_land, retimed_s: 0.0 };
     }
 
