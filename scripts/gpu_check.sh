@@ -22,6 +22,8 @@ fi
 OUT="${OUT:-$ROOT/gpu-out}"
 COUNT="${CHECK_COUNT:-600}"
 EPOCHS="${CHECK_EPOCHS:-8}"
+DEVICE="${CHECK_DEVICE:-cuda}"   # cpu: try the script itself on a machine without a GPU
+INSTANCES="${CHECK_INSTANCES:-10}"
 mkdir -p "$OUT"
 WORK="$(mktemp -d)"
 trap 'rm -rf "$WORK"' EXIT
@@ -65,11 +67,11 @@ mkdir -p "$D"
 step "demonstrations (train)" "$TRC" gen-data --problem descent --config config/descent.yaml --count "$COUNT" --seed 1 --split train --out "$D/train.safetensors"
 step "demonstrations (val)" "$TRC" gen-data --problem descent --config config/descent.yaml --count 100 --seed 1 --split val --out "$D/val.safetensors"
 step "demonstrations (test)" "$TRC" gen-data --problem descent --config config/descent.yaml --count 100 --seed 1 --split test --out "$D/test.safetensors"
-step "train paper preset on CUDA" "$TRC" train --train "$D/train.safetensors" --val "$D/val.safetensors" --preset paper --epochs "$EPOCHS" --device cuda --seed 0 --out "$OUT/paper_descent"
+step "train paper preset on $DEVICE" "$TRC" train --train "$D/train.safetensors" --val "$D/val.safetensors" --preset paper --epochs "$EPOCHS" --device "$DEVICE" --seed 0 --out "$OUT/paper_descent"
 step "held-out eval" "$TRC" eval --model "$OUT/paper_descent" --test "$D/test.safetensors" --ks 1,3,5
-step "inference latency, paper preset, CUDA" "$TRC" bench inference --preset paper --device cuda --instances 10 --reps 20 --out "$WORK/inf_paper_cuda.md"
-step "inference latency, paper preset, CPU" "$TRC" bench inference --preset paper --device cpu --instances 10 --reps 20 --out "$WORK/inf_paper_cpu.md"
-step "inference latency, shipped descent model, CUDA" "$TRC" bench inference --model models/descent --device cuda --instances 10 --reps 20 --out "$WORK/inf_shipped_cuda.md"
+step "inference latency, paper preset, $DEVICE" "$TRC" bench inference --preset paper --device "$DEVICE" --instances "$INSTANCES" --reps 20 --out "$WORK/inf_paper_cuda.md"
+step "inference latency, paper preset, cpu" "$TRC" bench inference --preset paper --device cpu --instances "$INSTANCES" --reps 20 --out "$WORK/inf_paper_cpu.md"
+step "inference latency, shipped descent model, $DEVICE" "$TRC" bench inference --model models/descent --device "$DEVICE" --instances "$INSTANCES" --reps 20 --out "$WORK/inf_shipped_cuda.md"
 step "closed loop, shipped model, node.device auto" "$TRC" closed-loop --problem descent --config config/descent.yaml --model models/descent --episodes 3 --no-warm-start --out "$WORK/closed_loop.md"
 
 {
