@@ -36,7 +36,7 @@ use r2r::QosProfile;
 use trc_control::config::ProblemKind;
 use trc_control::control::{CycleOutcome, RecedingHorizon, StateInput};
 use trc_control::plan::PlanStatus;
-use trc_control::ros::params::{startup_config, ParamStore};
+use trc_control::ros::params::{node_startup_config, ParamStore};
 use trc_control::ros::{self, descent_state_from_odometry, goal_from_msg, plan_to_msg, state_from_msg, thrust_to_wrench};
 
 type AnyResult<T> = Result<T, Box<dyn std::error::Error>>;
@@ -88,12 +88,9 @@ fn now_secs(clock: &Clock) -> f64 {
 fn run() -> AnyResult<()> {
     let ctx = r2r::Context::create()?;
     let mut node = r2r::Node::create(ctx, "trc_node", "")?;
+    let cfg = node_startup_config(&node)?;
+    // the package root: the params file's folder's parent (config/descent.yaml -> .)
     let args: Vec<String> = std::env::args().collect();
-    let overrides = node.params.lock().map_err(|_| "parameter lock poisoned")?.iter().map(|(k, p)| (k.clone(), p.value.clone())).collect();
-    let (cfg, unknown) = startup_config(&args, &overrides)?;
-    for u in unknown {
-        log::warn!("parameter `{u}` is not a trc_control parameter; ignored");
-    }
     let package_root = args
         .windows(2)
         .find(|w| w[0] == "--params-file")

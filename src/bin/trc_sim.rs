@@ -32,7 +32,7 @@ use trc_control::closed_loop::{episode_goal, episode_sim, episode_specs, Episode
 use trc_control::config::ProblemKind;
 use trc_control::plan::PlanStatus;
 use trc_control::plant::{Plant, SimPlant};
-use trc_control::ros::params::{startup_config, ParamStore};
+use trc_control::ros::params::{node_startup_config, ParamStore};
 use trc_control::ros::{self, secs_from_time, state_to_msg, time_from_secs, wrench_to_thrust};
 
 type AnyResult<T> = Result<T, Box<dyn std::error::Error>>;
@@ -81,12 +81,7 @@ impl CommandSub {
 fn run() -> AnyResult<bool> {
     let ctx = r2r::Context::create()?;
     let mut node = r2r::Node::create(ctx, "trc_sim", "")?;
-    let args: Vec<String> = std::env::args().collect();
-    let overrides = node.params.lock().map_err(|_| "parameter lock poisoned")?.iter().map(|(k, p)| (k.clone(), p.value.clone())).collect();
-    let (cfg, unknown) = startup_config(&args, &overrides)?;
-    for u in unknown {
-        log::warn!("parameter `{u}` is not a trc_control parameter; ignored");
-    }
+    let cfg = node_startup_config(&node)?;
     let live = std::sync::Arc::new(std::sync::Mutex::new(cfg.clone()));
     let (param_future, _events) = node.make_derived_parameter_handler(std::sync::Arc::new(std::sync::Mutex::new(ParamStore { cfg: live })))?;
     let sim = cfg.sim.clone();

@@ -152,3 +152,25 @@ pub fn startup_config(args: &[String], overrides: &IndexMap<String, ParameterVal
     }
     Ok((cfg, unknown))
 }
+
+/// The start-up configuration of `node`: [`startup_config`] from this process's arguments and the
+/// overrides rcl parsed into `node.params`; every override that is not a trc_control parameter
+/// is logged and ignored.
+///
+/// # Errors
+/// As [`startup_config`]; a poisoned parameter lock.
+pub fn node_startup_config(node: &r2r::Node) -> Result<TrcConfig, ConfigError> {
+    let args: Vec<String> = std::env::args().collect();
+    let overrides = node
+        .params
+        .lock()
+        .map_err(|_| ConfigError::invalid("parameters", "the node's parameter lock is poisoned"))?
+        .iter()
+        .map(|(k, p)| (k.clone(), p.value.clone()))
+        .collect();
+    let (cfg, unknown) = startup_config(&args, &overrides)?;
+    for u in unknown {
+        log::warn!("parameter `{u}` is not a trc_control parameter; ignored");
+    }
+    Ok(cfg)
+}
