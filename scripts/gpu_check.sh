@@ -72,7 +72,7 @@ step "held-out eval" "$TRC" eval --model "$OUT/paper_descent" --test "$D/test.sa
 step "inference latency, paper preset, $DEVICE" "$TRC" bench inference --preset paper --device "$DEVICE" --instances "$INSTANCES" --reps 20 --out "$WORK/inf_paper_cuda.md"
 step "inference latency, paper preset, cpu" "$TRC" bench inference --preset paper --device cpu --instances "$INSTANCES" --reps 20 --out "$WORK/inf_paper_cpu.md"
 step "inference latency, shipped descent model, $DEVICE" "$TRC" bench inference --model models/descent --device "$DEVICE" --instances "$INSTANCES" --reps 20 --out "$WORK/inf_shipped_cuda.md"
-step "closed loop, shipped model, node.device auto" "$TRC" closed-loop --problem descent --config config/descent.yaml --model models/descent --episodes 3 --no-warm-start --out "$WORK/closed_loop.md"
+step "closed loop, shipped model, node.device auto" "$TRC" closed-loop --problem descent --config config/descent.yaml --model models/descent --episodes 3 --out "$WORK/closed_loop.md"
 
 {
   echo "## Steps"

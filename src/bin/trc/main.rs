@@ -138,9 +138,10 @@ enum Cmd {
         /// Deadline [ms] (default: controller.deadline_s of the config).
         #[arg(long)]
         deadline_ms: Option<f64>,
-        /// Refine from the InitialDecoder instead of the shifted previous plan.
+        /// Warm start from the shifted previous plan (true) or refine from the InitialDecoder
+        /// (false); default: controller.warm_start of the config (off for the shipped models).
         #[arg(long)]
-        no_warm_start: bool,
+        warm_start: Option<bool>,
         /// Markdown report file.
         #[arg(long)]
         out: Option<PathBuf>,
@@ -400,7 +401,7 @@ fn main() -> ExitCode {
             exit(gen_data(problem.into(), config, count, seed, split, &shard, &out, threads))
         }
         Cmd::MergeData { out, shards } => exit(merge_data(&out, &shards)),
-        Cmd::ClosedLoop { problem, config, model, policy, episodes, seed, disturbances, rate, deadline_ms, no_warm_start, out, plot } => exit(closed_loop(
+        Cmd::ClosedLoop { problem, config, model, policy, episodes, seed, disturbances, rate, deadline_ms, warm_start, out, plot } => exit(closed_loop(
             problem.into(),
             config,
             model,
@@ -410,7 +411,7 @@ fn main() -> ExitCode {
             disturbances,
             rate,
             deadline_ms,
-            no_warm_start,
+            warm_start,
             out.as_deref(),
             plot.as_deref(),
         )),
@@ -448,11 +449,10 @@ fn closed_loop(
     disturbances: bool,
     rate: Option<f64>,
     deadline_ms: Option<f64>,
-    no_warm_start: bool,
+    warm_start: Option<bool>,
     out: Option<&std::path::Path>,
     plot: Option<&std::path::Path>,
 ) -> AnyResult<()> {
-    let warm = !no_warm_start;
     let mut cfg = load_problem_config(kind, config)?;
     if let Some(m) = model {
         cfg.node.model = m;
@@ -470,7 +470,9 @@ fn closed_loop(
     if let Some(d) = deadline_ms {
         cfg.controller.deadline_s = d * 1e-3;
     }
-    cfg.controller.warm_start = warm;
+    if let Some(w) = warm_start {
+        cfg.controller.warm_start = w;
+    }
     cfg.node.validate()?;
     cfg.sim.validate()?;
     cfg.controller.validate()?;
