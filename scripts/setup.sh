@@ -8,13 +8,12 @@
 #    (skipped when a system ROS 2 is sourced: ROS_DISTRO set) and torch==2.13.0 (pinned by tch 0.26).
 # 3. Fixes for the wheels (docs/toolchain.md): a librmw_implementation.so link to
 #    Fast DDS, and the rosidl_generator_py CMake exports re-pointed at this machine's Python.
-# 4. msg/ built by rosidl (C type support for r2r, Python for rclpy) into install/.
+# 4. msg/ built by rosidl (C type support for r2r, Python for rclpy) into install/<version>/.
 # 5. trc-env.sh: the one environment file every build, test and run sources.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="$ROOT/.venv"
-PREFIX="$ROOT/install"
 BUILD="$ROOT/build/msg"
 ENV_FILE="$ROOT/trc-env.sh"
 PY_BASE="${TRC_PYTHON:-python3}"
@@ -135,9 +134,13 @@ fi
 
 # --- 4. Interfaces (msg/) -------------------------------------------------------------------
 MSG_HASH="$MODE-$PY_VER-$REQ_HASH-$(hash_of "$ROOT"/msg/*.msg "$ROOT/CMakeLists.txt" "$ROOT/package.xml")"
+# One prefix per interface version: a changed .msg gives a new AMENT_PREFIX_PATH in trc-env.sh,
+# which is what makes r2r regenerate its bindings (its build script caches them per value of
+# AMENT_PREFIX_PATH / CMAKE_PREFIX_PATH / IDL_PACKAGE_FILTER, not per file contents).
+PREFIX="$ROOT/install/$(printf '%s' "$MSG_HASH" | sha256sum | cut -c1-12)"
 if [ "$(cat "$PREFIX/.trc-msg" 2>/dev/null)" != "$MSG_HASH" ]; then
-  say "building msg/ with rosidl into install/"
-  rm -rf "$BUILD" "$PREFIX"
+  say "building msg/ with rosidl into ${PREFIX#"$ROOT"/}"
+  rm -rf "$BUILD" "$ROOT/install"
   # Configure from a staged copy: CMake refuses exported include dirs (the venv's numpy) that
   # lie inside the source directory, and .venv/ lies inside the repository.
   SRC="$ROOT/build/msg-src"; rm -rf "$SRC"; mkdir -p "$SRC"
@@ -156,7 +159,7 @@ if [ "$(cat "$PREFIX/.trc-msg" 2>/dev/null)" != "$MSG_HASH" ]; then
   ) || exit 1
   echo "$MSG_HASH" > "$PREFIX/.trc-msg"
 else
-  say "install/ (trc_control interfaces) up to date"
+  say "${PREFIX#"$ROOT"/} (trc_control interfaces) up to date"
 fi
 
 # --- 5. Environment file --------------------------------------------------------------------

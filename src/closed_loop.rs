@@ -10,7 +10,7 @@ use nalgebra::DVector;
 use serde::{Deserialize, Serialize};
 
 use crate::config::{ProblemConfig, ProblemKind, SimConfig};
-use crate::control::{GoalInput, RecedingHorizon, StateInput};
+use crate::control::{GoalInput, RecedingHorizon, StateInput, StatusCounts};
 use crate::data::{sample_instance, Split};
 use crate::error::ConfigError;
 use crate::plan::PlanStatus;
@@ -161,9 +161,7 @@ pub struct EpisodeReport {
 /// the end-to-end latencies and the true trajectory. Shared by [`fly`] and `trc_sim`.
 #[derive(Debug, Clone, Default)]
 pub struct EpisodeLog {
-    by_status: [u64; PlanStatus::COUNT],
-    late: u64,
-    solve_ms: Vec<f64>,
+    answers: StatusCounts,
     e2e_ms: Vec<f64>,
     trajectory: Vec<(f64, Vec<f64>)>,
 }
@@ -172,11 +170,7 @@ impl EpisodeLog {
     /// Counts an answer (its solve time when it waited on the policy, see
     /// [`PlanStatus::is_refined`]).
     pub fn answer(&mut self, status: PlanStatus, solve_ms: f64, late: bool) {
-        self.by_status[status as usize] += 1;
-        self.late += u64::from(late);
-        if status.is_refined() {
-            self.solve_ms.push(solve_ms);
-        }
+        self.answers.record(status, solve_ms, late);
     }
 
     /// Records an end-to-end latency [ms].
@@ -192,24 +186,25 @@ impl EpisodeLog {
     /// The report of the finished episode.
     pub fn finish(self, spec: &EpisodeSpec, result: EpisodeResult, deadline_ms: f64) -> EpisodeReport {
         let fuel_gap = if spec.fuel_opt_kg > 0.0 { result.fuel_kg / spec.fuel_opt_kg - 1.0 } else { 0.0 };
-        let c = |s: PlanStatus| self.by_status[s as usize];
+        let a = self.answers;
+        let c = |s: PlanStatus| a.count(s);
         EpisodeReport {
             spec: spec.clone(),
             result,
             fuel_gap,
-            cycles: self.by_status.iter().sum(),
+            cycles: a.total(),
             converged: c(PlanStatus::Converged),
             anytime: c(PlanStatus::Anytime),
             fallback_shifted: c(PlanStatus::FallbackShifted),
             failed: c(PlanStatus::Failed),
             terminal: c(PlanStatus::Terminal),
-            late: self.late,
+            late: a.late,
             deadline_ms,
-            solve_ms_p50: percentile(&self.solve_ms, 0.5),
-            solve_ms_p99: percentile(&self.solve_ms, 0.99),
+            solve_ms_p50: percentile(&a.solve_ms, 0.5),
+            solve_ms_p99: percentile(&a.solve_ms, 0.99),
             e2e_ms_p50: percentile(&self.e2e_ms, 0.5),
             e2e_ms_p99: percentile(&self.e2e_ms, 0.99),
-            solve_ms: self.solve_ms,
+            solve_ms: a.solve_ms.clone(),
             trajectory: self.trajectory,
         }
     }
@@ -239,6 +234,8 @@ pub fn fly_recording(
     let x0 = DVector::from_column_slice(&spec.x0);
     let xt = DVector::from_column_slice(&spec.x_target);
     let mut plant = SimPlant::new(problem, &episode_sim(problem, sim, spec), x0, xt, spec.index)?;
+    // a new episode: the previous episode's plan must not be shifted into this one
+    controller.reset();
     controller.set_goal(&episode_goal(problem, spec, T0)).map_err(|e| ConfigError::invalid("goal", e.to_string()))?;
     let shrinking = problem.name == ProblemKind::Descent;
     let mut record = record;

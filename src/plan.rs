@@ -82,7 +82,19 @@ pub struct Plan {
     pub solve_time_ms: f64,
 }
 
+/// The command `cmd` (length m) held over `n` steps: `[n, m]`.
+pub fn hold(cmd: &DVector<f64>, n: usize) -> DMatrix<f64> {
+    DMatrix::from_fn(n, cmd.len(), |_, j| cmd[j])
+}
+
 impl Plan {
+    /// Index of the control in force at time `t` [s] (zero-order hold from `stamp`; clamped to the
+    /// plan: before it the first, after it the last).
+    pub fn index_at(&self, t: f64) -> usize {
+        let k = ((t - self.stamp) / self.dt).floor();
+        (if k.is_finite() { k.max(0.0) as usize } else { 0 }).min(self.u.nrows().saturating_sub(1))
+    }
+
     /// The first control `u_0` (length m), the command to apply now.
     pub fn first_control(&self) -> DVector<f64> {
         self.u.row(0).transpose()

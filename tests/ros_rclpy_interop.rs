@@ -59,6 +59,8 @@ fn rclpy_subscriber_receives_control_sequence() {
     assert_eq!(v["status"].as_u64().unwrap(), ControlSequence::FALLBACK_SHIFTED as u64);
     assert_eq!(v["FALLBACK_SHIFTED"].as_u64().unwrap(), ControlSequence::FALLBACK_SHIFTED as u64, "rclpy and r2r disagree on the constant");
     assert_eq!(v["ANYTIME"].as_u64().unwrap(), ControlSequence::ANYTIME as u64);
+    assert_eq!(v["TERMINAL"].as_u64().unwrap(), ControlSequence::TERMINAL as u64, "the TERMINAL constant reaches rclpy");
+    assert_eq!(ControlSequence::TERMINAL as u8, trc_control::plan::PlanStatus::Terminal as u8);
     assert_eq!(v["iterations"].as_u64().unwrap(), 3);
     assert_eq!(v["solve_time_ms"].as_f64().unwrap(), msg.solve_time_ms);
 }

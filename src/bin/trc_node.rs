@@ -219,25 +219,26 @@ fn run() -> AnyResult<()> {
                     let dt = last_diag.elapsed().as_secs_f64().max(1e-9);
                     last_diag = Instant::now();
                     let s = controller.stats();
-                    let solve = &s.solve_ms[s.solve_ms.len().saturating_sub(1000)..];
-                    let fallback = s.count(PlanStatus::FallbackShifted);
-                    let level = if !controller.has_policy() { 2u8 } else if s.late > 0 || fallback > 0 { 1 } else { 0 };
+                    let a = &s.answers;
+                    let solve = &a.solve_ms[a.solve_ms.len().saturating_sub(1000)..];
+                    let fallback = s.answers.count(PlanStatus::FallbackShifted);
+                    let level = if !controller.has_policy() { 2u8 } else if a.late > 0 || fallback > 0 { 1 } else { 0 };
                     let kv = |k: &str, v: String| KeyValue { key: k.into(), value: v };
                     let status = DiagnosticStatus {
                         level,
                         name: "trc_node: receding-horizon controller".into(),
-                        message: format!("{} cycles, {} late, {} fallback", s.cycles, s.late, fallback),
+                        message: format!("{} cycles, {} late, {} fallback", a.total(), a.late, fallback),
                         hardware_id: controller.policy_name(),
                         values: vec![
-                            kv("cycles", s.cycles.to_string()),
+                            kv("cycles", a.total().to_string()),
                             kv("rate_hz", format!("{:.2}", window_cycles as f64 / dt)),
-                            kv("converged", s.count(PlanStatus::Converged).to_string()),
-                            kv("anytime", s.count(PlanStatus::Anytime).to_string()),
+                            kv("converged", s.answers.count(PlanStatus::Converged).to_string()),
+                            kv("anytime", s.answers.count(PlanStatus::Anytime).to_string()),
                             kv("fallback_shifted", fallback.to_string()),
-                            kv("failed", s.count(PlanStatus::Failed).to_string()),
-                            kv("terminal", s.count(PlanStatus::Terminal).to_string()),
+                            kv("failed", s.answers.count(PlanStatus::Failed).to_string()),
+                            kv("terminal_phase", s.answers.count(PlanStatus::Terminal).to_string()),
                             kv("landing_time_moves", s.retimed.to_string()),
-                            kv("deadline_misses", s.late.to_string()),
+                            kv("deadline_misses", a.late.to_string()),
                             kv("deadline_ms", format!("{:.1}", controller.config().deadline_s * 1e3)),
                             kv("solve_ms_p50", format!("{:.3}", percentile(solve, 0.5))),
                             kv("solve_ms_p99", format!("{:.3}", percentile(solve, 0.99))),
@@ -258,8 +259,8 @@ fn run() -> AnyResult<()> {
     running.store(false, Ordering::Relaxed);
     let _ = spinner.join();
     let s = controller.stats();
-    let counts: Vec<String> = PlanStatus::ALL.iter().map(|st| format!("{} {}", s.count(*st), st.name())).collect();
-    log::info!("trc_node: {} cycles: {}; {} late, {} landing-time moves", s.cycles, counts.join(", "), s.late, s.retimed);
+    let counts: Vec<String> = PlanStatus::ALL.iter().map(|st| format!("{} {}", s.answers.count(*st), st.name())).collect();
+    log::info!("trc_node: {} cycles: {}; {} late, {} landing-time moves", s.answers.total(), counts.join(", "), s.answers.late, s.retimed);
     drop(controller); // ends the inference thread before libtorch's static teardown
     result
 }

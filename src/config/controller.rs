@@ -25,15 +25,15 @@ pub struct ControllerConfig {
     pub warm_start: bool,
     /// How long the vehicle holds each command [s] (its actuation period; normally the state
     /// rate's period). The published command is the plan's time-weighted mean control over this
-    /// window, projected onto the admissible set ([`RecedingHorizon::command`]): when the plan's
+    /// window, projected onto the admissible set (`RecedingHorizon::command`): when the plan's
     /// step `dt = t_go / N` is shorter than the hold (descent's last `N x hold` seconds) the
     /// first control alone would be held for several plan steps; the mean keeps the planned
     /// impulse. 0 = the first control `u_0`. Default 0.1 (10 Hz).
     pub command_hold_s: f64,
-    /// Terminal correction ([`crate::model::terminal`]): applied by the policy to every TRC
-    /// iterate, and by the controller to the shifted plan it follows in the terminal phase and
-    /// in a FALLBACK_SHIFTED cycle (descent; the identity for problems without a terminal
-    /// equality). Default enabled, in the plant model.
+    /// Terminal correction (`src/control/correction.rs`): the descent mission's finish step
+    /// applies it to every published candidate (a policy iterate, a shifted plan, the terminal
+    /// phase's reference), once, on the control thread; the identity for problems without a
+    /// terminal equality. Default enabled, in the plant model.
     pub terminal_correction: TerminalCorrection,
     /// Descent touchdown gate: the plan aims `gate_altitude_m` above the landing site with a
     /// vertical speed of `-gate_sink_rate_mps` at t_land, and from t_land the vehicle descends
@@ -132,7 +132,7 @@ pub struct TerminalCorrection {
     pub retime_threshold: f64,
     /// Thrust authority kept in reserve by the corrected plan: its upper thrust bound is
     /// `(1 - thrust_margin) rho2` (descent), so a vehicle whose engines deliver a few percent less
-    /// than commanded can still follow it; the network's own iterates are not affected. Default 0.
+    /// than commanded can still follow it. Default 0.
     pub thrust_margin: f64,
 }
 

@@ -63,11 +63,6 @@ impl TerminalCorrector {
         Ok(Self { settings, plant: Simulator::Rk4(problem.build()?), in_loop: Simulator::new(problem).ok() })
     }
 
-    /// The settings.
-    pub fn settings(&self) -> &TerminalCorrection {
-        &self.settings
-    }
-
     /// Takes new (validated) settings; the models stay.
     pub fn set_settings(&mut self, settings: TerminalCorrection) {
         self.settings = settings;

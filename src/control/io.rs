@@ -100,40 +100,51 @@ pub struct CycleOutcome {
     pub late: bool,
 }
 
-/// Counters since start (the node's diagnostics and every report).
+/// Answers counted by status, with how many were late and the solve times of the refined ones:
+/// the one accounting behind the controller's diagnostics ([`Stats`]) and every episode report
+/// (`closed_loop::EpisodeLog`, shared by the lockstep loop and `trc_sim`).
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct Stats {
-    /// Cycles run.
-    pub cycles: u64,
-    /// Cycles per status, indexed by [`PlanStatus`] as `u8`: CONVERGED, ANYTIME,
+pub struct StatusCounts {
+    /// Answers per status, indexed by [`PlanStatus`] as `u8`: CONVERGED, ANYTIME,
     /// FALLBACK_SHIFTED (a missed deadline), FAILED, TERMINAL (a planned terminal phase).
     pub by_status: [u64; PlanStatus::COUNT],
-    /// Cycles that moved the landing time (descent retiming).
-    pub retimed: u64,
     /// Answers later than the deadline.
     pub late: u64,
-    /// Solve times [ms] of the refined cycles (CONVERGED / ANYTIME / FALLBACK_SHIFTED), the
-    /// newest 20,000 at most.
+    /// Solve times [ms] of the answers that waited on the policy ([`PlanStatus::is_refined`]),
+    /// the newest 20,000 at most.
     pub solve_ms: Vec<f64>,
 }
 
-impl Stats {
-    /// Cycles that ended with `status`.
+impl StatusCounts {
+    /// Counts one answer.
+    pub fn record(&mut self, status: PlanStatus, solve_ms: f64, late: bool) {
+        const KEEP: usize = 20_000;
+        self.by_status[status as usize] += 1;
+        self.late += u64::from(late);
+        if status.is_refined() {
+            if self.solve_ms.len() >= KEEP {
+                self.solve_ms.drain(..KEEP / 2);
+            }
+            self.solve_ms.push(solve_ms);
+        }
+    }
+
+    /// Answers with `status`.
     pub fn count(&self, status: PlanStatus) -> u64 {
         self.by_status[status as usize]
     }
 
-    /// Counts one cycle's answer (`refined`: it waited on the policy, so its solve time counts).
-    pub fn record(&mut self, plan: &Plan, late: bool) {
-        self.cycles += 1;
-        self.by_status[plan.status as usize] += 1;
-        self.late += u64::from(late);
-        if plan.status.is_refined() {
-            const KEEP: usize = 20_000;
-            if self.solve_ms.len() >= KEEP {
-                self.solve_ms.drain(..KEEP / 2);
-            }
-            self.solve_ms.push(plan.solve_time_ms);
-        }
+    /// All answers.
+    pub fn total(&self) -> u64 {
+        self.by_status.iter().sum()
     }
+}
+
+/// The controller's counters since start (the node's diagnostics).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Stats {
+    /// Every answer, by status.
+    pub answers: StatusCounts,
+    /// Cycles that moved the landing time (descent retiming).
+    pub retimed: u64,
 }

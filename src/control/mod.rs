@@ -17,7 +17,7 @@ pub mod receding;
 pub mod worker;
 
 pub use crate::config::ControllerConfig;
-pub use io::{CycleOutcome, GoalInput, Rejected, StateInput, Stats};
+pub use io::{CycleOutcome, GoalInput, Rejected, StateInput, Stats, StatusCounts};
 pub use mission::{mission_for, DescentMission, FixedHorizonMission, Mission, Phase};
 pub use policy::{
     policy_from_config, resolve_device, DelayKnob, InjectedDelay, Iterate, PlanRequest, Policy, PolicyError, ReplayPolicy, SolverPolicy, TrcPolicy,

@@ -39,8 +39,8 @@ use super::policy::{policy_from_config, Iterate, PlanRequest, Policy, PolicyErro
 use super::worker::{InferenceWorker, WorkerEvent};
 use crate::config::{ControllerConfig, ProblemConfig, TrcConfig};
 use crate::error::ConfigError;
-use crate::plan::{Plan, PlanStatus};
-use crate::problems::{project_rows, Problem};
+use crate::plan::{hold, Plan, PlanStatus};
+use crate::problems::{project_one, Problem};
 
 /// The goal in force: its normalised target and what identifies it.
 #[derive(Debug, Clone, PartialEq)]
@@ -57,7 +57,6 @@ struct Job {
     id: u64,
     state: StateInput,
     t_go: f64,
-    aim: DVector<f64>,
 }
 
 /// The receding-horizon controller.
@@ -75,6 +74,9 @@ pub struct RecedingHorizon {
     /// [`Phase::FollowReference`]: the plan it follows (the last refined plan, kept unshifted so
     /// every terminal cycle resamples it once).
     reference: Option<Plan>,
+    /// Running mean of the time [s] [`Mission::finish`] takes (exponential, weight 0.1): the
+    /// wait for iterates ends early enough to leave it.
+    finish_s: f64,
 }
 
 impl RecedingHorizon {
@@ -87,6 +89,8 @@ impl RecedingHorizon {
     /// # Errors
     /// [`ConfigError`] for an invalid problem or controller config.
     pub fn from_config(cfg: &TrcConfig, package_root: Option<&Path>) -> Result<Self, ConfigError> {
+        cfg.controller.validate()?;
+        cfg.problem.validate()?;
         let (pcfg, root) = (cfg.clone(), package_root.map(Path::to_path_buf));
         let started = Instant::now();
         let worker = InferenceWorker::spawn(move || policy_from_config(&pcfg, root.as_deref())).map_err(|e| e.to_string());
@@ -129,6 +133,7 @@ impl RecedingHorizon {
             stats: Stats::default(),
             prev_job: None,
             reference: None,
+            finish_s: 0.0,
         })
     }
 
@@ -192,6 +197,15 @@ impl RecedingHorizon {
         Ok(())
     }
 
+    /// Forgets the goal, the last plan and the previous job (a new episode: a goal equal to the
+    /// previous one is then not taken for a re-send). The counters stay.
+    pub fn reset(&mut self) {
+        self.goal = None;
+        self.last = None;
+        self.prev_job = None;
+        self.reference = None;
+    }
+
     /// Descent landing time t_land [s], once known.
     pub fn landing_time(&self) -> Option<f64> {
         self.mission.landing_time()
@@ -206,8 +220,7 @@ impl RecedingHorizon {
     /// `controller.command_hold_s` ([`Plan::mean_control`]), projected onto the admissible set
     /// (thrust annulus + pointing cone, or box). Always finite for a finite plan.
     pub fn command(&self, plan: &Plan) -> DVector<f64> {
-        let u = plan.mean_control(self.cfg.command_hold_s);
-        project_rows(&DMatrix::from_row_slice(1, u.len(), u.as_slice()), &self.problem.control_constraint()).row(0).transpose()
+        project_one(&plan.mean_control(self.cfg.command_hold_s), &self.problem.control_constraint())
     }
 
     /// Answers one state; `now` is the controller's clock [s] (ROS time; sim time under
@@ -228,7 +241,8 @@ impl RecedingHorizon {
         // refinement: the deadline then counts from here
         let start = if start.elapsed().as_secs_f64() > 0.5 * self.cfg.deadline_s { Instant::now() } else { start };
         let deadline = start + Duration::from_secs_f64(self.cfg.deadline_s);
-        if phase != Phase::FollowReference {
+        if phase == Phase::Refine {
+            // a new reference is taken when the terminal phase starts again
             self.reference = None;
         }
         let (u, status, iterations, policy_error) = match phase {
@@ -254,7 +268,9 @@ impl RecedingHorizon {
                 Err(out) => return *out,
             },
         };
+        let t_finish = Instant::now();
         let finished = self.mission.finish(s.stamp, &x, &aim, t_go, u, deadline);
+        self.finish_s = 0.9 * self.finish_s + 0.1 * t_finish.elapsed().as_secs_f64();
         self.stats.retimed += u64::from(finished.retimed_s.is_some());
         let plan = self.make_plan(s, &x, &aim, finished.t_go, finished.u, status, iterations, start);
         self.answer(plan, start, policy_error)
@@ -299,8 +315,11 @@ impl RecedingHorizon {
         start: Instant,
         deadline: Instant,
     ) -> Result<(DMatrix<f64>, PlanStatus, u32, Option<String>), Box<CycleOutcome>> {
-        // stop waiting a little before the deadline: finish, rollout and publication follow
-        let wait_until = deadline - Duration::from_secs_f64((0.1 * self.cfg.deadline_s).min(2e-3));
+        // stop waiting early enough for the finish, rollout and publication that follow: the
+        // larger of 2 ms (at most 10% of the deadline) and twice the recent finish time (at
+        // most 30% of the deadline)
+        let reserve = (0.1 * self.cfg.deadline_s).min(2e-3).max((2.0 * self.finish_s).min(0.3 * self.cfg.deadline_s));
+        let wait_until = deadline - Duration::from_secs_f64(reserve);
         let horizon = self.problem.horizon();
         let shifted = self.last.as_ref().map(|last| shift_controls(last, s.stamp, t_go, horizon));
         let worker = match self.worker.as_mut() {
@@ -313,7 +332,7 @@ impl RecedingHorizon {
         let k_full = worker.iterations();
         let u_warm = if self.cfg.warm_start { shifted.clone() } else { None };
         let id = worker.submit(PlanRequest { x0: x.clone(), x_target: aim.clone(), t_go, u_warm }, deadline);
-        let prev_job = self.prev_job.replace(Job { id, state: s.clone(), t_go, aim: aim.clone() });
+        let prev_job = self.prev_job.replace(Job { id, state: s.clone(), t_go });
         let (mut best, mut converged, mut policy_error): (Option<Iterate>, bool, Option<String>) = (None, false, None);
         let mut late: Option<(Job, Iterate)> = None;
         while let Some((jid, ev)) = worker.next_event(wait_until) {
@@ -347,11 +366,7 @@ impl RecedingHorizon {
         }
         let shifted = match late {
             Some((job, it)) if self.last.as_ref().is_none_or(|l| l.stamp < job.state.stamp) => {
-                let xp = DVector::from_column_slice(&job.state.x);
-                let adopted = self.make_plan(&job.state, &xp, &job.aim, job.t_go, it.u, PlanStatus::Anytime, it.k, start);
-                let u = shift_controls(&adopted, s.stamp, t_go, horizon);
-                self.last = Some(adopted);
-                Some(u)
+                Some(shift(&it.u, job.state.stamp, job.t_go / horizon as f64, s.stamp, t_go, horizon))
             }
             _ => shifted,
         };
@@ -369,8 +384,8 @@ impl RecedingHorizon {
 
     /// Keeps `plan` as the last good plan, counts it and answers with it.
     fn answer(&mut self, plan: Plan, start: Instant, policy_error: Option<String>) -> CycleOutcome {
-        let late = start.elapsed().as_secs_f64() > self.cfg.deadline_s + 1e-3;
-        self.stats.record(&plan, late);
+        let late = self.is_late(start);
+        self.stats.answers.record(plan.status, plan.solve_time_ms, late);
         self.last = Some(plan.clone());
         CycleOutcome { plan, rejected: None, policy_error, late }
     }
@@ -406,28 +421,21 @@ impl RecedingHorizon {
     /// A FAILED answer with the mission's safe command held over the horizon; the last good plan
     /// is kept.
     fn failed(&mut self, s: &StateInput, x: Option<&DVector<f64>>, r: Rejected, start: Instant, policy_error: Option<String>) -> CycleOutcome {
-        let n_steps = self.problem.horizon();
-        let n = self.problem.state_dim();
-        let cmd = self.mission.safe_command(x, self.goal.as_ref().map(|g| &g.x_target), self.last.as_ref(), s.stamp);
-        let u = DMatrix::from_fn(n_steps, cmd.len(), |_, j| cmd[j]);
-        let dt = self.problem.default_t_go() / n_steps as f64;
-        let xs =
-            x.and_then(|x| self.problem.rollout(x, &u, dt).ok()).filter(|m| m.iter().all(|v| v.is_finite())).unwrap_or_else(|| DMatrix::zeros(n_steps + 1, n));
-        let stamp = if s.stamp.is_finite() { s.stamp } else { 0.0 };
-        let plan = Plan {
-            stamp,
-            frame_id: s.frame_id.clone(),
-            dt,
-            u,
-            x: xs,
-            cost: 0.0,
-            status: PlanStatus::Failed,
-            iterations: 0,
-            solve_time_ms: start.elapsed().as_secs_f64() * 1e3,
-        };
-        let late = start.elapsed().as_secs_f64() > self.cfg.deadline_s + 1e-3;
-        self.stats.record(&plan, late);
+        let cmd = self.mission.safe_command(x, self.goal.as_ref().map(|g| &g.x_target), self.last.as_ref(), s.stamp, &r);
+        let x0 = x.cloned().unwrap_or_else(|| DVector::zeros(self.problem.state_dim()));
+        let mut plan = self.make_plan(s, &x0, &x0, self.problem.default_t_go(), hold(&cmd, self.problem.horizon()), PlanStatus::Failed, 0, start);
+        if x.is_none() {
+            plan.x.fill(0.0);
+        }
+        plan.cost = 0.0;
+        let late = self.is_late(start);
+        self.stats.answers.record(plan.status, plan.solve_time_ms, late);
         CycleOutcome { plan, rejected: Some(r), policy_error, late }
+    }
+
+    /// The answer came more than 1 ms after the deadline.
+    fn is_late(&self, start: Instant) -> bool {
+        start.elapsed().as_secs_f64() > self.cfg.deadline_s + 1e-3
     }
 }
 
@@ -436,14 +444,20 @@ impl RecedingHorizon {
 /// control held beyond its end. With `dt' = dt` and `stamp = prev.stamp + dt` this is the
 /// classic shift by one step with the last control repeated. `[N, m]`.
 pub fn shift_controls(prev: &Plan, stamp: f64, t_go: f64, horizon: usize) -> DMatrix<f64> {
+    shift(&prev.u, prev.stamp, prev.dt, stamp, t_go, horizon)
+}
+
+/// [`shift_controls`] of controls `u` `[N, m]` that start at `from_stamp` [s] with step
+/// `from_dt` [s].
+fn shift(u: &DMatrix<f64>, from_stamp: f64, from_dt: f64, stamp: f64, t_go: f64, horizon: usize) -> DMatrix<f64> {
     let dt_new = t_go / horizon as f64;
-    let last = prev.u.nrows().saturating_sub(1);
-    DMatrix::from_fn(horizon, prev.u.ncols(), |j, c| {
+    let last = u.nrows().saturating_sub(1);
+    DMatrix::from_fn(horizon, u.ncols(), |j, c| {
         // sampled at the middle of the new step: robust to stamp jitter when the control period
         // is a whole number of plan steps
-        let t = stamp - prev.stamp + (j as f64 + 0.5) * dt_new;
-        let k = (t / prev.dt).floor().max(0.0) as usize;
-        prev.u[(k.min(last), c)]
+        let t = stamp - from_stamp + (j as f64 + 0.5) * dt_new;
+        let k = (t / from_dt).floor().max(0.0) as usize;
+        u[(k.min(last), c)]
     })
 }
 
@@ -498,13 +512,14 @@ mod tests {
             let out = ctl.step(&state(stamp, &[1.0, -0.5]), stamp);
             let took = started.elapsed().as_secs_f64();
             assert!(took < DEADLINE_S + 0.05 && !out.late, "cycle {k} answered after {took:.3} s");
-            assert_eq!((out.plan.status, out.plan.stamp), (PlanStatus::FallbackShifted, stamp), "cycle {k}");
+            assert_eq!((out.plan.status, out.plan.stamp, out.plan.dt), (PlanStatus::FallbackShifted, stamp, first.plan.dt), "cycle {k}");
+            assert_eq!(out.plan.x.row(0).transpose(), DVector::from_vec(vec![1.0, -0.5]), "the prediction starts at the answered state");
             for j in 0..50 {
                 assert_eq!(out.plan.u[(j, 0)], di_plan()[((j + k).min(49), 0)], "cycle {k}: control {j} is the first plan's control {}", j + k);
             }
         }
-        assert_eq!(ctl.stats().count(PlanStatus::FallbackShifted), 3);
-        assert_eq!(ctl.stats().count(PlanStatus::Terminal), 0, "a missed deadline is never counted as a terminal phase");
+        assert_eq!(ctl.stats().answers.count(PlanStatus::FallbackShifted), 3);
+        assert_eq!(ctl.stats().answers.count(PlanStatus::Terminal), 0, "a missed deadline is never counted as a terminal phase");
     }
 
     #[test]
@@ -564,7 +579,7 @@ mod tests {
         assert!(matches!(ctl.set_goal(&GoalInput { stamp: 0.0, x_target: vec![f64::NAN, 0.0], t_go: 0.0 }), Err(Rejected::NonFinite { .. })));
         assert_eq!(ctl.last_plan(), Some(&kept), "a refused goal keeps the plan");
         assert_eq!(ctl.step(&state(10.2, &[0.9, 0.0]), 10.2).plan.status, PlanStatus::Converged);
-        assert_eq!(ctl.stats().count(PlanStatus::Failed), 7);
+        assert_eq!(ctl.stats().answers.count(PlanStatus::Failed), 7);
     }
 
     #[test]
@@ -605,7 +620,15 @@ mod tests {
         // past t_land: the constant-sink final descent
         let out = ctl.step(&state(t_land + 0.5, x.as_slice()), t_land + 0.5);
         assert_eq!(out.plan.status, PlanStatus::Terminal);
-        assert_eq!(ctl.stats().count(PlanStatus::Terminal), 2);
-        assert_eq!(ctl.stats().count(PlanStatus::FallbackShifted), 0);
+        let sink = out.plan.u.row(0).clone_owned();
+        // a bad state after t_land keeps flying the sink (the last plan), never a fresh guess
+        let mut bad = x.clone();
+        bad[3] = f64::NAN;
+        let failed = ctl.step(&state(t_land + 0.6, bad.as_slice()), t_land + 0.6);
+        assert_eq!(failed.plan.status, PlanStatus::Failed);
+        assert_eq!(failed.plan.u.row(0), sink, "the safe command continues the last plan");
+        assert_eq!(ctl.stats().answers.count(PlanStatus::Terminal), 2);
+        assert_eq!(ctl.stats().answers.count(PlanStatus::Failed), 1);
+        assert_eq!(ctl.stats().answers.count(PlanStatus::FallbackShifted), 0);
     }
 }

@@ -128,7 +128,7 @@ pub trait Problem: Send + Sync + std::fmt::Debug {
     fn is_success(&self, x_final: &DVector<f64>, x_target: &DVector<f64>) -> bool;
     /// The terminal *equality* of the problem, if it has one: the state components that must
     /// equal the target at `N` and each one's tolerance (the success criterion's), used to scale
-    /// the terminal correction ([`crate::model::terminal`]). `None` (the default) when the
+    /// the terminal correction ([`crate::control::correction`]). `None` (the default) when the
     /// terminal state is only penalised in the cost (Van der Pol, double integrator).
     fn terminal_equality(&self) -> Option<(Vec<usize>, Vec<f64>)> {
         None
@@ -317,16 +317,20 @@ pub(crate) fn const_row(values: &[f64], like: &Tensor) -> Tensor {
     Tensor::from_slice(values).to_kind(like.kind()).to_device(like.device()).unsqueeze(0)
 }
 
-/// Projects every row of `u` `[N, m]` onto the admissible set.
+/// Projects one control `u` (length m) onto the admissible set (box clip; the exact projection
+/// onto the thrust annulus and pointing cone).
+pub fn project_one(u: &DVector<f64>, c: &ControlConstraint) -> DVector<f64> {
+    match c {
+        ControlConstraint::Box { lower, upper } => DVector::from_iterator(u.len(), u.iter().enumerate().map(|(j, v)| v.clamp(lower[j], upper[j]))),
+        ControlConstraint::ThrustAnnulusCone { rho_min, rho_max, max_tilt } => PoweredDescent::project_thrust(u, *rho_min, *rho_max, *max_tilt),
+    }
+}
+
+/// Projects every row of `u` `[N, m]` onto the admissible set ([`project_one`]).
 pub fn project_rows(u: &DMatrix<f64>, c: &ControlConstraint) -> DMatrix<f64> {
     let mut out = u.clone();
     for k in 0..u.nrows() {
-        let row = u.row(k).transpose();
-        let p = match c {
-            ControlConstraint::Box { lower, upper } => DVector::from_iterator(row.len(), row.iter().enumerate().map(|(j, v)| v.clamp(lower[j], upper[j]))),
-            ControlConstraint::ThrustAnnulusCone { rho_min, rho_max, max_tilt } => PoweredDescent::project_thrust(&row, *rho_min, *rho_max, *max_tilt),
-        };
-        out.row_mut(k).copy_from(&p.transpose());
+        out.row_mut(k).copy_from(&project_one(&u.row(k).transpose(), c).transpose());
     }
     out
 }

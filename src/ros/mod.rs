@@ -28,7 +28,7 @@ pub enum MsgError {
         dim: usize,
     },
     /// Unknown status constant.
-    #[error("ControlSequence.status = {0} is not one of CONVERGED/ANYTIME/FALLBACK_SHIFTED/FAILED (0..=3)")]
+    #[error("ControlSequence.status = {0} is not one of CONVERGED/ANYTIME/FALLBACK_SHIFTED/FAILED/TERMINAL (0..=4)")]
     Status(u8),
 }
 
@@ -150,6 +150,11 @@ mod tests {
         assert_eq!(PlanStatus::Anytime as u8, ControlSequence::ANYTIME as u8);
         assert_eq!(PlanStatus::FallbackShifted as u8, ControlSequence::FALLBACK_SHIFTED as u8);
         assert_eq!(PlanStatus::Failed as u8, ControlSequence::FAILED as u8);
+        assert_eq!(PlanStatus::Terminal as u8, ControlSequence::TERMINAL as u8);
+        for s in PlanStatus::ALL {
+            assert_eq!(PlanStatus::from_u8(s as u8), Some(s));
+        }
+        assert_eq!(PlanStatus::from_u8(PlanStatus::COUNT as u8), None);
     }
 
     #[test]

@@ -39,6 +39,7 @@ def main() -> int:
         "solve_time_ms": m.solve_time_ms,
         "FALLBACK_SHIFTED": ControlSequence.FALLBACK_SHIFTED,
         "ANYTIME": ControlSequence.ANYTIME,
+        "TERMINAL": ControlSequence.TERMINAL,
     }), flush=True)
     node.destroy_node()
     rclpy.shutdown()

@@ -21,12 +21,13 @@
 //!   +0.5, +1, +2, -0.25, -0.5 s are tried with the same controls stretched over the new horizon
 //!   and corrected again; the best is adopted if it at least halves the miss, moving `t_land`
 //!   (at most `max_retime_s` in all per goal).
-//! - **Safe command**: with a previous plan and before `t_land`, its continuation (the safest
-//!   thing a lander can do with a bad input is keep flying the last good plan); otherwise the
-//!   sink: vertical thrust `m (|g| + (-s - v_z) / 1 s)` (`s` the gate's sink rate, 1 m/s without
+//! - **Safe command** (a FAILED cycle): with a previous plan, its continuation at the state's
+//!   time (the safest thing a lander can do with a bad input is keep flying the last good plan;
+//!   after `t_land` that plan is the sink); without one, or when the landing time has passed
+//!   without a gate ([`Rejected::PastLandingTime`]), the sink: vertical thrust `m (|g| + (-s - v_z) / 1 s)` (`s` the gate's sink rate, 1 m/s without
 //!   a gate), horizontal `m (-v_xy / 1 s - 0.25 (r_xy - r_t) / s^2)` with the tilt held to 90% of
-//!   the pointing limit, projected onto the thrust annulus and pointing cone; without a valid
-//!   state `0.95 m_wet |g|` upright.
+//!   the pointing limit, projected onto the thrust annulus and pointing cone, with the mass
+//!   clamped to `[m_dry, m_wet]`; without a valid state `0.95 m_wet |g|` upright.
 //! - **Mass guard**: a state mass outside `[0.5 m_dry, 1.5 m_wet]` is refused.
 
 use std::time::Instant;
@@ -38,8 +39,9 @@ use crate::config::{ControllerConfig, ProblemConfig};
 use crate::control::correction::TerminalCorrector;
 use crate::control::io::{GoalInput, Rejected};
 use crate::error::ConfigError;
+use crate::plan::hold;
 use crate::plan::Plan;
-use crate::problems::{project_rows, DescentParams, PoweredDescent, Problem};
+use crate::problems::{project_one, DescentParams, PoweredDescent, Problem};
 use crate::solvers::{self, Instance, SolverSettings};
 
 /// Layout of the descent state `x = [r (3) m, v (3) m/s, m kg]` (z up, landing frame).
@@ -106,7 +108,7 @@ impl DescentMission {
     /// The upright sink command (see the module docs), length 3.
     fn sink(&self, x: Option<&DVector<f64>>, x_target: Option<&DVector<f64>>) -> DVector<f64> {
         let p = self.params();
-        let m = x.map(|x| x[idx::MASS]).filter(|m| m.is_finite() && *m > 0.0).unwrap_or(p.m_wet);
+        let m = x.map(|x| x[idx::MASS]).filter(|m| m.is_finite()).map_or(p.m_wet, |m| m.clamp(p.m_dry, p.m_wet));
         let g = DVector::from_column_slice(&p.gravity).norm();
         let sink = if self.gate_on() { self.cfg.gate_sink_rate_mps } else { 1.0 };
         let a = x.map(|x| g + (-sink - x[idx::VEL_Z])).unwrap_or(0.95 * g).max(0.0);
@@ -119,8 +121,7 @@ impl DescentMission {
         let h = ax.hypot(ay);
         let (ax, ay) = if h > h_max && h > 0.0 { (ax * h_max / h, ay * h_max / h) } else { (ax, ay) };
         let (ax, ay) = if ax.is_finite() && ay.is_finite() { (ax, ay) } else { (0.0, 0.0) };
-        let t = DMatrix::from_row_slice(1, 3, &[ax * m, ay * m, a * m]);
-        project_rows(&t, &self.problem.control_constraint()).row(0).transpose()
+        project_one(&DVector::from_vec(vec![ax * m, ay * m, a * m]), &self.problem.control_constraint())
     }
 
     /// Landing-time adjustment of a corrected plan that still misses by `r0` (see the module docs).
@@ -161,6 +162,9 @@ impl Mission for DescentMission {
     }
 
     fn check_goal(&self, goal: &GoalInput) -> Result<DVector<f64>, Rejected> {
+        if goal.x_target.len() != idx::MASS + 1 {
+            return Err(Rejected::WrongDimension { what: "goal.x_target", got: goal.x_target.len(), want: idx::MASS + 1, problem: "descent".into() });
+        }
         // the mass entry of the target is free (the vehicle lands with whatever is left)
         check_finite("goal.x_target", &goal.x_target[..idx::MASS])?;
         check_goal_t_go(goal.t_go)?;
@@ -177,8 +181,9 @@ impl Mission for DescentMission {
     fn check_state(&self, x: &DVector<f64>) -> Result<(), Rejected> {
         let d = self.params();
         let (lo, hi) = (0.5 * d.m_dry, 1.5 * d.m_wet);
-        if !(lo..=hi).contains(&x[idx::MASS]) {
-            return Err(Rejected::OutOfRange { what: "state.x[6] (mass)", value: x[idx::MASS], range: format!("[{lo}, {hi}] kg") });
+        let mass = x.get(idx::MASS).copied().unwrap_or(f64::NAN);
+        if !(lo..=hi).contains(&mass) {
+            return Err(Rejected::OutOfRange { what: "state.x[6] (mass)", value: mass, range: format!("[{lo}, {hi}] kg") });
         }
         Ok(())
     }
@@ -217,8 +222,7 @@ impl Mission for DescentMission {
 
     fn final_descent(&self, x: &DVector<f64>, x_target: &DVector<f64>) -> (DMatrix<f64>, f64) {
         let cmd = self.sink(Some(x), Some(x_target));
-        let u = DMatrix::from_fn(self.problem.horizon(), cmd.len(), |_, j| cmd[j]);
-        (u, (self.cfg.gate_altitude_m / self.cfg.gate_sink_rate_mps).max(0.1))
+        (hold(&cmd, self.problem.horizon()), (self.cfg.gate_altitude_m / self.cfg.gate_sink_rate_mps).max(0.1))
     }
 
     fn finish(&mut self, stamp: f64, x: &DVector<f64>, aim: &DVector<f64>, t_go: f64, u: DMatrix<f64>, deadline: Instant) -> Finished {
@@ -239,13 +243,9 @@ impl Mission for DescentMission {
         self.retime(stamp, x, aim, t_go, u, rep.residual_after, deadline)
     }
 
-    fn safe_command(&self, x: Option<&DVector<f64>>, x_target: Option<&DVector<f64>>, last: Option<&Plan>, stamp: f64) -> DVector<f64> {
-        let past_landing = self.goal.t_land.is_some_and(|t| stamp >= t);
+    fn safe_command(&self, x: Option<&DVector<f64>>, x_target: Option<&DVector<f64>>, last: Option<&Plan>, stamp: f64, why: &Rejected) -> DVector<f64> {
         match last {
-            Some(last) if !past_landing => {
-                let k = (((stamp - last.stamp) / last.dt).floor().max(0.0) as usize).min(last.u.nrows().saturating_sub(1));
-                last.u.row(k).transpose()
-            }
+            Some(last) if !matches!(why, Rejected::PastLandingTime { .. }) => last.u.row(last.index_at(stamp)).transpose(),
             _ => self.sink(x, x_target),
         }
     }
@@ -318,7 +318,8 @@ mod tests {
         assert!(matches!(m.check_state(&x), Err(Rejected::OutOfRange { .. })));
         x[6] = 1700.0;
         // no plan: the sink, admissible, pushing up (descending faster than the sink rate)
-        let u = m.safe_command(Some(&x), Some(&xt), None, 110.0);
+        let bad = Rejected::Stale { age_s: 1.0, max_s: 0.5 };
+        let u = m.safe_command(Some(&x), Some(&xt), None, 110.0, &bad);
         let d = &p.descent;
         assert!(u.norm() >= d.rho1() - 1e-6 && u.norm() <= d.rho2() + 1e-6, "{u}");
         assert!(u[2] > 0.9 * u.norm());
@@ -335,9 +336,18 @@ mod tests {
             iterations: 1,
             solve_time_ms: 0.0,
         };
-        assert_eq!(m.safe_command(Some(&x), Some(&xt), Some(&plan), 113.5)[2], 6003.0);
-        // after t_land: the sink again
-        assert_eq!(m.safe_command(Some(&x), Some(&xt), Some(&plan), 141.0), m.sink(Some(&x), Some(&xt)));
+        assert_eq!(m.safe_command(Some(&x), Some(&xt), Some(&plan), 113.5, &bad)[2], 6003.0);
+        // a bad input after t_land keeps flying the last plan (then the sink plan); the landing
+        // time passed without a gate: the sink
+        assert_eq!(m.safe_command(None, Some(&xt), Some(&plan), 141.0, &bad)[2], 6039.0, "clamped to the plan's last control");
+        let past = Rejected::PastLandingTime { late_s: 1.0 };
+        assert_eq!(m.safe_command(Some(&x), Some(&xt), Some(&plan), 141.0, &past), m.sink(Some(&x), Some(&xt)));
+        // a refused mass never sizes the thrust: clamped to [m_dry, m_wet]
+        x[6] = 1e5;
+        assert_eq!(m.sink(Some(&x), Some(&xt)), {
+            x[6] = p.descent.m_wet;
+            m.sink(Some(&x), Some(&xt))
+        });
     }
 
     #[test]

@@ -66,7 +66,7 @@ impl Mission for FixedHorizonMission {
         Finished { u, t_go, retimed_s: None }
     }
 
-    fn safe_command(&self, _x: Option<&DVector<f64>>, _x_target: Option<&DVector<f64>>, _last: Option<&Plan>, _stamp: f64) -> DVector<f64> {
+    fn safe_command(&self, _x: Option<&DVector<f64>>, _x_target: Option<&DVector<f64>>, _last: Option<&Plan>, _stamp: f64, _why: &Rejected) -> DVector<f64> {
         DVector::zeros(self.problem.control_dim())
     }
 }
@@ -93,7 +93,7 @@ mod tests {
         let u = DMatrix::from_fn(100, 1, |k, _| (k as f64).sin());
         let f = m.finish(10.0, &x, &aim, t0, u.clone(), Instant::now());
         assert_eq!((f.u, f.t_go, f.retimed_s), (u, t0, None));
-        assert_eq!(m.safe_command(Some(&x), Some(&aim), None, 0.0), DVector::zeros(1));
+        assert_eq!(m.safe_command(Some(&x), Some(&aim), None, 0.0, &Rejected::NoGoal), DVector::zeros(1));
     }
 
     #[test]

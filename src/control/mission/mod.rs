@@ -105,9 +105,9 @@ pub trait Mission: Send + std::fmt::Debug {
     /// starts after `deadline`.
     fn finish(&mut self, stamp: f64, x: &DVector<f64>, aim: &DVector<f64>, t_go: f64, u: DMatrix<f64>, deadline: Instant) -> Finished;
 
-    /// The command (length m) when no good plan can be made: `x` if the state is usable, the goal's
-    /// target if any, the last good plan if any, the time `stamp` [s].
-    fn safe_command(&self, x: Option<&DVector<f64>>, x_target: Option<&DVector<f64>>, last: Option<&Plan>, stamp: f64) -> DVector<f64>;
+    /// The command (length m) of a FAILED cycle: `x` if the state is usable, the goal's target if
+    /// any, the last good plan if any, the time `stamp` [s], and why the cycle failed.
+    fn safe_command(&self, x: Option<&DVector<f64>>, x_target: Option<&DVector<f64>>, last: Option<&Plan>, stamp: f64, why: &Rejected) -> DVector<f64>;
 
     /// The landing time [s], once known (shrinking-horizon missions).
     fn landing_time(&self) -> Option<f64> {
