@@ -339,7 +339,8 @@ mod tests {
         assert_eq!(m.safe_command(Some(&x), Some(&xt), Some(&plan), 113.5, &bad)[2], 6003.0);
         // a bad input after t_land keeps flying the last plan (then the sink plan); the landing
         // time passed without a gate: the sink
-        assert_eq!(m.safe_command(None, Some(&xt), Some(&plan), 141.0, &bad)[2], 6039.0, "clamped to the plan's last control");
+        assert_eq!(m.safe_command(None, Some(&xt), Some(&plan), 141.0, &bad)[2], 6031.0, "the plan's control at the stamp");
+        assert_eq!(m.safe_command(None, Some(&xt), Some(&plan), 500.0, &bad)[2], 6049.0, "clamped to the plan's last control");
         let past = Rejected::PastLandingTime { late_s: 1.0 };
         assert_eq!(m.safe_command(Some(&x), Some(&xt), Some(&plan), 141.0, &past), m.sink(Some(&x), Some(&xt)));
         // a refused mass never sizes the thrust: clamped to [m_dry, m_wet]
