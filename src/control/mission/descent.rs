@@ -69,7 +69,13 @@ struct GoalState {
     t_land: Option<f64>,
     /// Sum of |landing-time moves| so far [s] (bounded by `max_retime_s`).
     retimed_s: f64,
+    /// The last failed t_f search: its state stamp [s] and reason (retried after
+    /// [`T_GO_RETRY_S`], not every cycle: one search takes hundreds of milliseconds).
+    search_failed: Option<(f64, String)>,
 }
+
+/// Seconds between t_f searches after one failed.
+pub const T_GO_RETRY_S: f64 = 1.0;
 
 /// See the module docs.
 #[derive(Debug)]
@@ -175,7 +181,7 @@ impl Mission for DescentMission {
 
     fn start_goal(&mut self, goal: &GoalInput) {
         let t_land = (goal.t_go > 0.0 && goal.stamp > 0.0).then_some(goal.stamp + goal.t_go);
-        self.goal = GoalState { t_go: goal.t_go, t_land, retimed_s: 0.0 };
+        self.goal = GoalState { t_go: goal.t_go, t_land, ..Default::default() };
     }
 
     fn check_state(&self, x: &DVector<f64>) -> Result<(), Rejected> {
@@ -204,10 +210,24 @@ impl Mission for DescentMission {
         let t_go = if self.goal.t_go > 0.0 {
             self.goal.t_go
         } else {
-            let mut solver = solvers::for_problem(&self.problem_cfg, SolverSettings::default()).map_err(|e| Rejected::NoTimeToGo(e.to_string()))?;
-            let sol = solver.solve(&Instance { x0: x.clone(), x_target: aim.clone(), t_go: None }).map_err(|e| Rejected::NoTimeToGo(e.to_string()))?;
-            log::info!("t_go chosen by the LCvx minimum-fuel search: {:.2} s (state stamp {stamp:.3})", sol.t_go);
-            sol.t_go
+            if let Some((at, why)) = &self.goal.search_failed {
+                if (stamp - at).abs() < T_GO_RETRY_S {
+                    return Err(Rejected::NoTimeToGo(format!("{why} (the LCvx t_f search failed at stamp {at:.3}; retried {T_GO_RETRY_S} s later)")));
+                }
+            }
+            let search = solvers::for_problem(&self.problem_cfg, SolverSettings::default())
+                .map_err(|e| e.to_string())
+                .and_then(|mut solver| solver.solve(&Instance { x0: x.clone(), x_target: aim.clone(), t_go: None }).map_err(|e| e.to_string()));
+            match search {
+                Ok(sol) => {
+                    log::info!("t_go chosen by the LCvx minimum-fuel search: {:.2} s (state stamp {stamp:.3})", sol.t_go);
+                    sol.t_go
+                }
+                Err(why) => {
+                    self.goal.search_failed = Some((stamp, why.clone()));
+                    return Err(Rejected::NoTimeToGo(why));
+                }
+            }
         };
         self.goal.t_land = Some(stamp + t_go);
         Ok(t_go)
@@ -306,6 +326,23 @@ mod tests {
         no_gate.terminal_phase_s = 0.0;
         m.set_config(&no_gate);
         assert_eq!(m.phase(2.5).unwrap(), Phase::Refine);
+    }
+
+    #[test]
+    fn a_failed_t_f_search_is_not_repeated_every_cycle() {
+        let (mut m, _) = setup();
+        let xt = start(&mut m, &GoalInput { stamp: 100.0, x_target: vec![0.0; 7], t_go: 0.0 });
+        let aim = m.aim(&xt);
+        // climbing at 100 m/s from 50 m: no feasible landing
+        let x = DVector::from_vec(vec![3000.0, 0.0, 50.0, 0.0, 0.0, 100.0, 1600.0]);
+        let t = std::time::Instant::now();
+        let first = m.t_go(100.0, &x, &aim).unwrap_err();
+        let first_s = t.elapsed().as_secs_f64();
+        let t = std::time::Instant::now();
+        let again = m.t_go(100.1, &x, &aim).unwrap_err();
+        assert!(t.elapsed().as_secs_f64() < 0.1 * first_s.max(0.01), "the second cycle must not search again");
+        assert!(again.to_string().contains("retried") && first.to_string().contains("t_go"), "{first} / {again}");
+        assert_eq!(m.landing_time(), None);
     }
 
     #[test]
