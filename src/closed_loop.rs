@@ -204,7 +204,7 @@ impl EpisodeLog {
             solve_ms_p99: percentile(&a.solve_ms, 0.99),
             e2e_ms_p50: percentile(&self.e2e_ms, 0.5),
             e2e_ms_p99: percentile(&self.e2e_ms, 0.99),
-            solve_ms: a.solve_ms.clone(),
+            solve_ms: a.solve_ms,
             trajectory: self.trajectory,
         }
     }

@@ -82,17 +82,23 @@ pub struct Plan {
     pub solve_time_ms: f64,
 }
 
+/// Index of the control in force `elapsed` [s] after the start of `len` controls held for `dt`
+/// [s] each (zero-order hold), clamped to the plan: before it the first, after it (or for a
+/// non-finite time) the last or first.
+pub fn zoh_index(elapsed: f64, dt: f64, len: usize) -> usize {
+    let k = (elapsed / dt).floor();
+    (if k.is_finite() { k.max(0.0) as usize } else { 0 }).min(len.saturating_sub(1))
+}
+
 /// The command `cmd` (length m) held over `n` steps: `[n, m]`.
 pub fn hold(cmd: &DVector<f64>, n: usize) -> DMatrix<f64> {
     DMatrix::from_fn(n, cmd.len(), |_, j| cmd[j])
 }
 
 impl Plan {
-    /// Index of the control in force at time `t` [s] (zero-order hold from `stamp`; clamped to the
-    /// plan: before it the first, after it the last).
+    /// Index of the control in force at time `t` [s] ([`zoh_index`] from `stamp`).
     pub fn index_at(&self, t: f64) -> usize {
-        let k = ((t - self.stamp) / self.dt).floor();
-        (if k.is_finite() { k.max(0.0) as usize } else { 0 }).min(self.u.nrows().saturating_sub(1))
+        zoh_index(t - self.stamp, self.dt, self.u.nrows())
     }
 
     /// The first control `u_0` (length m), the command to apply now.

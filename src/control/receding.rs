@@ -39,7 +39,7 @@ use super::policy::{policy_from_config, Iterate, PlanRequest, Policy, PolicyErro
 use super::worker::{InferenceWorker, WorkerEvent};
 use crate::config::{ControllerConfig, ProblemConfig, TrcConfig};
 use crate::error::ConfigError;
-use crate::plan::{hold, Plan, PlanStatus};
+use crate::plan::{hold, zoh_index, Plan, PlanStatus};
 use crate::problems::{project_one, Problem};
 
 /// The goal in force: its normalised target and what identifies it.
@@ -451,14 +451,9 @@ pub fn shift_controls(prev: &Plan, stamp: f64, t_go: f64, horizon: usize) -> DMa
 /// `from_dt` [s].
 fn shift(u: &DMatrix<f64>, from_stamp: f64, from_dt: f64, stamp: f64, t_go: f64, horizon: usize) -> DMatrix<f64> {
     let dt_new = t_go / horizon as f64;
-    let last = u.nrows().saturating_sub(1);
-    DMatrix::from_fn(horizon, u.ncols(), |j, c| {
-        // sampled at the middle of the new step: robust to stamp jitter when the control period
-        // is a whole number of plan steps
-        let t = stamp - from_stamp + (j as f64 + 0.5) * dt_new;
-        let k = (t / from_dt).floor().max(0.0) as usize;
-        u[(k.min(last), c)]
-    })
+    // sampled at the middle of the new step: robust to stamp jitter when the control period is a
+    // whole number of plan steps
+    DMatrix::from_fn(horizon, u.ncols(), |j, c| u[(zoh_index(stamp - from_stamp + (j as f64 + 0.5) * dt_new, from_dt, u.nrows()), c)])
 }
 
 #[cfg(test)]
