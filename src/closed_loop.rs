@@ -150,6 +150,10 @@ pub struct EpisodeReport {
     pub e2e_ms_p50: f64,
     /// See `e2e_ms_p50`.
     pub e2e_ms_p99: f64,
+    /// Mean Gauss-Newton steps of the terminal correction per finished plan (lockstep loop; NaN
+    /// where the controller is in another process).
+    #[serde(default)]
+    pub correction_steps_per_plan: f64,
     /// Solve times of the refined answers [ms] (kept in memory for aggregate percentiles).
     #[serde(skip)]
     pub solve_ms: Vec<f64>,
@@ -162,6 +166,7 @@ pub struct EpisodeReport {
 #[derive(Debug, Clone, Default)]
 pub struct EpisodeLog {
     answers: StatusCounts,
+    correction: Option<(u64, u64)>,
     e2e_ms: Vec<f64>,
     trajectory: Vec<(f64, Vec<f64>)>,
 }
@@ -171,6 +176,12 @@ impl EpisodeLog {
     /// [`PlanStatus::is_refined`]).
     pub fn answer(&mut self, status: PlanStatus, solve_ms: f64, late: bool) {
         self.answers.record(status, solve_ms, late);
+    }
+
+    /// Records the terminal correction's work: `steps` Gauss-Newton steps over `plans` finished
+    /// plans (the controller's [`crate::control::Stats`] difference over the episode).
+    pub fn correction(&mut self, steps: u64, plans: u64) {
+        self.correction = Some((steps, plans));
     }
 
     /// Records an end-to-end latency [ms].
@@ -204,6 +215,7 @@ impl EpisodeLog {
             solve_ms_p99: percentile(&a.solve_ms, 0.99),
             e2e_ms_p50: percentile(&self.e2e_ms, 0.5),
             e2e_ms_p99: percentile(&self.e2e_ms, 0.99),
+            correction_steps_per_plan: self.correction.map_or(f64::NAN, |(s, p)| s as f64 / p.max(1) as f64),
             solve_ms: a.solve_ms,
             trajectory: self.trajectory,
         }
@@ -260,6 +272,7 @@ pub fn fly_plant(
 ) -> EpisodeReport {
     let mut log = EpisodeLog::default();
     log.state(plant.time(), plant.true_state());
+    let before = controller.stats().clone();
     let result = loop {
         let t = T0 + plant.time();
         let x = plant.measured_state();
@@ -273,5 +286,7 @@ pub fn fly_plant(
             break r;
         }
     };
+    let after = controller.stats();
+    log.correction(after.correction_steps - before.correction_steps, after.finished - before.finished);
     log.finish(spec, result, controller.config().deadline_s * 1e3)
 }

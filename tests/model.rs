@@ -188,7 +188,7 @@ fn a_short_training_run_lowers_validation_loss() {
     let (ttr, tva) = (Tensors::new(&tr, Device::Cpu), Tensors::new(&va, Device::Cpu));
     let cfg = TrainConfig { epochs: 8, batch_size: 16, lr: 5e-3, warmup_steps: 2, ..TrainConfig::default() };
     let (before, bc_before, _) = train::evaluate_loss(&model, &tva, &cfg);
-    let log = train::train(&model, &vs, &ttr, &tva, &cfg, false, |_, _, _| {}).unwrap();
+    let log = train::train(&model, &vs, &ttr, &tva, &cfg, false, None, |_, _, _| {}, |_, _| {}).unwrap();
     for e in &log {
         eprintln!("{e:?}");
     }

@@ -42,6 +42,7 @@ use nalgebra::{DMatrix, DVector};
 
 use crate::config::{CorrectionModel, ProblemConfig, TerminalCorrection};
 use crate::error::ConfigError;
+pub use crate::problems::terminal_sensitivity;
 use crate::problems::{project_rows, ControlConstraint, PoweredDescent, Simulator};
 
 /// The terminal correction ready to use: its settings and both models it can aim in, built once
@@ -102,70 +103,6 @@ pub struct CorrectionReport {
     pub residual_before: f64,
     /// `max |e|` after, in tolerance units.
     pub residual_after: f64,
-}
-
-/// Rollout `[N+1, n]` of `u` `[N, m]` from `x0` in `sim`, and the Jacobian of the terminal state
-/// rows `idx` with respect to `u` (row-major flattening, column `k m + j` = `u[k, j]`):
-/// `[idx.len(), N m]`.
-///
-/// # Errors
-/// The rollout's [`crate::error::ProblemError`] for wrong dimensions.
-pub fn terminal_sensitivity(
-    sim: &Simulator,
-    x0: &DVector<f64>,
-    u: &DMatrix<f64>,
-    dt: f64,
-    idx: &[usize],
-) -> Result<(DMatrix<f64>, DMatrix<f64>), crate::error::ProblemError> {
-    let (steps, m) = (u.nrows(), u.ncols());
-    let mut g = DMatrix::zeros(idx.len(), steps * m);
-    match sim {
-        Simulator::AccelHold(p) => {
-            let traj = p.rollout_accel_hold(x0, u, dt)?;
-            let d = p.lcvx_discretization(dt);
-            // lam = d e / d y_k, rows idx of y_N to start (r, v are the same in x and y)
-            let mut lam = DMatrix::zeros(idx.len(), 7);
-            for (r, &i) in idx.iter().enumerate() {
-                lam[(r, i)] = 1.0;
-            }
-            for k in (0..steps).rev() {
-                let mass = traj[(k, 6)];
-                let t = DVector::from_vec(vec![u[(k, 0)], u[(k, 1)], u[(k, 2)]]);
-                let tn = t.norm().max(1e-12);
-                // w = (T / m, |T| / m): dw/dT [4, 3], dw/dz [4] (z = ln m)
-                let mut dw_dt = DMatrix::zeros(4, 3);
-                for j in 0..3 {
-                    dw_dt[(j, j)] = 1.0 / mass;
-                    dw_dt[(3, j)] = t[j] / (tn * mass);
-                }
-                let dw_dz = DVector::from_vec(vec![-t[0] / mass, -t[1] / mass, -t[2] / mass, -tn / mass]);
-                let lb = &lam * &d.b; // [c, 4]
-                let gk = &lb * &dw_dt; // [c, 3]
-                g.columns_mut(k * m, m).copy_from(&gk);
-                let mut jy = d.a.clone();
-                let bz = &d.b * &dw_dz; // [7]
-                for r in 0..7 {
-                    jy[(r, 6)] += bz[r];
-                }
-                lam = &lam * &jy;
-            }
-            Ok((traj, g))
-        }
-        Simulator::Rk4(p) => {
-            let traj = p.rollout(x0, u, dt)?;
-            let n = x0.len();
-            let mut lam = DMatrix::zeros(idx.len(), n);
-            for (r, &i) in idx.iter().enumerate() {
-                lam[(r, i)] = 1.0;
-            }
-            for k in (0..steps).rev() {
-                let (a, b) = p.step_jacobian(&traj.row(k).transpose(), &u.row(k).transpose(), dt);
-                g.columns_mut(k * m, m).copy_from(&(&lam * &b));
-                lam = &lam * &a;
-            }
-            Ok((traj, g))
-        }
-    }
 }
 
 /// Outward unit normals of the control constraints active at `u_k` (length m): thrust magnitude at

@@ -272,6 +272,8 @@ impl RecedingHorizon {
         let finished = self.mission.finish(s.stamp, &x, &aim, t_go, u, deadline);
         self.finish_s = 0.9 * self.finish_s + 0.1 * t_finish.elapsed().as_secs_f64();
         self.stats.retimed += u64::from(finished.retimed_s.is_some());
+        self.stats.correction_steps += finished.correction_steps as u64;
+        self.stats.finished += 1;
         let plan = self.make_plan(s, &x, &aim, finished.t_go, finished.u, status, iterations, start);
         self.answer(plan, start, policy_error)
     }

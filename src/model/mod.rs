@@ -46,18 +46,58 @@ pub struct ModelConfig {
     pub outer: i64,
     /// Inner ("tactical") iterations n per outer iteration.
     pub inner: i64,
+    /// Sensitivity (Gauss-Newton) features of each outer iteration (docs/method.md "Sensitivity
+    /// features"). Default `off` (checkpoints written before the field existed load as `off`).
+    #[serde(default)]
+    pub newton: Newton,
+}
+
+/// How TRC uses the sensitivity of the terminal state to its controls, computed every outer
+/// iteration by the in-loop simulator ([`crate::problems::Simulator::terminal_jacobian`]).
+///
+/// With `G = d e / d u_n` (`e` the terminal error on the problem's terminal components scaled by
+/// their success tolerances, `u_n` the normalised controls, `[B, c, N m]`), the minimum-norm
+/// Gauss-Newton step is `g = -G^T (G G^T + mu I)^-1 e` (`[B, N, m]`, normalised units, limited
+/// to a trust radius), and the null-space projector `P v = v - G^T (G G^T + mu I)^-1 G v`
+/// removes a move's first-order effect on the terminal state.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Newton {
+    /// No sensitivity features (the TRC of the paper: only the errors are fed back).
+    #[default]
+    Off,
+    /// `g`, per token, is an input of the ErrorEncoder and the ResidualDecoder; the network
+    /// decides what to do with it.
+    Input,
+    /// As `Input`, and the update is Newton-structured, a predictor-corrector: the network's move
+    /// `P ResidualDecoder(..)` (within the tangent space of the terminal constraint: fuel, shape),
+    /// projected, then a Gauss-Newton step from there (`u^(k) = Project(u' + g(u'))`,
+    /// `u' = Project(u^(k-1) + P ResidualDecoder(..))`), which takes the terminal error out; at `u*`
+    /// both vanish, so `u*` is a fixed point. For a quadratic cost (no terminal equality) `P = I`
+    /// and `g` is the Gauss-Newton step on the cost.
+    Step,
+}
+
+impl Newton {
+    /// Parses `off`, `input`, `step`.
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] for another name.
+    pub fn parse(s: &str) -> Result<Self, ConfigError> {
+        serde_yaml::from_str(s).map_err(|_| ConfigError::invalid("model.newton", format!("unknown mode `{s}` (off, input, step)")))
+    }
 }
 
 impl ModelConfig {
     /// CI-fast preset: latent 32, 1 block, K = 2, n = 2, 5 tokens.
     pub fn tiny() -> Self {
-        Self { latent: 32, heads: 2, layers: 1, mlp_ratio: 2, hidden: 64, tokens: 5, outer: 2, inner: 2 }
+        Self { latent: 32, heads: 2, layers: 1, mlp_ratio: 2, hidden: 64, tokens: 5, outer: 2, inner: 2, newton: Newton::Off }
     }
 
     /// The paper's scale (Jain & Linares 2025, §4: latent 256, K = 3, n = 4..6, ~1.5M
     /// parameters): latent 256, 4 heads, 2 blocks with MLP ratio 2, encoder width 320, 10 tokens, K = 3, n = 4.
     pub fn paper() -> Self {
-        Self { latent: 256, heads: 4, layers: 2, mlp_ratio: 2, hidden: 320, tokens: 10, outer: 3, inner: 4 }
+        Self { latent: 256, heads: 4, layers: 2, mlp_ratio: 2, hidden: 320, tokens: 10, outer: 3, inner: 4, newton: Newton::Off }
     }
 
     /// A preset by name (`tiny`, `paper`).

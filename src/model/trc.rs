@@ -31,7 +31,7 @@ use tch::{Device, Kind, Tensor};
 
 use super::layers::{Block, Mlp};
 use super::projection::project;
-use super::{ModelConfig, Normalizer};
+use super::{ModelConfig, Newton, Normalizer};
 use crate::config::ProblemConfig;
 use crate::error::ConfigError;
 use crate::problems::ControlConstraint;
@@ -74,7 +74,54 @@ pub struct Trc {
     blocks: Vec<Block>,
     ln_out: nn::LayerNorm,
     res_dec: Mlp,
+    newton_idx: Vec<usize>,
+    newton_idx_t: Tensor,
+    newton_scale: Tensor,
+    u_std_row: Tensor,
     device: Device,
+}
+
+/// Largest terminal-constraint Gauss-Newton step fed to / taken by the network, per control
+/// component in normalised units (a trust radius: far from the target the linearisation is
+/// poor). The step on a quadratic cost has none (its active set keeps it inside the box).
+pub const NEWTON_TRUST: f64 = 10.0;
+
+/// The terminal components the Newton features aim at, and the scale of each (the error is
+/// measured in these units): descent's terminal equality (position and velocity, scaled by the
+/// success tolerances, [`crate::problems::Problem::terminal_equality`]); otherwise the whole state
+/// scaled by the success radius (Van der Pol, double integrator; docs/problems.md).
+pub fn newton_target(problem: &ProblemConfig) -> Result<(Vec<usize>, Vec<f64>), ConfigError> {
+    let p = problem.build()?;
+    Ok(match p.terminal_equality() {
+        Some(t) => t,
+        None => {
+            let r = match problem.name {
+                crate::config::ProblemKind::Vanderpol => problem.vanderpol.success_radius,
+                _ => problem.double_integrator.success_radius,
+            };
+            ((0..p.state_dim()).collect(), vec![r; p.state_dim()])
+        }
+    })
+}
+
+/// The Gauss-Newton quantities of one outer iteration ([`Newton`]): `g` `[B, N m]` (normalised
+/// units, trust-limited), `G` `[B, c, N m]` and `A = G G^T + mu I` `[B, c, c]` (both f64).
+struct NewtonStep {
+    g: Tensor,
+    /// `(G, A)` of a terminal-constraint step; `None` for a step on a quadratic cost (no
+    /// constraint, nothing to project out).
+    constraint: Option<(Tensor, Tensor)>,
+}
+
+impl NewtonStep {
+    /// `P v = v - G^T A^-1 G v` for `v` `[B, N m]`: the part of a move with no first-order effect
+    /// on the terminal error (differentiable in `v`).
+    fn null_project(&self, v: &Tensor) -> Tensor {
+        let Some((jac, a)) = &self.constraint else { return v.shallow_clone() };
+        let vd = v.to_kind(Kind::Double);
+        let y = Tensor::linalg_solve(a, &jac.matmul(&vd.unsqueeze(2)), true);
+        (vd - jac.transpose(1, 2).matmul(&y).squeeze_dim(2)).to_kind(v.kind())
+    }
 }
 
 impl Trc {
@@ -97,11 +144,15 @@ impl Trc {
         let chunk = horizon / t;
         let init = nn::Init::Randn { mean: 0.0, stdev: 0.02 };
         let constraint = p.control_constraint();
-        let res_dec = Mlp::zero_out(vs / "residual_decoder", d + chunk * m, h, chunk * m);
+        let feat = if cfg.newton == Newton::Off { 0 } else { chunk * m };
+        let res_dec = Mlp::zero_out(vs / "residual_decoder", d + chunk * m + feat, h, chunk * m);
+        let (newton_idx, scale) = newton_target(problem_cfg)?;
+        let dev = vs.device();
+        let u_std_row = Tensor::from_slice(&norm.u_std).to_kind(Kind::Float).repeat([horizon]).to_device(dev);
         Ok(Self {
             state_enc: Mlp::new(vs / "state_encoder", 2 * n + 1, h, d),
             init_dec: Mlp::zero_out(vs / "initial_decoder", d, h, horizon * m),
-            err_enc: Mlp::new(vs / "error_encoder", 2 * n, h, d),
+            err_enc: Mlp::new(vs / "error_encoder", 2 * n + feat, h, d),
             ctrl_emb: nn::linear(vs / "control_embed", chunk * m, d, Default::default()),
             pos: vs.var("pos", &[t, d], init),
             z_h0: vs.var("z_h0", &[t, d], init),
@@ -109,6 +160,10 @@ impl Trc {
             blocks: (0..cfg.layers).map(|i| Block::new(vs / "reason" / i, d, cfg.heads, cfg.mlp_ratio)).collect(),
             ln_out: nn::layer_norm(vs / "reason" / "ln_out", vec![d], Default::default()),
             res_dec,
+            newton_idx_t: Tensor::from_slice(&newton_idx.iter().map(|&i| i as i64).collect::<Vec<_>>()).to_device(dev),
+            newton_idx,
+            newton_scale: Tensor::from_slice(&scale).to_kind(Kind::Float).to_device(dev),
+            u_std_row,
             cfg: cfg.clone(),
             problem_cfg: problem_cfg.clone(),
             sim,
@@ -153,6 +208,149 @@ impl Trc {
         self.ln_out.forward(&self.blocks.iter().fold(xs.shallow_clone(), |h, b| b.forward(&h)))
     }
 
+    /// StateEncoder: `z0` `[B, 1, d]` from `x0`, `x_target` `[B, n]`, `t_go` `[B]` (model device and dtype).
+    fn encode(&self, x0: &Tensor, xt: &Tensor, t_go: &Tensor) -> Tensor {
+        let ctx_in = Tensor::cat(&[self.norm.x(x0), self.norm.x(xt), self.norm.t(t_go).unsqueeze(1)], 1);
+        self.state_enc.forward(&ctx_in).unsqueeze(1)
+    }
+
+    /// InitialDecoder: the projected first guess u^(0) `[B, N, m]` from `z0` `[B, 1, d]`.
+    fn decode_initial(&self, z0: &Tensor) -> Tensor {
+        let b = z0.size()[0];
+        let un = self.init_dec.forward(&z0.squeeze_dim(1)).view([b, self.horizon, self.m]);
+        self.project_st(&self.norm.u_inv(&un))
+    }
+
+    /// The InitialDecoder's guess u^(0) `[B, N, m]` for a batch (inputs as in [`Trc::forward_t`]),
+    /// differentiable: training mixes it with other starting points of the refinement.
+    pub fn initial_guess(&self, x0: &Tensor, x_target: &Tensor, t_go: &Tensor) -> Tensor {
+        let kind = self.pos.kind();
+        let x0 = x0.to_device(self.device).to_kind(kind);
+        let xt = x0.zeros_like() + x_target.to_device(self.device).to_kind(kind);
+        let t_go = t_go.to_device(self.device).to_kind(kind);
+        self.decode_initial(&self.encode(&x0, &xt, &t_go))
+    }
+
+    /// The Gauss-Newton step of the terminal error at `u` `[B, N, m]` with rollout `traj`
+    /// `[B, N+1, n]` ([`Newton`]; docs/method.md "Sensitivity features").
+    fn newton_step(&self, x0: &Tensor, xt: &Tensor, u: &Tensor, dt: &Tensor, traj: &Tensor) -> NewtonStep {
+        let c = self.newton_idx.len() as i64;
+        let nm = self.horizon * self.m;
+        let kind = u.kind();
+        let trust = |g: Tensor| {
+            let peak = g.abs().amax(&[1i64][..], true).clamp_min(1e-12);
+            (&g * (NEWTON_TRUST / peak).clamp_max(1.0)).to_kind(kind)
+        };
+        if let Some(du) = self.sim.cost_newton(x0, &u.detach(), dt, xt) {
+            // a quadratic cost (Van der Pol, double integrator): the Gauss-Newton step on J
+            let g = (du.view([-1, nm]) / self.u_std_row.to_kind(kind).view([1, nm])).to_kind(Kind::Double);
+            // no trust radius: the step already respects the box (held and clamped components)
+            return NewtonStep { g: g.to_kind(kind), constraint: None };
+        }
+        let scale = self.newton_scale.to_kind(kind);
+        let jac = self.sim.terminal_jacobian(x0, &u.detach(), dt, &self.newton_idx); // [B, c, N m], physical
+        let jac = (jac / scale.view([1, c, 1]) * self.u_std_row.to_kind(kind).view([1, 1, nm])).to_kind(Kind::Double);
+        let e = ((traj.select(1, self.horizon).detach() - xt).index_select(1, &self.newton_idx_t) / &scale).to_kind(Kind::Double);
+        let eye = Tensor::eye(c, (Kind::Double, u.device())).unsqueeze(0);
+        let sigma = self.u_std_row.to_kind(Kind::Double).view([1, nm]);
+        let u_flat = u.detach().to_kind(Kind::Double).view([-1, nm]);
+        // active set (grown over four passes): the bounds the tentative step pushes against or
+        // crosses are held, and the step recomputed without their directions
+        let u_d = u.detach().to_kind(Kind::Double);
+        let mut held = match &self.constraint {
+            ControlConstraint::Box { .. } => Tensor::zeros([u_d.size()[0], self.horizon, self.m], (Kind::Bool, u.device())),
+            ControlConstraint::ThrustAnnulusCone { .. } => Tensor::zeros([u_d.size()[0], self.horizon, 2], (Kind::Bool, u.device())),
+        };
+        let mut last = None;
+        for pass in 0..4 {
+            let jt = self.tangent_columns(&jac, &u_d, &held);
+            let a = jt.matmul(&jt.transpose(1, 2));
+            let mu = a.diagonal(0, 1, 2).mean_dim(&[1i64][..], true, Kind::Double) * 1e-6 + 1e-12; // [B, 1]
+            let a = a + &eye * mu.unsqueeze(2);
+            let y = Tensor::linalg_solve(&a, &e.unsqueeze(2), true);
+            let g = -jt.transpose(1, 2).matmul(&y).squeeze_dim(2); // [B, N m]
+            if pass < 3 {
+                let probe = (&u_flat + &g * &sigma).view([-1, self.horizon, self.m]);
+                held = self.grow_held(&held, &u_d, &probe);
+            }
+            last = Some((g, jt, a));
+        }
+        let (g, jac, a) = last.expect("three passes");
+        NewtonStep { g: trust(g), constraint: Some((jac, a)) }
+    }
+
+    /// The control bounds a step from `u` to `probe` (both `[B, N, m]`, physical, f64) pushes
+    /// against or crosses, added to `held` (`[B, N, 2]` for the thrust: radial, cone; `[B, N, m]`
+    /// for a box): a thrust at rho_max growing or at rho_min shrinking, beyond either; on the
+    /// pointing cone tilting further, or beyond it; a box component at a bound moving out, or
+    /// beyond it (the active-set rule of [`crate::control::correction`]).
+    fn grow_held(&self, held: &Tensor, u: &Tensor, probe: &Tensor) -> Tensor {
+        const REL: f64 = 1e-4;
+        let norm_of = |t: &Tensor| t.square().sum_dim_intlist(&[2i64][..], true, Kind::Double).sqrt(); // [B, N, 1]
+        let tilt_of = |t: &Tensor| (t.narrow(2, 2, 1) / norm_of(t).clamp_min(1e-12)).clamp(-1.0, 1.0).acos();
+        match &self.constraint {
+            ControlConstraint::Box { lower, upper } => {
+                let lo = Tensor::from_slice(lower.as_slice()).to_device(u.device()).view([1, 1, self.m]);
+                let hi = Tensor::from_slice(upper.as_slice()).to_device(u.device()).view([1, 1, self.m]);
+                let span = (&hi - &lo).abs().clamp_min(1e-12) * REL;
+                let out_hi = u.ge_tensor(&(&hi - &span)).logical_and(&probe.gt_tensor(u)).logical_or(&probe.gt_tensor(&hi));
+                let out_lo = u.le_tensor(&(&lo + &span)).logical_and(&probe.lt_tensor(u)).logical_or(&probe.lt_tensor(&lo));
+                held.logical_or(&out_hi).logical_or(&out_lo)
+            }
+            ControlConstraint::ThrustAnnulusCone { rho_min, rho_max, max_tilt } => {
+                let (nu, np) = (norm_of(u), norm_of(probe));
+                let radial =
+                    nu.ge(rho_max * (1.0 - REL)).logical_and(&np.gt_tensor(&nu)).logical_or(&nu.le(rho_min * (1.0 + REL)).logical_and(&np.lt_tensor(&nu)));
+                let radial = radial.logical_or(&np.gt(*rho_max)).logical_or(&np.lt(*rho_min));
+                let (tu, tp) = (tilt_of(u), tilt_of(probe));
+                let cone = tu.ge(max_tilt - 1e-4).logical_and(&tp.gt_tensor(&tu)).logical_or(&tp.gt(*max_tilt));
+                held.logical_or(&Tensor::cat(&[radial, cone], 2))
+            }
+        }
+    }
+
+    /// Restricts the Jacobian `G` `[B, c, N m]` (normalised controls, f64) to moves along the
+    /// held control bounds ([`Trc::grow_held`]) at `u` `[B, N, m]` (physical, f64): a held thrust
+    /// magnitude loses its radial direction, a held pointing cone the direction of growing tilt,
+    /// a held box component its column. The projection after each step would clip those
+    /// directions anyway, so a step that relied on them would fall short.
+    fn tangent_columns(&self, jac: &Tensor, u: &Tensor, held: &Tensor) -> Tensor {
+        let (b, c) = (jac.size()[0], jac.size()[1]);
+        let g = jac.view([b, c, self.horizon, self.m]);
+        let sigma = self.u_std_row.narrow(0, 0, self.m).to_kind(Kind::Double).view([1, 1, self.m]);
+        let out = match &self.constraint {
+            ControlConstraint::Box { .. } => g * held.logical_not().to_kind(Kind::Double).unsqueeze(1),
+            ControlConstraint::ThrustAnnulusCone { .. } => {
+                let norm = u.square().sum_dim_intlist(&[2i64][..], true, Kind::Double).sqrt();
+                // outward normals, physical: radial T / |T|; the cone's, the direction of growing
+                // tilt in the plane of T and +z: (a cos(tilt), -sin(tilt)), a the horizontal unit
+                let dir = u / norm.clamp_min(1e-12);
+                let h = dir.narrow(2, 0, 2);
+                let hn = h.square().sum_dim_intlist(&[2i64][..], true, Kind::Double).sqrt();
+                let a = &h / hn.clamp_min(1e-12);
+                let cz = dir.narrow(2, 2, 1);
+                let n_cone = Tensor::cat(&[&a * &cz, -hn], 2);
+                // in normalised coordinates a physical normal n becomes sigma (.) n; remove the
+                // radial one, then the cone's made orthogonal to it (Gram-Schmidt)
+                let unit = |v: Tensor| {
+                    let l = v.square().sum_dim_intlist(&[2i64][..], true, Kind::Double).sqrt();
+                    v / l.clamp_min(1e-12)
+                };
+                let d1 = unit(&dir * &sigma) * held.narrow(2, 0, 1).to_kind(Kind::Double);
+                let d2 = &n_cone * &sigma;
+                let d2 = unit(&d2 - (&d2 * &d1).sum_dim_intlist(&[2i64][..], true, Kind::Double) * &d1) * held.narrow(2, 1, 1).to_kind(Kind::Double);
+                let mut g = g;
+                for d in [d1, d2] {
+                    let d = d.unsqueeze(1); // [B, 1, N, m]
+                    let gd = (&g * &d).sum_dim_intlist(&[3i64][..], true, Kind::Double); // [B, c, N, 1]
+                    g -= gd * d;
+                }
+                g
+            }
+        };
+        out.view([b, c, self.horizon * self.m])
+    }
+
     /// Refines controls for a batch.
     ///
     /// `x0`, `x_target` `[B, n]`, `t_go` `[B]` (any device / float dtype; moved to the model's);
@@ -189,14 +387,10 @@ impl Trc {
         let b = x0.size()[0];
         let (t, d) = (self.cfg.tokens, self.cfg.latent);
         let dt = &t_go / self.horizon as f64;
-        let ctx_in = Tensor::cat(&[self.norm.x(&x0), self.norm.x(&xt), self.norm.t(&t_go).unsqueeze(1)], 1);
-        let z0 = self.state_enc.forward(&ctx_in).unsqueeze(1); // [B, 1, d]
+        let z0 = self.encode(&x0, &xt, &t_go); // [B, 1, d]
         let mut u = match u_warm {
-            Some(w) => project(&w.to_device(self.device).to_kind(kind), &self.constraint),
-            None => {
-                let un = self.init_dec.forward(&z0.squeeze_dim(1)).view([b, self.horizon, self.m]);
-                self.project_st(&self.norm.u_inv(&un))
-            }
+            Some(w) => self.project_st(&w.to_device(self.device).to_kind(kind)),
+            None => self.decode_initial(&z0),
         };
         let mut z_h = self.z_h0.unsqueeze(0).expand([b, t, d], false).contiguous();
         let mut z_l = self.z_l0.unsqueeze(0).expand([b, t, d], false).contiguous();
@@ -211,16 +405,32 @@ impl Trc {
             let traj = self.sim.rollout(&x0, &u, &dt);
             let e_chunk = self.norm.dx(&(traj.index_select(1, &ends) - xt.unsqueeze(1))).clamp(-20.0, 20.0);
             let e_term = self.norm.dx(&(traj.select(1, self.horizon) - &xt)).clamp(-20.0, 20.0).unsqueeze(1).expand([b, t, self.n], false);
-            let z_err = self.err_enc.forward(&Tensor::cat(&[e_chunk, e_term], 2));
+            let newton = (self.cfg.newton != Newton::Off).then(|| self.newton_step(&x0, &xt, &u, &dt, &traj));
+            let g_tok = newton.as_ref().map(|nw| nw.g.view([b, t, self.chunk * self.m]));
+            let mut err_in = vec![e_chunk, e_term];
+            err_in.extend(g_tok.iter().map(Tensor::shallow_clone));
+            let z_err = self.err_enc.forward(&Tensor::cat(&err_in, 2));
             let un = self.norm.u(&u).view([b, t, self.chunk * self.m]);
             let z_ctx = &z0 + z_err + self.ctrl_emb.forward(&un) + &self.pos;
             for _ in 0..self.cfg.inner {
                 z_l = self.reason(&(&z_l + &z_h + &z_ctx));
             }
             z_h = self.reason(&(&z_h + &z_l));
-            let du = self.res_dec.forward(&Tensor::cat(&[z_h.shallow_clone(), un], 2)).view([b, self.horizon, self.m]);
+            let mut dec_in = vec![z_h.shallow_clone(), un];
+            dec_in.extend(g_tok);
+            let du = self.res_dec.forward(&Tensor::cat(&dec_in, 2)).view([b, self.horizon * self.m]);
             out.x.push(traj);
-            u = self.project_st(&(&u + self.norm.du_inv(&du)));
+            u = match (&newton, self.cfg.newton) {
+                (Some(nw), Newton::Step) => {
+                    // predictor: the learned move, within the terminal constraint's tangent
+                    // space; corrector: a Gauss-Newton step from where it landed
+                    let moved = self.project_st(&(&u + self.norm.du_inv(&nw.null_project(&du).view([b, self.horizon, self.m]))));
+                    let traj_moved = self.sim.rollout(&x0, &moved.detach(), &dt);
+                    let corr = self.newton_step(&x0, &xt, &moved, &dt, &traj_moved);
+                    self.project_st(&(&moved + self.norm.du_inv(&corr.g.view([b, self.horizon, self.m]))))
+                }
+                _ => self.project_st(&(&u + self.norm.du_inv(&du.view([b, self.horizon, self.m])))),
+            };
             out.u.push(u.shallow_clone());
             out.z_h.push(z_h.shallow_clone());
             out.z_l.push(z_l.shallow_clone());

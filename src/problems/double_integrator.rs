@@ -134,4 +134,7 @@ impl Problem for DoubleIntegrator {
     fn is_success(&self, x_final: &DVector<f64>, x_target: &DVector<f64>) -> bool {
         (x_final - x_target).norm() < self.params.success_radius
     }
+    fn quadratic_cost(&self) -> Option<(Vec<f64>, f64, Vec<f64>)> {
+        Some((self.cost.q.clone(), self.cost.r, self.cost.q_f.clone()))
+    }
 }

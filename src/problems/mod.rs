@@ -17,7 +17,7 @@ mod sim;
 mod van_der_pol;
 
 pub use config::{ProblemConfig, ProblemKind};
-pub use sim::{Simulator, FAST_BATCH};
+pub use sim::{cost_gauss_newton, terminal_sensitivity, Simulator, FAST_BATCH};
 
 pub use double_integrator::{DoubleIntegrator, DoubleIntegratorParams};
 pub use powered_descent::{DescentParams, LcvxDiscretization, PoweredDescent};
@@ -131,6 +131,13 @@ pub trait Problem: Send + Sync + std::fmt::Debug {
     /// the terminal correction ([`crate::control::correction`]). `None` (the default) when the
     /// terminal state is only penalised in the cost (Van der Pol, double integrator).
     fn terminal_equality(&self) -> Option<(Vec<usize>, Vec<f64>)> {
+        None
+    }
+    /// The problem's cost as a quadratic tracking cost, if it is one: `(Q, R, Q_f)` with
+    /// `J = sum_{k<N} (x_k - x_t)' Q (x_k - x_t) + R |u_k|^2 + (x_N - x_t)' Q_f (x_N - x_t)`
+    /// (diagonal Q, Q_f of length n; scalar R), used by the Gauss-Newton step on the cost
+    /// ([`crate::problems::cost_gauss_newton`]). `None` (the default) otherwise.
+    fn quadratic_cost(&self) -> Option<(Vec<f64>, f64, Vec<f64>)> {
         None
     }
 

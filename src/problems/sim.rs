@@ -3,6 +3,11 @@
 //! optimal in: RK4 for Van der Pol and the double integrator, the LCvx acceleration-hold model
 //! for descent). Used by the network, the terminal correction, evaluation and the controller.
 
+use nalgebra::{DMatrix, DVector};
+use std::ops::AddAssign;
+
+use rayon::prelude::*;
+
 use tch::{Device, Kind, Tensor};
 
 use super::{PoweredDescent, Problem, ProblemConfig, ProblemKind};
@@ -74,6 +79,97 @@ impl Simulator {
         }
     }
 
+    /// Batched sensitivity of the terminal state to the controls: `x0` `[B, n]`, `u` `[B, N, m]`,
+    /// `dt` `[B]`, terminal components `idx` -> `d x_N[idx] / d u`, `[B, idx.len(), N m]` (column
+    /// `k m + j` = `u[k, j]`), detached, on `u`'s device and dtype.
+    ///
+    /// The same derivative as [`terminal_sensitivity`] (exact for the model), computed by that
+    /// function per sample in f64 on the CPU, the samples in parallel (rayon), and moved to `u`'s
+    /// device: a few tens of microseconds per sample for N = 50, faster than an autodiff graph of
+    /// thousands of small kernels ([`Simulator::terminal_jacobian_autodiff`], the fallback; tests
+    /// hold the two equal). This is what TRC's Newton features use ([`crate::model::Trc`],
+    /// docs/method.md "Sensitivity features").
+    pub fn terminal_jacobian(&self, x0: &Tensor, u: &Tensor, dt: &Tensor, idx: &[usize]) -> Tensor {
+        // f64 on the CPU, samples in parallel, whatever the device: faster than the autodiff
+        // graph's thousands of small kernels at the batch sizes TRC trains and infers with
+        match self.terminal_jacobian_f64(x0, u, dt, idx) {
+            Some(g) => g.to_kind(u.kind()).to_device(u.device()),
+            None => self.terminal_jacobian_autodiff(x0, u, dt, idx),
+        }
+    }
+
+    /// [`Simulator::terminal_jacobian`] by reverse-mode autodiff through the batched rollout on
+    /// any device (the path taken off the CPU; public so tests can hold both paths equal).
+    pub fn terminal_jacobian_autodiff(&self, x0: &Tensor, u: &Tensor, dt: &Tensor, idx: &[usize]) -> Tensor {
+        let (b, steps, m) = (u.size()[0], u.size()[1], u.size()[2]);
+        let c = idx.len() as i64;
+        tch::with_grad(|| {
+            let ug = u.detach().set_requires_grad(true);
+            let traj = match self {
+                Simulator::Rk4(p) => p.rollout_batch(&x0.detach(), &ug, &dt.detach()),
+                Simulator::AccelHold(p) => p.rollout_accel_hold_batch(&x0.detach(), &ug, &dt.detach()),
+            }
+            .expect("shapes are checked when the model is built and at its input");
+            let last = traj.select(1, steps);
+            let rows: Vec<Tensor> = idx
+                .iter()
+                .enumerate()
+                .map(|(r, &i)| {
+                    let keep = r + 1 < idx.len();
+                    Tensor::run_backward(&[last.select(1, i as i64).sum(last.kind())], &[&ug], keep, false).pop().expect("one input, one gradient").view([
+                        b,
+                        1,
+                        steps * m,
+                    ])
+                })
+                .collect();
+            Tensor::cat(&rows, 1).view([b, c, steps * m]).detach()
+        })
+    }
+
+    /// Batched [`cost_gauss_newton`]: `x0`, `xt` `[B, n]`, `u` `[B, N, m]`, `dt` `[B]` -> the
+    /// steps `[B, N, m]` (physical units) on `u`'s device and dtype; `None` for a problem without a
+    /// quadratic cost (descent). Computed per sample in f64 on the CPU whatever the device (the
+    /// dense `[N m, N m]` Gauss-Newton matrix has no batched tensor form worth its memory).
+    pub fn cost_newton(&self, x0: &Tensor, u: &Tensor, dt: &Tensor, xt: &Tensor) -> Option<Tensor> {
+        let Simulator::Rk4(p) = self else { return None };
+        p.quadratic_cost()?;
+        let (b, n) = (x0.size()[0] as usize, x0.size()[1] as usize);
+        let (steps, m) = (u.size()[1] as usize, u.size()[2] as usize);
+        let flat = |t: &Tensor| Vec::<f64>::try_from(t.detach().to_device(Device::Cpu).to_kind(Kind::Double).contiguous().view([-1])).ok();
+        let (xv, uv, dv, tv) = (flat(x0)?, flat(u)?, flat(dt)?, flat(xt)?);
+        let per: Vec<Option<Vec<f64>>> = (0..b)
+            .into_par_iter()
+            .map(|i| {
+                let x = DVector::from_column_slice(&xv[i * n..(i + 1) * n]);
+                let target = DVector::from_column_slice(&tv[i * n..(i + 1) * n]);
+                let um = DMatrix::from_row_slice(steps, m, &uv[i * steps * m..(i + 1) * steps * m]);
+                let du = cost_gauss_newton(p.as_ref(), &x, &um, dv[i], &target).ok()?;
+                Some(du.transpose().as_slice().to_vec())
+            })
+            .collect();
+        let out: Vec<f64> = per.into_iter().collect::<Option<Vec<_>>>()?.concat();
+        Some(Tensor::from_slice(&out).view([b as i64, steps as i64, m as i64]).to_kind(u.kind()).to_device(u.device()))
+    }
+
+    fn terminal_jacobian_f64(&self, x0: &Tensor, u: &Tensor, dt: &Tensor, idx: &[usize]) -> Option<Tensor> {
+        let (b, n) = (x0.size()[0] as usize, x0.size()[1] as usize);
+        let (steps, m) = (u.size()[1] as usize, u.size()[2] as usize);
+        let flat = |t: &Tensor| Vec::<f64>::try_from(t.detach().to_device(Device::Cpu).to_kind(Kind::Double).contiguous().view([-1])).ok();
+        let (xv, uv, dv) = (flat(x0)?, flat(u)?, flat(dt)?);
+        let per: Vec<Option<Vec<f64>>> = (0..b)
+            .into_par_iter()
+            .map(|i| {
+                let x = DVector::from_column_slice(&xv[i * n..(i + 1) * n]);
+                let um = DMatrix::from_row_slice(steps, m, &uv[i * steps * m..(i + 1) * steps * m]);
+                let (_, g) = terminal_sensitivity(self, &x, &um, dv[i], idx).ok()?;
+                Some(g.transpose().as_slice().to_vec()) // row-major [c, N m]
+            })
+            .collect();
+        let out: Vec<f64> = per.into_iter().collect::<Option<Vec<_>>>()?.concat();
+        Some(Tensor::from_slice(&out).view([b as i64, idx.len() as i64, (steps * m) as i64]))
+    }
+
     fn rollout_f64(&self, x0: &Tensor, u: &Tensor, dt: &Tensor) -> Option<Tensor> {
         let (b, n) = (x0.size()[0] as usize, x0.size()[1] as usize);
         let (steps, m) = (u.size()[1] as usize, u.size()[2] as usize);
@@ -88,6 +184,160 @@ impl Simulator {
         }
         Some(Tensor::from_slice(&out).view([b as i64, steps as i64 + 1, n as i64]).to_kind(x0.kind()))
     }
+}
+
+/// Rollout `[N+1, n]` of `u` `[N, m]` from `x0` in `sim`, and the Jacobian of the terminal state
+/// rows `idx` with respect to `u` (row-major flattening, column `k m + j` = `u[k, j]`):
+/// `[idx.len(), N m]`.
+///
+/// # Errors
+/// The rollout's [`crate::error::ProblemError`] for wrong dimensions.
+pub fn terminal_sensitivity(
+    sim: &Simulator,
+    x0: &DVector<f64>,
+    u: &DMatrix<f64>,
+    dt: f64,
+    idx: &[usize],
+) -> Result<(DMatrix<f64>, DMatrix<f64>), crate::error::ProblemError> {
+    let (steps, m) = (u.nrows(), u.ncols());
+    let mut g = DMatrix::zeros(idx.len(), steps * m);
+    match sim {
+        Simulator::AccelHold(p) => {
+            let traj = p.rollout_accel_hold(x0, u, dt)?;
+            let d = p.lcvx_discretization(dt);
+            // lam = d e / d y_k, rows idx of y_N to start (r, v are the same in x and y)
+            let mut lam = DMatrix::zeros(idx.len(), 7);
+            for (r, &i) in idx.iter().enumerate() {
+                lam[(r, i)] = 1.0;
+            }
+            for k in (0..steps).rev() {
+                let mass = traj[(k, 6)];
+                let t = DVector::from_vec(vec![u[(k, 0)], u[(k, 1)], u[(k, 2)]]);
+                let tn = t.norm().max(1e-12);
+                // w = (T / m, |T| / m): dw/dT [4, 3], dw/dz [4] (z = ln m)
+                let mut dw_dt = DMatrix::zeros(4, 3);
+                for j in 0..3 {
+                    dw_dt[(j, j)] = 1.0 / mass;
+                    dw_dt[(3, j)] = t[j] / (tn * mass);
+                }
+                let dw_dz = DVector::from_vec(vec![-t[0] / mass, -t[1] / mass, -t[2] / mass, -tn / mass]);
+                let lb = &lam * &d.b; // [c, 4]
+                let gk = &lb * &dw_dt; // [c, 3]
+                g.columns_mut(k * m, m).copy_from(&gk);
+                let mut jy = d.a.clone();
+                let bz = &d.b * &dw_dz; // [7]
+                for r in 0..7 {
+                    jy[(r, 6)] += bz[r];
+                }
+                lam = &lam * &jy;
+            }
+            Ok((traj, g))
+        }
+        Simulator::Rk4(p) => {
+            let traj = p.rollout(x0, u, dt)?;
+            let n = x0.len();
+            let mut lam = DMatrix::zeros(idx.len(), n);
+            for (r, &i) in idx.iter().enumerate() {
+                lam[(r, i)] = 1.0;
+            }
+            for k in (0..steps).rev() {
+                let (a, b) = p.step_jacobian(&traj.row(k).transpose(), &u.row(k).transpose(), dt);
+                g.columns_mut(k * m, m).copy_from(&(&lam * &b));
+                lam = &lam * &a;
+            }
+            Ok((traj, g))
+        }
+    }
+}
+
+/// One Gauss-Newton step on a quadratic tracking cost ([`Problem::quadratic_cost`]) of an RK4
+/// problem: `x0` (length n), `u` `[N, m]`, step `dt` [s], target `xt` -> the step `du` `[N, m]`
+/// (physical units) that minimises the cost linearised about `u` (the states' sensitivity
+/// `S_j = d x_j / d u` by the chain rule through [`Problem::step_jacobian`];
+/// `H = sum_j S_j' W_j S_j + R I`, `g = sum_j S_j' W_j (x_j - x_t) + R u`, `du = -H^-1 g`),
+/// as a projected Newton step for the box (Bertsekas 1982, "Projected Newton methods for
+/// optimization problems with simple constraints"): components at a bound the gradient pushes
+/// against are held, and the step is searched along the projection arc (the first of
+/// s = 1, 1/2, .., 1/32 that lowers J; no step if none does). The returned step keeps `u + du`
+/// inside the box.
+///
+/// # Errors
+/// [`ProblemError::Shape`] for wrong dimensions, or a problem without a quadratic cost.
+pub fn cost_gauss_newton(p: &dyn Problem, x0: &DVector<f64>, u: &DMatrix<f64>, dt: f64, xt: &DVector<f64>) -> Result<DMatrix<f64>, ProblemError> {
+    let Some((q, r, q_f)) = p.quadratic_cost() else {
+        return Err(super::shape_err(p.kind(), "cost_gauss_newton", "a quadratic tracking cost".into(), "none".into()));
+    };
+    let traj = p.rollout(x0, u, dt)?;
+    let (steps, m, n) = (u.nrows(), u.ncols(), x0.len());
+    let nm = steps * m;
+    let mut s = DMatrix::<f64>::zeros(n, nm);
+    let mut h = DMatrix::<f64>::zeros(nm, nm);
+    let mut g = DVector::<f64>::zeros(nm);
+    for j in 0..steps {
+        let (a, b) = p.step_jacobian(&traj.row(j).transpose(), &u.row(j).transpose(), dt);
+        let live = (j + 1) * m; // columns 0..live of S are non-zero
+        let s_live = &a * s.columns(0, live);
+        s.columns_mut(0, live).copy_from(&s_live);
+        s.columns_mut(j * m, m).add_assign(&b);
+        let w = if j + 1 == steps { &q_f } else { &q };
+        let sl = s.columns(0, live);
+        let mut ws = sl.clone_owned();
+        for (i, wi) in w.iter().enumerate() {
+            ws.row_mut(i).scale_mut(*wi);
+        }
+        let e = traj.row(j + 1).transpose() - xt;
+        let mut hb = h.view_mut((0, 0), (live, live));
+        hb += sl.transpose() * &ws;
+        let mut gb = g.rows_mut(0, live);
+        gb += ws.transpose() * e;
+    }
+    let u_flat = DVector::from_iterator(nm, u.row_iter().flat_map(|row| row.iter().copied().collect::<Vec<_>>()));
+    for i in 0..nm {
+        h[(i, i)] += r;
+    }
+    g += &u_flat * r;
+    let bounds = match p.control_constraint() {
+        super::ControlConstraint::Box { lower, upper } => Some((lower, upper)),
+        _ => None,
+    };
+    let bound = |i: usize| bounds.as_ref().map(|(lo, hi)| (lo[i % m], hi[i % m]));
+    // projected Newton (Bertsekas 1982): components at a bound the gradient pushes against are
+    // held; the reduced Newton step on the rest is searched along the projection arc
+    // u(s) = clip(u + s du), s = 1, 1/2, .., 1/32, taking the first that lowers J (none: no step)
+    let mut held = vec![false; nm];
+    if bounds.is_some() {
+        for (i, hold) in held.iter_mut().enumerate() {
+            let (lo, hi) = bound(i).expect("box");
+            let tol = 1e-6 * (hi - lo).abs().max(1.0);
+            *hold = (u_flat[i] >= hi - tol && g[i] < 0.0) || (u_flat[i] <= lo + tol && g[i] > 0.0);
+        }
+    }
+    let free: Vec<usize> = (0..nm).filter(|&i| !held[i]).collect();
+    let hf = DMatrix::from_fn(free.len(), free.len(), |a, b| h[(free[a], free[b])]);
+    let gf = DVector::from_fn(free.len(), |a, _| -g[free[a]]);
+    let mut du = DVector::<f64>::zeros(nm);
+    if let Some(ch) = hf.cholesky() {
+        let df = ch.solve(&gf);
+        for (a, &i) in free.iter().enumerate() {
+            du[i] = df[a];
+        }
+    }
+    let clip = |v: DVector<f64>| match &bounds {
+        Some(_) => DVector::from_fn(nm, |i, _| {
+            let (lo, hi) = bound(i).expect("box");
+            v[i].clamp(lo, hi)
+        }),
+        None => v,
+    };
+    let j0 = p.cost(&traj, u, xt, dt);
+    for s in [1.0, 0.5, 0.25, 0.125, 0.0625, 0.03125] {
+        let us_flat = clip(&u_flat + &du * s);
+        let us = DMatrix::from_row_slice(steps, m, us_flat.as_slice());
+        if p.cost(&p.rollout(x0, &us, dt)?, &us, xt, dt) < j0 {
+            return Ok(DMatrix::from_row_slice(steps, m, (us_flat - &u_flat).as_slice()));
+        }
+    }
+    Ok(DMatrix::zeros(steps, m))
 }
 
 /// Largest batch the f64 rollout path takes (see [`Simulator::rollout`]).

@@ -300,3 +300,107 @@ pub fn latent_pca(model: &Trc, test: &Dataset, outer: i64, samples: usize) -> La
     let (z_l_step, z_l_points) = pca(&out.z_l);
     LatentPca { z_h_step, z_l_step, z_h_points, z_l_points }
 }
+
+/// One row of the K sweep ([`k_sweep`]): the k-th iterate of one K_max-iteration chain, which is
+/// exactly what a run with K = k returns (the iterates of a smaller K are a prefix).
+#[derive(Debug, Clone, Serialize)]
+pub struct SweepRow {
+    /// Outer iteration k (0 = the InitialDecoder's guess).
+    pub k: i64,
+    /// Success rate of u^(k) (problem criterion, evaluation model).
+    pub success: f64,
+    /// Mean terminal error `|e|_2` in tolerance units ([`crate::model::trc::newton_target`]:
+    /// descent position / velocity over 1 m / 0.5 m/s; otherwise the state over the success radius).
+    pub terminal_error: f64,
+    /// Mean training cost J^(k) / J* ([`super::relative_cost`]).
+    pub cost: f64,
+    /// Mean cost gap `(J - J*) / J*` in the problem's own cost.
+    pub gap: f64,
+    /// Samples whose u^(k) violates a control constraint.
+    pub control_violations: usize,
+    /// Fraction of samples whose terminal error and cost never increased over iterations 0..=k
+    /// (tolerances [`MONOTONE_COST_TOL`], [`MONOTONE_ERROR_TOL`]).
+    pub monotone: f64,
+}
+
+/// Tolerance of the per-instance monotonicity of J^(k) / J* (relative to J*: float32 noise at
+/// a fixed point is ~1e-7).
+pub const MONOTONE_COST_TOL: f64 = 1e-5;
+/// Tolerance of the per-instance monotonicity of the terminal error, in tolerance units (1 mm
+/// for descent).
+pub const MONOTONE_ERROR_TOL: f64 = 1e-3;
+
+/// K sweep: runs `k_max` outer iterations on `test` (batches of `batch`) and reports every
+/// iterate k = 0..=k_max ([`SweepRow`]).
+pub fn k_sweep(model: &Trc, test: &Dataset, k_max: i64, batch: usize, landing_weight: f64) -> Vec<SweepRow> {
+    let _guard = tch::no_grad_guard();
+    let sim = model.simulator();
+    let p = sim.problem();
+    let (idx_t, scale) = crate::model::trc::newton_target(model.problem_config()).expect("the model's problem is valid");
+    let all = Tensors::new(test, model.device());
+    let (n, m, nn) = (test.n, test.m, test.horizon);
+    let kk = k_max as usize + 1;
+    let (mut ok, mut err, mut cost, mut gap, mut cv) = (vec![0usize; kk], vec![0.0; kk], vec![0.0; kk], vec![0.0; kk], vec![0usize; kk]);
+    let mut mono = vec![0usize; kk];
+    let mut start = 0i64;
+    while start < all.len() {
+        let len = (batch as i64).min(all.len() - start);
+        let idx = Tensor::arange_start(start, start + len, (Kind::Int64, model.device()));
+        let b = all.select(&idx);
+        let out = model.forward_t(&b.x0, &b.x_target, &b.t_go, None, k_max, false);
+        let costs: Vec<Vec<f64>> = (0..kk)
+            .map(|k| {
+                Vec::<f64>::try_from(relative_cost(model, &out.u[k], &out.x[k], &b, &out.dt, landing_weight, true).to_kind(Kind::Double).to_device(Device::Cpu))
+                    .expect("1-D")
+            })
+            .collect();
+        let us: Vec<Vec<DMatrix<f64>>> = out.u.iter().map(rows).collect();
+        for j in 0..len as usize {
+            let i = start as usize + j;
+            let x0 = DVector::from_row_slice(&test.x0[i * n..(i + 1) * n]);
+            let xt = DVector::from_row_slice(&test.x_target[i * n..(i + 1) * n]);
+            let dt = test.t_go[i] / nn as f64;
+            let u_star = DMatrix::from_row_slice(nn, m, &test.u[i * nn * m..(i + 1) * nn * m]);
+            let x_star = sim.rollout_one(&x0, &u_star, dt).expect("dimensions match the model");
+            let j_star = p.cost(&x_star, &u_star, &xt, dt);
+            let (mut prev_e, mut prev_c, mut still) = (f64::INFINITY, f64::INFINITY, true);
+            for k in 0..kk {
+                let uk = &us[k][j];
+                let x = sim.rollout_one(&x0, uk, dt).expect("dimensions match the model");
+                let last = x.row(nn).transpose();
+                ok[k] += p.is_success(&last, &xt) as usize;
+                let e = idx_t.iter().zip(&scale).map(|(&c, s)| ((last[c] - xt[c]) / s).powi(2)).sum::<f64>().sqrt();
+                err[k] += e;
+                cost[k] += costs[k][j];
+                gap[k] += (p.cost(&x, uk, &xt, dt) - j_star) / j_star.abs().max(1e-12);
+                cv[k] += p.check_constraints(&x, uk, &xt).iter().any(|v| {
+                    matches!(
+                        v.kind,
+                        ViolationKind::ThrustMin
+                            | ViolationKind::ThrustMax
+                            | ViolationKind::Pointing
+                            | ViolationKind::ControlLower
+                            | ViolationKind::ControlUpper
+                            | ViolationKind::NonFinite
+                    )
+                }) as usize;
+                still &= e <= prev_e + MONOTONE_ERROR_TOL && costs[k][j] <= prev_c + MONOTONE_COST_TOL;
+                mono[k] += still as usize;
+                (prev_e, prev_c) = (e, costs[k][j]);
+            }
+        }
+        start += len;
+    }
+    let s = test.len().max(1) as f64;
+    (0..kk)
+        .map(|k| SweepRow {
+            k: k as i64,
+            success: ok[k] as f64 / s,
+            terminal_error: err[k] / s,
+            cost: cost[k] / s,
+            gap: gap[k] / s,
+            control_violations: cv[k],
+            monotone: mono[k] as f64 / s,
+        })
+        .collect()
+}

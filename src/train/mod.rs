@@ -25,6 +25,7 @@ use std::time::Instant;
 
 use indicatif::{ProgressBar, ProgressStyle};
 use rand::seq::SliceRandom;
+use rand::Rng;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
@@ -69,6 +70,22 @@ pub struct TrainConfig {
     pub bc_relative_floor: f64,
     /// TRM-style truncation: no gradient across outer iterations. Default false.
     pub truncate: bool,
+    /// Operator training: the number of outer iterations of each training batch is drawn
+    /// uniformly from `1..=outer_max` (0 = always the model's K, as the paper trains). Every
+    /// iterate is supervised, so the shared module is trained as a step that can be applied
+    /// again, not as a map that is right only after exactly K steps. Default 0.
+    pub outer_max: i64,
+    /// Operator training: the fraction of training chains that start away from the
+    /// InitialDecoder's guess, from one of (equally likely) the optimum u* itself (then every
+    /// iterate's cloning error is the fixed-point term `|step(u*) - u*|^2`), u* with structured
+    /// noise (per-chunk offsets plus white noise, [`TrainConfig::start_noise`]), u* shifted in time
+    /// by 1..5 steps with the last control held (what the receding horizon feeds back), another
+    /// instance's u*, or the model's own last iterate for this sample from an earlier epoch (a
+    /// replay buffer). 0 = every chain starts at the InitialDecoder. Default 0.
+    pub start_mix: f64,
+    /// Scale of the structured noise on perturbed starts, in normalised control units (each
+    /// sample draws its own level uniformly in `[0, start_noise]`). Default 0.5.
+    pub start_noise: f64,
     /// Gradient-norm clip. Default 1.0.
     pub grad_clip: f64,
     /// Seed (weights init and batch order). Default 0.
@@ -88,6 +105,9 @@ impl Default for TrainConfig {
             terminal_weight: 0.05,
             bc_relative_floor: 0.0,
             truncate: false,
+            outer_max: 0,
+            start_mix: 0.0,
+            start_noise: 0.5,
             grad_clip: 1.0,
             seed: 0,
         }
@@ -109,6 +129,13 @@ impl TrainConfig {
         crate::config::non_negative("train.landing_weight", self.landing_weight)?;
         crate::config::non_negative("train.terminal_weight", self.terminal_weight)?;
         crate::config::non_negative("train.bc_relative_floor", self.bc_relative_floor)?;
+        crate::config::non_negative("train.start_noise", self.start_noise)?;
+        if !(0.0..=1.0).contains(&self.start_mix) {
+            return Err(ConfigError::invalid("train.start_mix", format!("a fraction in [0, 1], got {}", self.start_mix)));
+        }
+        if !(0..=64).contains(&self.outer_max) {
+            return Err(ConfigError::invalid("train.outer_max", format!("0 (the model's K) or 1..=64, got {}", self.outer_max)));
+        }
         positive("train.grad_clip", self.grad_clip)
     }
 
@@ -207,6 +234,8 @@ pub struct LossParts {
     pub terminal: f64,
     /// Mean relative training cost of the final iterate.
     pub final_cost: f64,
+    /// The final iterate u^(K) `[B, N, m]`, detached (the replay buffer keeps it).
+    pub final_u: Tensor,
 }
 
 /// The scales of the terminal-loss error components for a problem, one per leading state
@@ -232,10 +261,11 @@ pub fn terminal_loss(x: &Tensor, x_target: &Tensor, scale: &[f64]) -> Tensor {
     (e.square().sum_dim_intlist(&[1i64][..], false, e.kind()) + 1.0).log().mean(Kind::Float)
 }
 
-/// Forward pass and loss on a batch.
-pub fn batch_loss(model: &Trc, batch: &Tensors, cfg: &TrainConfig, train: bool) -> LossParts {
-    let k = model.config().outer;
-    let out = model.forward_t(&batch.x0, &batch.x_target, &batch.t_go, None, k, train && cfg.truncate);
+/// Forward pass and loss on a batch: `outer` iterations (None = the model's K) from the
+/// InitialDecoder, or from `start` `[B, N, m]` where given (operator training, [`Starts`]).
+pub fn batch_loss(model: &Trc, batch: &Tensors, cfg: &TrainConfig, train: bool, start: Option<&Tensor>, outer: Option<i64>) -> LossParts {
+    let k = outer.unwrap_or(model.config().outer);
+    let out = model.forward_t(&batch.x0, &batch.x_target, &batch.t_go, start, k, train && cfg.truncate);
     let norm = model.normalizer();
     let u_star = batch.u_star.to_device(model.device());
     // deep supervision: every iterate u^(1..K) is pulled towards u*, so the shared module learns
@@ -276,12 +306,13 @@ pub fn batch_loss(model: &Trc, batch: &Tensors, cfg: &TrainConfig, train: bool) 
         process: process.double_value(&[]),
         terminal,
         final_cost: costs[k as usize].mean(Kind::Float).double_value(&[]),
+        final_u: out.u[k as usize].detach(),
         total,
     }
 }
 
 /// Per-epoch record.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct EpochLog {
     /// Epoch (1-based).
     pub epoch: u64,
@@ -295,6 +326,85 @@ pub struct EpochLog {
     pub val_cost: f64,
     /// Learning rate at the end of the epoch.
     pub lr: f64,
+    /// Wall time of the epoch (training and validation) [s].
+    #[serde(default)]
+    pub wall_s: f64,
+}
+
+/// Where an interrupted training run stands (written after every epoch, read by `--resume`):
+/// the weights are saved beside it. The AdamW moments are not saved (tch cannot export them), so
+/// a resumed run restarts them: a warm restart at the scheduled learning rate.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ResumeState {
+    /// Epochs finished.
+    pub epoch: u64,
+    /// Optimiser steps taken (the learning-rate schedule continues from here).
+    pub step: u64,
+    /// Best validation relative cost so far.
+    pub best: f64,
+    /// Epoch log so far.
+    pub log: Vec<EpochLog>,
+    /// Training wall time so far [s].
+    pub train_time_s: f64,
+}
+
+/// The starting points of operator training ([`TrainConfig::start_mix`]): builds each batch's
+/// u^(0) and keeps the replay buffer of the model's own iterates.
+#[derive(Debug)]
+pub struct Starts {
+    replay: Tensor,
+    filled: Tensor,
+}
+
+impl Starts {
+    /// An empty replay buffer for a training set.
+    pub fn new(train_set: &Tensors) -> Self {
+        Self { replay: train_set.u_star.zeros_like(), filled: Tensor::zeros([train_set.len()], (Kind::Bool, train_set.u_star.device())) }
+    }
+
+    /// u^(0) `[B, N, m]` for the batch of training rows `idx`: the InitialDecoder's guess for a
+    /// fraction `1 - start_mix`, the other kinds of [`TrainConfig::start_mix`] for the rest.
+    pub fn sample(&self, model: &Trc, batch: &Tensors, idx: &Tensor, cfg: &TrainConfig) -> Tensor {
+        let guess = model.initial_guess(&batch.x0, &batch.x_target, &batch.t_go);
+        if cfg.start_mix <= 0.0 {
+            return guess;
+        }
+        let dev = guess.device();
+        let (b, n_steps, m) = guess.size3().expect("[B, N, m]");
+        let norm = model.normalizer();
+        let u_star = batch.u_star.to_device(dev).to_kind(guess.kind());
+        let tokens = model.config().tokens;
+        let chunk = n_steps / tokens;
+        let opts = (guess.kind(), dev);
+        // perturbed: per-chunk offsets + white noise, per-sample level in [0, start_noise]
+        let level = Tensor::rand([b, 1, 1, 1], opts) * cfg.start_noise;
+        let offsets = Tensor::randn([b, tokens, 1, m], opts).expand([b, tokens, chunk, m], false);
+        let white = Tensor::randn([b, tokens, chunk, m], opts) * 0.3;
+        let perturbed = norm.u_inv(&(norm.u(&u_star) + ((offsets + white) * level).view([b, n_steps, m])));
+        // shifted by s = 1..5 steps, last control held
+        let s: Tensor = (Tensor::rand([b], (Kind::Float, dev)) * 5.0).to_kind(Kind::Int64).clamp(0, 4) + 1;
+        let pos = (Tensor::arange(n_steps, (Kind::Int64, dev)).unsqueeze(0) + s.unsqueeze(1)).clamp_max(n_steps - 1); // [B, N]
+        let shifted = u_star.gather(1, &pos.unsqueeze(2).expand([b, n_steps, m], false), false);
+        let other = u_star.index_select(0, &Tensor::randperm(b, (Kind::Int64, dev)));
+        let replay = self.replay.index_select(0, idx).to_kind(guess.kind());
+        let have_replay = self.filled.index_select(0, idx).view([b, 1, 1]);
+        let replay = replay.where_self(&have_replay, &perturbed);
+        // kind per sample: 0 decoder, 1 u*, 2 perturbed, 3 shifted, 4 other, 5 replay
+        let r = Tensor::rand([b], (Kind::Float, dev));
+        let pick = (Tensor::rand([b], (Kind::Float, dev)) * 5.0).to_kind(Kind::Int64).clamp(0, 4) + 1;
+        let kind = pick.where_self(&r.lt(cfg.start_mix), &pick.zeros_like()).view([b, 1, 1]);
+        let mut u0 = guess;
+        for (k, cand) in [(1, u_star), (2, perturbed), (3, shifted), (4, other), (5, replay)] {
+            u0 = cand.where_self(&kind.eq(k), &u0);
+        }
+        u0
+    }
+
+    /// Remembers the final iterates `u` `[B, N, m]` of the training rows `idx`.
+    pub fn remember(&mut self, idx: &Tensor, u: &Tensor) {
+        let _ = self.replay.index_copy_(0, idx, &u.detach().to_kind(self.replay.kind()));
+        let _ = self.filled.index_fill_(0, idx, 1);
+    }
 }
 
 /// Validation loss over a dataset (batches, no gradient): `(loss, bc, relative cost)`.
@@ -306,7 +416,7 @@ pub fn evaluate_loss(model: &Trc, data: &Tensors, cfg: &TrainConfig) -> (f64, f6
     while start < data.len() {
         let len = bs.min(data.len() - start);
         let idx = Tensor::arange_start(start, start + len, (Kind::Int64, data.x0.device()));
-        let parts = batch_loss(model, &data.select(&idx), cfg, false);
+        let parts = batch_loss(model, &data.select(&idx), cfg, false, None, None);
         let w = len as f64;
         l += parts.total.double_value(&[]) * w;
         b += parts.bc * w;
@@ -318,11 +428,17 @@ pub fn evaluate_loss(model: &Trc, data: &Tensors, cfg: &TrainConfig) -> (f64, f6
 }
 
 /// Trains `model` (whose variables live in `vs`) and calls `on_best(epoch, log, vs)` whenever the
-/// validation relative cost of the final iterate improves (the caller saves a checkpoint).
-/// Returns the epoch log.
+/// validation relative cost of the final iterate improves (the caller saves a checkpoint), and
+/// `on_epoch(state, vs)` after every epoch (the caller saves the resume point). `resume`
+/// continues an interrupted run from its [`ResumeState`] (the caller has loaded its weights into
+/// `vs`). Returns the epoch log (all epochs, the resumed ones included).
+///
+/// Batch order and the random starting points are seeded per epoch from `cfg.seed`, so a resumed
+/// run draws what the uninterrupted run would have.
 ///
 /// # Errors
 /// [`ConfigError`] for invalid settings or an empty dataset.
+#[allow(clippy::too_many_arguments)]
 pub fn train(
     model: &Trc,
     vs: &nn::VarStore,
@@ -330,28 +446,37 @@ pub fn train(
     val_set: &Tensors,
     cfg: &TrainConfig,
     progress: bool,
+    resume: Option<ResumeState>,
     mut on_best: impl FnMut(u64, &EpochLog, &nn::VarStore),
+    mut on_epoch: impl FnMut(&ResumeState, &nn::VarStore),
 ) -> Result<Vec<EpochLog>, ConfigError> {
     cfg.validate()?;
     if train_set.is_empty() || val_set.is_empty() {
         return Err(ConfigError::invalid("train data", "training and validation sets must not be empty"));
     }
     let mut opt = nn::AdamW { wd: cfg.weight_decay, ..Default::default() }.build(vs, cfg.lr).map_err(|e| ConfigError::invalid("optimizer", e.to_string()))?;
-    let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
     let n = train_set.len() as usize;
     let steps_per_epoch = n.div_ceil(cfg.batch_size) as u64;
     let total_steps = steps_per_epoch * cfg.epochs;
+    let mut state = resume.unwrap_or(ResumeState { best: f64::INFINITY, ..Default::default() });
+    if state.epoch >= cfg.epochs {
+        return Ok(state.log);
+    }
     let bar = if progress { ProgressBar::new(total_steps) } else { ProgressBar::hidden() };
     bar.set_style(ProgressStyle::with_template("train [{bar:40}] {pos}/{len} {msg} (eta {eta})").expect("valid template").progress_chars("=> "));
-    let mut log = Vec::new();
-    let mut best = f64::INFINITY;
-    let mut step = 0u64;
+    bar.set_position(state.step);
+    let mut starts = Starts::new(train_set);
     let mut lr = cfg.lr;
-    for epoch in 1..=cfg.epochs {
+    for epoch in state.epoch + 1..=cfg.epochs {
+        let started = Instant::now();
+        let epoch_seed = cfg.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15).wrapping_add(epoch);
+        let mut rng = ChaCha8Rng::seed_from_u64(epoch_seed);
+        tch::manual_seed(epoch_seed as i64);
         let mut order: Vec<i64> = (0..n as i64).collect();
         order.shuffle(&mut rng);
         let mut sum = 0.0;
         for chunk in order.chunks(cfg.batch_size) {
+            let step = state.step;
             lr = if step < cfg.warmup_steps {
                 cfg.lr * (step + 1) as f64 / cfg.warmup_steps as f64
             } else {
@@ -360,7 +485,10 @@ pub fn train(
             };
             opt.set_lr(lr);
             let idx = Tensor::from_slice(chunk).to_device(train_set.x0.device());
-            let parts = batch_loss(model, &train_set.select(&idx), cfg, true);
+            let batch = train_set.select(&idx);
+            let outer = (cfg.outer_max > 0).then(|| rng.gen_range(1..=cfg.outer_max));
+            let start = (cfg.start_mix > 0.0).then(|| starts.sample(model, &batch, &idx, cfg));
+            let parts = batch_loss(model, &batch, cfg, true, start.as_ref(), outer);
             if !parts.total.double_value(&[]).is_finite() {
                 return Err(ConfigError::invalid(
                     "train",
@@ -368,28 +496,35 @@ pub fn train(
                 ));
             }
             opt.backward_step_clip_norm(&parts.total, cfg.grad_clip);
+            if cfg.start_mix > 0.0 {
+                starts.remember(&idx, &parts.final_u);
+            }
             sum += parts.total.double_value(&[]) * chunk.len() as f64;
-            step += 1;
+            state.step += 1;
             bar.inc(1);
         }
         let (val_loss, val_bc, val_cost) = evaluate_loss(model, val_set, cfg);
-        let entry = EpochLog { epoch, train_loss: sum / n as f64, val_loss, val_bc, val_cost, lr };
+        let wall_s = started.elapsed().as_secs_f64();
+        let entry = EpochLog { epoch, train_loss: sum / n as f64, val_loss, val_bc, val_cost, lr, wall_s };
         bar.set_message(format!("epoch {epoch}: train {:.4} val {:.4} (bc {:.4}, J/J* {:.4})", entry.train_loss, val_loss, val_bc, val_cost));
-        log::info!("epoch {epoch}: train loss {:.5}, val loss {val_loss:.5} (bc {val_bc:.5}, relative cost {val_cost:.4})", entry.train_loss);
+        log::info!("epoch {epoch}: train loss {:.5}, val loss {val_loss:.5} (bc {val_bc:.5}, relative cost {val_cost:.4}), {wall_s:.1} s", entry.train_loss);
         if !val_loss.is_finite() {
             return Err(ConfigError::invalid("train", format!("non-finite validation loss at epoch {epoch}: lower train.lr")));
         }
         // Model selection by the quantity that matters: the final iterate's cost relative to the
         // optimum on validation data (the loss value also contains the process term, whose level
         // depends on how bad u^(0) is).
-        if val_cost < best {
-            best = val_cost;
+        if val_cost < state.best {
+            state.best = val_cost;
             on_best(epoch, &entry, vs);
         }
-        log.push(entry);
+        state.log.push(entry);
+        state.epoch = epoch;
+        state.train_time_s += wall_s;
+        on_epoch(&state, vs);
     }
     bar.finish_and_clear();
-    Ok(log)
+    Ok(state.log)
 }
 
 /// Timer helper for CLIs.

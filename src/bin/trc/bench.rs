@@ -348,7 +348,7 @@ pub fn closed_loop(out: &Path, episodes: usize, seed: u64) -> AnyResult<()> {
         card.model.latent, card.parameters, card.model.outer, cfg0.sim.rate_hz, cfg0.controller.deadline_s * 1e3,
         cfg0.controller.terminal_correction.max_retime_s, cfg0.controller.gate_altitude_m, cfg0.controller.gate_sink_rate_mps
     );
-    md.push_str("| case | episodes | success | touched down | touchdown error p50 / p95 [m] (touched down) | touchdown speed p50 / p95 [m/s] | fuel gap mean / median | solve p50 / p99 [ms] | ANYTIME | FALLBACK_SHIFTED | TERMINAL | late |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+    md.push_str("| case | episodes | success | touched down | touchdown error p50 / p95 [m] (touched down) | touchdown speed p50 / p95 [m/s] | fuel gap mean / median | solve p50 / p99 [ms] | ANYTIME | FALLBACK_SHIFTED | TERMINAL | late | correction GN steps per plan |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
     // the classical solver as the policy: the same loop with the optimum in it (a reference for
     // what the loop itself achieves; slower, so fewer episodes and a 200 ms deadline)
     let cases = [
@@ -382,7 +382,7 @@ pub fn closed_loop(out: &Path, episodes: usize, seed: u64) -> AnyResult<()> {
         let touched = down.len();
         let _ = writeln!(
             md,
-            "| {} | {} | {:.1}% | {} | {:.2} / {:.2} | {:.2} / {:.2} | {:+.2}% / {:+.2}% | {:.2} / {:.2} | {} | {} | {} | {} |",
+            "| {} | {} | {:.1}% | {} | {:.2} / {:.2} | {:.2} / {:.2} | {:+.2}% / {:+.2}% | {:.2} / {:.2} | {} | {} | {} | {} | {} |",
             label,
             rows.len(),
             succ * 100.0,
@@ -399,6 +399,7 @@ pub fn closed_loop(out: &Path, episodes: usize, seed: u64) -> AnyResult<()> {
             rows.iter().map(|r| r.fallback_shifted).sum::<u64>(),
             rows.iter().map(|r| r.terminal).sum::<u64>(),
             rows.iter().map(|r| r.late).sum::<u64>(),
+            if corrected { format!("{:.2}", rows.iter().map(|r| r.correction_steps_per_plan).sum::<f64>() / rows.len().max(1) as f64) } else { "-".into() },
         );
         log::info!("closed loop ({label}): {:.0} s", started.elapsed().as_secs_f64());
     }

@@ -10,7 +10,7 @@ use trc_control::model::checkpoint::{self, ModelCard, Provenance};
 use trc_control::model::trc::parameter_count;
 use trc_control::model::{ModelConfig, Normalizer, Trc};
 use trc_control::plot::{self, Panel, Series};
-use trc_control::train::eval::{evaluate, latent_pca, CorrectedEval, EvalResult, LatentPca, Stats};
+use trc_control::train::eval::{evaluate, k_sweep, latent_pca, CorrectedEval, EvalResult, LatentPca, Stats, SweepRow, MONOTONE_COST_TOL, MONOTONE_ERROR_TOL};
 use trc_control::train::{self, Tensors, TrainConfig};
 
 type AnyResult<T> = Result<T, Box<dyn std::error::Error>>;
@@ -23,14 +23,29 @@ pub fn device(name: &str) -> AnyResult<Device> {
     Ok(dev)
 }
 
+/// Architecture changes on top of a preset (`trc train --tokens/--newton/--outer/--inner`).
+pub struct ArchOverrides {
+    pub tokens: Option<i64>,
+    pub newton: Option<String>,
+    pub outer: Option<i64>,
+    pub inner: Option<i64>,
+}
+
+/// The resume files of a run writing `out`: weights and state (see [`train::ResumeState`]).
+fn resume_paths(out: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    (checkpoint::sibling(out, "resume.safetensors"), checkpoint::sibling(out, "resume.yaml"))
+}
+
+#[allow(clippy::too_many_arguments)]
 pub fn train(
     train_paths: &[std::path::PathBuf],
     val_path: &Path,
     preset: &str,
-    tokens: Option<i64>,
+    arch: &ArchOverrides,
     out: &Path,
     cfg: TrainConfig,
     device_name: &str,
+    resume: bool,
 ) -> AnyResult<()> {
     let dev = device(device_name)?;
     let tr = Dataset::concat(train_paths.iter().map(Dataset::load).collect::<Result<Vec<_>, _>>()?)?;
@@ -42,16 +57,38 @@ pub fn train(
         return Err("training and validation sets are the same stream: generate the validation set with --split val".into());
     }
     let mut model_cfg = ModelConfig::preset(preset)?;
-    if let Some(t) = tokens {
+    if let Some(t) = arch.tokens {
         // the tokenisation ablation: T horizon tokens instead of the preset's
         model_cfg.tokens = t;
     }
+    if let Some(nw) = &arch.newton {
+        model_cfg.newton = trc_control::model::Newton::parse(nw)?;
+    }
+    if let Some(k) = arch.outer {
+        model_cfg.outer = k;
+    }
+    if let Some(n) = arch.inner {
+        model_cfg.inner = n;
+    }
     tch::manual_seed(cfg.seed as i64);
-    let vs = nn::VarStore::new(dev);
+    let mut vs = nn::VarStore::new(dev);
     let norm = Normalizer::fit(&tr);
     let model = Trc::new(&vs.root(), &model_cfg, &tr.meta.problem, norm.clone())?;
     let params = parameter_count(&vs);
     log::info!("train: {} model, {preset} preset ({params} parameters), {} train / {} val samples, device {dev:?}", tr.meta.problem.name, tr.len(), va.len());
+    let (rw, rs) = resume_paths(out);
+    let command = std::env::args().collect::<Vec<_>>().join(" ");
+    let resumed = if resume {
+        if !rs.exists() || !rw.exists() {
+            return Err(format!("--resume: no resume point {} / {} (start the run without --resume)", rs.display(), rw.display()).into());
+        }
+        let st: train::ResumeState = serde_yaml::from_str(&std::fs::read_to_string(&rs)?)?;
+        vs.load(&rw).map_err(|e| format!("--resume: {} does not fit this architecture ({e}); resume with the same command", rw.display()))?;
+        log::info!("train: resuming after epoch {} of {} (best validation cost {:.4}; AdamW moments restart)", st.epoch, cfg.epochs, st.best);
+        Some(st)
+    } else {
+        None
+    };
     let (ttr, tva) = (Tensors::new(&tr, dev), Tensors::new(&va, dev));
     let mut card = ModelCard {
         version: checkpoint::CARD_VERSION,
@@ -74,17 +111,49 @@ pub fn train(
         metrics: Default::default(),
     };
     let started = Instant::now();
-    let mut save_err = None;
-    let log = train::train(&model, &vs, &ttr, &tva, &cfg, true, |epoch, entry, vs| {
-        card.provenance.best_epoch = epoch;
-        card.provenance.train_time_s = started.elapsed().as_secs_f64();
-        card.metrics.insert("val_loss".into(), entry.val_loss);
-        card.metrics.insert("val_bc_mse".into(), entry.val_bc);
-        card.metrics.insert("val_relative_cost".into(), entry.val_cost);
-        if let Err(e) = checkpoint::save(out, vs, &card) {
-            save_err = Some(e);
+    let prior_s = resumed.as_ref().map_or(0.0, |s| s.train_time_s);
+    if resumed.is_some() {
+        if let Ok(prev) = checkpoint::read_card(out) {
+            // keep the interrupted run's best checkpoint record (and its original command)
+            card.provenance.best_epoch = prev.provenance.best_epoch;
+            card.provenance.command = prev.provenance.command;
+            card.metrics = prev.metrics;
         }
-    })?;
+        card.provenance.command.push_str(&format!(" (resumed: {command})"));
+    }
+    let mut save_err = None;
+    let mut resume_err = None;
+    let log = train::train(
+        &model,
+        &vs,
+        &ttr,
+        &tva,
+        &cfg,
+        true,
+        resumed,
+        |epoch, entry, vs| {
+            card.provenance.best_epoch = epoch;
+            card.provenance.train_time_s = prior_s + started.elapsed().as_secs_f64();
+            card.metrics.insert("val_loss".into(), entry.val_loss);
+            card.metrics.insert("val_bc_mse".into(), entry.val_bc);
+            card.metrics.insert("val_relative_cost".into(), entry.val_cost);
+            if let Err(e) = checkpoint::save(out, vs, &card) {
+                save_err = Some(e);
+            }
+        },
+        |state, vs| {
+            let r = vs
+                .save(&rw)
+                .map_err(|e| e.to_string())
+                .and_then(|_| serde_yaml::to_string(state).map_err(|e| e.to_string()).and_then(|t| std::fs::write(&rs, t).map_err(|e| e.to_string())));
+            if let Err(e) = r {
+                resume_err = Some(e);
+            }
+        },
+    )?;
+    if let Some(e) = resume_err {
+        log::warn!("train: could not write the resume point {}: {e}", rs.display());
+    }
     if let Some(e) = save_err {
         return Err(e.into());
     }
@@ -93,13 +162,14 @@ pub fn train(
     }
     // record the total time in the card (weights stay those of the best epoch)
     let mut final_card = checkpoint::read_card(out)?;
-    final_card.provenance.train_time_s = started.elapsed().as_secs_f64();
+    final_card.provenance.train_time_s = prior_s + started.elapsed().as_secs_f64();
+    final_card.metrics.insert("train_wall_s_per_epoch".into(), log.iter().map(|e| e.wall_s).sum::<f64>() / log.len().max(1) as f64);
     let (wpath, cpath) = checkpoint::paths(out);
     let text = serde_yaml::to_string(&final_card)?;
     std::fs::write(&cpath, format!("# trc_control model card (written by trc train; do not edit the weights' card by hand)\n{text}"))?;
-    let mut csv = String::from("epoch,train_loss,val_loss,val_bc,val_relative_cost,lr\n");
+    let mut csv = String::from("epoch,train_loss,val_loss,val_bc,val_relative_cost,lr,wall_s\n");
     for e in &log {
-        let _ = writeln!(csv, "{},{},{},{},{},{}", e.epoch, e.train_loss, e.val_loss, e.val_bc, e.val_cost, e.lr);
+        let _ = writeln!(csv, "{},{},{},{},{},{},{:.2}", e.epoch, e.train_loss, e.val_loss, e.val_bc, e.val_cost, e.lr, e.wall_s);
     }
     let csv_path = checkpoint::sibling(out, "train.csv");
     std::fs::write(&csv_path, csv)?;
@@ -192,7 +262,29 @@ fn corrected_row(name: &str, r: &EvalResult, c: &CorrectedEval) -> String {
     table_row(name, r.outer, &c.cost_gap, c.total_gap, c.success, r.success_optimum, (c.control_violations, c.state_violations), &land, &cont, &iters, "-")
 }
 
-pub fn eval(stem: &Path, test_path: &Path, ks: &[i64], compare: Option<&Path>, report: Option<&Path>, update_card: bool) -> AnyResult<()> {
+fn sweep_table(md: &mut String, name: &str, rows: &[SweepRow], trained_k: i64) {
+    let _ = writeln!(
+        md,
+        "\nK sweep of {name} (trained K = {trained_k}): iterate k of one chain, which is what K = k returns. Terminal error |e|_2 in tolerance units (descent: position / 1 m and velocity / 0.5 m/s); monotone = share of instances whose terminal error (tolerance {MONOTONE_ERROR_TOL}) and J^(k)/J* (tolerance {MONOTONE_COST_TOL}) never rose over iterations 0..k.\n"
+    );
+    let _ = writeln!(md, "| k | success | terminal error | J^(k)/J* | gap mean | control violations | monotone 0..k |\n|---|---|---|---|---|---|---|");
+    for r in rows {
+        let _ = writeln!(
+            md,
+            "| {} | {:.1}% | {:.4} | {:.5} | {:.2}% | {} | {:.1}% |",
+            r.k,
+            100.0 * r.success,
+            r.terminal_error,
+            r.cost,
+            100.0 * r.gap,
+            r.control_violations,
+            100.0 * r.monotone
+        );
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+pub fn eval(stem: &Path, test_path: &Path, ks: &[i64], compare: Option<&Path>, report: Option<&Path>, update_card: bool, sweep: i64) -> AnyResult<()> {
     if let Some(k) = ks.iter().find(|k| **k < 1) {
         return Err(format!("--ks: K must be >= 1, got {k}").into());
     }
@@ -244,10 +336,49 @@ pub fn eval(stem: &Path, test_path: &Path, ks: &[i64], compare: Option<&Path>, r
             at_trained = Some(r);
         }
     }
+    let mut other_model = None;
     if let Some(other) = compare {
-        let (_vs2, m2, c2) = checkpoint::load(other, dev, Some(&test.meta.problem))?;
+        let (vs2, m2, c2) = checkpoint::load(other, dev, Some(&test.meta.problem))?;
         let r = evaluate(&m2, &test, c2.model.outer, 256, lw);
-        md.push_str(&row(&format!("`{}` (lambda = {})", other.display(), c2.training.get("lambda").cloned().unwrap_or_default()), &r));
+        md.push_str(&row(
+            &format!("`{}` (lambda = {}, newton = {:?})", other.display(), c2.training.get("lambda").cloned().unwrap_or_default(), c2.model.newton),
+            &r,
+        ));
+        other_model = Some((vs2, m2, c2, other));
+    }
+    // ablation of the Newton-structured decoder: the same model with its learned move zeroed
+    // (residual_decoder's output layer = 0), i.e. the Gauss-Newton part alone from the same u^(0)
+    let gn_only = if card.model.newton == trc_control::model::Newton::Step {
+        let (vs3, m3, c3) = checkpoint::load(stem, dev, Some(&test.meta.problem))?;
+        tch::no_grad(|| {
+            for (name, mut t) in vs3.variables() {
+                if name.starts_with("residual_decoder.fc2") {
+                    let _ = t.zero_();
+                }
+            }
+        });
+        let r = evaluate(&m3, &test, c3.model.outer, 256, lw);
+        md.push_str(&row(&format!("`{}` Gauss-Newton part alone (learned move zeroed)", stem.display()), &r));
+        Some((vs3, m3))
+    } else {
+        None
+    };
+    let mut sweep_rows = Vec::new();
+    let mut sweep_series = Vec::new();
+    if sweep > 0 {
+        sweep_rows = k_sweep(&model, &test, sweep, 256, lw);
+        sweep_table(&mut md, &format!("`{}`", stem.display()), &sweep_rows, card.model.outer);
+        sweep_series.push(Series::line(format!("{} success", stem.display()), sweep_rows.iter().map(|r| (r.k as f64, 100.0 * r.success)).collect()));
+        if let Some((_, m3)) = &gn_only {
+            let rows3 = k_sweep(m3, &test, sweep, 256, lw);
+            sweep_table(&mut md, &format!("`{}` Gauss-Newton part alone", stem.display()), &rows3, card.model.outer);
+            sweep_series.push(Series::line("Gauss-Newton part alone success", rows3.iter().map(|r| (r.k as f64, 100.0 * r.success)).collect()));
+        }
+        if let Some((_, m2, c2, other)) = &other_model {
+            let rows2 = k_sweep(m2, &test, sweep, 256, lw);
+            sweep_table(&mut md, &format!("`{}`", other.display()), &rows2, c2.model.outer);
+            sweep_series.push(Series::line(format!("{} success", other.display()), rows2.iter().map(|r| (r.k as f64, 100.0 * r.success)).collect()));
+        }
     }
     let pca = latent_pca(&model, &test, card.model.outer.max(3), 128);
     let _ = writeln!(md, "\nLatent PCA over {} test instances (top-2 principal components of z_H / z_L across outer iterations):\n", test.len().min(128));
@@ -268,6 +399,14 @@ pub fn eval(stem: &Path, test_path: &Path, ks: &[i64], compare: Option<&Path>, r
                 .log_y(),
             Panel::new("z_H across iterations (PCA)", "PC1", "PC2", scatter(&pca.z_h_points)),
             Panel::new("z_L across iterations (PCA)", "PC1", "PC2", scatter(&pca.z_l_points)),
+            Panel::new(
+                "K sweep: terminal error per iterate (mean)",
+                "outer iteration k",
+                "|e| [tolerance units]",
+                vec![Series::line("terminal error", sweep_rows.iter().map(|r| (r.k as f64, r.terminal_error.max(1e-6))).collect())],
+            )
+            .log_y(),
+            Panel::new("K sweep: success per iterate", "outer iteration k", "success [%]", sweep_series),
         ],
         (560, 420),
         2,
@@ -292,6 +431,11 @@ pub fn eval(stem: &Path, test_path: &Path, ks: &[i64], compare: Option<&Path>, r
             c.metrics.insert("test_monotone_fraction".into(), r.monotone_fraction);
             c.metrics.insert("test_control_violations".into(), r.control_violations as f64);
             c.metrics.insert("test_samples".into(), r.samples as f64);
+            if let Some(last) = sweep_rows.last() {
+                c.metrics.insert(format!("test_sweep_k{}_success_rate", last.k), last.success);
+                c.metrics.insert(format!("test_sweep_k{}_monotone_fraction", last.k), last.monotone);
+                c.metrics.insert(format!("test_sweep_k{}_terminal_error", last.k), last.terminal_error);
+            }
             if let Some(tc) = &r.corrected {
                 // the same controls after the terminal correction (a classical step, not the network)
                 c.metrics.insert("test_with_terminal_correction_success_rate".into(), tc.success);

@@ -237,6 +237,27 @@ enum Cmd {
         /// Device: auto (CUDA if available), cpu, cuda.
         #[arg(long, default_value = "auto")]
         device: String,
+        /// Sensitivity features: off, input or step (see ModelConfig::newton; default: the preset's, off).
+        #[arg(long)]
+        newton: Option<String>,
+        /// Outer iterations K the model runs by default (default: the preset's).
+        #[arg(long)]
+        outer: Option<i64>,
+        /// Inner iterations n per outer iteration (default: the preset's).
+        #[arg(long)]
+        inner: Option<i64>,
+        /// Operator training: draw each batch's K from 1..=OUTER_MAX (0 = always the model's K).
+        #[arg(long, default_value_t = 0)]
+        outer_max: i64,
+        /// Operator training: fraction of chains started away from the InitialDecoder (u*, perturbed, shifted, other instance, replay).
+        #[arg(long, default_value_t = 0.0)]
+        start_mix: f64,
+        /// Operator training: level of the structured noise on perturbed starts (normalised units).
+        #[arg(long, default_value_t = 0.5)]
+        start_noise: f64,
+        /// Continue an interrupted run of the same command from OUT.resume.* (written after every epoch).
+        #[arg(long)]
+        resume: bool,
     },
     /// Evaluate a model on a held-out dataset; writes a markdown report.
     Eval {
@@ -258,6 +279,9 @@ enum Cmd {
         /// Write the test metrics into the model card.
         #[arg(long)]
         update_card: bool,
+        /// K sweep: report every iterate k = 0..=SWEEP of one chain (0 = no sweep).
+        #[arg(long, default_value_t = 10)]
+        sweep: i64,
     },
     /// Benchmarks; each writes a markdown fragment, `report` assembles BENCHMARKS.md.
     Bench {
@@ -417,13 +441,48 @@ fn main() -> ExitCode {
         )),
         Cmd::Dagger { model, template, episodes, per_episode, seed, out } => exit(dagger(&model, &template, episodes, per_episode, seed, &out)),
         Cmd::MidFlight { from, seed, out } => exit(mid_flight(&from, seed, &out)),
-        Cmd::Train { train, val, preset, out, epochs, batch_size, lr, lambda, terminal_weight, bc_relative_floor, truncate, seed, tokens, device } => {
-            let cfg =
-                trc_control::train::TrainConfig { epochs, batch_size, lr, lambda, terminal_weight, bc_relative_floor, truncate, seed, ..Default::default() };
-            exit(learn::train(&train, &val, &preset, tokens, &out, cfg, &device))
+        Cmd::Train {
+            train,
+            val,
+            preset,
+            out,
+            epochs,
+            batch_size,
+            lr,
+            lambda,
+            terminal_weight,
+            bc_relative_floor,
+            truncate,
+            seed,
+            tokens,
+            device,
+            newton,
+            outer,
+            inner,
+            outer_max,
+            start_mix,
+            start_noise,
+            resume,
+        } => {
+            let cfg = trc_control::train::TrainConfig {
+                epochs,
+                batch_size,
+                lr,
+                lambda,
+                terminal_weight,
+                bc_relative_floor,
+                truncate,
+                seed,
+                outer_max,
+                start_mix,
+                start_noise,
+                ..Default::default()
+            };
+            let arch = learn::ArchOverrides { tokens, newton, outer, inner };
+            exit(learn::train(&train, &val, &preset, &arch, &out, cfg, &device, resume))
         }
-        Cmd::Eval { model, test, ks, compare, report, update_card } => {
-            exit(learn::eval(&model, &test, &ks, compare.as_deref(), report.as_deref(), update_card))
+        Cmd::Eval { model, test, ks, compare, report, update_card, sweep } => {
+            exit(learn::eval(&model, &test, &ks, compare.as_deref(), report.as_deref(), update_card, sweep))
         }
         Cmd::Bench { what } => exit(match what {
             BenchCmd::Solvers { out, instances, lossless_samples, seed } => bench::solvers(&out, instances, lossless_samples, seed),

@@ -132,8 +132,9 @@ impl DescentMission {
 
     /// Landing-time adjustment of a corrected plan that still misses by `r0` (see the module docs).
     #[allow(clippy::too_many_arguments)]
-    fn retime(&mut self, stamp: f64, x: &DVector<f64>, aim: &DVector<f64>, t_go: f64, u: DMatrix<f64>, r0: f64, deadline: Instant) -> Finished {
+    fn retime(&mut self, stamp: f64, x: &DVector<f64>, aim: &DVector<f64>, t_go: f64, u: DMatrix<f64>, r0: f64, deadline: Instant, steps: usize) -> Finished {
         let tc = self.cfg.terminal_correction;
+        let mut steps = steps;
         let horizon = self.problem.horizon() as f64;
         let mut best: Option<(f64, f64, DMatrix<f64>)> = None;
         for delta in RETIME_MOVES_S {
@@ -142,6 +143,7 @@ impl DescentMission {
             }
             let tg = t_go + delta;
             let (uc, rep) = self.corrector.correct(x, aim, &u, tg / horizon, Some(deadline));
+            steps += rep.iterations;
             if best.as_ref().is_none_or(|b| rep.residual_after < b.0) {
                 best = Some((rep.residual_after, tg, uc));
             }
@@ -154,9 +156,9 @@ impl DescentMission {
                 self.goal.t_land = Some(stamp + tg);
                 self.goal.retimed_s += (tg - t_go).abs();
                 log::info!("descent: landing time moved by {:+.2} s (predicted miss {:.3} -> {:.3} in tolerance units)", tg - t_go, r0, r);
-                Finished { u: uc, t_go: tg, retimed_s: Some(tg - t_go) }
+                Finished { u: uc, t_go: tg, retimed_s: Some(tg - t_go), correction_steps: steps }
             }
-            _ => Finished { u, t_go, retimed_s: None },
+            _ => Finished { u, t_go, retimed_s: None, correction_steps: steps },
         }
     }
 }
@@ -249,18 +251,20 @@ impl Mission for DescentMission {
         let tc = self.cfg.terminal_correction;
         let dt = t_go / self.problem.horizon() as f64;
         let (mut u, mut rep) = self.corrector.correct(x, aim, &u, dt, Some(deadline));
+        let mut steps = rep.iterations;
         if !tc.enabled || tc.max_retime_s <= 0.0 || rep.residual_after <= tc.retime_threshold {
-            return Finished { u, t_go, retimed_s: None };
+            return Finished { u, t_go, retimed_s: None, correction_steps: steps };
         }
         if rep.iterations >= tc.max_iterations {
             // cut short by the step cap, not stalled: the retiming baseline is the plan corrected
             // further at the current t_go (every moved time gets as many steps)
             (u, rep) = self.corrector.correct(x, aim, &u, dt, Some(deadline));
+            steps += rep.iterations;
             if rep.residual_after <= tc.retime_threshold {
-                return Finished { u, t_go, retimed_s: None };
+                return Finished { u, t_go, retimed_s: None, correction_steps: steps };
             }
         }
-        self.retime(stamp, x, aim, t_go, u, rep.residual_after, deadline)
+        self.retime(stamp, x, aim, t_go, u, rep.residual_after, deadline, steps)
     }
 
     fn safe_command(&self, x: Option<&DVector<f64>>, x_target: Option<&DVector<f64>>, last: Option<&Plan>, stamp: f64, why: &Rejected) -> DVector<f64> {

@@ -63,7 +63,7 @@ impl Mission for FixedHorizonMission {
     }
 
     fn finish(&mut self, _stamp: f64, _x: &DVector<f64>, _aim: &DVector<f64>, t_go: f64, u: DMatrix<f64>, _deadline: Instant) -> Finished {
-        Finished { u, t_go, retimed_s: None }
+        Finished { u, t_go, retimed_s: None, correction_steps: 0 }
     }
 
     fn safe_command(&self, _x: Option<&DVector<f64>>, _x_target: Option<&DVector<f64>>, _last: Option<&Plan>, _stamp: f64, _why: &Rejected) -> DVector<f64> {
@@ -92,7 +92,7 @@ mod tests {
         assert_eq!(m.phase(-1.0).unwrap(), Phase::Refine);
         let u = DMatrix::from_fn(100, 1, |k, _| (k as f64).sin());
         let f = m.finish(10.0, &x, &aim, t0, u.clone(), Instant::now());
-        assert_eq!((f.u, f.t_go, f.retimed_s), (u, t0, None));
+        assert_eq!((f.u, f.t_go, f.retimed_s, f.correction_steps), (u, t0, None, 0));
         assert_eq!(m.safe_command(Some(&x), Some(&aim), None, 0.0, &Rejected::NoGoal), DVector::zeros(1));
     }
 

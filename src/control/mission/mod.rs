@@ -56,6 +56,9 @@ pub struct Finished {
     pub t_go: f64,
     /// The landing time moved by this many seconds (descent retiming), if it moved.
     pub retimed_s: Option<f64>,
+    /// Gauss-Newton steps the terminal correction took in this finish (0 without one): what the
+    /// network left the classical layer to do.
+    pub correction_steps: usize,
 }
 
 /// A task-specific plug-in of the receding-horizon controller. See the module docs.

@@ -1,0 +1,174 @@
+//! The refinement operator (issue: a convergent refinement operator): the sensitivity features'
+//! Jacobian, the Newton-structured decoder, operator-training starts, resumable training.
+//! Tiny preset, CPU, no trained weights.
+
+use tch::{nn, Device, Kind, Tensor};
+use trc_control::config::{ProblemConfig, ProblemKind};
+use trc_control::data::{generate, Dataset, GenerateOptions, Split};
+use trc_control::model::trc::newton_target;
+use trc_control::model::{ModelConfig, Newton, Normalizer, Trc};
+use trc_control::problems::Simulator;
+use trc_control::train::{self, Starts, Tensors, TrainConfig};
+
+fn dataset(kind: ProblemKind, count: u64, split: Split) -> Dataset {
+    let opts = GenerateOptions {
+        problem: ProblemConfig::new(kind),
+        seed: 5,
+        split,
+        count,
+        shard: (0, 1),
+        settings: GenerateOptions::deterministic_settings(),
+        progress: false,
+    };
+    generate(&opts).unwrap().0
+}
+
+fn build(kind: ProblemKind, newton: Newton, ds: &Dataset) -> (nn::VarStore, Trc) {
+    tch::manual_seed(0);
+    let vs = nn::VarStore::new(Device::Cpu);
+    let cfg = ModelConfig { newton, ..ModelConfig::tiny() };
+    let model = Trc::new(&vs.root(), &cfg, &ProblemConfig::new(kind), Normalizer::fit(ds)).unwrap();
+    (vs, model)
+}
+
+/// Terminal error |e|_2 in tolerance units, per sample.
+fn terminal_error(model: &Trc, x: &Tensor, xt: &Tensor) -> Vec<f64> {
+    let (idx, scale) = newton_target(model.problem_config()).unwrap();
+    let n_steps = x.size()[1] - 1;
+    let last = x.select(1, n_steps).to_kind(Kind::Double);
+    let xt = xt.to_kind(Kind::Double);
+    (0..x.size()[0])
+        .map(|b| idx.iter().zip(&scale).map(|(&i, s)| ((last.double_value(&[b, i as i64]) - xt.double_value(&[b, i as i64])) / s).powi(2)).sum::<f64>().sqrt())
+        .collect()
+}
+
+#[test]
+fn terminal_jacobian_f64_path_matches_autodiff() {
+    for kind in [ProblemKind::Descent, ProblemKind::Vanderpol] {
+        let ds = dataset(kind, 3, Split::Train);
+        let t = Tensors::new(&ds, Device::Cpu);
+        let sim = Simulator::new(&ProblemConfig::new(kind)).unwrap();
+        let (idx, _) = newton_target(&ProblemConfig::new(kind)).unwrap();
+        let dt = &t.t_go / ds.horizon as f64;
+        let (x0, u, dt) = (t.x0.to_kind(Kind::Double), t.u_star.to_kind(Kind::Double), dt.to_kind(Kind::Double));
+        let fast = sim.terminal_jacobian(&x0, &u, &dt, &idx);
+        let auto = sim.terminal_jacobian_autodiff(&x0, &u, &dt, &idx);
+        assert_eq!(fast.size(), vec![3, idx.len() as i64, (ds.horizon * ds.m) as i64]);
+        let scale = f64::try_from(auto.abs().max()).unwrap();
+        let diff = f64::try_from((&fast - &auto).abs().max()).unwrap();
+        assert!(scale > 0.0 && diff <= 1e-8 * scale, "{kind:?}: f64 and autodiff Jacobians differ by {diff} (scale {scale})");
+    }
+}
+
+#[test]
+fn newton_step_decoder_lands_perturbed_plans_and_keeps_the_optimum() {
+    // untrained weights: the free decoder is zero at initialisation, so the operator is the
+    // trust-limited Gauss-Newton step; it must take a perturbed optimum to the landing tolerance
+    // within a few iterations, and leave u* (which lands) where it is
+    let ds = dataset(ProblemKind::Descent, 4, Split::Train);
+    let (_vs, model) = build(ProblemKind::Descent, Newton::Step, &ds);
+    let t = Tensors::new(&ds, Device::Cpu);
+    let norm = model.normalizer();
+    let noise = Tensor::randn(t.u_star.size(), (Kind::Float, Device::Cpu)) * 0.05;
+    let start = norm.u_inv(&(norm.u(&t.u_star) + noise));
+    let out = tch::no_grad(|| model.forward_t(&t.x0, &t.x_target, &t.t_go, Some(&start), 4, false));
+    let e0 = terminal_error(&model, &out.x[0], &t.x_target);
+    let e4 = terminal_error(&model, &out.x[4], &t.x_target);
+    for (a, b) in e0.iter().zip(&e4) {
+        assert!(*a > 1.0, "the perturbation must miss the tolerance ({a})");
+        assert!(*b < 0.5, "4 Gauss-Newton iterations leave |e| = {b} (from {a})");
+    }
+    let fixed = tch::no_grad(|| model.forward_t(&t.x0, &t.x_target, &t.t_go, Some(&t.u_star), 2, false));
+    let moved = f64::try_from((norm.u(&fixed.u[2]) - norm.u(&t.u_star)).abs().max()).unwrap();
+    assert!(moved < 1e-2, "u* moved by {moved} (normalised units)");
+}
+
+#[test]
+fn every_newton_mode_builds_and_keeps_iterates_admissible() {
+    for kind in [ProblemKind::Descent, ProblemKind::Vanderpol, ProblemKind::DoubleIntegrator] {
+        let ds = dataset(kind, 2, Split::Train);
+        for newton in [Newton::Off, Newton::Input, Newton::Step] {
+            let (_vs, model) = build(kind, newton, &ds);
+            let t = Tensors::new(&ds, Device::Cpu);
+            let out = tch::no_grad(|| model.forward_t(&t.x0, &t.x_target, &t.t_go, None, 3, false));
+            assert_eq!(out.u.len(), 4);
+            for u in &out.u {
+                assert!(bool::try_from(u.isfinite().all()).unwrap(), "{kind:?} {newton:?}: non-finite iterate");
+            }
+        }
+    }
+    assert_eq!(Newton::parse("step").unwrap(), Newton::Step);
+    assert!(Newton::parse("newton").is_err());
+}
+
+#[test]
+fn operator_training_starts_mix_the_kinds_and_keep_shapes() {
+    let ds = dataset(ProblemKind::Vanderpol, 8, Split::Train);
+    let (_vs, model) = build(ProblemKind::Vanderpol, Newton::Input, &ds);
+    let t = Tensors::new(&ds, Device::Cpu);
+    let idx = Tensor::arange(8, (Kind::Int64, Device::Cpu));
+    let starts = Starts::new(&t);
+    let guess = model.initial_guess(&t.x0, &t.x_target, &t.t_go);
+    let off = starts.sample(&model, &t, &idx, &TrainConfig::default());
+    assert!(off.equal(&guess), "start_mix = 0 starts every chain at the InitialDecoder");
+    tch::manual_seed(1);
+    let mixed = starts.sample(&model, &t, &idx, &TrainConfig { start_mix: 1.0, ..TrainConfig::default() });
+    assert_eq!(mixed.size(), guess.size());
+    assert!(bool::try_from(mixed.isfinite().all()).unwrap());
+    let same_as_guess = (0..8).filter(|&i| mixed.get(i).equal(&guess.get(i))).count();
+    assert_eq!(same_as_guess, 0, "start_mix = 1 starts no chain at the InitialDecoder");
+}
+
+#[test]
+fn training_resumes_where_it_stopped() {
+    let tr = dataset(ProblemKind::Vanderpol, 24, Split::Train);
+    let va = dataset(ProblemKind::Vanderpol, 8, Split::Val);
+    let (vs, model) = build(ProblemKind::Vanderpol, Newton::Input, &tr);
+    let (ttr, tva) = (Tensors::new(&tr, Device::Cpu), Tensors::new(&va, Device::Cpu));
+    let cfg = TrainConfig { epochs: 2, batch_size: 8, warmup_steps: 1, outer_max: 3, start_mix: 0.5, truncate: true, ..TrainConfig::default() };
+    let mut saved = None;
+    let log = train::train(&model, &vs, &ttr, &tva, &cfg, false, None, |_, _, _| {}, |s, _| saved = Some(s.clone())).unwrap();
+    let state = saved.expect("a resume point after every epoch");
+    assert_eq!((log.len(), state.epoch, state.step), (2, 2, 6));
+    let more = TrainConfig { epochs: 4, ..cfg };
+    let log = train::train(&model, &vs, &ttr, &tva, &more, false, Some(state), |_, _, _| {}, |_, _| {}).unwrap();
+    assert_eq!(log.iter().map(|e| e.epoch).collect::<Vec<_>>(), vec![1, 2, 3, 4]);
+    assert!(log.iter().all(|e| e.wall_s > 0.0 && e.val_loss.is_finite()));
+}
+
+#[test]
+fn cost_newton_step_reaches_the_optimum_of_quadratic_problems() {
+    // untrained weights, Newton-structured decoder: the operator is the Gauss-Newton step on the
+    // quadratic cost, which reaches the optimal cost
+    for (kind, k, tol) in [(ProblemKind::DoubleIntegrator, 10, 2e-2), (ProblemKind::Vanderpol, 6, 1e-2)] {
+        let ds = dataset(kind, 6, Split::Train);
+        let (_vs, model) = build(kind, Newton::Step, &ds);
+        let t = Tensors::new(&ds, Device::Cpu);
+        // the double integrator from the untrained InitialDecoder's guess (linear-quadratic: the
+        // step is exact up to the box); Van der Pol (nonlinear, no line search) from a perturbed optimum
+        let norm = model.normalizer();
+        let start =
+            (kind == ProblemKind::Vanderpol).then(|| norm.u_inv(&(norm.u(&t.u_star) + Tensor::randn(t.u_star.size(), (Kind::Float, Device::Cpu)) * 0.2)));
+        let out = tch::no_grad(|| model.forward_t(&t.x0, &t.x_target, &t.t_go, start.as_ref(), k, false));
+        let p = model.simulator().problem();
+        let j = |x: &Tensor, u: &Tensor| Vec::<f64>::try_from(p.cost_batch(x, u, &t.x_target, &out.dt).to_kind(Kind::Double)).unwrap();
+        let x_star = model.simulator().rollout(&t.x0, &t.u_star, &out.dt);
+        let (j0, jk, js) = (j(&out.x[0], &out.u[0]), j(&out.x[k as usize], &out.u[k as usize]), j(&x_star, &t.u_star));
+        // the line search makes every step non-increasing in J (f32 round-off aside)
+        for w in 1..=k as usize {
+            let (prev, cur) = (j(&out.x[w - 1], &out.u[w - 1]), j(&out.x[w], &out.u[w]));
+            for i in 0..6 {
+                assert!(cur[i] <= prev[i] * (1.0 + 1e-5), "{kind:?} sample {i}: step {w} raised J from {} to {}", prev[i], cur[i]);
+            }
+        }
+        let mut reached = 0;
+        for i in 0..6 {
+            eprintln!("{kind:?} {i}: J^(0) {:.4} J^({k}) {:.4} J* {:.4}", j0[i], jk[i], js[i]);
+            reached += usize::from(jk[i] <= js[i] * (1.0 + tol) + 1e-9);
+        }
+        // Van der Pol: pure Gauss-Newton (no learned part) stalls on hard instances (no step of
+        // the line search lowers J; measured: 3 of these 6 reach J*, the others stop 0.1-8% above)
+        let need = if kind == ProblemKind::Vanderpol { 3 } else { 6 };
+        assert!(reached >= need, "{kind:?}: {reached} of 6 within {tol} of J*");
+    }
+}
