@@ -3,7 +3,7 @@
 # `paper` preset with sensitivity features and operator training on the full descent training
 # set, next to the same with the features off, each evaluated with the K sweep on the test split.
 # Runs from the GPU bundle (make gpu-bundle; this script is copied into it) or the repository
-# root; everything small comes back under $OUT. Settings: EPOCHS (default 6).
+# root; everything small comes back under $OUT. Settings: EPOCHS (default 6), COUNT (training demos, 5000).
 #
 #   OUT=/some/dir target/gpu-bundle/scripts/gpu_refine.sh
 set -euo pipefail
@@ -15,6 +15,7 @@ if [ -z "$TRC" ]; then
 fi
 OUT="${OUT:-$ROOT/gpu-out}"
 EPOCHS="${EPOCHS:-6}"
+COUNT="${COUNT:-5000}"
 mkdir -p "$OUT"
 if [ -z "${LIBTORCH_LIB:-}" ]; then
   for py in python3 /opt/torch/.venv/bin/python; do
@@ -29,10 +30,10 @@ LOG="$OUT/gpu_refine.log"
 run() { echo "== $*" | tee -a "$LOG"; local t0=$SECONDS; "$@" >>"$LOG" 2>&1; echo "   ($((SECONDS - t0)) s)" | tee -a "$LOG"; }
 nvidia-smi -L >>"$LOG" 2>&1 || true
 # the same streams as scripts/train_models.sh (seed 1), generated here on all cores
-run "$TRC" gen-data --problem descent --count 5000 --seed 1 --split train --out "$D/descent_train_5000.safetensors"
+run "$TRC" gen-data --problem descent --count "$COUNT" --seed 1 --split train --out "$D/descent_train.safetensors"
 run "$TRC" gen-data --problem descent --count 500 --seed 1 --split val --out "$D/descent_val.safetensors"
 run "$TRC" gen-data --problem descent --count 500 --seed 1 --split test --out "$D/descent_test.safetensors"
-COMMON=(--train "$D/descent_train_5000.safetensors" --val "$D/descent_val.safetensors" --preset paper --outer 3 --outer-max 6
+COMMON=(--train "$D/descent_train.safetensors" --val "$D/descent_val.safetensors" --preset paper --outer 3 --outer-max 6
   --start-mix 0.5 --truncate --lambda 0 --terminal-weight 0.05 --lr 3e-4 --epochs "$EPOCHS" --seed 0 --device cuda)
 run "$TRC" train "${COMMON[@]}" --newton step --out "$OUT/paper_descent_step"
 run "$TRC" eval --model "$OUT/paper_descent_step" --test "$D/descent_test.safetensors" --ks 3 --sweep 10
