@@ -107,6 +107,29 @@ pub struct CorrectedEval {
     pub mean_iterations: f64,
 }
 
+/// True for a violation of the control constraints (thrust bounds, pointing, box, non-finite).
+fn is_control_violation(k: &ViolationKind) -> bool {
+    matches!(
+        k,
+        ViolationKind::ThrustMin
+            | ViolationKind::ThrustMax
+            | ViolationKind::Pointing
+            | ViolationKind::ControlLower
+            | ViolationKind::ControlUpper
+            | ViolationKind::NonFinite
+    )
+}
+
+/// Per-sample training cost J^(k) / J* ([`relative_cost`], per-sample) of every iterate of `out`.
+fn per_iterate_costs(model: &Trc, out: &crate::model::TrcOutput, b: &Tensors, landing_weight: f64) -> Vec<Vec<f64>> {
+    (0..out.u.len())
+        .map(|k| {
+            Vec::<f64>::try_from(relative_cost(model, &out.u[k], &out.x[k], b, &out.dt, landing_weight, true).to_kind(Kind::Double).to_device(Device::Cpu))
+                .expect("1-D")
+        })
+        .collect()
+}
+
 fn rows(t: &Tensor) -> Vec<DMatrix<f64>> {
     let t = t.to_kind(Kind::Double).to_device(Device::Cpu);
     (0..t.size()[0]).map(|b| crate::tensor::to_dmatrix(&t.get(b)).expect("2-D")).collect()
@@ -137,12 +160,7 @@ pub fn evaluate(model: &Trc, test: &Dataset, outer: i64, batch: usize, landing_w
         let idx = Tensor::arange_start(start, start + len, (Kind::Int64, model.device()));
         let b = all.select(&idx);
         let out = model.forward_t(&b.x0, &b.x_target, &b.t_go, None, outer, false);
-        let costs: Vec<Vec<f64>> = (0..=outer as usize)
-            .map(|k| {
-                Vec::<f64>::try_from(relative_cost(model, &out.u[k], &out.x[k], &b, &out.dt, landing_weight, true).to_kind(Kind::Double).to_device(Device::Cpu))
-                    .expect("1-D")
-            })
-            .collect();
+        let costs = per_iterate_costs(model, &out, &b, landing_weight);
         let u_final = rows(&out.u[outer as usize]);
         for (j, uj) in u_final.iter().enumerate() {
             let i = (start as usize) + j;
@@ -167,17 +185,7 @@ pub fn evaluate(model: &Trc, test: &Dataset, outer: i64, batch: usize, landing_w
             ok += p.is_success(&last, &xt) as usize;
             ok_opt += p.is_success(&x_star.row(nn).transpose(), &xt) as usize;
             let v = p.check_constraints(&x, uj, &xt);
-            let is_ctrl = |k: &ViolationKind| {
-                matches!(
-                    k,
-                    ViolationKind::ThrustMin
-                        | ViolationKind::ThrustMax
-                        | ViolationKind::Pointing
-                        | ViolationKind::ControlLower
-                        | ViolationKind::ControlUpper
-                        | ViolationKind::NonFinite
-                )
-            };
+            let is_ctrl = is_control_violation;
             cviol += v.iter().any(|v| is_ctrl(&v.kind)) as usize;
             sviol += v.iter().any(|v| !is_ctrl(&v.kind)) as usize;
             if has_terminal {
@@ -348,12 +356,7 @@ pub fn k_sweep(model: &Trc, test: &Dataset, k_max: i64, batch: usize, landing_we
         let idx = Tensor::arange_start(start, start + len, (Kind::Int64, model.device()));
         let b = all.select(&idx);
         let out = model.forward_t(&b.x0, &b.x_target, &b.t_go, None, k_max, false);
-        let costs: Vec<Vec<f64>> = (0..kk)
-            .map(|k| {
-                Vec::<f64>::try_from(relative_cost(model, &out.u[k], &out.x[k], &b, &out.dt, landing_weight, true).to_kind(Kind::Double).to_device(Device::Cpu))
-                    .expect("1-D")
-            })
-            .collect();
+        let costs = per_iterate_costs(model, &out, &b, landing_weight);
         let us: Vec<Vec<DMatrix<f64>>> = out.u.iter().map(rows).collect();
         for j in 0..len as usize {
             let i = start as usize + j;
@@ -373,17 +376,7 @@ pub fn k_sweep(model: &Trc, test: &Dataset, k_max: i64, batch: usize, landing_we
                 err[k] += e;
                 cost[k] += costs[k][j];
                 gap[k] += (p.cost(&x, uk, &xt, dt) - j_star) / j_star.abs().max(1e-12);
-                cv[k] += p.check_constraints(&x, uk, &xt).iter().any(|v| {
-                    matches!(
-                        v.kind,
-                        ViolationKind::ThrustMin
-                            | ViolationKind::ThrustMax
-                            | ViolationKind::Pointing
-                            | ViolationKind::ControlLower
-                            | ViolationKind::ControlUpper
-                            | ViolationKind::NonFinite
-                    )
-                }) as usize;
+                cv[k] += p.check_constraints(&x, uk, &xt).iter().any(|v| is_control_violation(&v.kind)) as usize;
                 still &= e <= prev_e + MONOTONE_ERROR_TOL && costs[k][j] <= prev_c + MONOTONE_COST_TOL;
                 mono[k] += still as usize;
                 (prev_e, prev_c) = (e, costs[k][j]);
