@@ -61,6 +61,28 @@ fn terminal_jacobian_f64_path_matches_autodiff() {
 }
 
 #[test]
+fn per_sample_gauss_newton_matches_the_batched_tensor_form() {
+    // the CPU's per-sample f64 step and the batched tensor form (what a GPU runs) are one step:
+    // active set, tangent columns, trust radius, on perturbed optima that push against the
+    // thrust bounds and the pointing cone
+    let ds = dataset(ProblemKind::Descent, 6, Split::Train);
+    let (_vs, model) = build(ProblemKind::Descent, Newton::Corrected, &ds);
+    let t = Tensors::new(&ds, Device::Cpu);
+    let norm = model.normalizer();
+    tch::manual_seed(3);
+    for level in [0.02, 0.2, 1.0] {
+        let noise = Tensor::randn(t.u_star.size(), (Kind::Float, Device::Cpu)) * level;
+        let u = trc_control::model::projection::project(&norm.u_inv(&(norm.u(&t.u_star) + noise)), &model.simulator().problem().control_constraint());
+        let fast = tch::no_grad(|| model.newton_features(&t.x0, &t.x_target, &t.t_go, &u, true));
+        let batched = tch::no_grad(|| model.newton_features(&t.x0, &t.x_target, &t.t_go, &u, false));
+        let scale = f64::try_from(batched.abs().max()).unwrap();
+        let diff = f64::try_from((&fast - &batched).abs().max()).unwrap();
+        assert!(scale > 1e-3, "level {level}: a step to compare ({scale})");
+        assert!(diff <= 1e-3 * scale.max(1.0), "level {level}: per-sample and batched steps differ by {diff} (scale {scale})");
+    }
+}
+
+#[test]
 fn newton_step_decoder_lands_perturbed_plans_and_keeps_the_optimum() {
     // untrained weights: the free decoder is zero at initialisation, so the operator is the
     // trust-limited Gauss-Newton step; it must take a perturbed optimum to the landing tolerance
@@ -87,7 +109,7 @@ fn newton_step_decoder_lands_perturbed_plans_and_keeps_the_optimum() {
 fn every_newton_mode_builds_and_keeps_iterates_admissible() {
     for kind in [ProblemKind::Descent, ProblemKind::Vanderpol, ProblemKind::DoubleIntegrator] {
         let ds = dataset(kind, 2, Split::Train);
-        for newton in [Newton::Off, Newton::Input, Newton::Step] {
+        for newton in [Newton::Off, Newton::Input, Newton::Step, Newton::Corrected] {
             let (_vs, model) = build(kind, newton, &ds);
             let t = Tensors::new(&ds, Device::Cpu);
             let out = tch::no_grad(|| model.forward_t(&t.x0, &t.x_target, &t.t_go, None, 3, false));
@@ -98,6 +120,7 @@ fn every_newton_mode_builds_and_keeps_iterates_admissible() {
         }
     }
     assert_eq!(Newton::parse("step").unwrap(), Newton::Step);
+    assert_eq!(Newton::parse("corrected").unwrap(), Newton::Corrected);
     assert!(Newton::parse("newton").is_err());
 }
 

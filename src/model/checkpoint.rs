@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use tch::{nn, Device};
 use thiserror::Error;
 
-use super::{ModelConfig, Normalizer, Trc};
+use super::{ModelConfig, Newton, Normalizer, Trc};
 use crate::config::ProblemConfig;
 use crate::error::ConfigError;
 
@@ -144,7 +144,27 @@ pub fn read_card(stem: &Path) -> Result<ModelCard, CheckpointError> {
 /// # Errors
 /// [`CheckpointError::Mismatch`] naming what differs; [`CheckpointError::Io`] for unreadable files.
 pub fn load(stem: &Path, device: Device, expect: Option<&ProblemConfig>) -> Result<(nn::VarStore, Trc, ModelCard), CheckpointError> {
-    let card = read_card(stem)?;
+    load_as(stem, device, expect, None)
+}
+
+/// [`load`], run with another use of the sensitivity features than the one trained
+/// (`newton`): an ablation, e.g. an `input` model with the Gauss-Newton corrector in its loop
+/// (`corrected`). The weights of `input`, `step` and `corrected` have the same shapes.
+///
+/// # Errors
+/// As [`load`]; [`CheckpointError::Mismatch`] when `newton` needs weights the checkpoint does not
+/// have (`off` and the feature modes differ in the encoder and decoder widths).
+pub fn load_as(stem: &Path, device: Device, expect: Option<&ProblemConfig>, newton: Option<Newton>) -> Result<(nn::VarStore, Trc, ModelCard), CheckpointError> {
+    let mut card = read_card(stem)?;
+    if let Some(nw) = newton {
+        if (nw == Newton::Off) != (card.model.newton == Newton::Off) {
+            return Err(CheckpointError::Mismatch {
+                path: paths(stem).1.display().to_string(),
+                reason: format!("trained with newton = {:?}, which has other weight shapes than {nw:?}", card.model.newton),
+            });
+        }
+        card.model.newton = nw;
+    }
     let (w, c) = paths(stem);
     let cpath = c.display().to_string();
     if let Some(want) = expect {

@@ -15,6 +15,7 @@
 
 pub mod checkpoint;
 pub mod layers;
+pub mod newton;
 pub mod normalizer;
 pub mod projection;
 pub mod trc;
@@ -76,15 +77,21 @@ pub enum Newton {
     /// both vanish, so `u*` is a fixed point. For a quadratic cost (no terminal equality) `P = I`
     /// and `g` is the Gauss-Newton step on the cost.
     Step,
+    /// As `Input` (the learned move is unrestricted, `u' = Project(u^(k-1) + ResidualDecoder(..))`),
+    /// then one Gauss-Newton corrector step from `u'`: `u^(k) = Project(u' + g(u'))`. Training
+    /// clones the predictor `u'` toward `u*` (the learned part aims at the optimum, fuel and
+    /// shape) and pulls the corrected iterate's terminal error to zero; the corrector removes the
+    /// terminal error the learned move leaves (docs/method.md "Sensitivity features").
+    Corrected,
 }
 
 impl Newton {
-    /// Parses `off`, `input`, `step`.
+    /// Parses `off`, `input`, `step`, `corrected`.
     ///
     /// # Errors
     /// [`ConfigError::Invalid`] for another name.
     pub fn parse(s: &str) -> Result<Self, ConfigError> {
-        serde_yaml::from_str(s).map_err(|_| ConfigError::invalid("model.newton", format!("unknown mode `{s}` (off, input, step)")))
+        serde_yaml::from_str(s).map_err(|_| ConfigError::invalid("model.newton", format!("unknown mode `{s}` (off, input, step, corrected)")))
     }
 }
 

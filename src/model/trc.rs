@@ -50,6 +50,10 @@ pub struct TrcOutput {
     pub z_l: Vec<Tensor>,
     /// Step dt = t_go / N, `[B]`.
     pub dt: Tensor,
+    /// The predictors u'^(1..K) `[B, N, m]` of a predictor-corrector update ([`Newton::Step`],
+    /// [`Newton::Corrected`]): the learned move before the Gauss-Newton corrector; empty for the
+    /// other modes (there the iterate is the learned move).
+    pub u_pred: Vec<Tensor>,
 }
 
 /// The TRC model.
@@ -231,9 +235,63 @@ impl Trc {
         self.decode_initial(&self.encode(&x0, &xt, &t_go))
     }
 
+    /// The Gauss-Newton step `g` `[B, N m]` (normalised units, trust-limited) of the sensitivity
+    /// features at `u` `[B, N, m]` for `x0`, `x_target` `[B, n]`, `t_go` `[B]`, computed per
+    /// sample in f64 (`per_sample_f64`, what the CPU runs) or as batched tensors (what a GPU
+    /// runs); tests hold the two equal. Needs a model with `newton` not `off` only for its use,
+    /// not for this call.
+    pub fn newton_features(&self, x0: &Tensor, x_target: &Tensor, t_go: &Tensor, u: &Tensor, per_sample_f64: bool) -> Tensor {
+        let kind = self.pos.kind();
+        let x0 = x0.to_device(self.device).to_kind(kind);
+        let xt = x0.zeros_like() + x_target.to_device(self.device).to_kind(kind);
+        let u = u.to_device(self.device).to_kind(kind);
+        let dt = t_go.to_device(self.device).to_kind(kind) / self.horizon as f64;
+        let traj = self.sim.rollout(&x0, &u, &dt);
+        self.newton_step_by(&x0, &xt, &u, &dt, &traj, per_sample_f64).g
+    }
+
     /// The Gauss-Newton step of the terminal error at `u` `[B, N, m]` with rollout `traj`
-    /// `[B, N+1, n]` ([`Newton`]; docs/method.md "Sensitivity features").
+    /// `[B, N+1, n]` ([`Newton`]; docs/method.md "Sensitivity features"): per sample in f64 on
+    /// the CPU ([`super::newton`]), batched tensors elsewhere.
     fn newton_step(&self, x0: &Tensor, xt: &Tensor, u: &Tensor, dt: &Tensor, traj: &Tensor) -> NewtonStep {
+        self.newton_step_by(x0, xt, u, dt, traj, self.device == Device::Cpu)
+    }
+
+    /// Per-sample f64 form of the terminal Gauss-Newton step ([`super::newton::gauss_newton_step`]),
+    /// samples in parallel; `None` if a sample's system failed (the batched form then runs).
+    fn newton_step_f64(&self, x0: &Tensor, xt: &Tensor, u: &Tensor, dt: &Tensor) -> Option<(Tensor, Tensor, Tensor)> {
+        use rayon::prelude::*;
+        let (b, n) = (x0.size()[0] as usize, self.n as usize);
+        let (steps, m) = (self.horizon as usize, self.m as usize);
+        let flat = |t: &Tensor| Vec::<f64>::try_from(t.detach().to_device(Device::Cpu).to_kind(Kind::Double).contiguous().view([-1])).ok();
+        let (xv, tv, uv, dv) = (flat(x0)?, flat(xt)?, flat(u)?, flat(dt)?);
+        let scale: Vec<f64> = Vec::<f64>::try_from(self.newton_scale.to_kind(Kind::Double)).ok()?;
+        let sigma = &self.norm.u_std;
+        let setup = super::newton::GnSetup { sim: &self.sim, constraint: &self.constraint, idx: &self.newton_idx, scale: &scale, sigma };
+        let per: Vec<Option<super::newton::GaussNewton>> = (0..b)
+            .into_par_iter()
+            .map(|i| {
+                let x = nalgebra::DVector::from_column_slice(&xv[i * n..(i + 1) * n]);
+                let t = nalgebra::DVector::from_column_slice(&tv[i * n..(i + 1) * n]);
+                let um = nalgebra::DMatrix::from_row_slice(steps, m, &uv[i * steps * m..(i + 1) * steps * m]);
+                super::newton::gauss_newton_step(&setup, &x, &t, &um, dv[i])
+            })
+            .collect();
+        let per: Vec<super::newton::GaussNewton> = per.into_iter().collect::<Option<_>>()?;
+        let c = self.newton_idx.len() as i64;
+        let nm = (steps * m) as i64;
+        let dev = u.device();
+        let g: Vec<f64> = per.iter().flat_map(|s| s.g.iter().copied()).collect();
+        let jac: Vec<f64> = per.iter().flat_map(|s| s.jac.transpose().as_slice().to_vec()).collect(); // row-major [c, N m]
+        let a: Vec<f64> = per.iter().flat_map(|s| s.a.transpose().as_slice().to_vec()).collect();
+        Some((
+            Tensor::from_slice(&g).view([b as i64, nm]).to_device(dev),
+            Tensor::from_slice(&jac).view([b as i64, c, nm]).to_device(dev),
+            Tensor::from_slice(&a).view([b as i64, c, c]).to_device(dev),
+        ))
+    }
+
+    fn newton_step_by(&self, x0: &Tensor, xt: &Tensor, u: &Tensor, dt: &Tensor, traj: &Tensor, per_sample_f64: bool) -> NewtonStep {
         let c = self.newton_idx.len() as i64;
         let nm = self.horizon * self.m;
         let kind = u.kind();
@@ -246,6 +304,11 @@ impl Trc {
             let g = (du.view([-1, nm]) / self.u_std_row.to_kind(kind).view([1, nm])).to_kind(Kind::Double);
             // no trust radius: the step already respects the box (held and clamped components)
             return NewtonStep { g: g.to_kind(kind), constraint: None };
+        }
+        if per_sample_f64 {
+            if let Some((g, jac, a)) = self.newton_step_f64(x0, xt, u, dt) {
+                return NewtonStep { g: trust(g), constraint: Some((jac, a)) };
+            }
         }
         let scale = self.newton_scale.to_kind(kind);
         let jac = self.sim.terminal_jacobian(x0, &u.detach(), dt, &self.newton_idx); // [B, c, N m], physical
@@ -395,7 +458,7 @@ impl Trc {
         let mut z_h = self.z_h0.unsqueeze(0).expand([b, t, d], false).contiguous();
         let mut z_l = self.z_l0.unsqueeze(0).expand([b, t, d], false).contiguous();
         let ends = Tensor::arange_start_step(self.chunk, self.horizon + 1, self.chunk, (Kind::Int64, self.device));
-        let mut out = TrcOutput { u: vec![u.shallow_clone()], x: Vec::new(), z_h: Vec::new(), z_l: Vec::new(), dt: dt.shallow_clone() };
+        let mut out = TrcOutput { u: vec![u.shallow_clone()], x: Vec::new(), z_h: Vec::new(), z_l: Vec::new(), dt: dt.shallow_clone(), u_pred: Vec::new() };
         for k in 0..outer {
             if truncate && k > 0 {
                 u = u.detach();
@@ -421,13 +484,16 @@ impl Trc {
             let du = self.res_dec.forward(&Tensor::cat(&dec_in, 2)).view([b, self.horizon * self.m]);
             out.x.push(traj);
             u = match (&newton, self.cfg.newton) {
-                (Some(nw), Newton::Step) => {
-                    // predictor: the learned move, within the terminal constraint's tangent
-                    // space; corrector: a Gauss-Newton step from where it landed
-                    let moved = self.project_st(&(&u + self.norm.du_inv(&nw.null_project(&du).view([b, self.horizon, self.m]))));
+                (Some(nw), Newton::Step | Newton::Corrected) => {
+                    // predictor: the learned move (for `Step` within the terminal constraint's
+                    // tangent space); corrector: a Gauss-Newton step from where it landed
+                    let mv = if self.cfg.newton == Newton::Step { nw.null_project(&du) } else { du };
+                    let moved = self.project_st(&(&u + self.norm.du_inv(&mv.view([b, self.horizon, self.m]))));
                     let traj_moved = self.sim.rollout(&x0, &moved.detach(), &dt);
                     let corr = self.newton_step(&x0, &xt, &moved, &dt, &traj_moved);
-                    self.project_st(&(&moved + self.norm.du_inv(&corr.g.view([b, self.horizon, self.m]))))
+                    let next = self.project_st(&(&moved + self.norm.du_inv(&corr.g.view([b, self.horizon, self.m]))));
+                    out.u_pred.push(moved);
+                    next
                 }
                 _ => self.project_st(&(&u + self.norm.du_inv(&du.view([b, self.horizon, self.m])))),
             };

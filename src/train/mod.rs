@@ -284,7 +284,10 @@ pub fn batch_loss(model: &Trc, batch: &Tensors, cfg: &TrainConfig, train: bool, 
             None => e.mean(Kind::Float),
         }
     };
-    let bc = (1..=k as usize).map(|i| sample_mse(&out.u[i])).fold(Tensor::zeros([], (Kind::Float, model.device())), |a, b| a + b) / k as f64;
+    // `corrected`: the learned part (the predictor) is cloned; the corrector takes out the
+    // terminal error it leaves, pulled to zero by the terminal loss on the corrected iterate
+    let cloned: Vec<&Tensor> = if model.config().newton == crate::model::Newton::Corrected { out.u_pred.iter().collect() } else { out.u[1..].iter().collect() };
+    let bc = cloned.iter().map(|u| sample_mse(u)).fold(Tensor::zeros([], (Kind::Float, model.device())), |a, b| a + b) / k as f64;
     let costs: Vec<Tensor> = (0..=k as usize).map(|i| relative_cost(model, &out.u[i], &out.x[i], batch, &out.dt, cfg.landing_weight, false)).collect();
     let mut process = Tensor::zeros([], (Kind::Float, model.device()));
     for i in 1..=k as usize {

@@ -172,7 +172,8 @@ pub fn datasets(out: &Path, count: u64, data_dir: &Path) -> AnyResult<()> {
 
 /// Batch-1 TRC latency vs LCvx on the same descent instances; the network on `device` (`auto`,
 /// `cpu`, `cuda`).
-pub fn inference(stem: Option<&Path>, preset: &str, out: &Path, instances: u64, reps: usize, device: &str) -> AnyResult<()> {
+#[allow(clippy::too_many_arguments)]
+pub fn inference(stem: Option<&Path>, preset: &str, newton: &str, out: &Path, instances: u64, reps: usize, device: &str) -> AnyResult<()> {
     let dev = crate::learn::device(device)?;
     let (_vs, model, card, label) = match stem {
         Some(stem) => {
@@ -194,7 +195,8 @@ pub fn inference(stem: Option<&Path>, preset: &str, out: &Path, instances: u64, 
                 progress: false,
             })?
             .0;
-            let mcfg = trc_control::model::ModelConfig::preset(preset)?;
+            let mcfg =
+                trc_control::model::ModelConfig { newton: trc_control::model::Newton::parse(newton)?, ..trc_control::model::ModelConfig::preset(preset)? };
             let vs = tch::nn::VarStore::new(dev);
             let norm = trc_control::model::Normalizer::fit(&norm_ds);
             let model = trc_control::model::Trc::new(&vs.root(), &mcfg, &cfg, norm.clone())?;
@@ -208,7 +210,7 @@ pub fn inference(stem: Option<&Path>, preset: &str, out: &Path, instances: u64, 
                 provenance: Default::default(),
                 metrics: Default::default(),
             };
-            (vs, model, card, format!("the `{preset}` preset with random weights (latency only, not a trained model)"))
+            (vs, model, card, format!("the `{preset}` preset (newton = {newton}) with random weights (latency only, not a trained model)"))
         }
     };
     let cfg = card.problem.clone();
@@ -253,7 +255,7 @@ pub fn inference(stem: Option<&Path>, preset: &str, out: &Path, instances: u64, 
             trc_tc.push(t.elapsed().as_secs_f64() * 1e3);
         }
     }
-    let what = stem.map_or(format!("--preset {preset}"), |s| format!("--model {}", s.display()));
+    let what = stem.map_or(format!("--preset {preset} --newton {newton}"), |s| format!("--model {}", s.display()));
     let mut md =
         header("TRC inference latency vs LCvx (descent)", &format!("trc bench inference {what} --instances {instances} --reps {reps} --device {device}"));
     let dev_label = match dev {

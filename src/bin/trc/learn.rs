@@ -348,7 +348,20 @@ pub fn eval(stem: &Path, test_path: &Path, ks: &[i64], compare: Option<&Path>, r
     }
     // ablation of the Newton-structured decoder: the same model with its learned move zeroed
     // (residual_decoder's output layer = 0), i.e. the Gauss-Newton part alone from the same u^(0)
-    let gn_only = if card.model.newton == trc_control::model::Newton::Step {
+    use trc_control::model::Newton;
+    // ablation of the corrector: an `input` model run with a Gauss-Newton corrector step after
+    // each learned move (newton = corrected, the same weights, never trained with it)
+    let with_corrector = if card.model.newton == Newton::Input {
+        let (vs4, m4, c4) = checkpoint::load_as(stem, dev, Some(&test.meta.problem), Some(Newton::Corrected))?;
+        for &k in ks {
+            let r = evaluate(&m4, &test, k, 256, lw);
+            md.push_str(&row(&format!("`{}` with a Gauss-Newton corrector in the loop (untrained with it)", stem.display()), &r));
+        }
+        Some((vs4, m4, c4))
+    } else {
+        None
+    };
+    let gn_only = if matches!(card.model.newton, Newton::Step | Newton::Corrected) {
         let (vs3, m3, c3) = checkpoint::load(stem, dev, Some(&test.meta.problem))?;
         tch::no_grad(|| {
             for (name, mut t) in vs3.variables() {
@@ -373,6 +386,11 @@ pub fn eval(stem: &Path, test_path: &Path, ks: &[i64], compare: Option<&Path>, r
             let rows3 = k_sweep(m3, &test, sweep, 256, lw);
             sweep_table(&mut md, &format!("`{}` Gauss-Newton part alone", stem.display()), &rows3, card.model.outer);
             sweep_series.push(Series::line("Gauss-Newton part alone success", rows3.iter().map(|r| (r.k as f64, 100.0 * r.success)).collect()));
+        }
+        if let Some((_, m4, c4)) = &with_corrector {
+            let rows4 = k_sweep(m4, &test, sweep, 256, lw);
+            sweep_table(&mut md, &format!("`{}` with a Gauss-Newton corrector in the loop", stem.display()), &rows4, c4.model.outer);
+            sweep_series.push(Series::line("with the corrector in the loop success", rows4.iter().map(|r| (r.k as f64, 100.0 * r.success)).collect()));
         }
         if let Some((_, m2, c2, other)) = &other_model {
             let rows2 = k_sweep(m2, &test, sweep, 256, lw);

@@ -237,7 +237,7 @@ enum Cmd {
         /// Device: auto (CUDA if available), cpu, cuda.
         #[arg(long, default_value = "auto")]
         device: String,
-        /// Sensitivity features: off, input or step (see ModelConfig::newton; default: the preset's, off).
+        /// Sensitivity features: off, input, step or corrected (see ModelConfig::newton; default: the preset's, off).
         #[arg(long)]
         newton: Option<String>,
         /// Outer iterations K the model runs by default (default: the preset's).
@@ -351,6 +351,10 @@ enum BenchCmd {
         /// Preset timed when no --model is given.
         #[arg(long, default_value = "paper")]
         preset: String,
+        /// Sensitivity features of the timed preset (off, input, step, corrected; with --model,
+        /// the card's).
+        #[arg(long, default_value = "off")]
+        newton: String,
         /// Output markdown fragment.
         #[arg(long, default_value = "bench/inference.md")]
         out: PathBuf,
@@ -490,7 +494,9 @@ fn main() -> ExitCode {
             BenchCmd::Report { dir, out } => bench::report(&dir, &out),
             BenchCmd::ClosedLoop { out, episodes, seed } => bench::closed_loop(&out, episodes, seed),
             BenchCmd::Latency { out, episodes } => bench::latency(&out, episodes),
-            BenchCmd::Inference { model, preset, out, instances, reps, device } => bench::inference(model.as_deref(), &preset, &out, instances, reps, &device),
+            BenchCmd::Inference { model, preset, newton, out, instances, reps, device } => {
+                bench::inference(model.as_deref(), &preset, &newton, &out, instances, reps, &device)
+            }
         }),
     }
 }
