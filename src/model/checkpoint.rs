@@ -144,19 +144,32 @@ pub fn read_card(stem: &Path) -> Result<ModelCard, CheckpointError> {
 /// # Errors
 /// [`CheckpointError::Mismatch`] naming what differs; [`CheckpointError::Io`] for unreadable files.
 pub fn load(stem: &Path, device: Device, expect: Option<&ProblemConfig>) -> Result<(nn::VarStore, Trc, ModelCard), CheckpointError> {
-    load_as(stem, device, expect, None)
+    load_as(stem, device, expect, RunAs::default())
 }
 
-/// [`load`], run with another use of the sensitivity features than the one trained
-/// (`newton`): an ablation, e.g. an `input` model with the Gauss-Newton corrector in its loop
-/// (`corrected`). The weights of `input`, `step` and `corrected` have the same shapes.
+/// What [`load_as`] changes in a checkpoint's architecture: inference-time ablations that keep
+/// the weights.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RunAs {
+    /// Another use of the sensitivity features than the one trained ([`Newton`]).
+    pub newton: Option<Newton>,
+    /// Monotone acceptance on or off ([`crate::model::ModelConfig::accept`]).
+    pub accept: Option<bool>,
+}
+
+/// [`load`], run as `run_as` says: another use of the sensitivity features than the one trained
+/// (e.g. an `input` model with the Gauss-Newton corrector in its loop, `corrected`; the weights
+/// of `input`, `step` and `corrected` have the same shapes), or the monotone acceptance.
 ///
 /// # Errors
 /// As [`load`]; [`CheckpointError::Mismatch`] when `newton` needs weights the checkpoint does not
 /// have (`off` and the feature modes differ in the encoder and decoder widths).
-pub fn load_as(stem: &Path, device: Device, expect: Option<&ProblemConfig>, newton: Option<Newton>) -> Result<(nn::VarStore, Trc, ModelCard), CheckpointError> {
+pub fn load_as(stem: &Path, device: Device, expect: Option<&ProblemConfig>, run_as: RunAs) -> Result<(nn::VarStore, Trc, ModelCard), CheckpointError> {
     let mut card = read_card(stem)?;
-    if let Some(nw) = newton {
+    if let Some(a) = run_as.accept {
+        card.model.accept = a;
+    }
+    if let Some(nw) = run_as.newton {
         if (nw == Newton::Off) != (card.model.newton == Newton::Off) {
             return Err(CheckpointError::Mismatch {
                 path: paths(stem).1.display().to_string(),

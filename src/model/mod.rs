@@ -51,6 +51,15 @@ pub struct ModelConfig {
     /// features"). Default `off` (checkpoints written before the field existed load as `off`).
     #[serde(default)]
     pub newton: Newton,
+    /// Monotone acceptance (globalisation) of the predictor-corrector modes ([`Newton::Step`],
+    /// [`Newton::Corrected`]): each outer iteration keeps, per instance, the candidate (the
+    /// learned predictor-corrector iterate, or the Gauss-Newton step alone) with the lowest merit
+    /// among those that lower the merit (fuel plus landing-error term; the problem's cost
+    /// otherwise) without raising the terminal error, or the current iterate where none does
+    /// (docs/method.md "Monotone acceptance"). A trust-region-style safeguard: the weights are
+    /// the same, J^(k) cannot rise. Ignored by `off` and `input`. Default off.
+    #[serde(default)]
+    pub accept: bool,
 }
 
 /// How TRC uses the sensitivity of the terminal state to its controls, computed every outer
@@ -98,13 +107,13 @@ impl Newton {
 impl ModelConfig {
     /// CI-fast preset: latent 32, 1 block, K = 2, n = 2, 5 tokens.
     pub fn tiny() -> Self {
-        Self { latent: 32, heads: 2, layers: 1, mlp_ratio: 2, hidden: 64, tokens: 5, outer: 2, inner: 2, newton: Newton::Off }
+        Self { latent: 32, heads: 2, layers: 1, mlp_ratio: 2, hidden: 64, tokens: 5, outer: 2, inner: 2, newton: Newton::Off, accept: false }
     }
 
     /// The paper's scale (Jain & Linares 2025, §4: latent 256, K = 3, n = 4..6, ~1.5M
     /// parameters): latent 256, 4 heads, 2 blocks with MLP ratio 2, encoder width 320, 10 tokens, K = 3, n = 4.
     pub fn paper() -> Self {
-        Self { latent: 256, heads: 4, layers: 2, mlp_ratio: 2, hidden: 320, tokens: 10, outer: 3, inner: 4, newton: Newton::Off }
+        Self { latent: 256, heads: 4, layers: 2, mlp_ratio: 2, hidden: 320, tokens: 10, outer: 3, inner: 4, newton: Newton::Off, accept: false }
     }
 
     /// A preset by name (`tiny`, `paper`).

@@ -90,6 +90,13 @@ pub struct Trc {
 /// poor). The step on a quadratic cost has none (its active set keeps it inside the box).
 pub const NEWTON_TRUST: f64 = 10.0;
 
+/// Landing-error weight of the monotone acceptance's merit, per m^2 and (m/s)^2: the weight of
+/// the evaluation's J^(k) ([`crate::train::TrainConfig`]'s `landing_weight` default).
+pub const ACCEPT_LANDING_WEIGHT: f64 = 0.01;
+/// How far the monotone acceptance lets a candidate raise the terminal error, in the units of
+/// [`newton_target`] (descent: 0.5 mm; half the evaluation's monotonicity tolerance).
+pub const ACCEPT_ERROR_SLACK: f64 = 5e-4;
+
 /// The terminal components the Newton features aim at, and the scale of each (the error is
 /// measured in these units): descent's terminal equality (position and velocity, scaled by the
 /// success tolerances, [`crate::problems::Problem::terminal_equality`]); otherwise the whole state
@@ -482,7 +489,7 @@ impl Trc {
             let mut dec_in = vec![z_h.shallow_clone(), un];
             dec_in.extend(g_tok);
             let du = self.res_dec.forward(&Tensor::cat(&dec_in, 2)).view([b, self.horizon * self.m]);
-            out.x.push(traj);
+            out.x.push(traj.shallow_clone());
             u = match (&newton, self.cfg.newton) {
                 (Some(nw), Newton::Step | Newton::Corrected) => {
                     // predictor: the learned move (for `Step` within the terminal constraint's
@@ -493,7 +500,13 @@ impl Trc {
                     let corr = self.newton_step(&x0, &xt, &moved, &dt, &traj_moved);
                     let next = self.project_st(&(&moved + self.norm.du_inv(&corr.g.view([b, self.horizon, self.m]))));
                     out.u_pred.push(moved);
-                    next
+                    if self.cfg.accept {
+                        // globalisation: the Gauss-Newton step alone is the fallback candidate
+                        let gn_only = self.project_st(&(&u + self.norm.du_inv(&nw.g.view([b, self.horizon, self.m]))));
+                        self.accept_best(&x0, &xt, &dt, &u, &traj, &[next, gn_only])
+                    } else {
+                        next
+                    }
                 }
                 _ => self.project_st(&(&u + self.norm.du_inv(&du.view([b, self.horizon, self.m])))),
             };
@@ -506,6 +519,51 @@ impl Trc {
         }
         out.x.push(self.sim.rollout(&x0, &u, &dt));
         out
+    }
+
+    /// Merit and terminal error per sample `[B]`, `[B]` of controls `u` `[B, N, m]` with rollout
+    /// `traj` `[B, N+1, n]`: descent, fuel `sum |u_k| dt` over `fuel_ref` plus
+    /// [`ACCEPT_LANDING_WEIGHT`] `|(r_N, v_N) - target|^2` (the evaluation's J^(k) / J* with the
+    /// current iterate's fuel for J*, docs/method.md "Monotone acceptance"); otherwise the
+    /// problem's cost ([`crate::problems::Problem::cost_batch`]). The terminal error is in the
+    /// units of [`newton_target`]. Detached.
+    fn merit(&self, u: &Tensor, traj: &Tensor, xt: &Tensor, dt: &Tensor, fuel_ref: Option<&Tensor>) -> (Tensor, Tensor) {
+        let (u, traj) = (u.detach(), traj.detach());
+        let last = traj.select(1, self.horizon);
+        let kind = u.kind();
+        let scale = self.newton_scale.to_kind(kind);
+        let e = ((&last - xt).index_select(1, &self.newton_idx_t) / &scale).square().sum_dim_intlist(&[1i64][..], false, kind).sqrt();
+        let merit = if self.problem_cfg.name == crate::config::ProblemKind::Descent {
+            let fuel = (&u * &u).sum_dim_intlist(&[2i64][..], false, kind).clamp_min(1e-20).sqrt().sum_dim_intlist(&[1i64][..], false, kind) * dt;
+            let d = (&last - xt).narrow(1, 0, 6);
+            let reference = fuel_ref.map_or_else(|| fuel.shallow_clone(), Tensor::shallow_clone).clamp_min(1e-9);
+            fuel / reference + (&d * &d).sum_dim_intlist(&[1i64][..], false, kind) * ACCEPT_LANDING_WEIGHT
+        } else {
+            self.sim.problem().cost_batch(&traj, &u, xt, dt)
+        };
+        (merit.detach(), e.detach())
+    }
+
+    /// Monotone acceptance ([`ModelConfig::accept`]): per sample, the candidate `[B, N, m]` with
+    /// the lowest merit among those that lower the merit of `u` (rollout `traj`) without raising
+    /// its terminal error (beyond [`ACCEPT_ERROR_SLACK`]); `u` itself where none does.
+    fn accept_best(&self, x0: &Tensor, xt: &Tensor, dt: &Tensor, u: &Tensor, traj: &Tensor, candidates: &[Tensor]) -> Tensor {
+        let fuel_ref = if self.problem_cfg.name == crate::config::ProblemKind::Descent {
+            let ud = u.detach();
+            Some((&ud * &ud).sum_dim_intlist(&[2i64][..], false, ud.kind()).clamp_min(1e-20).sqrt().sum_dim_intlist(&[1i64][..], false, ud.kind()) * dt)
+        } else {
+            None
+        };
+        let (mut best_m, best_e) = self.merit(u, traj, xt, dt, fuel_ref.as_ref());
+        let mut best = u.shallow_clone();
+        for c in candidates {
+            let tr = self.sim.rollout(x0, &c.detach(), dt);
+            let (m, e) = self.merit(c, &tr, xt, dt, fuel_ref.as_ref());
+            let take = m.lt_tensor(&best_m).logical_and(&e.le_tensor(&(&best_e + ACCEPT_ERROR_SLACK)));
+            best = c.where_self(&take.view([-1, 1, 1]), &best);
+            best_m = m.where_self(&take, &best_m);
+        }
+        best
     }
 
     /// Projection with a straight-through gradient: the value is exactly feasible, the backward

@@ -68,6 +68,11 @@ pub struct TrainConfig {
     /// `1 / floor` (before the per-batch normalisation). Van der Pol and the double integrator
     /// only. The reported cloning MSE (`val_bc`) is then the weighted one. Default 0.
     pub bc_relative_floor: f64,
+    /// Weight of a behaviour-cloning term on the InitialDecoder's guess u^(0) (0 = off: the
+    /// decoder then learns only through the iterates after it). A guess near u* leaves the
+    /// refinement a small, fuel-neutral correction (docs/refinement-log.md). Where a chain starts
+    /// elsewhere ([`TrainConfig::start_mix`]) the term has no gradient for that sample. Default 0.
+    pub init_weight: f64,
     /// TRM-style truncation: no gradient across outer iterations. Default false.
     pub truncate: bool,
     /// Operator training: the number of outer iterations of each training batch is drawn
@@ -104,6 +109,7 @@ impl Default for TrainConfig {
             landing_weight: 0.01,
             terminal_weight: 0.05,
             bc_relative_floor: 0.0,
+            init_weight: 0.0,
             truncate: false,
             outer_max: 0,
             start_mix: 0.0,
@@ -129,6 +135,7 @@ impl TrainConfig {
         crate::config::non_negative("train.landing_weight", self.landing_weight)?;
         crate::config::non_negative("train.terminal_weight", self.terminal_weight)?;
         crate::config::non_negative("train.bc_relative_floor", self.bc_relative_floor)?;
+        crate::config::non_negative("train.init_weight", self.init_weight)?;
         crate::config::non_negative("train.start_noise", self.start_noise)?;
         if !(0.0..=1.0).contains(&self.start_mix) {
             return Err(ConfigError::invalid("train.start_mix", format!("a fraction in [0, 1], got {}", self.start_mix)));
@@ -296,6 +303,9 @@ pub fn batch_loss(model: &Trc, batch: &Tensors, cfg: &TrainConfig, train: bool, 
     }
     let process = process / k as f64;
     let mut total = &bc + &process * cfg.lambda;
+    if cfg.init_weight > 0.0 {
+        total += sample_mse(&out.u[0]) * cfg.init_weight;
+    }
     let mut terminal = 0.0;
     if let (Some(scale), true) = (terminal_scale(model.problem_config()), cfg.terminal_weight > 0.0) {
         let t =

@@ -29,6 +29,7 @@ pub struct ArchOverrides {
     pub newton: Option<String>,
     pub outer: Option<i64>,
     pub inner: Option<i64>,
+    pub accept: bool,
 }
 
 /// The resume files of a run writing `out`: weights and state (see [`train::ResumeState`]).
@@ -70,6 +71,7 @@ pub fn train(
     if let Some(n) = arch.inner {
         model_cfg.inner = n;
     }
+    model_cfg.accept |= arch.accept;
     tch::manual_seed(cfg.seed as i64);
     let mut vs = nn::VarStore::new(dev);
     let norm = Normalizer::fit(&tr);
@@ -352,12 +354,25 @@ pub fn eval(stem: &Path, test_path: &Path, ks: &[i64], compare: Option<&Path>, r
     // ablation of the corrector: an `input` model run with a Gauss-Newton corrector step after
     // each learned move (newton = corrected, the same weights, never trained with it)
     let with_corrector = if card.model.newton == Newton::Input {
-        let (vs4, m4, c4) = checkpoint::load_as(stem, dev, Some(&test.meta.problem), Some(Newton::Corrected))?;
+        let (vs4, m4, c4) = checkpoint::load_as(stem, dev, Some(&test.meta.problem), checkpoint::RunAs { newton: Some(Newton::Corrected), accept: None })?;
         for &k in ks {
             let r = evaluate(&m4, &test, k, 256, lw);
             md.push_str(&row(&format!("`{}` with a Gauss-Newton corrector in the loop (untrained with it)", stem.display()), &r));
         }
         Some((vs4, m4, c4))
+    } else {
+        None
+    };
+    // the monotone acceptance (globalisation) switched the other way than trained: same weights
+    let flipped = if matches!(card.model.newton, Newton::Step | Newton::Corrected) {
+        let on = !card.model.accept;
+        let (vs5, m5, c5) = checkpoint::load_as(stem, dev, Some(&test.meta.problem), checkpoint::RunAs { newton: None, accept: Some(on) })?;
+        let label = format!("`{}` {} monotone acceptance", stem.display(), if on { "with" } else { "without" });
+        for &k in ks {
+            let r = evaluate(&m5, &test, k, 256, lw);
+            md.push_str(&row(&label, &r));
+        }
+        Some((vs5, m5, c5, label))
     } else {
         None
     };
@@ -386,6 +401,11 @@ pub fn eval(stem: &Path, test_path: &Path, ks: &[i64], compare: Option<&Path>, r
             let rows3 = k_sweep(m3, &test, sweep, 256, lw);
             sweep_table(&mut md, &format!("`{}` Gauss-Newton part alone", stem.display()), &rows3, card.model.outer);
             sweep_series.push(Series::line("Gauss-Newton part alone success", rows3.iter().map(|r| (r.k as f64, 100.0 * r.success)).collect()));
+        }
+        if let Some((_, m5, c5, label)) = &flipped {
+            let rows5 = k_sweep(m5, &test, sweep, 256, lw);
+            sweep_table(&mut md, label, &rows5, c5.model.outer);
+            sweep_series.push(Series::line(label.replace('`', ""), rows5.iter().map(|r| (r.k as f64, 100.0 * r.success)).collect()));
         }
         if let Some((_, m4, c4)) = &with_corrector {
             let rows4 = k_sweep(m4, &test, sweep, 256, lw);

@@ -225,6 +225,12 @@ enum Cmd {
         /// Cost-relative behaviour cloning: weight floor (0 = off; see TrainConfig::bc_relative_floor).
         #[arg(long, default_value_t = 0.0)]
         bc_relative_floor: f64,
+        /// Behaviour-cloning weight on the InitialDecoder's guess u^(0) (0 = off; see TrainConfig::init_weight).
+        #[arg(long, default_value_t = 0.0)]
+        init_weight: f64,
+        /// Monotone acceptance in the predictor-corrector modes, in training and in the model it writes (see ModelConfig::accept).
+        #[arg(long)]
+        accept: bool,
         /// TRM-style truncation (no gradient across outer iterations).
         #[arg(long)]
         truncate: bool,
@@ -456,6 +462,8 @@ fn main() -> ExitCode {
             lambda,
             terminal_weight,
             bc_relative_floor,
+            init_weight,
+            accept,
             truncate,
             seed,
             tokens,
@@ -475,6 +483,7 @@ fn main() -> ExitCode {
                 lambda,
                 terminal_weight,
                 bc_relative_floor,
+                init_weight,
                 truncate,
                 seed,
                 outer_max,
@@ -482,7 +491,7 @@ fn main() -> ExitCode {
                 start_noise,
                 ..Default::default()
             };
-            let arch = learn::ArchOverrides { tokens, newton, outer, inner };
+            let arch = learn::ArchOverrides { tokens, newton, outer, inner, accept };
             exit(learn::train(&train, &val, &preset, &arch, &out, cfg, &device, resume))
         }
         Cmd::Eval { model, test, ks, compare, report, update_card, sweep } => {
