@@ -31,11 +31,21 @@ settings_for() {
   case "$1" in
     double_integrator) s="60 1e-3 0 0 0.05";;
     vanderpol) s="40 1e-3 0.1 1.0 0";;
-    descent) s="30 3e-4 0 0.05 0";;
+    descent) s="15 3e-4 0 0.05 0";;
     *) echo "train_models.sh: unknown problem '$1' (double_integrator, vanderpol, descent)" >&2; return 1;;
   esac
   read -r e l la tw fl <<<"$s"
   echo "${EPOCHS:-$e} ${LR:-$l} ${LAMBDA:-$la} ${TERMINAL_WEIGHT:-$tw} ${BC_RELATIVE_FLOOR:-$fl}"
+}
+# The refinement operator per problem (docs/method.md "Sensitivity features", "Monotone
+# acceptance", "Operator training"; the validation runs that chose it: docs/refinement-log.md).
+# OPERATOR in the environment overrides it for every problem ("" = the paper's 2-step training).
+operator_for() {
+  if [ -n "${OPERATOR+x}" ]; then echo "$OPERATOR"; return; fi
+  case "$1" in
+    descent) echo "--newton corrected --accept --init-weight 1.0 --outer 3 --outer-max 6 --start-mix 0.5 --truncate";;
+    *) echo "";;
+  esac
 }
 train() { # train OUT DATA...
   local out=$1; shift
@@ -44,8 +54,10 @@ train() { # train OUT DATA...
   local settings
   settings=$(settings_for "$p")
   read -r epochs lr lambda tw fl <<<"$settings"
+  local op
+  read -r -a op <<<"$(operator_for "$p")"
   "$TRC" train "${args[@]}" --val "data/${p}_val.safetensors" --preset "$PRESET" --out "$out" \
-    --epochs "$epochs" --seed 0 --lambda "$lambda" --lr "$lr" --terminal-weight "$tw" --bc-relative-floor "$fl"
+    --epochs "$epochs" --seed 0 --lambda "$lambda" --lr "$lr" --terminal-weight "$tw" --bc-relative-floor "$fl" "${op[@]}"
 }
 for p in $PROBLEMS; do
   settings_for "$p" >/dev/null # fail early on an unknown problem
@@ -75,11 +87,12 @@ done
 # the preset's tokens, same data and settings; accuracy side by side and batch-1 latency.
 if [ "${ABLATION:-1}" = 1 ] && [[ " $PROBLEMS " == *" descent "* ]]; then
   read -r epochs lr lambda tw fl <<<"$(settings_for descent)"
+  read -r -a op <<<"$(operator_for descent)"
   "$TRC" train --train data/descent_train_5000.safetensors --train data/descent_mid_train.safetensors \
     --val data/descent_val.safetensors --preset "$PRESET" --tokens 1 --out models/ablation/descent_tokens1 \
-    --epochs "$epochs" --seed 0 --lambda "$lambda" --lr "$lr" --terminal-weight "$tw" --bc-relative-floor "$fl"
+    --epochs "$epochs" --seed 0 --lambda "$lambda" --lr "$lr" --terminal-weight "$tw" --bc-relative-floor "$fl" "${op[@]}"
   "$TRC" eval --model models/descent --compare models/ablation/descent_tokens1 --test data/descent_test.safetensors \
-    --ks 2 --report models/ablation/tokens.md
+    --ks "$(grep -m1 '^  outer:' models/descent.yaml | awk '{print $2}')" --report models/ablation/tokens.md
   "$TRC" bench inference --model models/descent --out bench/inference_shipped.md
   "$TRC" bench inference --model models/ablation/descent_tokens1 --out bench/inference_tokens1.md
 fi
@@ -95,7 +108,8 @@ if [ "${ABLATION:-1}" = 1 ]; then
     sets=(--train "data/${p}_train_${n}.safetensors")
     if [ "$p" = descent ]; then sets+=(--train data/descent_mid_train.safetensors); fi
     "$TRC" train "${sets[@]}" --val "data/${p}_val.safetensors" --preset "$PRESET" \
-      --out "models/ablation/${p}_lambda0" --epochs "$epochs" --seed 0 --lambda 0 --lr "$lr" --terminal-weight "$tw" --bc-relative-floor "$fl"
+      --out "models/ablation/${p}_lambda0" --epochs "$epochs" --seed 0 --lambda 0 --lr "$lr" --terminal-weight "$tw" --bc-relative-floor "$fl" \
+      $(operator_for "$p")
     "$TRC" eval --model "models/${p}" --compare "models/ablation/${p}_lambda0" --test "data/${p}_test.safetensors" \
       --ks "$(grep -m1 '^  outer:' "models/${p}.yaml" | awk '{print $2}')" --report "models/ablation/${p}_lambda.md"
   done
