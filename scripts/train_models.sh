@@ -59,6 +59,14 @@ train() { # train OUT DATA...
   "$TRC" train "${args[@]}" --val "data/${p}_val.safetensors" --preset "$PRESET" --out "$out" \
     --epochs "$epochs" --seed 0 --lambda "$lambda" --lr "$lr" --terminal-weight "$tw" --bc-relative-floor "$fl" "${op[@]}"
 }
+# A second held-out test split from another seed (2), evaluated at the trained K; its metrics go
+# into the card beside the first (prefix test_seed2) and its report to models/<p>.eval_seed2.md.
+eval_seed2() {
+  local f="data/${1}_test_seed2.safetensors"
+  [ -f "$f" ] || "$TRC" gen-data --problem "$1" --count 500 --seed 2 --split test --out "$f"
+  "$TRC" eval --model "models/${1}" --test "$f" --ks "$(grep -m1 '^  outer:' "models/${1}.yaml" | awk '{print $2}')" \
+    --update-card --card-prefix test_seed2 --report "models/${1}.eval_seed2.md"
+}
 for p in $PROBLEMS; do
   settings_for "$p" >/dev/null # fail early on an unknown problem
   n=$(count_for "$p")
@@ -81,6 +89,7 @@ for p in $PROBLEMS; do
   fi
   train "models/${p}" "${sets[@]}"
   "$TRC" eval --model "models/${p}" --test "data/${p}_test.safetensors" --ks 1,2,3,5 --update-card
+  eval_seed2 "$p"
 done
 
 # Ablation: one horizon token (attention has nothing to attend to, as in the authors' code) vs

@@ -286,7 +286,8 @@ fn sweep_table(md: &mut String, name: &str, rows: &[SweepRow], trained_k: i64) {
 }
 
 #[allow(clippy::too_many_arguments)]
-pub fn eval(stem: &Path, test_path: &Path, ks: &[i64], compare: Option<&Path>, report: Option<&Path>, update_card: bool, sweep: i64) -> AnyResult<()> {
+/// `trc eval`; `update_card`: the prefix of the metric names to write into the card (`test`).
+pub fn eval(stem: &Path, test_path: &Path, ks: &[i64], compare: Option<&Path>, report: Option<&Path>, update_card: Option<&str>, sweep: i64) -> AnyResult<()> {
     if let Some(k) = ks.iter().find(|k| **k < 1) {
         return Err(format!("--ks: K must be >= 1, got {k}").into());
     }
@@ -457,29 +458,43 @@ pub fn eval(stem: &Path, test_path: &Path, ks: &[i64], compare: Option<&Path>, r
     );
     std::fs::write(&out, &md)?;
     log::info!("wrote {}", out.display());
-    if update_card {
+    if let Some(prefix) = update_card {
         if let Some(r) = at_trained {
             let mut c = checkpoint::read_card(stem)?;
-            c.metrics.insert("test_cost_gap_mean".into(), r.cost_gap.mean);
-            c.metrics.insert("test_cost_gap_median".into(), r.cost_gap.median);
-            c.metrics.insert("test_cost_gap_p95".into(), r.cost_gap.p95);
-            c.metrics.insert("test_cost_gap_of_totals".into(), r.total_gap);
-            c.metrics.insert("test_success_rate".into(), r.success);
-            c.metrics.insert("test_success_rate_optimum".into(), r.success_optimum);
-            c.metrics.insert("test_monotone_fraction".into(), r.monotone_fraction);
-            c.metrics.insert("test_control_violations".into(), r.control_violations as f64);
-            c.metrics.insert("test_samples".into(), r.samples as f64);
+            c.metrics.insert(format!("{prefix}_cost_gap_mean"), r.cost_gap.mean);
+            c.metrics.insert(format!("{prefix}_cost_gap_median"), r.cost_gap.median);
+            c.metrics.insert(format!("{prefix}_cost_gap_p95"), r.cost_gap.p95);
+            c.metrics.insert(format!("{prefix}_cost_gap_of_totals"), r.total_gap);
+            c.metrics.insert(format!("{prefix}_success_rate"), r.success);
+            c.metrics.insert(format!("{prefix}_success_rate_optimum"), r.success_optimum);
+            c.metrics.insert(format!("{prefix}_monotone_fraction"), r.monotone_fraction);
+            c.metrics.insert(format!("{prefix}_control_violations"), r.control_violations as f64);
+            c.metrics.insert(format!("{prefix}_state_violations"), r.state_violations as f64);
+            c.metrics.insert(format!("{prefix}_samples"), r.samples as f64);
+            if let Some((trc, opt)) = r.continuous_success {
+                // descent: the same plans flown open loop in the RK4 thrust-hold plant
+                c.metrics.insert(format!("{prefix}_success_rate_rk4_plant"), trc);
+                c.metrics.insert(format!("{prefix}_success_rate_rk4_plant_optimum"), opt);
+            }
             if let Some(last) = sweep_rows.last() {
-                c.metrics.insert(format!("test_sweep_k{}_success_rate", last.k), last.success);
-                c.metrics.insert(format!("test_sweep_k{}_monotone_fraction", last.k), last.monotone);
-                c.metrics.insert(format!("test_sweep_k{}_terminal_error", last.k), last.terminal_error);
+                let first_k = |k: i64| sweep_rows.iter().find(|r| r.k == k);
+                if let Some(t) = first_k(card.model.outer) {
+                    // "K = 10 no worse than the trained K": both ends of the sweep in the card
+                    c.metrics.insert(format!("{prefix}_sweep_trained_k_success_rate"), t.success);
+                    c.metrics.insert(format!("{prefix}_sweep_trained_k_cost"), t.cost);
+                }
+                c.metrics.insert(format!("{prefix}_sweep_k{}_cost", last.k), last.cost);
+                c.metrics.insert(format!("{prefix}_sweep_k{}_success_rate", last.k), last.success);
+                c.metrics.insert(format!("{prefix}_sweep_k{}_monotone_fraction", last.k), last.monotone);
+                c.metrics.insert(format!("{prefix}_sweep_k{}_terminal_error", last.k), last.terminal_error);
             }
             if let Some(tc) = &r.corrected {
                 // the same controls after the terminal correction (a classical step, not the network)
-                c.metrics.insert("test_with_terminal_correction_success_rate".into(), tc.success);
-                c.metrics.insert("test_with_terminal_correction_cost_gap_mean".into(), tc.cost_gap.mean);
-                c.metrics.insert("test_with_terminal_correction_control_violations".into(), tc.control_violations as f64);
-                c.metrics.insert("test_with_terminal_correction_state_violations".into(), tc.state_violations as f64);
+                c.metrics.insert(format!("{prefix}_with_terminal_correction_success_rate"), tc.success);
+                c.metrics.insert(format!("{prefix}_with_terminal_correction_cost_gap_mean"), tc.cost_gap.mean);
+                c.metrics.insert(format!("{prefix}_with_terminal_correction_control_violations"), tc.control_violations as f64);
+                c.metrics.insert(format!("{prefix}_with_terminal_correction_state_violations"), tc.state_violations as f64);
+                c.metrics.insert(format!("{prefix}_with_terminal_correction_gauss_newton_steps"), tc.mean_iterations);
             }
             let (_, cpath) = checkpoint::paths(stem);
             std::fs::write(&cpath, format!("# trc_control model card (written by trc train / trc eval --update-card)\n{}", serde_yaml::to_string(&c)?))?;

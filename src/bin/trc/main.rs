@@ -285,6 +285,10 @@ enum Cmd {
         /// Write the test metrics into the model card.
         #[arg(long)]
         update_card: bool,
+        /// Prefix of the metric names --update-card writes (`test`; e.g. `test_seed2` for a second
+        /// test split from another seed, kept beside the first).
+        #[arg(long, default_value = "test")]
+        card_prefix: String,
         /// K sweep: report every iterate k = 0..=SWEEP of one chain (0 = no sweep).
         #[arg(long, default_value_t = 10)]
         sweep: i64,
@@ -494,8 +498,8 @@ fn main() -> ExitCode {
             let arch = learn::ArchOverrides { tokens, newton, outer, inner, accept };
             exit(learn::train(&train, &val, &preset, &arch, &out, cfg, &device, resume))
         }
-        Cmd::Eval { model, test, ks, compare, report, update_card, sweep } => {
-            exit(learn::eval(&model, &test, &ks, compare.as_deref(), report.as_deref(), update_card, sweep))
+        Cmd::Eval { model, test, ks, compare, report, update_card, card_prefix, sweep } => {
+            exit(learn::eval(&model, &test, &ks, compare.as_deref(), report.as_deref(), update_card.then_some(card_prefix.as_str()), sweep))
         }
         Cmd::Bench { what } => exit(match what {
             BenchCmd::Solvers { out, instances, lossless_samples, seed } => bench::solvers(&out, instances, lossless_samples, seed),
