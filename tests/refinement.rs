@@ -195,3 +195,61 @@ fn cost_newton_step_reaches_the_optimum_of_quadratic_problems() {
         assert!(reached >= need, "{kind:?}: {reached} of 6 within {tol} of J*");
     }
 }
+
+#[test]
+fn monotone_acceptance_never_raises_the_merit_or_the_terminal_error() {
+    // a `corrected` operator whose learned move is random (the residual decoder's zero-initialised
+    // output layer filled with noise): alone it wanders; with the acceptance every iterate keeps or
+    // lowers the merit (fuel over the previous fuel + landing term) and the terminal error
+    let ds = dataset(ProblemKind::Descent, 6, Split::Train);
+    let t = Tensors::new(&ds, Device::Cpu);
+    let lw = trc_control::model::trc::ACCEPT_LANDING_WEIGHT;
+    let slack = trc_control::model::trc::ACCEPT_ERROR_SLACK;
+    let mut rises = [0usize; 2];
+    for (a, accept) in [false, true].into_iter().enumerate() {
+        tch::manual_seed(0);
+        let vs = nn::VarStore::new(Device::Cpu);
+        let cfg = ModelConfig { newton: Newton::Corrected, accept, ..ModelConfig::tiny() };
+        let model = Trc::new(&vs.root(), &cfg, &ProblemConfig::new(ProblemKind::Descent), Normalizer::fit(&ds)).unwrap();
+        tch::manual_seed(11);
+        tch::no_grad(|| {
+            for (name, mut v) in vs.variables() {
+                if name.starts_with("residual_decoder.fc2") {
+                    let _ = v.copy_(&(Tensor::randn(v.size(), (Kind::Float, Device::Cpu)) * 0.3));
+                }
+            }
+        });
+        let out = tch::no_grad(|| model.forward_t(&t.x0, &t.x_target, &t.t_go, None, 5, false));
+        let sim = model.simulator();
+        for b in 0..ds.len() {
+            let x0 = nalgebra::DVector::from_row_slice(&ds.x0[b * ds.n..(b + 1) * ds.n]);
+            let xt = nalgebra::DVector::from_row_slice(&ds.x_target[b * ds.n..(b + 1) * ds.n]);
+            let dt = ds.t_go[b] / ds.horizon as f64;
+            let score: Vec<(f64, f64, f64)> = out
+                .u
+                .iter()
+                .map(|u| {
+                    let u: Vec<f64> = Vec::try_from(u.get(b as i64).to_kind(Kind::Double).contiguous().view([-1])).unwrap();
+                    let u = nalgebra::DMatrix::from_row_slice(ds.horizon, ds.m, &u);
+                    let x = sim.rollout_one(&x0, &u, dt).unwrap();
+                    let last = x.row(ds.horizon);
+                    let fuel: f64 = u.row_iter().map(|r| r.norm()).sum::<f64>() * dt;
+                    let d2: f64 = (0..6).map(|c| (last[c] - xt[c]).powi(2)).sum();
+                    let e = ((0..3).map(|c| (last[c] - xt[c]).powi(2)).sum::<f64>() + (3..6).map(|c| ((last[c] - xt[c]) / 0.5).powi(2)).sum::<f64>()).sqrt();
+                    (fuel, d2, e)
+                })
+                .collect();
+            for k in 1..score.len() {
+                let ((f0, d0, e0), (f1, d1, e1)) = (score[k - 1], score[k]);
+                let merit_rose = f1 / f0 + lw * d1 > 1.0 + lw * d0 + 1e-5 * (1.0 + lw * d0);
+                let error_rose = e1 > e0 + slack + 1e-3 * (1.0 + e0);
+                rises[a] += (merit_rose || error_rose) as usize;
+                if accept {
+                    assert!(!merit_rose && !error_rose, "sample {b}, k = {k}: merit {} -> {}, error {e0} -> {e1}", 1.0 + lw * d0, f1 / f0 + lw * d1);
+                }
+            }
+        }
+    }
+    assert!(rises[0] > 0, "the random move alone should raise the merit or the error somewhere (else this test checks nothing)");
+    assert_eq!(rises[1], 0);
+}

@@ -254,14 +254,14 @@ impl Trc {
         let u = u.to_device(self.device).to_kind(kind);
         let dt = t_go.to_device(self.device).to_kind(kind) / self.horizon as f64;
         let traj = self.sim.rollout(&x0, &u, &dt);
-        self.newton_step_by(&x0, &xt, &u, &dt, &traj, per_sample_f64).g
+        self.newton_step_by(&x0, &xt, &u, &dt, Some(&traj), per_sample_f64).g
     }
 
     /// The Gauss-Newton step of the terminal error at `u` `[B, N, m]` with rollout `traj`
     /// `[B, N+1, n]` ([`Newton`]; docs/method.md "Sensitivity features"): per sample in f64 on
     /// the CPU ([`super::newton`]), batched tensors elsewhere.
     fn newton_step(&self, x0: &Tensor, xt: &Tensor, u: &Tensor, dt: &Tensor, traj: &Tensor) -> NewtonStep {
-        self.newton_step_by(x0, xt, u, dt, traj, self.device == Device::Cpu)
+        self.newton_step_by(x0, xt, u, dt, Some(traj), self.device == Device::Cpu)
     }
 
     /// Per-sample f64 form of the terminal Gauss-Newton step ([`super::newton::gauss_newton_step`]),
@@ -298,7 +298,8 @@ impl Trc {
         ))
     }
 
-    fn newton_step_by(&self, x0: &Tensor, xt: &Tensor, u: &Tensor, dt: &Tensor, traj: &Tensor, per_sample_f64: bool) -> NewtonStep {
+    /// `traj`: the rollout of `u` where the caller has it (computed here when the batched form needs it).
+    fn newton_step_by(&self, x0: &Tensor, xt: &Tensor, u: &Tensor, dt: &Tensor, traj: Option<&Tensor>, per_sample_f64: bool) -> NewtonStep {
         let c = self.newton_idx.len() as i64;
         let nm = self.horizon * self.m;
         let kind = u.kind();
@@ -320,6 +321,7 @@ impl Trc {
         let scale = self.newton_scale.to_kind(kind);
         let jac = self.sim.terminal_jacobian(x0, &u.detach(), dt, &self.newton_idx); // [B, c, N m], physical
         let jac = (jac / scale.view([1, c, 1]) * self.u_std_row.to_kind(kind).view([1, 1, nm])).to_kind(Kind::Double);
+        let traj = traj.map_or_else(|| self.sim.rollout(x0, &u.detach(), dt), Tensor::shallow_clone);
         let e = ((traj.select(1, self.horizon).detach() - xt).index_select(1, &self.newton_idx_t) / &scale).to_kind(Kind::Double);
         let eye = Tensor::eye(c, (Kind::Double, u.device())).unsqueeze(0);
         let sigma = self.u_std_row.to_kind(Kind::Double).view([1, nm]);
@@ -496,8 +498,13 @@ impl Trc {
                     // tangent space); corrector: a Gauss-Newton step from where it landed
                     let mv = if self.cfg.newton == Newton::Step { nw.null_project(&du) } else { du };
                     let moved = self.project_st(&(&u + self.norm.du_inv(&mv.view([b, self.horizon, self.m]))));
-                    let traj_moved = self.sim.rollout(&x0, &moved.detach(), &dt);
-                    let corr = self.newton_step(&x0, &xt, &moved, &dt, &traj_moved);
+                    // the per-sample f64 step rolls out by itself; the batched one needs the rollout
+                    let corr = if self.device == Device::Cpu {
+                        self.newton_step_by(&x0, &xt, &moved, &dt, None, true)
+                    } else {
+                        let traj_moved = self.sim.rollout(&x0, &moved.detach(), &dt);
+                        self.newton_step(&x0, &xt, &moved, &dt, &traj_moved)
+                    };
                     let next = self.project_st(&(&moved + self.norm.du_inv(&corr.g.view([b, self.horizon, self.m]))));
                     out.u_pred.push(moved);
                     if self.cfg.accept {
@@ -548,6 +555,12 @@ impl Trc {
     /// the lowest merit among those that lower the merit of `u` (rollout `traj`) without raising
     /// its terminal error (beyond [`ACCEPT_ERROR_SLACK`]); `u` itself where none does.
     fn accept_best(&self, x0: &Tensor, xt: &Tensor, dt: &Tensor, u: &Tensor, traj: &Tensor, candidates: &[Tensor]) -> Tensor {
+        if self.device == Device::Cpu {
+            if let Some(choice) = self.accept_choice_f64(x0, xt, dt, u, candidates) {
+                let choice = Tensor::from_slice(&choice).view([-1, 1, 1]);
+                return candidates.iter().enumerate().fold(u.shallow_clone(), |best, (i, c)| c.where_self(&choice.eq(i as i64 + 1), &best));
+            }
+        }
         let fuel_ref = if self.problem_cfg.name == crate::config::ProblemKind::Descent {
             let ud = u.detach();
             Some((&ud * &ud).sum_dim_intlist(&[2i64][..], false, ud.kind()).clamp_min(1e-20).sqrt().sum_dim_intlist(&[1i64][..], false, ud.kind()) * dt)
@@ -564,6 +577,56 @@ impl Trc {
             best_m = m.where_self(&take, &best_m);
         }
         best
+    }
+
+    /// [`Trc::accept_best`]'s choice per sample in f64 on the CPU (0 = keep `u`, i = candidate
+    /// i - 1): the same merit and error as [`Trc::merit`], one nalgebra rollout per candidate
+    /// instead of hundreds of small tensor kernels (the receding-horizon controller's batch 1).
+    /// `None` if a rollout fails (the batched form then runs).
+    fn accept_choice_f64(&self, x0: &Tensor, xt: &Tensor, dt: &Tensor, u: &Tensor, candidates: &[Tensor]) -> Option<Vec<i64>> {
+        use nalgebra::{DMatrix, DVector};
+        use rayon::prelude::*;
+        let flat = |t: &Tensor| Vec::<f64>::try_from(t.detach().to_device(Device::Cpu).to_kind(Kind::Double).contiguous().view([-1])).ok();
+        let (b, n) = (x0.size()[0] as usize, self.n as usize);
+        let (steps, m) = (self.horizon as usize, self.m as usize);
+        let (xv, tv, dv) = (flat(x0)?, flat(xt)?, flat(dt)?);
+        let us: Vec<Vec<f64>> = std::iter::once(u).chain(candidates).map(flat).collect::<Option<_>>()?;
+        let scale: Vec<f64> = Vec::<f64>::try_from(self.newton_scale.to_kind(Kind::Double)).ok()?;
+        let descent = self.problem_cfg.name == crate::config::ProblemKind::Descent;
+        let (sim, idx) = (&self.sim, &self.newton_idx);
+        let p = sim.problem();
+        let fuel = |uk: &DMatrix<f64>, dt: f64| uk.row_iter().map(|r| r.norm().max(1e-10)).sum::<f64>() * dt;
+        (0..b)
+            .into_par_iter()
+            .map(|i| {
+                let x = DVector::from_column_slice(&xv[i * n..(i + 1) * n]);
+                let t = DVector::from_column_slice(&tv[i * n..(i + 1) * n]);
+                let u0 = DMatrix::from_row_slice(steps, m, &us[0][i * steps * m..(i + 1) * steps * m]);
+                let fuel_ref = fuel(&u0, dv[i]).max(1e-9);
+                let score = |uk: &DMatrix<f64>| -> Option<(f64, f64)> {
+                    let tr = sim.rollout_one(&x, uk, dv[i]).ok()?;
+                    let last = tr.row(steps);
+                    let e = idx.iter().zip(&scale).map(|(&c, s)| ((last[c] - t[c]) / s).powi(2)).sum::<f64>().sqrt();
+                    let merit = if descent {
+                        let d2 = (0..6).map(|c| (last[c] - t[c]).powi(2)).sum::<f64>();
+                        fuel(uk, dv[i]) / fuel_ref + ACCEPT_LANDING_WEIGHT * d2
+                    } else {
+                        p.cost(&tr, uk, &t, dv[i])
+                    };
+                    Some((merit, e))
+                };
+                let (mut best_m, e0) = score(&u0)?;
+                let mut pick = 0i64;
+                for (j, cv) in us[1..].iter().enumerate() {
+                    let uk = DMatrix::from_row_slice(steps, m, &cv[i * steps * m..(i + 1) * steps * m]);
+                    let (mk, ek) = score(&uk)?;
+                    if mk < best_m && ek <= e0 + ACCEPT_ERROR_SLACK {
+                        (best_m, pick) = (mk, j as i64 + 1);
+                    }
+                }
+                Some(pick)
+            })
+            .collect()
     }
 
     /// Projection with a straight-through gradient: the value is exactly feasible, the backward
