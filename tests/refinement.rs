@@ -215,7 +215,7 @@ fn monotone_acceptance_never_raises_the_merit_or_the_terminal_error() {
         tch::no_grad(|| {
             for (name, mut v) in vs.variables() {
                 if name.starts_with("residual_decoder.fc2") {
-                    let _ = v.copy_(&(Tensor::randn(v.size(), (Kind::Float, Device::Cpu)) * 0.3));
+                    v.copy_(&(Tensor::randn(v.size(), (Kind::Float, Device::Cpu)) * 0.3));
                 }
             }
         });
