@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Refinement-operator runs on a GPU machine (issue "a convergent refinement operator"): the
-# `paper` preset with sensitivity features and operator training on the full descent training
-# set, next to the same with the features off, each evaluated with the K sweep on the test split.
+# `paper` preset trained with the shipped descent recipe (scripts/train_models.sh: `corrected`,
+# monotone acceptance, u^(0) cloning, operator training) on the full descent training set, next to
+# the `tiny` preset with the same recipe (the tiny-vs-paper ablation), each evaluated with the K
+# sweep on the test split. The acceptance and the corrector run batched on the GPU.
 # Runs from the GPU bundle (make gpu-bundle; this script is copied into it) or the repository
-# root; everything small comes back under $OUT. Settings: EPOCHS (default 6), COUNT (training demos, 5000).
+# root; everything small comes back under $OUT. Settings: EPOCHS (default 15), COUNT (training demos, 5000).
 #
 #   OUT=/some/dir target/gpu-bundle/scripts/gpu_refine.sh
 set -euo pipefail
@@ -14,7 +16,7 @@ if [ -z "$TRC" ]; then
   if [ -x "$ROOT/trc" ]; then TRC="$ROOT/trc"; else TRC="$ROOT/target/release/trc"; fi
 fi
 OUT="${OUT:-$ROOT/gpu-out}"
-EPOCHS="${EPOCHS:-6}"
+EPOCHS="${EPOCHS:-15}"
 COUNT="${COUNT:-5000}"
 mkdir -p "$OUT"
 if [ -z "${LIBTORCH_LIB:-}" ]; then
@@ -33,10 +35,11 @@ nvidia-smi -L >>"$LOG" 2>&1 || true
 run "$TRC" gen-data --problem descent --count "$COUNT" --seed 1 --split train --out "$D/descent_train.safetensors"
 run "$TRC" gen-data --problem descent --count 500 --seed 1 --split val --out "$D/descent_val.safetensors"
 run "$TRC" gen-data --problem descent --count 500 --seed 1 --split test --out "$D/descent_test.safetensors"
-COMMON=(--train "$D/descent_train.safetensors" --val "$D/descent_val.safetensors" --preset paper --outer 3 --outer-max 6
-  --start-mix 0.5 --truncate --lambda 0 --terminal-weight 0.05 --lr 3e-4 --epochs "$EPOCHS" --seed 0 --device cuda)
-run "$TRC" train "${COMMON[@]}" --newton step --out "$OUT/paper_descent_step"
-run "$TRC" eval --model "$OUT/paper_descent_step" --test "$D/descent_test.safetensors" --ks 3 --sweep 10
-run "$TRC" train "${COMMON[@]}" --newton off --out "$OUT/paper_descent_off"
-run "$TRC" eval --model "$OUT/paper_descent_off" --test "$D/descent_test.safetensors" --ks 3 --sweep 10
+COMMON=(--train "$D/descent_train.safetensors" --val "$D/descent_val.safetensors" --outer 3 --outer-max 6
+  --start-mix 0.5 --truncate --lambda 0 --terminal-weight 0.05 --lr 3e-4 --epochs "$EPOCHS" --seed 0 --device cuda
+  --newton corrected --accept --init-weight 1.0)
+for preset in paper tiny; do
+  run "$TRC" train "${COMMON[@]}" --preset "$preset" --out "$OUT/${preset}_descent_op"
+  run "$TRC" eval --model "$OUT/${preset}_descent_op" --test "$D/descent_test.safetensors" --ks 3 --sweep 10
+done
 rm -f "$OUT"/*.resume.safetensors

@@ -407,6 +407,19 @@ impl RecedingHorizon {
         let dt = t_go / self.problem.horizon() as f64;
         let xs = self.problem.rollout(x, &u, dt).ok().filter(|m| m.iter().all(|v| v.is_finite())).unwrap_or_else(|| DMatrix::zeros(u.nrows() + 1, x.len()));
         let cost = self.problem.cost(&xs, &u, xt, dt);
+        if log::log_enabled!(log::Level::Debug) {
+            // where the plan ends in the problem's own (RK4) dynamics: what a rosbag replay or a
+            // closed-loop run shows when plans land in the network's in-loop model but not here
+            let last = xs.row(xs.nrows() - 1);
+            let miss = match self.problem.terminal_equality() {
+                Some((idx, scale)) => idx.iter().zip(&scale).map(|(&c, sc)| ((last[c] - xt[c]) / sc).powi(2)).sum::<f64>().sqrt(),
+                None => (last.transpose() - xt).norm(),
+            };
+            log::debug!(
+                "plan at stamp {:.2} s: {status:?}, t_go {t_go:.2} s, {iterations} iterations, predicted terminal error {miss:.3} (tolerance units)",
+                s.stamp
+            );
+        }
         Plan {
             stamp: s.stamp,
             frame_id: s.frame_id.clone(),

@@ -55,7 +55,8 @@ pub struct ModelConfig {
     /// [`Newton::Corrected`]): each outer iteration keeps, per instance, the candidate (the
     /// learned predictor-corrector iterate, or the Gauss-Newton step alone) with the lowest merit
     /// among those that lower the merit (fuel plus landing-error term; the problem's cost
-    /// otherwise) without raising the terminal error, or the current iterate where none does
+    /// otherwise) without raising the terminal error (descent's terminal equality; a quadratic
+    /// cost already prices the terminal state), or the current iterate where none does
     /// (docs/method.md "Monotone acceptance"). A trust-region-style safeguard: the weights are
     /// the same, J^(k) cannot rise. Ignored by `off` and `input`. Default off.
     #[serde(default)]

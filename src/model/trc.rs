@@ -553,7 +553,8 @@ impl Trc {
 
     /// Monotone acceptance ([`ModelConfig::accept`]): per sample, the candidate `[B, N, m]` with
     /// the lowest merit among those that lower the merit of `u` (rollout `traj`) without raising
-    /// its terminal error (beyond [`ACCEPT_ERROR_SLACK`]); `u` itself where none does.
+    /// its terminal error (beyond [`ACCEPT_ERROR_SLACK`]; descent only, see [`Trc::error_gate`]);
+    /// `u` itself where none does.
     fn accept_best(&self, x0: &Tensor, xt: &Tensor, dt: &Tensor, u: &Tensor, traj: &Tensor, candidates: &[Tensor]) -> Tensor {
         if self.device == Device::Cpu {
             if let Some(choice) = self.accept_choice_f64(x0, xt, dt, u, candidates) {
@@ -572,11 +573,19 @@ impl Trc {
         for c in candidates {
             let tr = self.sim.rollout(x0, &c.detach(), dt);
             let (m, e) = self.merit(c, &tr, xt, dt, fuel_ref.as_ref());
-            let take = m.lt_tensor(&best_m).logical_and(&e.le_tensor(&(&best_e + ACCEPT_ERROR_SLACK)));
+            let lower = m.lt_tensor(&best_m);
+            let take = if self.error_gate() { lower.logical_and(&e.le_tensor(&(&best_e + ACCEPT_ERROR_SLACK))) } else { lower };
             best = c.where_self(&take.view([-1, 1, 1]), &best);
             best_m = m.where_self(&take, &best_m);
         }
         best
+    }
+
+    /// Whether the acceptance also refuses a rise of the terminal error: for a terminal equality
+    /// (descent). A quadratic tracking cost (Van der Pol, double integrator) already prices the
+    /// terminal state; there the merit alone decides.
+    fn error_gate(&self) -> bool {
+        self.sim.problem().terminal_equality().is_some()
     }
 
     /// [`Trc::accept_best`]'s choice per sample in f64 on the CPU (0 = keep `u`, i = candidate
@@ -593,6 +602,7 @@ impl Trc {
         let us: Vec<Vec<f64>> = std::iter::once(u).chain(candidates).map(flat).collect::<Option<_>>()?;
         let scale: Vec<f64> = Vec::<f64>::try_from(self.newton_scale.to_kind(Kind::Double)).ok()?;
         let descent = self.problem_cfg.name == crate::config::ProblemKind::Descent;
+        let gate = self.error_gate();
         let (sim, idx) = (&self.sim, &self.newton_idx);
         let p = sim.problem();
         let fuel = |uk: &DMatrix<f64>, dt: f64| uk.row_iter().map(|r| r.norm().max(1e-10)).sum::<f64>() * dt;
@@ -620,7 +630,7 @@ impl Trc {
                 for (j, cv) in us[1..].iter().enumerate() {
                     let uk = DMatrix::from_row_slice(steps, m, &cv[i * steps * m..(i + 1) * steps * m]);
                     let (mk, ek) = score(&uk)?;
-                    if mk < best_m && ek <= e0 + ACCEPT_ERROR_SLACK {
+                    if mk < best_m && (!gate || ek <= e0 + ACCEPT_ERROR_SLACK) {
                         (best_m, pick) = (mk, j as i64 + 1);
                     }
                 }

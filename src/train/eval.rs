@@ -73,9 +73,16 @@ pub struct EvalResult {
     pub control_violations: usize,
     /// Samples with any state-constraint violation (glide slope, speed, dry mass).
     pub state_violations: usize,
+    /// Samples whose optimal demonstration violates a state constraint under the same check (the
+    /// reference for `state_violations`: the discrete optimum is checked in the evaluation model).
+    pub state_violations_optimum: usize,
+    /// Samples violating each kind of state constraint, TRC / the optimum under the same check
+    /// (`(kind, trc, optimum)`, kinds that occur only).
+    pub state_violation_kinds: Vec<(String, usize, usize)>,
     /// Mean per-iteration training cost J^(k) / J*, k = 0..K.
     pub per_iteration_cost: Vec<f64>,
-    /// Fraction of samples whose per-iteration cost never increases.
+    /// Fraction of samples whose per-iteration cost J^(k) / J* never increases (tolerance
+    /// [`MONOTONE_COST_TOL`], as the K sweep).
     pub monotone_fraction: f64,
     /// Descent: success after RK4 thrust-hold re-simulation, TRC and optimum.
     pub continuous_success: Option<(f64, f64)>,
@@ -145,6 +152,8 @@ pub fn evaluate(model: &Trc, test: &Dataset, outer: i64, batch: usize, landing_w
     let mut gaps = Vec::new();
     let (mut sum_j, mut sum_j_star, mut sum_jc) = (0.0, 0.0, 0.0);
     let (mut ok, mut ok_opt, mut cviol, mut sviol, mut mono) = (0usize, 0usize, 0usize, 0usize, 0usize);
+    let mut sviol_opt = 0usize;
+    let mut kinds: std::collections::BTreeMap<String, (usize, usize)> = std::collections::BTreeMap::new();
     let (mut cont, mut cont_opt) = (0usize, 0usize);
     let (mut pos_err, mut vel_err) = (Vec::new(), Vec::new());
     // in the evaluation model, so the corrected success is judged where the correction aims
@@ -167,7 +176,7 @@ pub fn evaluate(model: &Trc, test: &Dataset, outer: i64, batch: usize, landing_w
             for (k, c) in costs.iter().enumerate() {
                 per_iter[k] += c[j];
             }
-            if costs.windows(2).all(|w| w[1][j] <= w[0][j] + 1e-6) {
+            if costs.windows(2).all(|w| w[1][j] <= w[0][j] + MONOTONE_COST_TOL) {
                 mono += 1;
             }
             let x0 = DVector::from_row_slice(&test.x0[i * n..(i + 1) * n]);
@@ -188,6 +197,22 @@ pub fn evaluate(model: &Trc, test: &Dataset, outer: i64, batch: usize, landing_w
             let is_ctrl = is_control_violation;
             cviol += v.iter().any(|v| is_ctrl(&v.kind)) as usize;
             sviol += v.iter().any(|v| !is_ctrl(&v.kind)) as usize;
+            let v_star = p.check_constraints(&x_star, &u_star, &xt);
+            sviol_opt += v_star.iter().any(|v| !is_ctrl(&v.kind)) as usize;
+            for (vs, col) in [(&v, 0), (&v_star, 1)] {
+                let mut seen: Vec<String> = vs.iter().filter(|v| !is_ctrl(&v.kind)).map(|v| format!("{:?}", v.kind)).collect();
+                seen.dedup();
+                seen.sort();
+                seen.dedup();
+                for k in seen {
+                    let e = kinds.entry(k).or_default();
+                    if col == 0 {
+                        e.0 += 1;
+                    } else {
+                        e.1 += 1;
+                    }
+                }
+            }
             if has_terminal {
                 let (uc, rep) = corrector.correct(&x0, &xt, uj, dt, None);
                 c_iters += rep.iterations;
@@ -231,6 +256,8 @@ pub fn evaluate(model: &Trc, test: &Dataset, outer: i64, batch: usize, landing_w
         success_optimum: ok_opt as f64 / s,
         control_violations: cviol,
         state_violations: sviol,
+        state_violations_optimum: sviol_opt,
+        state_violation_kinds: kinds.into_iter().map(|(k, (a, b))| (k, a, b)).collect(),
         per_iteration_cost: per_iter.iter().map(|c| c / s).collect(),
         monotone_fraction: mono as f64 / s,
         continuous_success: descent.then(|| (cont as f64 / s, cont_opt as f64 / s)),

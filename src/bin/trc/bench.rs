@@ -326,7 +326,10 @@ fn accuracy_section(models: &Path) -> AnyResult<String> {
                 pct(g("monotone_fraction"), 1),
                 pct(g("sweep_k10_monotone_fraction"), 1),
                 count(g("control_violations")),
-                count(g("state_violations")),
+                match g("state_violations_optimum") {
+                    Some(o) => format!("{} (optimum {o:.0})", count(g("state_violations"))),
+                    None => count(g("state_violations")),
+                },
             );
             if let Some(sr) = g("with_terminal_correction_success_rate") {
                 let _ = writeln!(

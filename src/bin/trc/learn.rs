@@ -313,6 +313,7 @@ pub fn eval(stem: &Path, test_path: &Path, ks: &[i64], compare: Option<&Path>, r
     md.push_str("Success and cost are rolled out in the demonstrations' discrete model (RK4 for Van der Pol / double integrator; the LCvx acceleration-hold model for descent), and the optimum is held to the same criterion. `continuous` re-simulates the thrust through the RK4 thrust-hold plant (TRC / optimum). J^(k) is the training cost relative to J* (descent: fuel plus landing-error term). Rows `+ terminal correction` take the same final controls through the projected Gauss-Newton correction onto the terminal constraint (`src/control/correction.rs`; descent only): a classical step after the network, reported separately from the raw network.\n\n");
     md.push_str("| model | K | gap mean | gap median | gap p95 | gap of totals | success | optimum success | control violations | state violations | landing error (median) | continuous success | J^(0) -> J^(K) | monotone |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
     let mut at_trained = None;
+    let mut state_kinds = Vec::new();
     let (mut iter_series, mut gap_series) = (Vec::new(), Vec::new());
     for &k in ks {
         let r = evaluate(&model, &test, k, 256, lw);
@@ -326,6 +327,11 @@ pub fn eval(stem: &Path, test_path: &Path, ks: &[i64], compare: Option<&Path>, r
             .push(Series::line(format!("K = {k}"), r.gaps.iter().enumerate().map(|(i, v)| (100.0 * (i as f64 + 0.5) / n, (100.0 * v).max(1e-3))).collect()));
         log::info!("K = {k}: gap mean {:.2}%, success {:.1}% (optimum {:.1}%)", 100.0 * r.cost_gap.mean, 100.0 * r.success, 100.0 * r.success_optimum);
         md.push_str(&row(&format!("`{}`", stem.display()), &r));
+        if !r.state_violation_kinds.is_empty() {
+            let kinds: Vec<String> = r.state_violation_kinds.iter().map(|(k, a, b)| format!("{k} {a} (optimum {b})")).collect();
+            log::info!("K = {k}: state violations by kind (samples): {}", kinds.join(", "));
+            state_kinds.push(format!("K = {k}: {}", kinds.join(", ")));
+        }
         if let Some(c) = &r.corrected {
             log::info!(
                 "K = {k} + terminal correction: gap mean {:.2}%, success {:.1}%, {:.1} steps",
@@ -392,6 +398,12 @@ pub fn eval(stem: &Path, test_path: &Path, ks: &[i64], compare: Option<&Path>, r
     } else {
         None
     };
+    if !state_kinds.is_empty() {
+        md.push_str(&format!(
+            "\nState-constraint violations of the network's plans by kind (samples; the optimum under the same check in brackets): {}.\n\n",
+            state_kinds.join("; ")
+        ));
+    }
     let mut sweep_rows = Vec::new();
     let mut sweep_series = Vec::new();
     if sweep > 0 {
@@ -470,6 +482,7 @@ pub fn eval(stem: &Path, test_path: &Path, ks: &[i64], compare: Option<&Path>, r
             c.metrics.insert(format!("{prefix}_monotone_fraction"), r.monotone_fraction);
             c.metrics.insert(format!("{prefix}_control_violations"), r.control_violations as f64);
             c.metrics.insert(format!("{prefix}_state_violations"), r.state_violations as f64);
+            c.metrics.insert(format!("{prefix}_state_violations_optimum"), r.state_violations_optimum as f64);
             c.metrics.insert(format!("{prefix}_samples"), r.samples as f64);
             if let Some((trc, opt)) = r.continuous_success {
                 // descent: the same plans flown open loop in the RK4 thrust-hold plant

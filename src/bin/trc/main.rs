@@ -579,6 +579,10 @@ fn closed_loop(
         trc_control::closed_loop::percentile(&solve, 0.5),
         trc_control::closed_loop::percentile(&solve, 0.99)
     ));
+    let steps: Vec<f64> = rows.iter().map(|r| r.correction_steps_per_plan).filter(|v| v.is_finite()).collect();
+    if !steps.is_empty() {
+        md.push_str(&format!("Terminal correction: {:.2} Gauss-Newton steps per plan (mean over episodes).\n", steps.iter().sum::<f64>() / steps.len() as f64));
+    }
     println!("{md}");
     if let Some(o) = out {
         if let Some(d) = o.parent().filter(|d| !d.as_os_str().is_empty()) {
