@@ -541,7 +541,7 @@ impl Trc {
         let scale = self.newton_scale.to_kind(kind);
         let e = ((&last - xt).index_select(1, &self.newton_idx_t) / &scale).square().sum_dim_intlist(&[1i64][..], false, kind).sqrt();
         let merit = if self.problem_cfg.name == crate::config::ProblemKind::Descent {
-            let fuel = (&u * &u).sum_dim_intlist(&[2i64][..], false, kind).clamp_min(1e-20).sqrt().sum_dim_intlist(&[1i64][..], false, kind) * dt;
+            let fuel = crate::problems::fuel_batch(&u, dt);
             let d = (&last - xt).narrow(1, 0, 6);
             let reference = fuel_ref.map_or_else(|| fuel.shallow_clone(), Tensor::shallow_clone).clamp_min(1e-9);
             fuel / reference + (&d * &d).sum_dim_intlist(&[1i64][..], false, kind) * ACCEPT_LANDING_WEIGHT
@@ -562,12 +562,7 @@ impl Trc {
                 return candidates.iter().enumerate().fold(u.shallow_clone(), |best, (i, c)| c.where_self(&choice.eq(i as i64 + 1), &best));
             }
         }
-        let fuel_ref = if self.problem_cfg.name == crate::config::ProblemKind::Descent {
-            let ud = u.detach();
-            Some((&ud * &ud).sum_dim_intlist(&[2i64][..], false, ud.kind()).clamp_min(1e-20).sqrt().sum_dim_intlist(&[1i64][..], false, ud.kind()) * dt)
-        } else {
-            None
-        };
+        let fuel_ref = if self.problem_cfg.name == crate::config::ProblemKind::Descent { Some(crate::problems::fuel_batch(&u.detach(), dt)) } else { None };
         let (mut best_m, best_e) = self.merit(u, traj, xt, dt, fuel_ref.as_ref());
         let mut best = u.shallow_clone();
         for c in candidates {

@@ -20,7 +20,7 @@ pub use config::{ProblemConfig, ProblemKind};
 pub use sim::{cost_gauss_newton, terminal_sensitivity, Simulator, FAST_BATCH};
 
 pub use double_integrator::{DoubleIntegrator, DoubleIntegratorParams};
-pub use powered_descent::{DescentParams, LcvxDiscretization, PoweredDescent};
+pub use powered_descent::{fuel_batch, DescentParams, LcvxDiscretization, PoweredDescent};
 pub use van_der_pol::{VanDerPol, VanDerPolParams};
 
 use nalgebra::{DMatrix, DVector};

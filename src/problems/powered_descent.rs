@@ -469,8 +469,7 @@ impl Problem for PoweredDescent {
     fn cost_batch(&self, x: &Tensor, u: &Tensor, x_target: &Tensor, dt: &Tensor) -> Tensor {
         let kind = u.kind();
         let n_steps = u.size()[1];
-        let norms = (u * u).sum_dim_intlist(&[2i64][..], false, kind).clamp_min(1e-20).sqrt();
-        let fuel = norms.sum_dim_intlist(&[1i64][..], false, kind) * dt;
+        let fuel = fuel_batch(u, dt);
         let e = x.select(1, n_steps).narrow(1, 0, 6) - x_target.narrow(1, 0, 6);
         fuel + (&e * &e).sum_dim_intlist(&[1i64][..], false, kind) * self.params.landing_weight
     }
@@ -527,4 +526,12 @@ impl Problem for PoweredDescent {
         let (tp, tv) = (self.params.success_position_tol, self.params.success_speed_tol);
         Some(((0..6).collect(), vec![tp, tp, tp, tv, tv, tv]))
     }
+}
+
+/// The fuel term of the descent cost, `sum_k |u_k| dt` per sample `[B]`, of controls `u`
+/// `[B, N, 3]` (thrust acceleration [m/s^2]; LCvx's sigma, docs/problems.md) with steps `dt`
+/// `[B]` [s]. Differentiable (the norm is floored at 1e-10 so its gradient stays finite).
+pub fn fuel_batch(u: &Tensor, dt: &Tensor) -> Tensor {
+    let kind = u.kind();
+    (u * u).sum_dim_intlist(&[2i64][..], false, kind).clamp_min(1e-20).sqrt().sum_dim_intlist(&[1i64][..], false, kind) * dt
 }

@@ -219,7 +219,7 @@ pub fn relative_cost(model: &Trc, u: &Tensor, x: &Tensor, batch: &Tensors, dt: &
     match p.kind() {
         ProblemKind::Descent => {
             let n_steps = u.size()[1];
-            let fuel = (u * u).sum_dim_intlist(&[2i64][..], false, u.kind()).clamp_min(1e-20).sqrt().sum_dim_intlist(&[1i64][..], false, u.kind()) * dt;
+            let fuel = crate::problems::fuel_batch(u, dt);
             let e = x.select(1, n_steps).narrow(1, 0, 6) - xt.narrow(1, 0, 6);
             fuel / &j_star + (&e * &e).sum_dim_intlist(&[1i64][..], false, u.kind()) * landing_weight
         }
