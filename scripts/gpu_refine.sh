@@ -35,11 +35,12 @@ nvidia-smi -L >>"$LOG" 2>&1 || true
 run "$TRC" gen-data --problem descent --count "$COUNT" --seed 1 --split train --out "$D/descent_train.safetensors"
 run "$TRC" gen-data --problem descent --count 500 --seed 1 --split val --out "$D/descent_val.safetensors"
 run "$TRC" gen-data --problem descent --count 500 --seed 1 --split test --out "$D/descent_test.safetensors"
-COMMON=(--train "$D/descent_train.safetensors" --val "$D/descent_val.safetensors" --outer 3 --outer-max 6
+run "$TRC" mid-flight --from "$D/descent_train.safetensors" --seed 2 --out "$D/descent_mid_train.safetensors"
+COMMON=(--train "$D/descent_train.safetensors" --train "$D/descent_mid_train.safetensors" --val "$D/descent_val.safetensors" --outer 3 --outer-max 6
   --start-mix 0.5 --truncate --lambda 0 --terminal-weight 0.05 --lr 3e-4 --epochs "$EPOCHS" --seed 0 --device cuda
   --newton corrected --accept --init-weight 1.0)
 for preset in paper tiny; do
   run "$TRC" train "${COMMON[@]}" --preset "$preset" --out "$OUT/${preset}_descent_op"
   run "$TRC" eval --model "$OUT/${preset}_descent_op" --test "$D/descent_test.safetensors" --ks 3 --sweep 10
 done
-rm -f "$OUT"/*.resume.safetensors
+rm -f "$OUT"/*.resume.safetensors "$OUT"/*.resume.yaml

@@ -57,7 +57,7 @@ train() { # train OUT DATA...
   local op
   read -r -a op <<<"$(operator_for "$p")"
   "$TRC" train "${args[@]}" --val "data/${p}_val.safetensors" --preset "$PRESET" --out "$out" \
-    --epochs "$epochs" --seed 0 --lambda "$lambda" --lr "$lr" --terminal-weight "$tw" --bc-relative-floor "$fl" "${op[@]}"
+    --epochs "$epochs" --seed 0 --lambda "$lambda" --lr "$lr" --terminal-weight "$tw" --bc-relative-floor "$fl" ${op[@]+"${op[@]}"}
 }
 # A second held-out test split from another seed (2), evaluated at the trained K; its metrics go
 # into the card beside the first (prefix test_seed2) and its report to models/<p>.eval_seed2.md.
@@ -90,6 +90,9 @@ for p in $PROBLEMS; do
   train "models/${p}" "${sets[@]}"
   "$TRC" eval --model "models/${p}" --test "data/${p}_test.safetensors" --ks 1,2,3,5 --update-card
   eval_seed2 "$p"
+  # the validation split the settings were chosen on, evaluated the same way (README "Shipped models")
+  "$TRC" eval --model "models/${p}" --test "data/${p}_val.safetensors" --ks "$(grep -m1 '^  outer:' "models/${p}.yaml" | awk '{print $2}')" \
+    --report "models/${p}.eval_val.md"
 done
 
 # Ablation: one horizon token (attention has nothing to attend to, as in the authors' code) vs
@@ -99,7 +102,7 @@ if [ "${ABLATION:-1}" = 1 ] && [[ " $PROBLEMS " == *" descent "* ]]; then
   read -r -a op <<<"$(operator_for descent)"
   "$TRC" train --train data/descent_train_5000.safetensors --train data/descent_mid_train.safetensors \
     --val data/descent_val.safetensors --preset "$PRESET" --tokens 1 --out models/ablation/descent_tokens1 \
-    --epochs "$epochs" --seed 0 --lambda "$lambda" --lr "$lr" --terminal-weight "$tw" --bc-relative-floor "$fl" "${op[@]}"
+    --epochs "$epochs" --seed 0 --lambda "$lambda" --lr "$lr" --terminal-weight "$tw" --bc-relative-floor "$fl" ${op[@]+"${op[@]}"}
   "$TRC" eval --model models/descent --compare models/ablation/descent_tokens1 --test data/descent_test.safetensors \
     --ks "$(grep -m1 '^  outer:' models/descent.yaml | awk '{print $2}')" --report models/ablation/tokens.md
   "$TRC" bench inference --model models/descent --out bench/inference_shipped.md
@@ -116,9 +119,10 @@ if [ "${ABLATION:-1}" = 1 ]; then
     n=$(count_for "$p")
     sets=(--train "data/${p}_train_${n}.safetensors")
     if [ "$p" = descent ]; then sets+=(--train data/descent_mid_train.safetensors); fi
+    read -r -a op <<<"$(operator_for "$p")"
     "$TRC" train "${sets[@]}" --val "data/${p}_val.safetensors" --preset "$PRESET" \
       --out "models/ablation/${p}_lambda0" --epochs "$epochs" --seed 0 --lambda 0 --lr "$lr" --terminal-weight "$tw" --bc-relative-floor "$fl" \
-      $(operator_for "$p")
+      ${op[@]+"${op[@]}"}
     "$TRC" eval --model "models/${p}" --compare "models/ablation/${p}_lambda0" --test "data/${p}_test.safetensors" \
       --ks "$(grep -m1 '^  outer:' "models/${p}.yaml" | awk '{print $2}')" --report "models/ablation/${p}_lambda.md"
   done

@@ -241,8 +241,8 @@ fn monotone_acceptance_never_raises_the_merit_or_the_terminal_error() {
                 .collect();
             for k in 1..score.len() {
                 let ((f0, d0, e0), (f1, d1, e1)) = (score[k - 1], score[k]);
-                let merit_rose = f1 / f0 + lw * d1 > 1.0 + lw * d0 + 1e-5 * (1.0 + lw * d0);
-                let error_rose = e1 > e0 + slack + 1e-3 * (1.0 + e0);
+                let merit_rose = f1 / f0 + lw * d1 > 1.0 + lw * d0 + 1e-9 * (1.0 + lw * d0);
+                let error_rose = e1 > e0 + slack + 1e-9 * (1.0 + e0);
                 rises[a] += (merit_rose || error_rose) as usize;
                 if accept {
                     assert!(!merit_rose && !error_rose, "sample {b}, k = {k}: merit {} -> {}, error {e0} -> {e1}", 1.0 + lw * d0, f1 / f0 + lw * d1);

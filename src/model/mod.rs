@@ -58,7 +58,7 @@ pub struct ModelConfig {
     /// otherwise) without raising the terminal error (descent's terminal equality; a quadratic
     /// cost already prices the terminal state), or the current iterate where none does
     /// (docs/method.md "Monotone acceptance"). A trust-region-style safeguard: the weights are
-    /// the same, J^(k) cannot rise. Ignored by `off` and `input`. Default off.
+    /// the same; the merit cannot rise. Ignored by `off` and `input`. Default off.
     #[serde(default)]
     pub accept: bool,
 }

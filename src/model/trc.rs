@@ -245,8 +245,10 @@ impl Trc {
     /// The Gauss-Newton step `g` `[B, N m]` (normalised units, trust-limited) of the sensitivity
     /// features at `u` `[B, N, m]` for `x0`, `x_target` `[B, n]`, `t_go` `[B]`, computed per
     /// sample in f64 (`per_sample_f64`, what the CPU runs) or as batched tensors (what a GPU
-    /// runs); tests hold the two equal. Needs a model with `newton` not `off` only for its use,
-    /// not for this call.
+    /// runs); tests hold the two equal. For a quadratic cost (Van der Pol, double integrator) the
+    /// step is the cost's Gauss-Newton step, the same on both paths and without a trust radius;
+    /// if a sample's f64 system fails the batched form runs. Needs a model with `newton` not
+    /// `off` only for its use, not for this call.
     pub fn newton_features(&self, x0: &Tensor, x_target: &Tensor, t_go: &Tensor, u: &Tensor, per_sample_f64: bool) -> Tensor {
         let kind = self.pos.kind();
         let x0 = x0.to_device(self.device).to_kind(kind);

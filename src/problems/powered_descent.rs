@@ -528,9 +528,9 @@ impl Problem for PoweredDescent {
     }
 }
 
-/// The fuel term of the descent cost, `sum_k |u_k| dt` per sample `[B]`, of controls `u`
-/// `[B, N, 3]` (thrust acceleration [m/s^2]; LCvx's sigma, docs/problems.md) with steps `dt`
-/// `[B]` [s]. Differentiable (the norm is floored at 1e-10 so its gradient stays finite).
+/// The fuel term of the descent cost, `sum_k |u_k| dt` per sample `[B]` [N s] (propellant mass
+/// times `Isp g0`, docs/problems.md), of thrust controls `u` `[B, N, 3]` [N] with steps `dt` `[B]`
+/// [s]. Differentiable (the norm is floored at 1e-10 so its gradient stays finite).
 pub fn fuel_batch(u: &Tensor, dt: &Tensor) -> Tensor {
     let kind = u.kind();
     (u * u).sum_dim_intlist(&[2i64][..], false, kind).clamp_min(1e-20).sqrt().sum_dim_intlist(&[1i64][..], false, kind) * dt

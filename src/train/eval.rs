@@ -82,7 +82,8 @@ pub struct EvalResult {
     /// Mean per-iteration training cost J^(k) / J*, k = 0..K.
     pub per_iteration_cost: Vec<f64>,
     /// Fraction of samples whose per-iteration cost J^(k) / J* never increases (tolerance
-    /// [`MONOTONE_COST_TOL`], as the K sweep).
+    /// [`MONOTONE_COST_TOL`]; the cost only: the K sweep's [`SweepRow::monotone`] also holds the
+    /// terminal error).
     pub monotone_fraction: f64,
     /// Descent: success after RK4 thrust-hold re-simulation, TRC and optimum.
     pub continuous_success: Option<(f64, f64)>,
