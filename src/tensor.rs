@@ -14,6 +14,13 @@ pub fn from_dvector(v: &DVector<f64>, device: Device) -> Tensor {
     Tensor::from_slice(v.as_slice()).to_device(device)
 }
 
+/// Any tensor (dtype, device, gradient) flattened to its f64 values in row-major order: how a
+/// batch `[B, ...]` goes to the per-sample f64 code (sample `i` is the `i`-th run of
+/// `numel / B` values). `None` if it cannot be read.
+pub fn flat_f64(t: &Tensor) -> Option<Vec<f64>> {
+    Vec::<f64>::try_from(t.detach().to_device(Device::Cpu).to_kind(Kind::Double).contiguous().view([-1])).ok()
+}
+
 /// A 2-D tensor `[r, c]` (any dtype/device) as an f64 `DMatrix` `[r, c]`.
 ///
 /// # Errors

@@ -81,6 +81,10 @@ pub struct Trc {
     newton_idx: Vec<usize>,
     newton_idx_t: Tensor,
     newton_scale: Tensor,
+    /// `newton_scale` as f64 values (the per-sample CPU paths).
+    newton_scale_f64: Vec<f64>,
+    /// The problem has a terminal equality (descent): the acceptance also holds the terminal error.
+    terminal_equality: bool,
     u_std_row: Tensor,
     device: Device,
 }
@@ -174,6 +178,8 @@ impl Trc {
             newton_idx_t: Tensor::from_slice(&newton_idx.iter().map(|&i| i as i64).collect::<Vec<_>>()).to_device(dev),
             newton_idx,
             newton_scale: Tensor::from_slice(&scale).to_kind(Kind::Float).to_device(dev),
+            newton_scale_f64: scale,
+            terminal_equality: problem_cfg.build()?.terminal_equality().is_some(),
             u_std_row,
             cfg: cfg.clone(),
             problem_cfg: problem_cfg.clone(),
@@ -272,11 +278,10 @@ impl Trc {
         use rayon::prelude::*;
         let (b, n) = (x0.size()[0] as usize, self.n as usize);
         let (steps, m) = (self.horizon as usize, self.m as usize);
-        let flat = |t: &Tensor| Vec::<f64>::try_from(t.detach().to_device(Device::Cpu).to_kind(Kind::Double).contiguous().view([-1])).ok();
+        let flat = crate::tensor::flat_f64;
         let (xv, tv, uv, dv) = (flat(x0)?, flat(xt)?, flat(u)?, flat(dt)?);
-        let scale: Vec<f64> = Vec::<f64>::try_from(self.newton_scale.to_kind(Kind::Double)).ok()?;
         let sigma = &self.norm.u_std;
-        let setup = super::newton::GnSetup { sim: &self.sim, constraint: &self.constraint, idx: &self.newton_idx, scale: &scale, sigma };
+        let setup = super::newton::GnSetup { sim: &self.sim, constraint: &self.constraint, idx: &self.newton_idx, scale: &self.newton_scale_f64, sigma };
         let per: Vec<Option<super::newton::GaussNewton>> = (0..b)
             .into_par_iter()
             .map(|i| {
@@ -500,13 +505,9 @@ impl Trc {
                     // tangent space); corrector: a Gauss-Newton step from where it landed
                     let mv = if self.cfg.newton == Newton::Step { nw.null_project(&du) } else { du };
                     let moved = self.project_st(&(&u + self.norm.du_inv(&mv.view([b, self.horizon, self.m]))));
-                    // the per-sample f64 step rolls out by itself; the batched one needs the rollout
-                    let corr = if self.device == Device::Cpu {
-                        self.newton_step_by(&x0, &xt, &moved, &dt, None, true)
-                    } else {
-                        let traj_moved = self.sim.rollout(&x0, &moved.detach(), &dt);
-                        self.newton_step(&x0, &xt, &moved, &dt, &traj_moved)
-                    };
+                    // no rollout of `moved` here: the f64 step rolls out by itself, the batched
+                    // one rolls out when it runs
+                    let corr = self.newton_step_by(&x0, &xt, &moved, &dt, None, self.device == Device::Cpu);
                     let next = self.project_st(&(&moved + self.norm.du_inv(&corr.g.view([b, self.horizon, self.m]))));
                     out.u_pred.push(moved);
                     if self.cfg.accept {
@@ -582,7 +583,7 @@ impl Trc {
     /// (descent). A quadratic tracking cost (Van der Pol, double integrator) already prices the
     /// terminal state; there the merit alone decides.
     fn error_gate(&self) -> bool {
-        self.sim.problem().terminal_equality().is_some()
+        self.terminal_equality
     }
 
     /// [`Trc::accept_best`]'s choice per sample in f64 on the CPU (0 = keep `u`, i = candidate
@@ -592,12 +593,12 @@ impl Trc {
     fn accept_choice_f64(&self, x0: &Tensor, xt: &Tensor, dt: &Tensor, u: &Tensor, candidates: &[Tensor]) -> Option<Vec<i64>> {
         use nalgebra::{DMatrix, DVector};
         use rayon::prelude::*;
-        let flat = |t: &Tensor| Vec::<f64>::try_from(t.detach().to_device(Device::Cpu).to_kind(Kind::Double).contiguous().view([-1])).ok();
+        let flat = crate::tensor::flat_f64;
         let (b, n) = (x0.size()[0] as usize, self.n as usize);
         let (steps, m) = (self.horizon as usize, self.m as usize);
         let (xv, tv, dv) = (flat(x0)?, flat(xt)?, flat(dt)?);
         let us: Vec<Vec<f64>> = std::iter::once(u).chain(candidates).map(flat).collect::<Option<_>>()?;
-        let scale: Vec<f64> = Vec::<f64>::try_from(self.newton_scale.to_kind(Kind::Double)).ok()?;
+        let scale = &self.newton_scale_f64;
         let descent = self.problem_cfg.name == crate::config::ProblemKind::Descent;
         let gate = self.error_gate();
         let (sim, idx) = (&self.sim, &self.newton_idx);
@@ -613,7 +614,7 @@ impl Trc {
                 let score = |uk: &DMatrix<f64>| -> Option<(f64, f64)> {
                     let tr = sim.rollout_one(&x, uk, dv[i]).ok()?;
                     let last = tr.row(steps);
-                    let e = idx.iter().zip(&scale).map(|(&c, s)| ((last[c] - t[c]) / s).powi(2)).sum::<f64>().sqrt();
+                    let e = idx.iter().zip(scale).map(|(&c, s)| ((last[c] - t[c]) / s).powi(2)).sum::<f64>().sqrt();
                     let merit = if descent {
                         let d2 = (0..6).map(|c| (last[c] - t[c]).powi(2)).sum::<f64>();
                         fuel(uk, dv[i]) / fuel_ref + ACCEPT_LANDING_WEIGHT * d2

@@ -136,7 +136,7 @@ impl Simulator {
         p.quadratic_cost()?;
         let (b, n) = (x0.size()[0] as usize, x0.size()[1] as usize);
         let (steps, m) = (u.size()[1] as usize, u.size()[2] as usize);
-        let flat = |t: &Tensor| Vec::<f64>::try_from(t.detach().to_device(Device::Cpu).to_kind(Kind::Double).contiguous().view([-1])).ok();
+        let flat = crate::tensor::flat_f64;
         let (xv, uv, dv, tv) = (flat(x0)?, flat(u)?, flat(dt)?, flat(xt)?);
         let per: Vec<Option<Vec<f64>>> = (0..b)
             .into_par_iter()
@@ -155,7 +155,7 @@ impl Simulator {
     fn terminal_jacobian_f64(&self, x0: &Tensor, u: &Tensor, dt: &Tensor, idx: &[usize]) -> Option<Tensor> {
         let (b, n) = (x0.size()[0] as usize, x0.size()[1] as usize);
         let (steps, m) = (u.size()[1] as usize, u.size()[2] as usize);
-        let flat = |t: &Tensor| Vec::<f64>::try_from(t.detach().to_device(Device::Cpu).to_kind(Kind::Double).contiguous().view([-1])).ok();
+        let flat = crate::tensor::flat_f64;
         let (xv, uv, dv) = (flat(x0)?, flat(u)?, flat(dt)?);
         let per: Vec<Option<Vec<f64>>> = (0..b)
             .into_par_iter()

@@ -106,7 +106,8 @@ impl Default for TrainConfig {
             weight_decay: 1e-4,
             warmup_steps: 100,
             lambda: 0.1,
-            landing_weight: 0.01,
+            // the monotone acceptance's merit uses the same weight (one value for both)
+            landing_weight: crate::model::trc::ACCEPT_LANDING_WEIGHT,
             terminal_weight: 0.05,
             bc_relative_floor: 0.0,
             init_weight: 0.0,
