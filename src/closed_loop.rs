@@ -154,6 +154,10 @@ pub struct EpisodeReport {
     /// where the controller is in another process).
     #[serde(default)]
     pub correction_steps_per_plan: f64,
+    /// Cycles that moved the landing time (descent retiming, by the correction or the policy;
+    /// lockstep loop, 0 where the controller is in another process).
+    #[serde(default)]
+    pub retimes: u64,
     /// Solve times of the refined answers [ms] (kept in memory for aggregate percentiles).
     #[serde(skip)]
     pub solve_ms: Vec<f64>,
@@ -167,6 +171,7 @@ pub struct EpisodeReport {
 pub struct EpisodeLog {
     answers: StatusCounts,
     correction: Option<(u64, u64)>,
+    retimes: u64,
     e2e_ms: Vec<f64>,
     trajectory: Vec<(f64, Vec<f64>)>,
 }
@@ -182,6 +187,12 @@ impl EpisodeLog {
     /// plans (the controller's [`crate::control::Stats`] difference over the episode).
     pub fn correction(&mut self, steps: u64, plans: u64) {
         self.correction = Some((steps, plans));
+    }
+
+    /// Records the landing-time moves of the episode (the controller's [`crate::control::Stats`]
+    /// difference).
+    pub fn retimes(&mut self, n: u64) {
+        self.retimes = n;
     }
 
     /// Records an end-to-end latency [ms].
@@ -216,6 +227,7 @@ impl EpisodeLog {
             e2e_ms_p50: percentile(&self.e2e_ms, 0.5),
             e2e_ms_p99: percentile(&self.e2e_ms, 0.99),
             correction_steps_per_plan: self.correction.map_or(f64::NAN, |(s, p)| s as f64 / p.max(1) as f64),
+            retimes: self.retimes,
             solve_ms: a.solve_ms,
             trajectory: self.trajectory,
         }
@@ -288,5 +300,6 @@ pub fn fly_plant(
     };
     let after = controller.stats();
     log.correction(after.correction_steps - before.correction_steps, after.finished - before.finished);
+    log.retimes(after.retimed - before.retimed);
     log.finish(spec, result, controller.config().deadline_s * 1e3)
 }

@@ -130,6 +130,10 @@ pub struct TerminalCorrection {
     pub max_retime_s: f64,
     /// Scaled terminal error [tolerance units] above which retiming is tried. Default 0.5.
     pub retime_threshold: f64,
+    /// With `enabled: false`: retime by asking the policy for plans at the moved landing times
+    /// (TRC takes t_go as an input; each candidate is one refinement, judged in `model`) instead
+    /// of not at all. Default true.
+    pub retime_with_policy: bool,
     /// Thrust authority kept in reserve by the corrected plan: its upper thrust bound is
     /// `(1 - thrust_margin) rho2` (descent), so a vehicle whose engines deliver a few percent less
     /// than commanded can still follow it. Default 0.
@@ -138,7 +142,7 @@ pub struct TerminalCorrection {
 
 impl Default for TerminalCorrection {
     fn default() -> Self {
-        Self { enabled: true, model: CorrectionModel::Plant, max_iterations: 8, tol: 0.002, max_retime_s: 3.0, retime_threshold: 0.5, thrust_margin: 0.0 }
+        Self { enabled: true, model: CorrectionModel::Plant, max_iterations: 8, tol: 0.002, max_retime_s: 3.0, retime_threshold: 0.5, retime_with_policy: true, thrust_margin: 0.0 }
     }
 }
 

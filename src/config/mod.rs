@@ -122,6 +122,7 @@ pub const LIVE_PARAMETERS: &[&str] = &[
     "controller.terminal_correction.tol",
     "controller.terminal_correction.max_retime_s",
     "controller.terminal_correction.retime_threshold",
+    "controller.terminal_correction.retime_with_policy",
     "controller.terminal_correction.thrust_margin",
 ];
 

@@ -78,6 +78,12 @@ impl TerminalCorrector {
         }
     }
 
+    /// TRC's in-loop model (descent: the LCvx acceleration-hold model), whatever `settings.model`
+    /// says; `None` where the problem has none (descent with planet rotation).
+    pub fn in_loop_model(&self) -> Option<&Simulator> {
+        self.in_loop.as_ref()
+    }
+
     /// [`correct`] in the configured model; `u` unchanged (and a default report) without one.
     pub fn correct(
         &self,

@@ -74,6 +74,11 @@ pub struct RecedingHorizon {
     /// [`Phase::FollowReference`]: the plan it follows (the last refined plan, kept unshifted so
     /// every terminal cycle resamples it once).
     reference: Option<Plan>,
+    /// The last answered plan that is not itself a shift (refined, or terminal): what
+    /// FALLBACK_SHIFTED resamples, once. A run of missed deadlines must not resample a resampled
+    /// plan: with a shrinking horizon (descent) each resampling moves the controls by up to half
+    /// a step, and the errors add up (measured: a 0.1-unit plan grew a 20-unit miss per 0.4 s).
+    fresh: Option<Plan>,
     /// Running mean of the time [s] [`Mission::finish`] takes (exponential, weight 0.1): the
     /// wait for iterates ends early enough to leave it.
     finish_s: f64,
@@ -133,6 +138,7 @@ impl RecedingHorizon {
             stats: Stats::default(),
             prev_job: None,
             reference: None,
+            fresh: None,
             finish_s: 0.0,
         })
     }
@@ -193,6 +199,7 @@ impl RecedingHorizon {
             self.last = None;
             self.prev_job = None;
             self.reference = None;
+            self.fresh = None;
         }
         Ok(())
     }
@@ -204,6 +211,7 @@ impl RecedingHorizon {
         self.last = None;
         self.prev_job = None;
         self.reference = None;
+        self.fresh = None;
     }
 
     /// Descent landing time t_land [s], once known.
@@ -269,7 +277,12 @@ impl RecedingHorizon {
             },
         };
         let t_finish = Instant::now();
-        let finished = self.mission.finish(s.stamp, &x, &aim, t_go, u, deadline);
+        // retiming by re-planning (descent without the correction): after a converged refinement
+        // only (the worker is idle), each held to what is left of this cycle's deadline
+        let mut worker = if status == PlanStatus::Converged { self.worker.as_mut().ok() } else { None };
+        let until = deadline - Duration::from_secs_f64((0.1 * self.cfg.deadline_s).min(2e-3));
+        let mut replan = |tg: f64| worker_plan(worker.as_deref_mut()?, &x, &aim, tg, until);
+        let finished = self.mission.finish(s.stamp, &x, &aim, t_go, u, deadline, &mut replan);
         self.finish_s = 0.9 * self.finish_s + 0.1 * t_finish.elapsed().as_secs_f64();
         self.stats.retimed += u64::from(finished.retimed_s.is_some());
         self.stats.correction_steps += finished.correction_steps as u64;
@@ -323,7 +336,7 @@ impl RecedingHorizon {
         let reserve = (0.1 * self.cfg.deadline_s).min(2e-3).max((2.0 * self.finish_s).min(0.3 * self.cfg.deadline_s));
         let wait_until = deadline - Duration::from_secs_f64(reserve);
         let horizon = self.problem.horizon();
-        let shifted = self.last.as_ref().map(|last| shift_controls(last, s.stamp, t_go, horizon));
+        let shifted = self.fresh.as_ref().or(self.last.as_ref()).map(|last| shift_controls(last, s.stamp, t_go, horizon));
         let worker = match self.worker.as_mut() {
             Ok(w) => w,
             Err(e) => {
@@ -367,7 +380,7 @@ impl RecedingHorizon {
             }
         }
         let shifted = match late {
-            Some((job, it)) if self.last.as_ref().is_none_or(|l| l.stamp < job.state.stamp) => {
+            Some((job, it)) if self.fresh.as_ref().or(self.last.as_ref()).is_none_or(|l| l.stamp < job.state.stamp) => {
                 Some(shift(&it.u, job.state.stamp, job.t_go / horizon as f64, s.stamp, t_go, horizon))
             }
             _ => shifted,
@@ -388,6 +401,9 @@ impl RecedingHorizon {
     fn answer(&mut self, plan: Plan, start: Instant, policy_error: Option<String>) -> CycleOutcome {
         let late = self.is_late(start);
         self.stats.answers.record(plan.status, plan.solve_time_ms, late);
+        if plan.status != PlanStatus::FallbackShifted {
+            self.fresh = Some(plan.clone());
+        }
         self.last = Some(plan.clone());
         CycleOutcome { plan, rejected: None, policy_error, late }
     }
@@ -460,6 +476,24 @@ impl RecedingHorizon {
 /// classic shift by one step with the last control repeated. `[N, m]`.
 pub fn shift_controls(prev: &Plan, stamp: f64, t_go: f64, horizon: usize) -> DMatrix<f64> {
     shift(&prev.u, prev.stamp, prev.dt, stamp, t_go, horizon)
+}
+
+/// A full refinement by `worker` from `x` to `aim` with time-to-go `t_go` [s], waited for until
+/// `until`: its last iterate `[N, m]`, or `None` (no finite iterate by then; a later one is
+/// dropped with the job).
+fn worker_plan(worker: &mut InferenceWorker, x: &DVector<f64>, aim: &DVector<f64>, t_go: f64, until: Instant) -> Option<DMatrix<f64>> {
+    let id = worker.submit(PlanRequest { x0: x.clone(), x_target: aim.clone(), t_go, u_warm: None }, until);
+    let mut last = None;
+    while let Some((jid, ev)) = worker.next_event(until) {
+        if jid != id {
+            continue;
+        }
+        match ev {
+            WorkerEvent::Iterate(it) => last = Some(it.u),
+            _ => break,
+        }
+    }
+    last.filter(|u| u.iter().all(|v| v.is_finite()))
 }
 
 /// [`shift_controls`] of controls `u` `[N, m]` that start at `from_stamp` [s] with step
@@ -603,6 +637,37 @@ mod tests {
         ctl.set_goal(&goal()).unwrap();
         let out = ctl.step(&state(1.0, &[1.0, 0.0]), 1.0);
         assert!(matches!(&out.rejected, Some(Rejected::NoPolicy(e)) if e.contains("broken")), "{:?}", out.rejected);
+    }
+
+    #[test]
+    fn missed_deadlines_in_a_shrinking_horizon_resample_the_last_fresh_plan_once() {
+        // descent: every missed deadline publishes the last refined plan resampled to the new,
+        // shorter step, never a resampled resampled plan (whose errors add up cycle by cycle)
+        let problem = ProblemConfig::new(ProblemKind::Descent);
+        let x0 = crate::data::sample_instance(&problem, 0, crate::data::Split::Test, 0).x0;
+        let mut solver = crate::solvers::for_problem(&problem, crate::solvers::SolverSettings::default()).unwrap();
+        let sol = solver.solve(&crate::solvers::Instance { x0: x0.clone(), x_target: DVector::from_vec(vec![0.0, 0.0, 1.0, 0.0, 0.0, -0.35, 0.0]), t_go: None }).unwrap();
+        let knob = Arc::new(DelayKnob::default());
+        let mut cfg = ControllerConfig { deadline_s: DEADLINE_S, ..Default::default() };
+        cfg.terminal_correction.enabled = false;
+        cfg.terminal_correction.retime_with_policy = false;
+        let (p, k, u) = (problem.clone(), knob.clone(), sol.u.clone());
+        let mut ctl = RecedingHorizon::with_policy(&problem, cfg, move || Ok(ReplayPolicy::new(&p, vec![u], k))).unwrap();
+        ctl.set_goal(&GoalInput { stamp: 50.0, x_target: vec![0.0; 7], t_go: sol.t_go }).unwrap();
+        let first = ctl.step(&state(50.0, x0.as_slice()), 50.0);
+        assert_eq!(first.plan.status, PlanStatus::Converged, "{:?}", first.rejected);
+        knob.set(Duration::from_secs_f64(3.0 * DEADLINE_S), Duration::ZERO);
+        let (mut prev, mut chained_differs) = (first.plan.clone(), 0);
+        for c in 1..=6 {
+            let stamp = 50.0 + 0.1 * c as f64;
+            let out = ctl.step(&state(stamp, x0.as_slice()), stamp);
+            assert_eq!(out.plan.status, PlanStatus::FallbackShifted, "cycle {c}");
+            let t_go = sol.t_go - 0.1 * c as f64;
+            assert_eq!(out.plan.u, shift_controls(&first.plan, stamp, t_go, 50), "cycle {c}: the refined plan resampled once");
+            chained_differs += usize::from(shift_controls(&prev, stamp, t_go, 50) != out.plan.u);
+            prev = out.plan;
+        }
+        assert!(chained_differs > 0, "resampling the previous fallback would differ (else this test checks nothing)");
     }
 
     #[test]

@@ -518,7 +518,16 @@ impl Trc {
                         next
                     }
                 }
-                _ => self.project_st(&(&u + self.norm.du_inv(&du.view([b, self.horizon, self.m])))),
+                _ => {
+                    let next = self.project_st(&(&u + self.norm.du_inv(&du.view([b, self.horizon, self.m]))));
+                    if self.cfg.accept {
+                        // globalisation without a corrector: the learned iterate is the only
+                        // candidate; a sample keeps its current plan where the move raises J
+                        self.accept_best(&x0, &xt, &dt, &u, &traj, &[next])
+                    } else {
+                        next
+                    }
+                }
             };
             out.u.push(u.shallow_clone());
             out.z_h.push(z_h.shallow_clone());
@@ -556,7 +565,7 @@ impl Trc {
 
     /// Monotone acceptance ([`ModelConfig::accept`]): per sample, the candidate `[B, N, m]` with
     /// the lowest merit among those that lower the merit of `u` (rollout `traj`) without raising
-    /// its terminal error (beyond [`ACCEPT_ERROR_SLACK`]; descent only, see [`Trc::error_gate`]);
+    /// its terminal error (beyond [`ACCEPT_ERROR_SLACK`]; where [`Trc::error_gate`] holds);
     /// `u` itself where none does.
     fn accept_best(&self, x0: &Tensor, xt: &Tensor, dt: &Tensor, u: &Tensor, traj: &Tensor, candidates: &[Tensor]) -> Tensor {
         if self.device == Device::Cpu {
@@ -580,10 +589,13 @@ impl Trc {
     }
 
     /// Whether the acceptance also refuses a rise of the terminal error: for a terminal equality
-    /// (descent). A quadratic tracking cost (Van der Pol, double integrator) already prices the
-    /// terminal state; there the merit alone decides.
+    /// (descent), and for any problem when the learned iterate is the only candidate (`off`,
+    /// `input`), so that both the cost and the terminal error are non-increasing in k. With a
+    /// Gauss-Newton step on a quadratic tracking cost in the loop (Van der Pol, double integrator
+    /// in `step` / `corrected`) the merit alone decides: the cost already prices the terminal
+    /// state, and the gate stalled those chains (docs/refinement-log.md, `vdp_cai`).
     fn error_gate(&self) -> bool {
-        self.terminal_equality
+        self.terminal_equality || matches!(self.cfg.newton, Newton::Off | Newton::Input)
     }
 
     /// [`Trc::accept_best`]'s choice per sample in f64 on the CPU (0 = keep `u`, i = candidate

@@ -372,25 +372,40 @@ pub fn closed_loop(out: &Path, episodes: usize, seed: u64) -> AnyResult<()> {
     let card = trc_control::model::checkpoint::read_card(&crate::launcher::package_root().join("models/descent"))?;
     let _ = writeln!(
         md,
-        "Model `models/descent` (latent {}, {} parameters, K = {}), controller and plant in lockstep at {} Hz in one process (every answer held to its {} ms wall-clock deadline); episodes: the first {episodes} feasible test-split states of seed {seed}, each also solved by LCvx (minimum-fuel t_f) for the fuel reference and the goal's t_go. Success: touchdown within 1 m of the site at under 0.5 m/s. Disturbances: thrust magnitude +-2%, direction 1 deg, mass estimate +-1%, noise 0.1 m / 0.02 m/s, 20 ms command latency.\n\nThe shipped configuration (`config/descent.yaml`) finishes every published plan with the terminal correction (projected Gauss-Newton onto the terminal constraint in the plant model, landing-time retiming up to {:.1} s; `src/control/mission/descent.rs`, `src/control/correction.rs`) and a touchdown gate ({:.1} m above the site at t_land, then a {:.2} m/s constant-sink descent): rows `TRC + correction`. Rows `TRC network alone` turn both off: what the network achieves by itself. The fuel gap counts everything flown, the gate's sink included, against the LCvx optimum to the ground.\n",
+        "Model `models/descent` (latent {}, {} parameters, K = {}), controller and plant in lockstep at {} Hz in one process (every answer held to its {} ms wall-clock deadline); episodes: the first {episodes} feasible test-split states of seed {seed}, each also solved by LCvx (minimum-fuel t_f) for the fuel reference and the goal's t_go. Success: touchdown within 1 m of the site at under 0.5 m/s. Disturbances: thrust magnitude +-2%, direction 1 deg, mass estimate +-1%, noise 0.1 m / 0.02 m/s, 20 ms command latency.\n\nThe shipped configuration (`config/descent.yaml`) finishes every published plan with the terminal correction (projected Gauss-Newton onto the terminal constraint in the plant model, landing-time retiming up to {:.1} s; `src/control/mission/descent.rs`, `src/control/correction.rs`) and a touchdown gate ({:.1} m above the site at t_land, then a {:.2} m/s constant-sink descent): rows `TRC + correction`. Rows `TRC network + retiming by the network` turn the correction off and keep the gate: every published plan is the network's, and when a plan misses the aim point by more than {:.1} tolerance units in the network's own in-loop model the controller asks the network for plans at landing times moved by +0.25..+2 / -0.25, -0.5 s (up to {:.1} s in all) and moves t_land to the best (`controller.terminal_correction.retime_with_policy`). Rows `TRC network alone` turn the correction, the gate and the retiming off: what the network's plans achieve by themselves. The fuel gap counts everything flown, the gate's sink included, against the LCvx optimum to the ground.\n",
         card.model.latent, card.parameters, card.model.outer, cfg0.sim.rate_hz, cfg0.controller.deadline_s * 1e3,
-        cfg0.controller.terminal_correction.max_retime_s, cfg0.controller.gate_altitude_m, cfg0.controller.gate_sink_rate_mps
+        cfg0.controller.terminal_correction.max_retime_s, cfg0.controller.gate_altitude_m, cfg0.controller.gate_sink_rate_mps,
+        cfg0.controller.terminal_correction.retime_threshold, cfg0.controller.terminal_correction.max_retime_s
     );
-    md.push_str("| case | episodes | success | touched down | touchdown error p50 / p95 [m] (touched down) | touchdown speed p50 / p95 [m/s] | fuel gap mean / median | solve p50 / p99 [ms] | ANYTIME | FALLBACK_SHIFTED | TERMINAL | late | correction GN steps per plan |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+    md.push_str("| case | episodes | success | touched down | touchdown error p50 / p95 [m] (touched down) | touchdown speed p50 / p95 [m/s] | fuel gap mean / median | solve p50 / p99 [ms] | ANYTIME | FALLBACK_SHIFTED | TERMINAL | late | correction GN steps per plan | landing-time moves per episode |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
     // the classical solver as the policy: the same loop with the optimum in it (a reference for
     // what the loop itself achieves; slower, so fewer episodes and a 200 ms deadline)
+    // finishing layer: the shipped correction; the network re-planning at moved landing times
+    // (correction off, gate on); nothing (correction, gate and retiming off)
+    #[derive(PartialEq)]
+    enum Finish {
+        Correction,
+        NetworkRetime,
+        Bare,
+    }
     let cases = [
-        ("TRC + correction, nominal", false, false, true, episodes),
-        ("TRC + correction, with disturbances", true, false, true, episodes),
-        ("TRC network alone, nominal", false, false, false, episodes),
-        ("LCvx policy (reference), nominal", false, true, true, episodes.min(20)),
-        ("LCvx policy (reference), with disturbances", true, true, true, episodes.min(20)),
+        ("TRC + correction, nominal", false, false, Finish::Correction, episodes),
+        ("TRC + correction, with disturbances", true, false, Finish::Correction, episodes),
+        ("TRC network + retiming by the network (no correction), nominal", false, false, Finish::NetworkRetime, episodes),
+        ("TRC network + retiming by the network (no correction), with disturbances", true, false, Finish::NetworkRetime, episodes),
+        ("TRC network alone (no correction, gate or retiming), nominal", false, false, Finish::Bare, episodes),
+        ("LCvx policy (reference), nominal", false, true, Finish::Correction, episodes.min(20)),
+        ("LCvx policy (reference), with disturbances", true, true, Finish::Correction, episodes.min(20)),
     ];
-    for (label, disturbed, solver, corrected, episodes) in cases {
+    for (label, disturbed, solver, finish, episodes) in cases {
         let mut cfg = cfg0.clone();
         cfg.sim.seed = seed;
+        let corrected = finish == Finish::Correction;
         if !corrected {
             cfg.controller.terminal_correction.enabled = false;
+            cfg.controller.terminal_correction.retime_with_policy = finish == Finish::NetworkRetime;
+        }
+        if finish == Finish::Bare {
             cfg.controller.gate_altitude_m = 0.0;
         }
         if disturbed {
@@ -410,7 +425,7 @@ pub fn closed_loop(out: &Path, episodes: usize, seed: u64) -> AnyResult<()> {
         let touched = down.len();
         let _ = writeln!(
             md,
-            "| {} | {} | {:.1}% | {} | {:.2} / {:.2} | {:.2} / {:.2} | {:+.2}% / {:+.2}% | {:.2} / {:.2} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {:.1}% | {} | {:.2} / {:.2} | {:.2} / {:.2} | {:+.2}% / {:+.2}% | {:.2} / {:.2} | {} | {} | {} | {} | {} | {:.2} |",
             label,
             rows.len(),
             succ * 100.0,
@@ -428,6 +443,7 @@ pub fn closed_loop(out: &Path, episodes: usize, seed: u64) -> AnyResult<()> {
             rows.iter().map(|r| r.terminal).sum::<u64>(),
             rows.iter().map(|r| r.late).sum::<u64>(),
             if corrected { format!("{:.2}", rows.iter().map(|r| r.correction_steps_per_plan).sum::<f64>() / rows.len().max(1) as f64) } else { "-".into() },
+            rows.iter().map(|r| r.retimes).sum::<u64>() as f64 / rows.len().max(1) as f64,
         );
         log::info!("closed loop ({label}): {:.0} s", started.elapsed().as_secs_f64());
     }

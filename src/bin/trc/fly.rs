@@ -16,11 +16,11 @@ type AnyResult<T> = Result<T, Box<dyn std::error::Error>>;
 pub fn table(kind: ProblemKind, rows: &[EpisodeReport]) -> String {
     let mut md = String::new();
     if kind == ProblemKind::Descent {
-        md.push_str("| episode | result | touchdown error [m] | speed [m/s] | fuel [kg] | optimum [kg] | fuel gap | solve p50 / p99 [ms] | ANYTIME | FALLBACK_SHIFTED | FAILED | TERMINAL | late | correction GN steps per plan |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+        md.push_str("| episode | result | touchdown error [m] | speed [m/s] | fuel [kg] | optimum [kg] | fuel gap | solve p50 / p99 [ms] | ANYTIME | FALLBACK_SHIFTED | FAILED | TERMINAL | late | correction GN steps per plan | landing-time moves |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
         for r in rows {
             let _ = writeln!(
                 md,
-                "| {} | {} | {:.2} | {:.2} | {:.1} | {:.1} | {:+.2}% | {:.2} / {:.2} | {} | {} | {} | {} | {} | {} |",
+                "| {} | {} | {:.2} | {:.2} | {:.1} | {:.1} | {:+.2}% | {:.2} / {:.2} | {} | {} | {} | {} | {} | {} | {} |",
                 r.spec.index,
                 if r.result.success { "landed" } else { "missed" },
                 r.result.position_error,
@@ -35,7 +35,8 @@ pub fn table(kind: ProblemKind, rows: &[EpisodeReport]) -> String {
                 r.failed,
                 r.terminal,
                 r.late,
-                if r.correction_steps_per_plan.is_finite() { format!("{:.2}", r.correction_steps_per_plan) } else { "-".into() }
+                if r.correction_steps_per_plan.is_finite() { format!("{:.2}", r.correction_steps_per_plan) } else { "-".into() },
+                r.retimes
             );
         }
     } else {

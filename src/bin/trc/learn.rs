@@ -30,6 +30,8 @@ pub struct ArchOverrides {
     pub outer: Option<i64>,
     pub inner: Option<i64>,
     pub accept: bool,
+    /// The written model runs the acceptance; training does not.
+    pub accept_at_inference: bool,
 }
 
 /// The resume files of a run writing `out`: weights and state (see [`train::ResumeState`]).
@@ -112,6 +114,8 @@ pub fn train(
         },
         metrics: Default::default(),
     };
+    // a safeguard of the written model only: training (and its validation) ran without it
+    card.model.accept |= arch.accept_at_inference;
     let started = Instant::now();
     let prior_s = resumed.as_ref().map_or(0.0, |s| s.train_time_s);
     if resumed.is_some() {
@@ -371,7 +375,7 @@ pub fn eval(stem: &Path, test_path: &Path, ks: &[i64], compare: Option<&Path>, r
         None
     };
     // the monotone acceptance (globalisation) switched the other way than trained: same weights
-    let flipped = if matches!(card.model.newton, Newton::Step | Newton::Corrected) {
+    let flipped = {
         let on = !card.model.accept;
         let (vs5, m5, c5) = checkpoint::load_as(stem, dev, Some(&test.meta.problem), checkpoint::RunAs { newton: None, accept: Some(on) })?;
         let label = format!("`{}` {} monotone acceptance", stem.display(), if on { "with" } else { "without" });
@@ -380,8 +384,6 @@ pub fn eval(stem: &Path, test_path: &Path, ks: &[i64], compare: Option<&Path>, r
             md.push_str(&row(&label, &r));
         }
         Some((vs5, m5, c5, label))
-    } else {
-        None
     };
     let gn_only = if matches!(card.model.newton, Newton::Step | Newton::Corrected) {
         let (vs3, m3, c3) = checkpoint::load(stem, dev, Some(&test.meta.problem))?;

@@ -201,7 +201,7 @@ enum Cmd {
         /// Validation dataset (--split val).
         #[arg(long)]
         val: PathBuf,
-        /// Architecture preset: tiny or paper.
+        /// Architecture preset: tiny, small or paper (ModelConfig::tiny, small, paper).
         #[arg(long, default_value = "tiny")]
         preset: String,
         /// Output checkpoint stem (e.g. models/descent).
@@ -228,9 +228,13 @@ enum Cmd {
         /// Behaviour-cloning weight on the InitialDecoder's guess u^(0) (0 = off; see TrainConfig::init_weight).
         #[arg(long, default_value_t = 0.0)]
         init_weight: f64,
-        /// Monotone acceptance in the predictor-corrector modes, in training and in the model it writes (see ModelConfig::accept).
+        /// Monotone acceptance, in training and in the model it writes (see ModelConfig::accept).
         #[arg(long)]
         accept: bool,
+        /// Monotone acceptance in the model it writes only, not in training (for `off` models: in
+        /// training it starves the later iterations of gradient; docs/refinement-log.md).
+        #[arg(long, conflicts_with = "accept")]
+        accept_at_inference: bool,
         /// TRM-style truncation (no gradient across outer iterations).
         #[arg(long)]
         truncate: bool,
@@ -468,6 +472,7 @@ fn main() -> ExitCode {
             bc_relative_floor,
             init_weight,
             accept,
+            accept_at_inference,
             truncate,
             seed,
             tokens,
@@ -495,7 +500,7 @@ fn main() -> ExitCode {
                 start_noise,
                 ..Default::default()
             };
-            let arch = learn::ArchOverrides { tokens, newton, outer, inner, accept };
+            let arch = learn::ArchOverrides { tokens, newton, outer, inner, accept, accept_at_inference };
             exit(learn::train(&train, &val, &preset, &arch, &out, cfg, &device, resume))
         }
         Cmd::Eval { model, test, ks, compare, report, update_card, card_prefix, sweep } => {

@@ -34,9 +34,9 @@ use std::time::Instant;
 
 use nalgebra::{DMatrix, DVector};
 
-use super::{check_finite, check_goal_t_go, Finished, Mission, Phase};
+use super::{check_finite, check_goal_t_go, Finished, Mission, Phase, Replan};
 use crate::config::{ControllerConfig, ProblemConfig};
-use crate::control::correction::TerminalCorrector;
+use crate::control::correction::{residual, TerminalCorrector};
 use crate::control::io::{GoalInput, Rejected};
 use crate::error::ConfigError;
 use crate::plan::hold;
@@ -132,6 +132,51 @@ impl DescentMission {
 
     /// Landing-time adjustment of a corrected plan that still misses by `r0` (see the module docs).
     #[allow(clippy::too_many_arguments)]
+    /// Retiming without the correction (`retime_with_policy`): when the policy's plan `u` misses
+    /// the aim point by more than `retime_threshold` in the policy's own in-loop model, the same
+    /// landing-time moves as [`DescentMission::retime`], each candidate planned by the policy
+    /// (`replan`), the best adopted if it at least halves the miss. Judged in the in-loop model,
+    /// not the plant: the in-loop / plant mismatch (several tolerances at t_go = 40 s) is absorbed
+    /// by the receding horizon as t_go shrinks and no landing time removes it; what retiming
+    /// removes is a landing time the policy cannot plan to (thrust saturated on the final burn).
+    /// Judged in the plant instead, 20 nominal episodes landed 95% at 18 ms per cycle (a retiming
+    /// search nearly every cycle) against 100% at 2.7 ms.
+    #[allow(clippy::too_many_arguments)]
+    fn retime_with_policy(&mut self, stamp: f64, x: &DVector<f64>, aim: &DVector<f64>, t_go: f64, u: DMatrix<f64>, deadline: Instant, replan: &mut Replan<'_>) -> Finished {
+        let tc = self.cfg.terminal_correction;
+        let horizon = self.problem.horizon() as f64;
+        let unchanged = |u| Finished { u, t_go, retimed_s: None, correction_steps: 0 };
+        let Some(model) = self.corrector.in_loop_model() else { return unchanged(u) };
+        let r0 = residual(model, x, aim, &u, t_go / horizon);
+        if !(r0 > tc.retime_threshold) {
+            return unchanged(u);
+        }
+        let mut best: Option<(f64, f64, DMatrix<f64>)> = None;
+        for delta in RETIME_MOVES_S {
+            if self.goal.retimed_s + delta.abs() > tc.max_retime_s || t_go + delta < 0.5 || Instant::now() >= deadline {
+                continue;
+            }
+            let tg = t_go + delta;
+            let Some(uc) = replan(tg) else { continue };
+            let r = residual(model, x, aim, &uc, tg / horizon);
+            if r.is_finite() && best.as_ref().is_none_or(|b| r < b.0) {
+                best = Some((r, tg, uc));
+            }
+            if r <= tc.retime_threshold {
+                break;
+            }
+        }
+        match best {
+            Some((r, tg, uc)) if r < 0.5 * r0 => {
+                self.goal.t_land = Some(stamp + tg);
+                self.goal.retimed_s += (tg - t_go).abs();
+                log::info!("descent: landing time moved by {:+.2} s by re-planning (predicted miss {:.3} -> {:.3} in tolerance units)", tg - t_go, r0, r);
+                Finished { u: uc, t_go: tg, retimed_s: Some(tg - t_go), correction_steps: 0 }
+            }
+            _ => unchanged(u),
+        }
+    }
+
     fn retime(&mut self, stamp: f64, x: &DVector<f64>, aim: &DVector<f64>, t_go: f64, u: DMatrix<f64>, r0: f64, deadline: Instant, steps: usize) -> Finished {
         let tc = self.cfg.terminal_correction;
         let mut steps = steps;
@@ -247,8 +292,11 @@ impl Mission for DescentMission {
         (hold(&cmd, self.problem.horizon()), (self.cfg.gate_altitude_m / self.cfg.gate_sink_rate_mps).max(0.1))
     }
 
-    fn finish(&mut self, stamp: f64, x: &DVector<f64>, aim: &DVector<f64>, t_go: f64, u: DMatrix<f64>, deadline: Instant) -> Finished {
+    fn finish(&mut self, stamp: f64, x: &DVector<f64>, aim: &DVector<f64>, t_go: f64, u: DMatrix<f64>, deadline: Instant, replan: &mut Replan<'_>) -> Finished {
         let tc = self.cfg.terminal_correction;
+        if !tc.enabled {
+            return if tc.retime_with_policy && tc.max_retime_s > 0.0 { self.retime_with_policy(stamp, x, aim, t_go, u, deadline, replan) } else { Finished { u, t_go, retimed_s: None, correction_steps: 0 } };
+        }
         let dt = t_go / self.problem.horizon() as f64;
         let (mut u, mut rep) = self.corrector.correct(x, aim, &u, dt, Some(deadline));
         let mut steps = rep.iterations;
@@ -283,7 +331,6 @@ impl Mission for DescentMission {
 mod tests {
     use super::*;
     use crate::config::ProblemKind;
-    use crate::control::correction::residual;
     use crate::problems::Simulator;
 
     fn setup() -> (DescentMission, ProblemConfig) {
@@ -393,6 +440,44 @@ mod tests {
     }
 
     #[test]
+    fn without_the_correction_the_policy_retimes_a_landing_time_it_cannot_plan_to() {
+        // the policy here is LCvx at a fixed t_go (exact in the in-loop model): asked for a
+        // landing 2 s before its minimum-fuel t_f with the plan for t_f, the mission re-plans at
+        // moved landing times and moves t_land; with `retime_with_policy` off it publishes the miss
+        let p = ProblemConfig::new(ProblemKind::Descent);
+        let x0 = DVector::from_vec(vec![300.0, -200.0, 1500.0, 10.0, 5.0, -40.0, 1905.0]);
+        for with_policy in [true, false] {
+            let mut cfg = ControllerConfig::default();
+            cfg.terminal_correction.enabled = false;
+            cfg.terminal_correction.retime_with_policy = with_policy;
+            let mut m = DescentMission::new(&p, &cfg).unwrap();
+            let xt = start(&mut m, &GoalInput { stamp: 100.0, x_target: vec![0.0; 7], t_go: 0.0 });
+            let aim = m.aim(&xt);
+            let mut solver = solvers::for_problem(&p, SolverSettings::default()).unwrap();
+            let sol = solver.solve(&Instance { x0: x0.clone(), x_target: aim.clone(), t_go: None }).unwrap();
+            let t_go = sol.t_go - 2.0;
+            let in_loop = Simulator::new(&p).unwrap();
+            let before = residual(&in_loop, &x0, &aim, &sol.u, t_go / 50.0);
+            let mut asked = Vec::new();
+            let mut replan = |tg: f64| {
+                asked.push(tg);
+                solver.solve(&Instance { x0: x0.clone(), x_target: aim.clone(), t_go: Some(tg) }).ok().map(|s| s.u)
+            };
+            let f = m.finish(100.0, &x0, &aim, t_go, sol.u.clone(), Instant::now() + std::time::Duration::from_secs(30), &mut replan);
+            let after = residual(&in_loop, &x0, &aim, &f.u, f.t_go / 50.0);
+            if with_policy {
+                let moved = f.retimed_s.expect("the landing time moves");
+                assert!(before > 1.0 && after <= cfg.terminal_correction.retime_threshold, "miss {before} -> {after}");
+                assert!(moved > 0.0 && (f.t_go - t_go - moved).abs() < 1e-12 && !asked.is_empty());
+                assert_eq!(m.landing_time(), Some(100.0 + f.t_go));
+                assert_eq!(f.correction_steps, 0, "no Gauss-Newton step: every candidate is the policy's");
+            } else {
+                assert!(f.retimed_s.is_none() && asked.is_empty() && f.u == sol.u && f.t_go == t_go);
+            }
+        }
+    }
+
+    #[test]
     fn finish_lands_a_perturbed_optimum_in_the_plant_model() {
         let (mut m, p) = setup();
         let x0 = DVector::from_vec(vec![300.0, -200.0, 1500.0, 10.0, 5.0, -40.0, 1905.0]);
@@ -403,7 +488,7 @@ mod tests {
         let u = sol.u.map(|v| v * 1.01);
         let plant = Simulator::Rk4(p.build().unwrap());
         let before = residual(&plant, &x0, &aim, &u, sol.t_go / 50.0);
-        let f = m.finish(100.0, &x0, &aim, sol.t_go, u, Instant::now() + std::time::Duration::from_secs(5));
+        let f = m.finish(100.0, &x0, &aim, sol.t_go, u, Instant::now() + std::time::Duration::from_secs(5), &mut |_| None);
         let after = residual(&plant, &x0, &aim, &f.u, f.t_go / 50.0);
         assert!(before > 1.0 && after < 0.01, "terminal miss in tolerance units: {before} -> {after}");
     }

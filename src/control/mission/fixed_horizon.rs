@@ -62,7 +62,7 @@ impl Mission for FixedHorizonMission {
         (DMatrix::zeros(n, m), self.problem.default_t_go())
     }
 
-    fn finish(&mut self, _stamp: f64, _x: &DVector<f64>, _aim: &DVector<f64>, t_go: f64, u: DMatrix<f64>, _deadline: Instant) -> Finished {
+    fn finish(&mut self, _stamp: f64, _x: &DVector<f64>, _aim: &DVector<f64>, t_go: f64, u: DMatrix<f64>, _deadline: Instant, _replan: &mut super::Replan<'_>) -> Finished {
         Finished { u, t_go, retimed_s: None, correction_steps: 0 }
     }
 
@@ -91,7 +91,7 @@ mod tests {
         assert_eq!((t0, t1), (5.0, 5.0), "Van der Pol: N dt = 100 x 0.05 s at every stamp");
         assert_eq!(m.phase(-1.0).unwrap(), Phase::Refine);
         let u = DMatrix::from_fn(100, 1, |k, _| (k as f64).sin());
-        let f = m.finish(10.0, &x, &aim, t0, u.clone(), Instant::now());
+        let f = m.finish(10.0, &x, &aim, t0, u.clone(), Instant::now(), &mut |_| None);
         assert_eq!((f.u, f.t_go, f.retimed_s, f.correction_steps), (u, t0, None, 0));
         assert_eq!(m.safe_command(Some(&x), Some(&aim), None, 0.0, &Rejected::NoGoal), DVector::zeros(1));
     }

@@ -61,6 +61,9 @@ pub struct Finished {
     pub correction_steps: usize,
 }
 
+/// The policy's plan for another time-to-go [s] (see [`Mission::finish`]).
+pub type Replan<'a> = dyn FnMut(f64) -> Option<DMatrix<f64>> + 'a;
+
 /// A task-specific plug-in of the receding-horizon controller. See the module docs.
 ///
 /// Methods take the state `x` (length n, SI units), targets (length n), `t_go` [s], controls
@@ -105,8 +108,10 @@ pub trait Mission: Send + std::fmt::Debug {
     fn final_descent(&self, x: &DVector<f64>, x_target: &DVector<f64>) -> (DMatrix<f64>, f64);
 
     /// Turns a candidate (iterate, shifted plan or reference) into the plan to publish; no step
-    /// starts after `deadline`.
-    fn finish(&mut self, stamp: f64, x: &DVector<f64>, aim: &DVector<f64>, t_go: f64, u: DMatrix<f64>, deadline: Instant) -> Finished;
+    /// starts after `deadline`. `replan(t_go)` asks the policy for a plan `[N, m]` from `x` to
+    /// `aim` with another time-to-go [s] (`None`: no policy, or no time left); descent's retiming
+    /// uses it when the terminal correction is off.
+    fn finish(&mut self, stamp: f64, x: &DVector<f64>, aim: &DVector<f64>, t_go: f64, u: DMatrix<f64>, deadline: Instant, replan: &mut Replan<'_>) -> Finished;
 
     /// The command (length m) of a FAILED cycle: `x` if the state is usable, the goal's target if
     /// any, the last good plan if any, the time `stamp` [s], and why the cycle failed.
