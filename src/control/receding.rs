@@ -59,6 +59,18 @@ struct Job {
     t_go: f64,
 }
 
+/// Controls `u` `[N, m]` computed for the state at `stamp` [s] with step `dt` [s]: what a
+/// FALLBACK_SHIFTED answer resamples.
+#[derive(Debug, Clone)]
+struct Source {
+    stamp: f64,
+    dt: f64,
+    u: DMatrix<f64>,
+}
+
+/// Jobs whose late iterates are still adopted (see `RecedingHorizon::pending`).
+const PENDING_JOBS: usize = 8;
+
 /// The receding-horizon controller.
 #[derive(Debug)]
 pub struct RecedingHorizon {
@@ -70,7 +82,10 @@ pub struct RecedingHorizon {
     goal: Option<Goal>,
     last: Option<Plan>,
     stats: Stats,
-    prev_job: Option<Job>,
+    /// The most recent jobs (up to [`PENDING_JOBS`]): a late iterate of any of them is usable as
+    /// the plan to shift from, so an inference slower than two deadlines is still adopted when
+    /// it finishes instead of being started again on every state (livelock).
+    pending: std::collections::VecDeque<Job>,
     /// [`Phase::FollowReference`]: the plan it follows (the last refined plan, kept unshifted so
     /// every terminal cycle resamples it once).
     reference: Option<Plan>,
@@ -78,7 +93,7 @@ pub struct RecedingHorizon {
     /// FALLBACK_SHIFTED resamples, once. A run of missed deadlines must not resample a resampled
     /// plan: with a shrinking horizon (descent) each resampling moves the controls by up to half
     /// a step, and the errors add up (measured: a 0.1-unit plan grew a 20-unit miss per 0.4 s).
-    fresh: Option<Plan>,
+    fresh: Option<Source>,
     /// Running mean of the time [s] [`Mission::finish`] takes (exponential, weight 0.1): the
     /// wait for iterates ends early enough to leave it.
     finish_s: f64,
@@ -136,7 +151,7 @@ impl RecedingHorizon {
             goal: None,
             last: None,
             stats: Stats::default(),
-            prev_job: None,
+            pending: Default::default(),
             reference: None,
             fresh: None,
             finish_s: 0.0,
@@ -197,7 +212,7 @@ impl RecedingHorizon {
             self.mission.start_goal(g);
             self.goal = Some(goal);
             self.last = None;
-            self.prev_job = None;
+            self.pending.clear();
             self.reference = None;
             self.fresh = None;
         }
@@ -209,7 +224,7 @@ impl RecedingHorizon {
     pub fn reset(&mut self) {
         self.goal = None;
         self.last = None;
-        self.prev_job = None;
+        self.pending.clear();
         self.reference = None;
         self.fresh = None;
     }
@@ -336,7 +351,8 @@ impl RecedingHorizon {
         let reserve = (0.1 * self.cfg.deadline_s).min(2e-3).max((2.0 * self.finish_s).min(0.3 * self.cfg.deadline_s));
         let wait_until = deadline - Duration::from_secs_f64(reserve);
         let horizon = self.problem.horizon();
-        let shifted = self.fresh.as_ref().or(self.last.as_ref()).map(|last| shift_controls(last, s.stamp, t_go, horizon));
+        let source = self.fresh.clone().or_else(|| self.last.as_ref().map(|l| Source { stamp: l.stamp, dt: l.dt, u: l.u.clone() }));
+        let shifted = source.as_ref().map(|src| shift(&src.u, src.stamp, src.dt, s.stamp, t_go, horizon));
         let worker = match self.worker.as_mut() {
             Ok(w) => w,
             Err(e) => {
@@ -347,14 +363,14 @@ impl RecedingHorizon {
         let k_full = worker.iterations();
         let u_warm = if self.cfg.warm_start { shifted.clone() } else { None };
         let id = worker.submit(PlanRequest { x0: x.clone(), x_target: aim.clone(), t_go, u_warm }, deadline);
-        let prev_job = self.prev_job.replace(Job { id, state: s.clone(), t_go });
         let (mut best, mut converged, mut policy_error): (Option<Iterate>, bool, Option<String>) = (None, false, None);
         let mut late: Option<(Job, Iterate)> = None;
         while let Some((jid, ev)) = worker.next_event(wait_until) {
             if jid != id {
-                // a late iterate of the previous job: usable as the plan to shift from
-                if let (WorkerEvent::Iterate(it), Some(job)) = (ev, &prev_job) {
-                    if jid == job.id {
+                // a late iterate of an earlier job: usable as the plan to shift from (the newest
+                // answered state wins)
+                if let (WorkerEvent::Iterate(it), Some(job)) = (ev, self.pending.iter().find(|j| j.id == jid)) {
+                    if it.u.iter().all(|v| v.is_finite()) && late.as_ref().is_none_or(|(l, _)| l.state.stamp < job.state.stamp) {
                         late = Some((job.clone(), it));
                     }
                 }
@@ -379,9 +395,17 @@ impl RecedingHorizon {
                 }
             }
         }
+        self.pending.push_back(Job { id, state: s.clone(), t_go });
+        if self.pending.len() > PENDING_JOBS {
+            self.pending.pop_front();
+        }
         let shifted = match late {
-            Some((job, it)) if self.fresh.as_ref().or(self.last.as_ref()).is_none_or(|l| l.stamp < job.state.stamp) => {
-                Some(shift(&it.u, job.state.stamp, job.t_go / horizon as f64, s.stamp, t_go, horizon))
+            Some((job, it)) if source.as_ref().is_none_or(|l| l.stamp < job.state.stamp) => {
+                // adopted: later fallbacks resample it, not the older plan
+                let src = Source { stamp: job.state.stamp, dt: job.t_go / horizon as f64, u: it.u };
+                let u = shift(&src.u, src.stamp, src.dt, s.stamp, t_go, horizon);
+                self.fresh = Some(src);
+                Some(u)
             }
             _ => shifted,
         };
@@ -402,7 +426,7 @@ impl RecedingHorizon {
         let late = self.is_late(start);
         self.stats.answers.record(plan.status, plan.solve_time_ms, late);
         if plan.status != PlanStatus::FallbackShifted {
-            self.fresh = Some(plan.clone());
+            self.fresh = Some(Source { stamp: plan.stamp, dt: plan.dt, u: plan.u.clone() });
         }
         self.last = Some(plan.clone());
         CycleOutcome { plan, rejected: None, policy_error, late }
@@ -596,6 +620,26 @@ mod tests {
     }
 
     #[test]
+    fn an_inference_slower_than_two_deadlines_is_adopted_when_it_finishes_not_restarted() {
+        // every refinement takes 2.5 deadlines: an iterate arrives two cycles after its job was
+        // submitted, when two newer jobs exist. It is adopted then (FALLBACK_SHIFTED from it), and
+        // from then on no cycle fails (before: only the previous job's iterates were adopted,
+        // so every inference was abandoned and every cycle failed)
+        let knob = Arc::new(DelayKnob::default());
+        knob.set(Duration::from_secs_f64(2.5 * DEADLINE_S), Duration::ZERO);
+        let mut ctl = di_controller(knob);
+        ctl.set_goal(&goal()).unwrap();
+        let mut statuses = Vec::new();
+        for c in 0..8 {
+            let stamp = 300.0 + 0.1 * c as f64;
+            statuses.push(ctl.step(&state(stamp, &[0.5, 0.5]), stamp).plan.status);
+        }
+        let first_plan = statuses.iter().position(|s| *s != PlanStatus::Failed).expect("a plan within the first cycles");
+        assert!(first_plan <= 3, "{statuses:?}");
+        assert!(statuses[first_plan..].iter().all(|s| *s == PlanStatus::FallbackShifted), "{statuses:?}");
+    }
+
+    #[test]
     fn guards_fail_safe_with_a_reason_and_keep_the_last_plan() {
         let mut ctl = di_controller(Arc::new(DelayKnob::default()));
         let out = ctl.step(&state(10.0, &[1.0, 0.0]), 10.0);
@@ -656,7 +700,8 @@ mod tests {
         ctl.set_goal(&GoalInput { stamp: 50.0, x_target: vec![0.0; 7], t_go: sol.t_go }).unwrap();
         let first = ctl.step(&state(50.0, x0.as_slice()), 50.0);
         assert_eq!(first.plan.status, PlanStatus::Converged, "{:?}", first.rejected);
-        knob.set(Duration::from_secs_f64(3.0 * DEADLINE_S), Duration::ZERO);
+        // no iterate arrives during the test (a late one would be adopted and resampled instead)
+        knob.set(Duration::from_secs_f64(50.0 * DEADLINE_S), Duration::ZERO);
         let (mut prev, mut chained_differs) = (first.plan.clone(), 0);
         for c in 1..=6 {
             let stamp = 50.0 + 0.1 * c as f64;
