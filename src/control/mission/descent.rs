@@ -21,6 +21,10 @@
 //!   +0.5, +1, +2, -0.25, -0.5 s are tried with the same controls stretched over the new horizon
 //!   and corrected again; the best is adopted if it at least halves the miss, moving `t_land`
 //!   (at most `max_retime_s` in all per goal).
+//! - **Finish without the correction** (`terminal_correction.enabled: false`): the policy's plan
+//!   unchanged, or with `retime_with_policy` the same landing-time moves, each candidate planned
+//!   by the policy itself at the moved t_go and judged in its in-loop model
+//!   ([`DescentMission::retime_with_policy`]).
 //! - **Safe command** (a FAILED cycle): with a previous plan, its continuation at the state's
 //!   time (the safest thing a lander can do with a bad input is keep flying the last good plan;
 //!   after `t_land` that plan is the sink); without one, or when the landing time has passed
