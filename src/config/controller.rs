@@ -142,7 +142,16 @@ pub struct TerminalCorrection {
 
 impl Default for TerminalCorrection {
     fn default() -> Self {
-        Self { enabled: true, model: CorrectionModel::Plant, max_iterations: 8, tol: 0.002, max_retime_s: 3.0, retime_threshold: 0.5, retime_with_policy: true, thrust_margin: 0.0 }
+        Self {
+            enabled: true,
+            model: CorrectionModel::Plant,
+            max_iterations: 8,
+            tol: 0.002,
+            max_retime_s: 3.0,
+            retime_threshold: 0.5,
+            retime_with_policy: true,
+            thrust_margin: 0.0,
+        }
     }
 }
 

@@ -690,7 +690,9 @@ mod tests {
         let problem = ProblemConfig::new(ProblemKind::Descent);
         let x0 = crate::data::sample_instance(&problem, 0, crate::data::Split::Test, 0).x0;
         let mut solver = crate::solvers::for_problem(&problem, crate::solvers::SolverSettings::default()).unwrap();
-        let sol = solver.solve(&crate::solvers::Instance { x0: x0.clone(), x_target: DVector::from_vec(vec![0.0, 0.0, 1.0, 0.0, 0.0, -0.35, 0.0]), t_go: None }).unwrap();
+        let sol = solver
+            .solve(&crate::solvers::Instance { x0: x0.clone(), x_target: DVector::from_vec(vec![0.0, 0.0, 1.0, 0.0, 0.0, -0.35, 0.0]), t_go: None })
+            .unwrap();
         let knob = Arc::new(DelayKnob::default());
         let mut cfg = ControllerConfig { deadline_s: DEADLINE_S, ..Default::default() };
         cfg.terminal_correction.enabled = false;

@@ -134,8 +134,6 @@ impl DescentMission {
         project_one(&DVector::from_vec(vec![ax * m, ay * m, a * m]), &self.problem.control_constraint())
     }
 
-    /// Landing-time adjustment of a corrected plan that still misses by `r0` (see the module docs).
-    #[allow(clippy::too_many_arguments)]
     /// Retiming without the correction (`retime_with_policy`): when the policy's plan `u` misses
     /// the aim point by more than `retime_threshold` in the policy's own in-loop model, the same
     /// landing-time moves as [`DescentMission::retime`], each candidate planned by the policy
@@ -146,13 +144,22 @@ impl DescentMission {
     /// Judged in the plant instead, 20 nominal episodes landed 95% at 18 ms per cycle (a retiming
     /// search nearly every cycle) against 100% at 2.7 ms.
     #[allow(clippy::too_many_arguments)]
-    fn retime_with_policy(&mut self, stamp: f64, x: &DVector<f64>, aim: &DVector<f64>, t_go: f64, u: DMatrix<f64>, deadline: Instant, replan: &mut Replan<'_>) -> Finished {
+    fn retime_with_policy(
+        &mut self,
+        stamp: f64,
+        x: &DVector<f64>,
+        aim: &DVector<f64>,
+        t_go: f64,
+        u: DMatrix<f64>,
+        deadline: Instant,
+        replan: &mut Replan<'_>,
+    ) -> Finished {
         let tc = self.cfg.terminal_correction;
         let horizon = self.problem.horizon() as f64;
         let unchanged = |u| Finished { u, t_go, retimed_s: None, correction_steps: 0 };
         let Some(model) = self.corrector.in_loop_model() else { return unchanged(u) };
         let r0 = residual(model, x, aim, &u, t_go / horizon);
-        if !(r0 > tc.retime_threshold) {
+        if r0.is_nan() || r0 <= tc.retime_threshold {
             return unchanged(u);
         }
         let mut best: Option<(f64, f64, DMatrix<f64>)> = None;
@@ -181,6 +188,8 @@ impl DescentMission {
         }
     }
 
+    /// Landing-time adjustment of a corrected plan that still misses by `r0` (see the module docs).
+    #[allow(clippy::too_many_arguments)]
     fn retime(&mut self, stamp: f64, x: &DVector<f64>, aim: &DVector<f64>, t_go: f64, u: DMatrix<f64>, r0: f64, deadline: Instant, steps: usize) -> Finished {
         let tc = self.cfg.terminal_correction;
         let mut steps = steps;
@@ -299,7 +308,11 @@ impl Mission for DescentMission {
     fn finish(&mut self, stamp: f64, x: &DVector<f64>, aim: &DVector<f64>, t_go: f64, u: DMatrix<f64>, deadline: Instant, replan: &mut Replan<'_>) -> Finished {
         let tc = self.cfg.terminal_correction;
         if !tc.enabled {
-            return if tc.retime_with_policy && tc.max_retime_s > 0.0 { self.retime_with_policy(stamp, x, aim, t_go, u, deadline, replan) } else { Finished { u, t_go, retimed_s: None, correction_steps: 0 } };
+            return if tc.retime_with_policy && tc.max_retime_s > 0.0 {
+                self.retime_with_policy(stamp, x, aim, t_go, u, deadline, replan)
+            } else {
+                Finished { u, t_go, retimed_s: None, correction_steps: 0 }
+            };
         }
         let dt = t_go / self.problem.horizon() as f64;
         let (mut u, mut rep) = self.corrector.correct(x, aim, &u, dt, Some(deadline));

@@ -62,7 +62,16 @@ impl Mission for FixedHorizonMission {
         (DMatrix::zeros(n, m), self.problem.default_t_go())
     }
 
-    fn finish(&mut self, _stamp: f64, _x: &DVector<f64>, _aim: &DVector<f64>, t_go: f64, u: DMatrix<f64>, _deadline: Instant, _replan: &mut super::Replan<'_>) -> Finished {
+    fn finish(
+        &mut self,
+        _stamp: f64,
+        _x: &DVector<f64>,
+        _aim: &DVector<f64>,
+        t_go: f64,
+        u: DMatrix<f64>,
+        _deadline: Instant,
+        _replan: &mut super::Replan<'_>,
+    ) -> Finished {
         Finished { u, t_go, retimed_s: None, correction_steps: 0 }
     }
 

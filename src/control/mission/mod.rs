@@ -111,6 +111,7 @@ pub trait Mission: Send + std::fmt::Debug {
     /// starts after `deadline`. `replan(t_go)` asks the policy for a plan `[N, m]` from `x` to
     /// `aim` with another time-to-go [s] (`None`: no policy, or no time left); descent's retiming
     /// uses it when the terminal correction is off.
+    #[allow(clippy::too_many_arguments)]
     fn finish(&mut self, stamp: f64, x: &DVector<f64>, aim: &DVector<f64>, t_go: f64, u: DMatrix<f64>, deadline: Instant, replan: &mut Replan<'_>) -> Finished;
 
     /// The command (length m) of a FAILED cycle: `x` if the state is usable, the goal's target if
