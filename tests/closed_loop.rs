@@ -51,7 +51,10 @@ fn without_the_correction_the_network_lands_when_it_also_chooses_the_landing_tim
     cfg.controller.terminal_correction.retime_with_policy = false;
     let fixed = &fly_episodes(&cfg, 0, 1)[0];
     eprintln!("fixed landing time: {:?}", fixed.result);
-    assert!(!fixed.result.success, "with a fixed landing time the raw tiny network misses (docs/refinement-log.md); if it now lands, update the docs and this test");
+    assert!(
+        !fixed.result.success,
+        "with a fixed landing time the raw tiny network misses (docs/refinement-log.md); if it now lands, update the docs and this test"
+    );
     cfg.controller.terminal_correction.retime_with_policy = true;
     let retimed = &fly_episodes(&cfg, 0, 1)[0];
     eprintln!("retimed by the network: {:?}", retimed.result);
