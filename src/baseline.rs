@@ -45,16 +45,7 @@ pub fn fly_descent(p: &PoweredDescent, x0: &DVector<f64>, target: &DVector<f64>,
     let mut last = DVector::from_vec(vec![0.0, 0.0, rho1]);
     for k in 0..steps {
         let t_go = t_f - k as f64 * dt;
-        let thrust = if t_go > 2.0 * dt {
-            let r = x.rows(0, 3).into_owned();
-            let v = x.rows(3, 3).into_owned();
-            let zem = target.rows(0, 3) - (&r + &v * t_go + &g * (0.5 * t_go * t_go));
-            let zev = target.rows(3, 3) - (&v + &g * t_go);
-            let a = zem * (6.0 / (t_go * t_go)) - zev * (2.0 / t_go);
-            PoweredDescent::project_thrust(&(a * x[6]), rho1, rho2, tilt)
-        } else {
-            last.clone()
-        };
+        let thrust = if t_go > 2.0 * dt { zem_zev_thrust(&x, target, &g, t_go, rho1, rho2, tilt) } else { last.clone() };
         last = thrust.clone();
         let next = p.step(&x, &thrust, dt);
         us.push(thrust);
@@ -65,6 +56,41 @@ pub fn fly_descent(p: &PoweredDescent, x0: &DVector<f64>, target: &DVector<f64>,
         }
     }
     finish(p, xs, us, dt, target)
+}
+
+/// The ZEM/ZEV acceleration command (see the module docs) at state `x` with time-to-go `t_go`
+/// [s] towards `target` (length 7; its position and velocity), as a thrust [N] projected onto the
+/// annulus `[rho1, rho2]` and the pointing cone `tilt` [rad].
+fn zem_zev_thrust(x: &DVector<f64>, target: &DVector<f64>, g: &DVector<f64>, t_go: f64, rho1: f64, rho2: f64, tilt: f64) -> DVector<f64> {
+    let r = x.rows(0, 3).into_owned();
+    let v = x.rows(3, 3).into_owned();
+    let zem = target.rows(0, 3) - (&r + &v * t_go + g * (0.5 * t_go * t_go));
+    let zev = target.rows(3, 3) - (&v + g * t_go);
+    let a = zem * (6.0 / (t_go * t_go)) - zev * (2.0 / t_go);
+    PoweredDescent::project_thrust(&(a * x[6]), rho1, rho2, tilt)
+}
+
+/// A ZEM/ZEV plan: the controls `[n, 3]` [N] the law commands at each of `n` nodes of step
+/// `t_go / n` along its own RK4 rollout from `x0` towards `target` (the last two nodes hold the
+/// previous command: t_go -> 0 is singular). Microseconds to compute: the descent mission's
+/// first plan of a goal when the policy has none in time, and the ZEM/ZEV policy of the
+/// closed-loop benchmark.
+pub fn zem_zev_plan(p: &PoweredDescent, x0: &DVector<f64>, target: &DVector<f64>, t_go: f64, n: usize) -> DMatrix<f64> {
+    let prm = p.params();
+    let g = DVector::from_vec(prm.gravity.to_vec());
+    let (rho1, rho2, tilt) = (prm.rho1(), prm.rho2(), prm.pointing_max_deg.to_radians());
+    let dt = t_go / n.max(1) as f64;
+    let mut u = DMatrix::zeros(n, 3);
+    let mut x = x0.clone();
+    let mut last = DVector::from_vec(vec![0.0, 0.0, rho1]);
+    for k in 0..n {
+        let tg = t_go - k as f64 * dt;
+        let thrust = if tg > 2.0 * dt || k == 0 { zem_zev_thrust(&x, target, &g, tg, rho1, rho2, tilt) } else { last.clone() };
+        u.row_mut(k).copy_from(&thrust.transpose());
+        x = p.step(&x, &thrust, dt);
+        last = thrust;
+    }
+    u
 }
 
 /// Flies a 1-D problem (Van der Pol, double integrator) for its horizon with a saturated PD law.

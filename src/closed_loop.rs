@@ -86,6 +86,55 @@ pub fn episode_specs_in(problem: &ProblemConfig, seed: u64, split: Split, first:
     out
 }
 
+/// The scenario file `cfg.sim.scenario` names, read (relative paths are tried from the working
+/// directory, then from `package_root`); `None` when it is empty. `trc_node` applies its
+/// vehicle ([`crate::scenario::Scenario::apply`]) so that the controller and `trc_sim` fly the
+/// same problem.
+///
+/// # Errors
+/// The file cannot be read or parsed (text naming it).
+pub fn scenario_of(cfg: &crate::config::TrcConfig, package_root: Option<&std::path::Path>) -> Result<Option<crate::scenario::Scenario>, String> {
+    if cfg.sim.scenario.is_empty() {
+        return Ok(None);
+    }
+    let mut path = std::path::PathBuf::from(&cfg.sim.scenario);
+    if path.is_relative() && !path.exists() {
+        if let Some(root) = package_root {
+            path = root.join(&cfg.sim.scenario);
+        }
+    }
+    crate::scenario::Scenario::from_file(&path).map(Some).map_err(|e| e.to_string())
+}
+
+/// The episodes a closed loop flies for `cfg`: `count` episodes of the scenario `scenario`, else
+/// of the file `cfg.sim.scenario` (relative paths also tried from `package_root`), each applied
+/// to `cfg` first (its vehicle); else the first `count` feasible test-split states of
+/// `cfg.sim.seed` from `cfg.sim.first_episode`.
+///
+/// # Errors
+/// The scenario's error as text (unreadable, invalid, infeasible).
+pub fn episodes_for(
+    cfg: &mut crate::config::TrcConfig,
+    count: usize,
+    scenario: Option<&crate::scenario::Scenario>,
+    package_root: Option<&std::path::Path>,
+) -> Result<Vec<EpisodeSpec>, String> {
+    let from_file = if scenario.is_none() { scenario_of(cfg, package_root)? } else { None };
+    match scenario.or(from_file.as_ref()) {
+        Some(s) => {
+            s.apply(cfg).map_err(|e| e.to_string())?;
+            log::info!(
+                "scenario {}: {count} episode(s) from x0 = {:?}{}",
+                s.name,
+                s.x0,
+                if s.source.is_empty() { String::new() } else { format!(" ({})", s.source) }
+            );
+            s.specs(&cfg.problem, count)
+        }
+        None => Ok(episode_specs(&cfg.problem, cfg.sim.seed, cfg.sim.first_episode, count)),
+    }
+}
+
 /// p-quantile (nearest rank) of unsorted values, `p` in [0, 1]; NaN when empty.
 pub fn percentile(v: &[f64], p: f64) -> f64 {
     if v.is_empty() {
@@ -101,12 +150,18 @@ pub const GRACE_S: f64 = 30.0;
 
 /// The sim settings of one episode: descent episodes end at `t_f* + GRACE_S` at the latest
 /// (a vehicle still airborne then has failed); the fixed-horizon problems run for two horizons
-/// (`2 N dt`) and are judged at the end; both within `sim.max_time_s`.
+/// (`2 N dt`) and are judged at the end; both within `sim.max_time_s`. Faults (thrust loss,
+/// outage) start within `sim.fault_window_s` clipped to the first 60% of the optimum's `t_f`.
 pub fn episode_sim(problem: &ProblemConfig, sim: &SimConfig, spec: &EpisodeSpec) -> SimConfig {
     let mut s = sim.clone();
     s.max_time_s = s.max_time_s.min(if problem.name == ProblemKind::Descent { spec.t_go + GRACE_S } else { 2.0 * spec.t_go });
+    let end = s.fault_window_s[1].min(FAULT_WINDOW_FRACTION * spec.t_go);
+    s.fault_window_s = [s.fault_window_s[0].min(end), end];
     s
 }
+
+/// Faults start within this fraction of the optimum's `t_f` (see [`episode_sim`]).
+pub const FAULT_WINDOW_FRACTION: f64 = 0.6;
 
 /// The goal a closed loop sends for `spec` at `stamp` [s] (descent: the optimum's t_f; the
 /// fixed-horizon problems: 0, the controller's own horizon).
@@ -286,12 +341,16 @@ pub fn fly_plant(
     log.state(plant.time(), plant.true_state());
     let before = controller.stats().clone();
     let result = loop {
-        let t = T0 + plant.time();
-        let x = plant.measured_state();
-        let out = controller.step(&StateInput { stamp: t, frame_id: "landing_site".into(), x: x.iter().copied().collect() }, t);
-        on_state(&x, plant.time());
-        log.answer(out.plan.status, out.plan.solve_time_ms, out.late);
-        plant.command(&controller.command(&out.plan));
+        // a controller outage: no state reaches the controller, the plant holds its command
+        if plant.link_up() {
+            let t = T0 + plant.time();
+            let x = plant.measured_state();
+            let out = controller.step(&StateInput { stamp: t, frame_id: "landing_site".into(), x: x.iter().copied().collect() }, t);
+            on_state(&x, plant.time());
+            log.answer(out.plan.status, out.plan.solve_time_ms, out.late);
+            plant.command(&controller.command(&out.plan));
+            plant.sequence(plant.time(), out.plan.dt, &out.plan.u);
+        }
         let ended = plant.advance(period).cloned();
         log.state(plant.time(), plant.true_state());
         if let Some(r) = ended {

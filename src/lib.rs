@@ -50,6 +50,7 @@ pub mod plot;
 pub mod problems;
 #[cfg(feature = "ros")]
 pub mod ros;
+pub mod scenario;
 pub mod solvers;
 pub mod tensor;
 pub mod train;

@@ -9,7 +9,16 @@
 //! - mass error: the published mass is the true mass times `(1 + c)`, `c ~ U(-c_max, c_max)`
 //!   (`mass_error` = c_max; an estimator bias);
 //! - state-estimate noise: Gaussian, `pos_noise_m` / `vel_noise_mps` per axis and sample;
-//! - latency: a command takes effect `latency_s` after it was received.
+//! - latency: a command takes effect `latency_s` after it was received;
+//! - unmodelled acceleration: a constant `accel_bias_mps2` in a uniformly random direction;
+//! - thrust loss: the applied thrust scaled by `1 - thrust_loss` for `thrust_loss_s` from a time
+//!   drawn uniformly in `fault_window_s`;
+//! - controller outage: for `outage_s` from a time drawn uniformly in `fault_window_s`,
+//!   [`Plant::link_up`] is false (no state reaches the controller); the vehicle flies the last
+//!   control sequence it received open loop (`outage_flies_plan`, the default: the actuation
+//!   layer of an MPC deployment buffers the plan), or holds the last command.
+//!
+//! The catalogue of the benchmarks (`mild`, `harsh`, `outage`) is [`crate::config::Disturbances`].
 //!
 //! Descent episodes end at touchdown (the altitude crosses the landing site's; the crossing is
 //! interpolated between internal steps) or at `max_time_s`. The other problems run for
@@ -64,6 +73,15 @@ pub trait Plant {
     fn advance(&mut self, dt: f64) -> Option<&EpisodeResult>;
     /// The episode's result once it has ended.
     fn result(&self) -> Option<&EpisodeResult>;
+    /// Whether states reach the controller now (false during a simulated controller outage;
+    /// the loop then skips the controller and the plant holds its last command).
+    fn link_up(&self) -> bool {
+        true
+    }
+    /// Receives the control sequence `u` `[N, m]` (step `dt` [s]) that answered the state at
+    /// plant time `t0` [s]: what the vehicle's actuation layer flies open loop when commands
+    /// stop (see [`SimPlant`]'s outage). Default: ignored.
+    fn sequence(&mut self, _t0: f64, _dt: f64, _u: &nalgebra::DMatrix<f64>) {}
 }
 
 /// The simulated vehicle: true dynamics by RK4, disturbances, touchdown (see the module docs).
@@ -80,6 +98,11 @@ pub struct SimPlant {
     thrust_scale: f64,
     thrust_rot: Rotation3<f64>,
     mass_bias: f64,
+    accel_bias: Vector3<f64>,
+    thrust_loss_at: f64,
+    outage_at: f64,
+    /// The last control sequence received: `(t0, dt, u)` (see [`Plant::sequence`]).
+    plan: Option<(f64, f64, nalgebra::DMatrix<f64>)>,
     rng: ChaCha8Rng,
     m0: f64,
     episode: u64,
@@ -108,6 +131,22 @@ impl SimPlant {
         let angle = cfg.thrust_dir_error_deg.to_radians() * rng.gen_range(0.0..=1.0);
         let thrust_rot = Rotation3::from_axis_angle(&Unit::new_normalize(Vector3::new(az.cos(), az.sin(), 0.0)), angle);
         let mass_bias = 1.0 + cfg.mass_error * rng.gen_range(-1.0..=1.0);
+        // drawn after the older disturbances, so their draws per seed are unchanged
+        let accel_bias = {
+            let v = Vector3::new(
+                Normal::new(0.0, 1.0).expect("unit").sample(&mut rng),
+                Normal::new(0.0, 1.0).expect("unit").sample(&mut rng),
+                Normal::new(0.0, 1.0).expect("unit").sample(&mut rng),
+            );
+            if v.norm() > 1e-12 {
+                v.normalize() * cfg.accel_bias_mps2
+            } else {
+                Vector3::zeros()
+            }
+        };
+        let [w0, w1] = cfg.fault_window_s;
+        let thrust_loss_at = w0 + (w1 - w0) * rng.gen_range(0.0..=1.0);
+        let outage_at = w0 + (w1 - w0) * rng.gen_range(0.0..=1.0);
         let kind = problem.name;
         let u = match kind {
             ProblemKind::Descent => {
@@ -131,6 +170,10 @@ impl SimPlant {
             thrust_scale,
             thrust_rot,
             mass_bias,
+            accel_bias,
+            thrust_loss_at,
+            outage_at,
+            plan: None,
             rng,
             episode,
             result: None,
@@ -143,11 +186,35 @@ impl SimPlant {
             // out of propellant: no thrust (the mass stays at the dry mass)
             ProblemKind::Descent if self.x[6] <= self.m_dry => DVector::zeros(3),
             ProblemKind::Descent => {
-                let t = self.thrust_rot * Vector3::new(self.u[0], self.u[1], self.u[2]) * self.thrust_scale;
+                // during an outage the actuation layer flies the last sequence received (when
+                // sim.outage_flies_plan), else it holds the last command
+                let u = match (&self.plan, self.cfg.outage_flies_plan && !self.link_up()) {
+                    (Some((t0, dt, plan)), true) if plan.ncols() == 3 && plan.nrows() > 0 => {
+                        let k = (((self.t - t0) / dt).floor().max(0.0) as usize).min(plan.nrows() - 1);
+                        DVector::from_iterator(3, plan.row(k).iter().copied())
+                    }
+                    _ => self.u.clone(),
+                };
+                let loss = if self.cfg.thrust_loss > 0.0 && (self.thrust_loss_at..self.thrust_loss_at + self.cfg.thrust_loss_s).contains(&self.t) {
+                    1.0 - self.cfg.thrust_loss
+                } else {
+                    1.0
+                };
+                let t = self.thrust_rot * Vector3::new(u[0], u[1], u[2]) * self.thrust_scale * loss;
                 DVector::from_vec(vec![t.x, t.y, t.z])
             }
             _ => self.u.clone(),
         }
+    }
+
+    /// Start [s] and duration [s] of the simulated controller outage (duration 0: none).
+    pub fn outage(&self) -> (f64, f64) {
+        (self.outage_at, self.cfg.outage_s)
+    }
+
+    /// Start [s] and duration [s] of the thrust loss (duration 0 when there is none).
+    pub fn thrust_loss(&self) -> (f64, f64) {
+        (self.thrust_loss_at, if self.cfg.thrust_loss > 0.0 { self.cfg.thrust_loss_s } else { 0.0 })
     }
     fn finish(&mut self, x: DVector<f64>, t: f64, touched: bool) {
         let r = match self.kind {
@@ -187,6 +254,19 @@ impl Plant for SimPlant {
     /// The episode's result once it has ended.
     fn result(&self) -> Option<&EpisodeResult> {
         self.result.as_ref()
+    }
+
+    /// Keeps the sequence for an outage (a finite `[N, 3]` sequence with `dt > 0`; others are
+    /// ignored).
+    fn sequence(&mut self, t0: f64, dt: f64, u: &nalgebra::DMatrix<f64>) {
+        if dt > 0.0 && dt.is_finite() && t0.is_finite() && u.ncols() == self.problem.control_dim() && u.iter().all(|v| v.is_finite()) {
+            self.plan = Some((t0, dt, u.clone()));
+        }
+    }
+
+    /// False during the simulated controller outage.
+    fn link_up(&self) -> bool {
+        !(self.cfg.outage_s > 0.0 && (self.outage_at..self.outage_at + self.cfg.outage_s).contains(&self.t))
     }
 
     /// The state estimate the plant publishes: the true state plus noise and mass bias.
@@ -231,7 +311,14 @@ impl Plant for SimPlant {
             }
             let h = h_max.min(t_end - self.t);
             let u = self.applied_control();
-            let next = self.problem.step(&self.x, &u, h);
+            let mut next = self.problem.step(&self.x, &u, h);
+            if self.kind == ProblemKind::Descent && self.accel_bias != Vector3::zeros() {
+                // the unmodelled constant acceleration, integrated exactly (no mass flow)
+                for i in 0..3 {
+                    next[i] += 0.5 * self.accel_bias[i] * h * h;
+                    next[3 + i] += self.accel_bias[i] * h;
+                }
+            }
             if self.kind == ProblemKind::Descent && next[2] <= self.x_target[2] {
                 let s = ((self.x[2] - self.x_target[2]) / (self.x[2] - next[2])).clamp(0.0, 1.0);
                 let xc = &self.x + (&next - &self.x) * s;

@@ -62,3 +62,54 @@ fn without_the_correction_the_network_lands_when_it_also_chooses_the_landing_tim
     assert_eq!(retimed.correction_steps_per_plan, 0.0, "no Gauss-Newton correction step: every plan is the network's");
     assert!(retimed.retimes > 0, "the landing time moved");
 }
+
+/// Issue 12: the harsh disturbance set (thrust magnitude 5%, direction 3 deg, mass estimate 3%,
+/// noise 0.5 m / 0.05 m/s, 50 ms latency, 0.05 m/s^2 unmodelled acceleration, a 10% thrust loss
+/// for 5 s) flown by the shipped controller (disturbance observer, position filter, thrust
+/// reserve) against the same controller with those three off, on the same three episodes. The
+/// shipped controller does not land every harsh episode (BENCHMARKS.md has the rate over 300;
+/// misses are thrust losses on the final burn): on these it lands two of three where the
+/// controller without the estimators lands none and crashes at over 10 m/s.
+#[test]
+fn harsh_disturbances_are_landed_with_the_estimators_and_not_without() {
+    let mut cfg = config();
+    cfg.sim = cfg.sim.with_disturbances(trc_control::config::Disturbances::Harsh);
+    cfg.sim.seed = 3;
+    let with = fly_episodes(&cfg, 0, 3);
+    for r in &with {
+        eprintln!("harsh, shipped: {:?}", r.result);
+    }
+    cfg.controller.disturbance_observer_s = 0.0;
+    cfg.controller.position_filter_gain = 1.0;
+    cfg.controller.terminal_correction.thrust_margin = 0.0;
+    let without = fly_episodes(&cfg, 0, 3);
+    for r in &without {
+        eprintln!("harsh, estimators off: {:?}", r.result);
+    }
+    let landed = |v: &[EpisodeReport]| v.iter().filter(|r| r.result.success).count();
+    let fastest = |v: &[EpisodeReport]| v.iter().map(|r| r.result.speed).fold(0.0, f64::max);
+    assert!(landed(&with) >= 2, "{} of 3 harsh episodes landed", landed(&with));
+    assert!(landed(&with) > landed(&without), "the estimators land more: {} vs {}", landed(&with), landed(&without));
+    assert!(
+        fastest(&with) < 2.0 && fastest(&without) > 5.0,
+        "no hard touchdown with them ({:.2} m/s), one without ({:.2} m/s)",
+        fastest(&with),
+        fastest(&without)
+    );
+}
+
+/// Issue 12: a 4 s controller outage mid-flight (no state reaches the controller; the vehicle
+/// flies the last sequence it received) is landed: the controller re-plans from the state after
+/// the gap.
+#[test]
+fn a_four_second_outage_mid_flight_is_landed() {
+    let mut cfg = config();
+    cfg.sim = cfg.sim.with_disturbances(trc_control::config::Disturbances::Outage);
+    cfg.sim.fault_window_s = [15.0, 15.0];
+    let r = &fly_episodes(&cfg, 0, 1)[0];
+    eprintln!("outage 15..19 s: {:?}", r.result);
+    assert!(r.result.success, "touchdown {:.2} m, {:.2} m/s", r.result.position_error, r.result.speed);
+    // about 40 states (4 s at 10 Hz) were never answered
+    let expected = ((r.result.t * 10.0).round() as u64).saturating_sub(40);
+    assert!(r.cycles <= expected + 2, "{} answers for {:.1} s of flight: the outage skipped the controller", r.cycles, r.result.t);
+}

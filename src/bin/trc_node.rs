@@ -96,6 +96,12 @@ fn run() -> AnyResult<()> {
         .find(|w| w[0] == "--params-file")
         .and_then(|w| std::path::Path::new(&w[1]).canonicalize().ok())
         .and_then(|p| p.parent().and_then(|d| d.parent()).map(|d| d.to_path_buf()));
+    // a scenario (sim.scenario) may change the vehicle: fly the problem trc_sim flies
+    let mut cfg = cfg;
+    if let Some(s) = trc_control::closed_loop::scenario_of(&cfg, package_root.as_deref())? {
+        s.apply(&mut cfg)?;
+        log::info!("scenario {}: its vehicle applied to the problem", s.name);
+    }
     let live = Arc::new(Mutex::new(cfg.clone()));
     let (param_future, mut param_events) = node.make_derived_parameter_handler(Arc::new(Mutex::new(ParamStore { cfg: live.clone() })))?;
     log::info!("problem {}, deadline {} ms, use_sim_time {}", cfg.problem.name, cfg.controller.deadline_s * 1e3, cfg.use_sim_time);

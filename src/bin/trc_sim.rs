@@ -28,7 +28,7 @@ use r2r::geometry_msgs::msg::WrenchStamped;
 use r2r::std_msgs::msg::{Float64, Header};
 use r2r::trc_control::msg::{ControlSequence, Goal, State};
 use r2r::QosProfile;
-use trc_control::closed_loop::{episode_goal, episode_sim, episode_specs, EpisodeLog, T0};
+use trc_control::closed_loop::{episode_goal, episode_sim, episodes_for, EpisodeLog, T0};
 use trc_control::config::ProblemKind;
 use trc_control::plan::PlanStatus;
 use trc_control::plant::{Plant, SimPlant};
@@ -81,7 +81,17 @@ impl CommandSub {
 fn run() -> AnyResult<bool> {
     let ctx = r2r::Context::create()?;
     let mut node = r2r::Node::create(ctx, "trc_sim", "")?;
-    let cfg = node_startup_config(&node)?;
+    let mut cfg = node_startup_config(&node)?;
+    // the package root: the params file's folder's parent (config/descent.yaml -> .)
+    let package_root = std::env::args()
+        .collect::<Vec<_>>()
+        .windows(2)
+        .find(|w| w[0] == "--params-file")
+        .and_then(|w| std::path::Path::new(&w[1]).canonicalize().ok())
+        .and_then(|p| p.parent().and_then(|d| d.parent()).map(|d| d.to_path_buf()));
+    // sampled states, or the scenario of sim.scenario (its vehicle applied to the problem)
+    let count = cfg.sim.episodes as usize;
+    let specs = episodes_for(&mut cfg, count, None, package_root.as_deref())?;
     let live = std::sync::Arc::new(std::sync::Mutex::new(cfg.clone()));
     let (param_future, _events) = node.make_derived_parameter_handler(std::sync::Arc::new(std::sync::Mutex::new(ParamStore { cfg: live })))?;
     let sim = cfg.sim.clone();
@@ -101,7 +111,6 @@ fn run() -> AnyResult<bool> {
     let mut seq_sub = node.subscribe::<ControlSequence>("control_sequence", QosProfile::default().keep_last(10))?;
     let mut param_future = Box::pin(param_future);
 
-    let specs = episode_specs(&problem, sim.seed, sim.first_episode, sim.episodes as usize);
     log::info!(
         "{} episodes of {} (seed {}, test split from index {}), state at {} Hz, time scale {}",
         specs.len(),
@@ -172,7 +181,7 @@ fn run() -> AnyResult<bool> {
         spin(&mut node);
         while let Some(Some(_)) = seq_sub.next().now_or_never() {}
         let _ = commands.latest();
-        let mut sent: HashMap<i64, Instant> = HashMap::new();
+        let mut sent: HashMap<i64, (Instant, f64)> = HashMap::new();
         let mut episode = EpisodeLog::default();
         episode.state(plant.time(), plant.true_state());
         let wall0 = Instant::now();
@@ -181,10 +190,13 @@ fn run() -> AnyResult<bool> {
             let t_sim = t_start + plant.time();
             publish_clock(t_sim);
             let stamp = stamp_now(t_sim);
-            let x = plant.measured_state();
             let tick_start = Instant::now();
-            state_pub.publish(&state_to_msg(stamp, "landing_site", x.as_slice()))?;
-            sent.insert((stamp * 1e6).round() as i64, tick_start);
+            // a simulated controller outage (sim.outage_s): no state goes out, the command holds
+            if plant.link_up() {
+                let x = plant.measured_state();
+                state_pub.publish(&state_to_msg(stamp, "landing_site", x.as_slice()))?;
+                sent.insert((stamp * 1e6).round() as i64, (tick_start, plant.time()));
+            }
             tick += 1;
             let tick_end = wall0 + wall_period * tick as u32;
             let mut advanced = 0.0;
@@ -193,8 +205,13 @@ fn run() -> AnyResult<bool> {
                 spin(&mut node);
                 while let Some(Some(m)) = seq_sub.next().now_or_never() {
                     let key = (secs_from_time(&m.header.stamp) * 1e6).round() as i64;
-                    if let Some(t) = sent.remove(&key) {
+                    if let Some((t, t_plant)) = sent.remove(&key) {
                         let ms = t.elapsed().as_secs_f64() * 1e3;
+                        // the sequence the vehicle flies open loop during an outage
+                        let cols = m.control_dim as usize;
+                        if cols > 0 && m.u.len() % cols == 0 && !m.u.is_empty() {
+                            plant.sequence(t_plant, m.dt, &nalgebra::DMatrix::from_row_slice(m.u.len() / cols, cols, &m.u));
+                        }
                         episode.e2e(ms);
                         match PlanStatus::from_u8(m.status) {
                             Some(status) => episode.answer(status, m.solve_time_ms, ms > deadline_ms),
@@ -219,7 +236,7 @@ fn run() -> AnyResult<bool> {
                 ended = plant.advance(period - advanced).is_some();
             }
             episode.state(plant.time(), plant.true_state());
-            sent.retain(|_, t| t.elapsed() < Duration::from_secs(5));
+            sent.retain(|_, (t, _)| t.elapsed() < Duration::from_secs(5));
             if let (true, Some(r)) = (ended, plant.result()) {
                 break r.clone();
             }

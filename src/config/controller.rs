@@ -46,6 +46,20 @@ pub struct ControllerConfig {
     /// Sink rate of the terminal descent below the gate [m/s] (> 0 when the gate is on).
     /// Default 0.35 (below the 0.5 m/s success speed with margin for thrust errors).
     pub gate_sink_rate_mps: f64,
+    /// Descent disturbance observer: time constant [s] of the estimate of the unmodelled
+    /// acceleration `b` (measured velocity change minus the model's, low-pass filtered, see
+    /// `src/control/mission/observer.rs`); the terminal correction and the sink aim with gravity
+    /// `+ b`. 0 = off. Default 2.
+    pub disturbance_observer_s: f64,
+    /// Descent position filter gain `k` in (0, 1]: the position the controller plans from is the
+    /// previous estimate advanced with the measured velocities, corrected by `k` times the
+    /// measured position's innovation (`src/control/mission/observer.rs`); 1 = the measured
+    /// position unchanged. Default 0.2.
+    pub position_filter_gain: f64,
+    /// Descent: also correct the previous finished plan, resampled to the state's time, and keep
+    /// the better of it and the policy's corrected plan (`src/control/mission/descent.rs`).
+    /// Default true.
+    pub warm_correction: bool,
 }
 
 impl Default for ControllerConfig {
@@ -60,6 +74,9 @@ impl Default for ControllerConfig {
             terminal_correction: TerminalCorrection::default(),
             gate_altitude_m: 1.0,
             gate_sink_rate_mps: 0.35,
+            disturbance_observer_s: 2.0,
+            position_filter_gain: 0.2,
+            warm_correction: true,
         }
     }
 }
@@ -90,6 +107,13 @@ impl ControllerConfig {
         non_negative("controller.gate_sink_rate_mps", self.gate_sink_rate_mps)?;
         if self.gate_sink_rate_mps > 10.0 {
             return Err(ConfigError::invalid("controller.gate_sink_rate_mps", format!("must be <= 10 m/s, got {}", self.gate_sink_rate_mps)));
+        }
+        non_negative("controller.disturbance_observer_s", self.disturbance_observer_s)?;
+        if self.disturbance_observer_s > 100.0 {
+            return Err(ConfigError::invalid("controller.disturbance_observer_s", format!("must be <= 100 s, got {}", self.disturbance_observer_s)));
+        }
+        if !(self.position_filter_gain > 0.0 && self.position_filter_gain <= 1.0) {
+            return Err(ConfigError::invalid("controller.position_filter_gain", format!("must be in (0, 1], got {}", self.position_filter_gain)));
         }
         self.terminal_correction.validate("controller.terminal_correction")
     }
@@ -134,9 +158,12 @@ pub struct TerminalCorrection {
     /// (TRC takes t_go as an input; each candidate is one refinement, judged in `model`) instead
     /// of not at all. Default true.
     pub retime_with_policy: bool,
-    /// Thrust authority kept in reserve by the corrected plan: its upper thrust bound is
-    /// `(1 - thrust_margin) rho2` (descent), so a vehicle whose engines deliver a few percent less
-    /// than commanded can still follow it. Default 0.
+    /// Thrust authority kept in reserve by the corrected plan: it is first corrected within the
+    /// upper thrust bound `(1 - thrust_margin) rho2` (descent), so that a vehicle whose engines
+    /// deliver a few percent less than commanded can still follow it; when the plan misses the
+    /// aim point within that bound by more than `retime_threshold`, the reserve is released
+    /// (corrected again within `rho2`).
+    /// Default 0.
     pub thrust_margin: f64,
 }
 

@@ -19,7 +19,7 @@ pub use crate::error::{non_negative, positive};
 pub use crate::problems::{ProblemConfig, ProblemKind};
 pub use controller::{ControllerConfig, CorrectionModel, TerminalCorrection};
 pub use node::{DeviceChoice, NodeConfig, PolicyKind};
-pub use sim::SimConfig;
+pub use sim::{Disturbances, SimConfig};
 
 /// Everything trc_control reads from a config file: the problem, the receding-horizon
 /// controller, the node and the plant simulator. Both nodes and the CLI read the same file;
@@ -116,6 +116,9 @@ pub const LIVE_PARAMETERS: &[&str] = &[
     "controller.command_hold_s",
     "controller.gate_altitude_m",
     "controller.gate_sink_rate_mps",
+    "controller.disturbance_observer_s",
+    "controller.position_filter_gain",
+    "controller.warm_correction",
     "controller.terminal_correction.enabled",
     "controller.terminal_correction.model",
     "controller.terminal_correction.max_iterations",

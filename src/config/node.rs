@@ -13,6 +13,9 @@ pub enum PolicyKind {
     Trc,
     /// The classical optimal-control solver at the controller's t_go (slow; a reference).
     Solver,
+    /// Descent only: the closed-form ZEM/ZEV guidance law planned over the horizon at the
+    /// controller's t_go (`src/baseline.rs`; microseconds; a baseline).
+    ZemZev,
 }
 
 impl std::fmt::Display for PolicyKind {
@@ -20,6 +23,7 @@ impl std::fmt::Display for PolicyKind {
         f.write_str(match self {
             Self::Trc => "trc",
             Self::Solver => "solver",
+            Self::ZemZev => "zem_zev",
         })
     }
 }

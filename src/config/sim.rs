@@ -37,6 +37,30 @@ pub struct SimConfig {
     pub vel_noise_mps: f64,
     /// Command latency [s]. Default 0.
     pub latency_s: f64,
+    /// Unmodelled constant acceleration [m/s^2] in a random direction drawn per episode (descent;
+    /// wind, an aerodynamic or centre-of-mass bias the guidance model does not have). Default 0.
+    pub accel_bias_mps2: f64,
+    /// Thrust loss (fraction of the commanded magnitude) for `thrust_loss_s` seconds from a random
+    /// time in `fault_window_s` (descent; an engine-out-like transient). Default 0.
+    pub thrust_loss: f64,
+    /// Duration of the thrust loss [s]. Default 5.
+    pub thrust_loss_s: f64,
+    /// Controller outage [s]: for this long from a random time in `fault_window_s` no state
+    /// reaches the controller (trc_sim publishes none; the lockstep loop skips the controller)
+    /// and the plant holds the last command. Default 0.
+    pub outage_s: f64,
+    /// During an outage the vehicle flies the last control sequence it received, open loop
+    /// (true: the plan buffer of the actuation layer), or holds the last command (false).
+    /// Default true.
+    pub outage_flies_plan: bool,
+    /// Episode-time window [s] from which the start of the thrust loss and of the outage are
+    /// drawn (uniform; clipped to 60% of the optimum's t_f by the closed loops, so a fault
+    /// never starts in the last seconds of a short descent). Default [5, 40].
+    pub fault_window_s: [f64; 2],
+    /// Scenario file to fly instead of sampled states (`src/scenario.rs`; shipped examples in
+    /// `scenarios/`); a relative path is looked up from the working directory, then from the
+    /// package root. Empty = states from the sampler (test split of `seed`). Default empty.
+    pub scenario: String,
     /// Write one YAML line per episode result to this file (empty = none).
     pub results_file: String,
 }
@@ -58,6 +82,13 @@ impl Default for SimConfig {
             pos_noise_m: 0.0,
             vel_noise_mps: 0.0,
             latency_s: 0.0,
+            accel_bias_mps2: 0.0,
+            thrust_loss: 0.0,
+            thrust_loss_s: 5.0,
+            outage_s: 0.0,
+            outage_flies_plan: true,
+            fault_window_s: [5.0, 40.0],
+            scenario: String::new(),
             results_file: String::new(),
         }
     }
@@ -81,8 +112,18 @@ impl SimConfig {
             ("sim.pos_noise_m", self.pos_noise_m),
             ("sim.vel_noise_mps", self.vel_noise_mps),
             ("sim.latency_s", self.latency_s),
+            ("sim.accel_bias_mps2", self.accel_bias_mps2),
+            ("sim.thrust_loss_s", self.thrust_loss_s),
+            ("sim.outage_s", self.outage_s),
         ] {
             non_negative(f, v)?;
+        }
+        if !(0.0..=1.0).contains(&self.thrust_loss) {
+            return Err(ConfigError::invalid("sim.thrust_loss", format!("{} is not a fraction in [0, 1]", self.thrust_loss)));
+        }
+        let [a, b] = self.fault_window_s;
+        if !(a.is_finite() && b.is_finite() && 0.0 <= a && a <= b) {
+            return Err(ConfigError::invalid("sim.fault_window_s", format!("[{a}, {b}] must be finite with 0 <= start <= end")));
         }
         if self.internal_hz < self.rate_hz {
             return Err(ConfigError::invalid("sim.internal_hz", "must be at least sim.rate_hz"));
@@ -90,16 +131,88 @@ impl SimConfig {
         Ok(())
     }
 
-    /// The same settings with every disturbance on at a moderate level (the benchmark's
-    /// "with disturbances" case): thrust magnitude 2%, direction 1 deg, mass 1%, noise 0.1 m /
-    /// 0.02 m/s, latency 20 ms.
-    pub fn with_default_disturbances(mut self) -> Self {
-        self.thrust_scale_error = 0.02;
-        self.thrust_dir_error_deg = 1.0;
-        self.mass_error = 0.01;
-        self.pos_noise_m = 0.1;
-        self.vel_noise_mps = 0.02;
-        self.latency_s = 0.02;
+    /// The same settings with every disturbance on at a moderate level: [`Disturbances::Mild`].
+    pub fn with_default_disturbances(self) -> Self {
+        self.with_disturbances(Disturbances::Mild)
+    }
+
+    /// The same settings with the disturbances of a catalogue entry (see [`Disturbances`]); the
+    /// disturbance fields are replaced, everything else stays.
+    pub fn with_disturbances(mut self, d: Disturbances) -> Self {
+        let base = SimConfig::default();
+        (self.thrust_scale_error, self.thrust_dir_error_deg, self.mass_error) = (base.thrust_scale_error, base.thrust_dir_error_deg, base.mass_error);
+        (self.pos_noise_m, self.vel_noise_mps, self.latency_s) = (base.pos_noise_m, base.vel_noise_mps, base.latency_s);
+        (self.accel_bias_mps2, self.thrust_loss, self.thrust_loss_s, self.outage_s) =
+            (base.accel_bias_mps2, base.thrust_loss, base.thrust_loss_s, base.outage_s);
+        match d {
+            Disturbances::None => {}
+            Disturbances::Mild | Disturbances::Outage => {
+                self.thrust_scale_error = 0.02;
+                self.thrust_dir_error_deg = 1.0;
+                self.mass_error = 0.01;
+                self.pos_noise_m = 0.1;
+                self.vel_noise_mps = 0.02;
+                self.latency_s = 0.02;
+                if d == Disturbances::Outage {
+                    self.outage_s = 4.0;
+                }
+            }
+            Disturbances::Harsh => {
+                self.thrust_scale_error = 0.05;
+                self.thrust_dir_error_deg = 3.0;
+                self.mass_error = 0.03;
+                self.pos_noise_m = 0.5;
+                self.vel_noise_mps = 0.05;
+                self.latency_s = 0.05;
+                self.accel_bias_mps2 = 0.05;
+                self.thrust_loss = 0.10;
+                self.thrust_loss_s = 5.0;
+            }
+        }
         self
+    }
+}
+
+/// The disturbance catalogue of the benchmarks (`trc closed-loop --disturbances <name>`; the
+/// closed-loop table of BENCHMARKS.md). Each entry is a set of [`SimConfig`] fields.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Disturbances {
+    /// None: the nominal plant.
+    None,
+    /// Thrust magnitude 2%, direction 1 deg, mass estimate 1%, noise 0.1 m / 0.02 m/s per axis,
+    /// latency 20 ms.
+    Mild,
+    /// Thrust magnitude 5%, direction 3 deg, mass estimate 3%, noise 0.5 m / 0.05 m/s, latency
+    /// 50 ms, an unmodelled constant acceleration of 0.05 m/s^2 in a random direction, and a 10%
+    /// thrust loss for 5 s from a random time.
+    Harsh,
+    /// `Mild`, plus a 4 s controller outage from a random time (no state reaches the controller;
+    /// the vehicle flies the last sequence it received, or holds the last command without
+    /// `outage_flies_plan`).
+    Outage,
+}
+
+impl std::str::FromStr for Disturbances {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "none" | "off" => Ok(Self::None),
+            "mild" | "on" => Ok(Self::Mild),
+            "harsh" => Ok(Self::Harsh),
+            "outage" => Ok(Self::Outage),
+            _ => Err(format!("disturbances '{s}': use none, mild, harsh or outage")),
+        }
+    }
+}
+
+impl std::fmt::Display for Disturbances {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::None => "none",
+            Self::Mild => "mild",
+            Self::Harsh => "harsh",
+            Self::Outage => "outage",
+        })
     }
 }

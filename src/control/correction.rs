@@ -50,9 +50,15 @@ use crate::problems::{project_rows, ControlConstraint, PoweredDescent, Simulator
 #[derive(Debug)]
 pub struct TerminalCorrector {
     settings: TerminalCorrection,
+    problem: ProblemConfig,
     plant: Simulator,
     in_loop: Option<Simulator>,
+    accel_bias: [f64; 3],
+    effectiveness: f64,
 }
+
+/// Changes of the acceleration-bias estimate below this [m/s^2] do not rebuild the models.
+const BIAS_REBUILD_MPS2: f64 = 1e-3;
 
 impl TerminalCorrector {
     /// The corrector for `problem` with `settings`.
@@ -61,7 +67,94 @@ impl TerminalCorrector {
     /// [`ConfigError`] for an invalid problem or invalid settings.
     pub fn new(problem: &ProblemConfig, settings: TerminalCorrection) -> Result<Self, ConfigError> {
         settings.validate("controller.terminal_correction")?;
-        Ok(Self { settings, plant: Simulator::Rk4(problem.build()?), in_loop: Simulator::new(problem).ok() })
+        Ok(Self {
+            settings,
+            problem: problem.clone(),
+            plant: Simulator::Rk4(problem.build()?),
+            in_loop: Simulator::new(problem).ok(),
+            accel_bias: [0.0; 3],
+            effectiveness: 1.0,
+        })
+    }
+
+    /// Aims with an estimated unmodelled acceleration `b` [m/s^2] (descent: added to gravity in
+    /// both models; [`crate::control::mission::DescentMission`]'s disturbance estimate). A
+    /// non-finite `b`, or one that would turn gravity upwards, is ignored (the models stay).
+    pub fn set_accel_bias(&mut self, b: [f64; 3]) {
+        if self.problem.name != crate::config::ProblemKind::Descent || b.iter().zip(&self.accel_bias).all(|(n, o)| (n - o).abs() < BIAS_REBUILD_MPS2) {
+            return;
+        }
+        let mut cfg = self.problem.clone();
+        for (g, bi) in cfg.descent.gravity.iter_mut().zip(&b) {
+            *g += bi;
+        }
+        if let Ok(p) = cfg.build() {
+            self.plant = Simulator::Rk4(p);
+            self.in_loop = Simulator::new(&cfg).ok();
+            self.accel_bias = b;
+        }
+    }
+
+    /// Aims with a thrust effectiveness `kappa` (descent: the vehicle accelerates at `kappa T / m`;
+    /// the models are given the mass `m / kappa`). Values outside `[0.5, 1.5]` or non-finite are
+    /// ignored.
+    pub fn set_effectiveness(&mut self, kappa: f64) {
+        if kappa.is_finite() && (0.5..=1.5).contains(&kappa) {
+            self.effectiveness = kappa;
+        }
+    }
+
+    /// The state a model integrates for the vehicle at `x`: descent's mass divided by the thrust
+    /// effectiveness (see [`Self::set_effectiveness`]); `x` otherwise.
+    fn model_state(&self, x: &DVector<f64>) -> DVector<f64> {
+        let mut x = x.clone();
+        if self.problem.name == crate::config::ProblemKind::Descent && self.effectiveness != 1.0 && x.len() == 7 {
+            x[6] /= self.effectiveness;
+        }
+        x
+    }
+
+    /// Terminal miss `max |e|` of `u` from `x0` in the configured model with the disturbance
+    /// estimates (see [`residual`]); +inf without a model.
+    pub fn residual(&self, x0: &DVector<f64>, xt: &DVector<f64>, u: &DMatrix<f64>, dt: f64) -> f64 {
+        self.model().map_or(f64::INFINITY, |sim| residual(sim, &self.model_state(x0), xt, u, dt))
+    }
+
+    /// The divert: [`correct_weighted`] in the configured model with horizontal tolerances
+    /// scaled by `relax`, from `u` unchanged without a model.
+    pub fn divert(
+        &self,
+        x0: &DVector<f64>,
+        xt: &DVector<f64>,
+        u: &DMatrix<f64>,
+        dt: f64,
+        relax: f64,
+        deadline: Option<std::time::Instant>,
+    ) -> (DMatrix<f64>, CorrectionReport) {
+        match self.model() {
+            Some(sim) => correct_weighted(sim, &self.model_state(x0), xt, u, dt, &self.settings, deadline, relax),
+            None => (u.clone(), CorrectionReport::default()),
+        }
+    }
+
+    /// Descent: how far [m] the rollout of `u` from `x0` in the configured model dips below the
+    /// altitude `floor` [m] at any node before the last (0 when it never does, or for other
+    /// problems; +inf when the rollout fails). The correction constrains the terminal state
+    /// only, so a plan for a vehicle arriving early can pass under the ground and come back up.
+    pub fn dip_below(&self, x0: &DVector<f64>, u: &DMatrix<f64>, dt: f64, floor: f64) -> f64 {
+        if self.problem.name != crate::config::ProblemKind::Descent {
+            return 0.0;
+        }
+        let Some(sim) = self.model() else { return 0.0 };
+        match sim.rollout_one(&self.model_state(x0), u, dt) {
+            Ok(traj) => (0..traj.nrows().saturating_sub(1)).map(|k| floor - traj[(k, 2)]).fold(0.0, f64::max),
+            Err(_) => f64::INFINITY,
+        }
+    }
+
+    /// The acceleration bias the models aim with [m/s^2] (see [`Self::set_accel_bias`]).
+    pub fn accel_bias(&self) -> [f64; 3] {
+        self.accel_bias
     }
 
     /// Takes new (validated) settings; the models stay.
@@ -94,7 +187,7 @@ impl TerminalCorrector {
         deadline: Option<std::time::Instant>,
     ) -> (DMatrix<f64>, CorrectionReport) {
         match self.model() {
-            Some(sim) => correct(sim, x0, xt, u, dt, &self.settings, deadline),
+            Some(sim) => correct(sim, &self.model_state(x0), xt, u, dt, &self.settings, deadline),
             None => (u.clone(), CorrectionReport::default()),
         }
     }
@@ -245,24 +338,74 @@ pub fn correct(
     settings: &TerminalCorrection,
     deadline: Option<std::time::Instant>,
 ) -> (DMatrix<f64>, CorrectionReport) {
+    correct_weighted(sim, x0, xt, u, dt, settings, deadline, 1.0)
+}
+
+/// [`correct`] with the horizontal position components (descent: x, y) counted `1 / relax` as
+/// much (their tolerance scaled by `relax` >= 1): the divert of a vehicle that cannot reach the
+/// aim point, which gives up horizontal accuracy for altitude and touchdown speed (the idea of
+/// minimum-landing-error guidance, Blackmore, Acikmese & Scharf 2010). Residuals are reported in
+/// the relaxed units.
+#[allow(clippy::too_many_arguments)]
+pub fn correct_weighted(
+    sim: &Simulator,
+    x0: &DVector<f64>,
+    xt: &DVector<f64>,
+    u: &DMatrix<f64>,
+    dt: f64,
+    settings: &TerminalCorrection,
+    deadline: Option<std::time::Instant>,
+    relax: f64,
+) -> (DMatrix<f64>, CorrectionReport) {
     let p = sim.problem();
-    let Some((idx, scale)) = p.terminal_equality().filter(|_| settings.enabled) else {
+    let Some((idx, mut scale)) = p.terminal_equality().filter(|_| settings.enabled) else {
         return (u.clone(), CorrectionReport::default());
     };
+    if p.kind() == crate::config::ProblemKind::Descent && relax > 1.0 {
+        for (i, s) in idx.iter().zip(scale.iter_mut()) {
+            if *i < 2 {
+                *s *= relax;
+            }
+        }
+    }
     if u.ncols() != p.control_dim() || x0.len() != p.state_dim() || xt.len() != p.state_dim() || u.nrows() == 0 || !(dt.is_finite() && dt > 0.0) {
         return (u.clone(), CorrectionReport::default());
     }
-    let constraint = match p.control_constraint() {
+    let full = p.control_constraint();
+    let constraint = match full {
         ControlConstraint::ThrustAnnulusCone { rho_min, rho_max, max_tilt } => {
             ControlConstraint::ThrustAnnulusCone { rho_min, rho_max: (rho_max * (1.0 - settings.thrust_margin)).max(rho_min), max_tilt }
         }
-        c => c,
+        ref c => c.clone(),
     };
-    let mut u = project_rows(u, &constraint);
+    let (u, report) = correct_within(sim, x0, xt, u, dt, settings, deadline, &constraint, &idx, &scale);
+    if settings.thrust_margin <= 0.0 || report.residual_after <= settings.retime_threshold || !report.residual_after.is_finite() {
+        return (u, report);
+    }
+    // the reserve is released when the plan cannot meet the aim point within it
+    let (u, more) = correct_within(sim, x0, xt, &u, dt, settings, deadline, &full, &idx, &scale);
+    (u, CorrectionReport { iterations: report.iterations + more.iterations, residual_before: report.residual_before, residual_after: more.residual_after })
+}
+
+/// [`correct`] within one control constraint (the reserve-keeping one, or the full one).
+#[allow(clippy::too_many_arguments)]
+fn correct_within(
+    sim: &Simulator,
+    x0: &DVector<f64>,
+    xt: &DVector<f64>,
+    u: &DMatrix<f64>,
+    dt: f64,
+    settings: &TerminalCorrection,
+    deadline: Option<std::time::Instant>,
+    constraint: &ControlConstraint,
+    idx: &[usize],
+    scale: &[f64],
+) -> (DMatrix<f64>, CorrectionReport) {
+    let mut u = project_rows(u, constraint);
     let Ok(traj) = sim.rollout_one(x0, &u, dt) else {
         return (u, CorrectionReport::default());
     };
-    let mut e = scaled_error(&traj, xt, &idx, &scale);
+    let mut e = scaled_error(&traj, xt, idx, scale);
     if !e.iter().all(|v| v.is_finite()) {
         return (u, CorrectionReport { iterations: 0, residual_before: f64::INFINITY, residual_after: f64::INFINITY });
     }
@@ -273,17 +416,17 @@ pub fn correct(
             break;
         }
         // the Jacobian only when a step is needed (an already-corrected plan costs one rollout)
-        let Ok((_, mut g)) = terminal_sensitivity(sim, x0, &u, dt, &idx) else { break };
+        let Ok((_, mut g)) = terminal_sensitivity(sim, x0, &u, dt, idx) else { break };
         for (r, s) in scale.iter().enumerate() {
             g.row_mut(r).scale_mut(1.0 / s);
         }
-        let Some(du) = active_set_step(&g, &e, &u, &constraint) else { break };
+        let Some(du) = active_set_step(&g, &e, &u, constraint) else { break };
         let mut accepted = None;
         for s in [1.0, 0.5, 0.25, 0.125, 0.0625, 0.03125, 0.015625] {
             let raw = &u + &du * s;
-            let cand = project_rows(&raw, &constraint);
+            let cand = project_rows(&raw, constraint);
             let Ok(traj_c) = sim.rollout_one(x0, &cand, dt) else { break };
-            let e_c = scaled_error(&traj_c, xt, &idx, &scale);
+            let e_c = scaled_error(&traj_c, xt, idx, scale);
             if e_c.iter().all(|v| v.is_finite()) && e_c.norm() < e.norm() {
                 accepted = Some((cand, e_c));
                 break;

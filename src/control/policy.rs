@@ -4,8 +4,8 @@
 //! u^(0)) into a sequence of iterates u^(1..K), reporting each one as it finishes so the
 //! controller can stop at its deadline and publish the best finished iterate (anytime use).
 //! Implementations: [`TrcPolicy`] (the TRC network, K outer iterations), [`SolverPolicy`] (the
-//! classical optimal-control solver; one "iterate", slow) and [`ReplayPolicy`] (fixed iterates,
-//! for tests). Policies know nothing of the mission: the controller finishes whatever they return
+//! classical optimal-control solver; one "iterate", slow), [`ZemZevPolicy`] (the closed-form
+//! descent law, a baseline) and [`ReplayPolicy`] (fixed iterates, for tests). Policies know nothing of the mission: the controller finishes whatever they return
 //! ([`crate::control::mission::Mission::finish`]).
 
 use std::path::Path;
@@ -220,6 +220,49 @@ impl Policy for SolverPolicy {
     }
 }
 
+/// The ZEM/ZEV guidance law as a policy (descent): one iterate, [`crate::baseline::zem_zev_plan`]
+/// from the request's state towards its target at its t_go. The baseline of the closed-loop
+/// benchmark, flown by the same controller (finish, gate, observer) as TRC.
+#[derive(Debug)]
+pub struct ZemZevPolicy {
+    problem: ProblemConfig,
+    descent: crate::problems::PoweredDescent,
+}
+
+impl ZemZevPolicy {
+    /// The law for a descent problem.
+    ///
+    /// # Errors
+    /// [`PolicyError::Solver`] when the problem is not descent or is invalid.
+    pub fn new(problem: &ProblemConfig) -> Result<Self, PolicyError> {
+        if problem.name != crate::config::ProblemKind::Descent {
+            return Err(PolicyError::Solver(format!("the ZEM/ZEV policy is for descent, not {}", problem.name)));
+        }
+        let descent = crate::problems::PoweredDescent::new(problem.descent.clone()).map_err(|e| PolicyError::Solver(e.to_string()))?;
+        Ok(Self { problem: problem.clone(), descent })
+    }
+}
+
+impl Policy for ZemZevPolicy {
+    fn name(&self) -> String {
+        "zem_zev(descent)".into()
+    }
+
+    fn problem(&self) -> &ProblemConfig {
+        &self.problem
+    }
+
+    fn iterations(&self) -> u32 {
+        1
+    }
+
+    fn refine(&mut self, req: &PlanRequest, on_iterate: &mut dyn FnMut(Iterate) -> bool) -> Result<(), PolicyError> {
+        let u = crate::baseline::zem_zev_plan(&self.descent, &req.x0, &req.x_target, req.t_go, self.problem.descent.horizon);
+        on_iterate(Iterate { k: 1, u });
+        Ok(())
+    }
+}
+
 impl Policy for Box<dyn Policy> {
     fn name(&self) -> String {
         (**self).name()
@@ -261,8 +304,10 @@ pub fn resolve_device(choice: DeviceChoice) -> Result<(Device, &'static str), Po
 /// [`PolicyError`] when the model cannot be loaded or does not match the problem.
 pub fn policy_from_config(cfg: &TrcConfig, package_root: Option<&Path>) -> Result<Box<dyn Policy>, PolicyError> {
     let node = &cfg.node;
-    if node.policy == PolicyKind::Solver {
-        return Ok(Box::new(SolverPolicy::new(&cfg.problem, SolverSettings::default())?));
+    match node.policy {
+        PolicyKind::Solver => return Ok(Box::new(SolverPolicy::new(&cfg.problem, SolverSettings::default())?)),
+        PolicyKind::ZemZev => return Ok(Box::new(ZemZevPolicy::new(&cfg.problem)?)),
+        PolicyKind::Trc => {}
     }
     let stem = if node.model.is_empty() { format!("models/{}", cfg.problem.name) } else { node.model.clone() };
     let mut path = std::path::PathBuf::from(&stem);

@@ -13,8 +13,9 @@
 //! 3. **Candidate**: in [`Phase::Refine`], the policy refines on the inference thread until the
 //!    deadline (`deadline_s` after the cycle starts): all K iterates in time -> CONVERGED; the
 //!    deadline hit with iterate k >= 1 finished -> ANYTIME (the newest iterate); nothing in time
-//!    -> FALLBACK_SHIFTED (the previous plan shifted to this state's time, [`shift_controls`]);
-//!    no previous plan -> FAILED with the safe command. An iterate of the previous cycle's job
+//!    -> FALLBACK_SHIFTED (the previous plan shifted to this state's time, [`shift_controls`];
+//!    with no previous plan, the mission's fast first plan [`Mission::first_plan`], descent's
+//!    ZEM/ZEV plan); neither -> FAILED with the safe command. An iterate of the previous cycle's job
 //!    that finishes after its deadline is adopted as the previous plan (so a controller that
 //!    starts overloaded still gets a plan to shift). In [`Phase::FollowReference`] the candidate
 //!    is the last refined plan resampled to the state's time (TERMINAL); in
@@ -97,6 +98,9 @@ pub struct RecedingHorizon {
     /// Running mean of the time [s] [`Mission::finish`] takes (exponential, weight 0.1): the
     /// wait for iterates ends early enough to leave it.
     finish_s: f64,
+    /// The command of the previous answer ([`RecedingHorizon::command`]), for the mission's
+    /// [`Mission::observe`].
+    sent: Option<DVector<f64>>,
 }
 
 impl RecedingHorizon {
@@ -155,6 +159,7 @@ impl RecedingHorizon {
             reference: None,
             fresh: None,
             finish_s: 0.0,
+            sent: None,
         })
     }
 
@@ -215,6 +220,7 @@ impl RecedingHorizon {
             self.pending.clear();
             self.reference = None;
             self.fresh = None;
+            self.sent = None;
         }
         Ok(())
     }
@@ -227,6 +233,7 @@ impl RecedingHorizon {
         self.pending.clear();
         self.reference = None;
         self.fresh = None;
+        self.sent = None;
     }
 
     /// Descent landing time t_land [s], once known.
@@ -254,6 +261,7 @@ impl RecedingHorizon {
             Ok(v) => v,
             Err((x, r)) => return self.failed(s, x.as_ref(), r, start, None),
         };
+        let x = self.mission.observe(s.stamp, &x, self.sent.as_ref());
         let aim = self.mission.aim(&x_target);
         let phase = self.mission.t_go(s.stamp, &x, &aim).and_then(|t_go| Ok((t_go, self.mission.phase(t_go)?)));
         let (t_go, phase) = match phase {
@@ -409,6 +417,8 @@ impl RecedingHorizon {
             }
             _ => shifted,
         };
+        // nothing refined in time and nothing to shift: the mission's fast first plan, if any
+        let shifted = shifted.or_else(|| self.mission.first_plan(x, aim, t_go));
         match (best, shifted) {
             (Some(it), _) => Ok((it.u, if converged { PlanStatus::Converged } else { PlanStatus::Anytime }, it.k, policy_error)),
             (None, Some(u)) => Ok((u, PlanStatus::FallbackShifted, 0, policy_error)),
@@ -428,6 +438,7 @@ impl RecedingHorizon {
         if plan.status != PlanStatus::FallbackShifted {
             self.fresh = Some(Source { stamp: plan.stamp, dt: plan.dt, u: plan.u.clone() });
         }
+        self.sent = Some(self.command(&plan));
         self.last = Some(plan.clone());
         CycleOutcome { plan, rejected: None, policy_error, late }
     }
@@ -483,6 +494,7 @@ impl RecedingHorizon {
             plan.x.fill(0.0);
         }
         plan.cost = 0.0;
+        self.sent = Some(self.command(&plan));
         let late = self.is_late(start);
         self.stats.answers.record(plan.status, plan.solve_time_ms, late);
         CycleOutcome { plan, rejected: Some(r), policy_error, late }
@@ -715,6 +727,44 @@ mod tests {
             prev = out.plan;
         }
         assert!(chained_differs > 0, "resampling the previous fallback would differ (else this test checks nothing)");
+    }
+
+    /// Issue 12: an overloaded machine whose first inference of a goal takes longer than the
+    /// deadline still answers the first state within the deadline with a usable plan (the
+    /// mission's ZEM/ZEV plan, finished by the correction), not FAILED; the late iterate is
+    /// adopted when it arrives.
+    #[test]
+    fn a_first_inference_slower_than_the_deadline_still_gives_a_plan_within_the_deadline() {
+        let problem = ProblemConfig::new(ProblemKind::Descent);
+        let x0 = crate::data::sample_instance(&problem, 0, crate::data::Split::Test, 0).x0;
+        let descent = crate::problems::PoweredDescent::new(problem.descent.clone()).unwrap();
+        let plan = crate::baseline::zem_zev_plan(&descent, &x0, &descent.default_target(), 40.0, 50);
+        let knob = Arc::new(DelayKnob::default());
+        knob.set(Duration::from_secs_f64(3.0 * DEADLINE_S), Duration::ZERO);
+        let p = problem.clone();
+        let k2 = knob.clone();
+        let cfg = ControllerConfig { deadline_s: DEADLINE_S, ..Default::default() };
+        let mut ctl = RecedingHorizon::with_policy(&problem, cfg, move || Ok(ReplayPolicy::new(&p, vec![plan], k2))).unwrap();
+        ctl.set_goal(&GoalInput { stamp: 100.0, x_target: vec![0.0; 7], t_go: 40.0 }).unwrap();
+        let started = Instant::now();
+        let out = ctl.step(&state(100.0, x0.as_slice()), 100.0);
+        let took = started.elapsed().as_secs_f64();
+        assert!(took < DEADLINE_S + 0.05 && !out.late, "answered after {took:.3} s");
+        assert_eq!(out.plan.status, PlanStatus::FallbackShifted, "{:?}", out.rejected);
+        assert!(out.rejected.is_none() && out.plan.u.iter().all(|v| v.is_finite()));
+        let c = descent.control_constraint();
+        for k in 0..out.plan.u.nrows() {
+            let u = out.plan.u.row(k).transpose();
+            assert!((project_one(&u, &c) - &u).norm() < 1e-6 * u.norm(), "control {k} admissible");
+        }
+        // it aims at the touchdown gate in the plant model: the correction finished it
+        let last = out.plan.x.row(out.plan.x.nrows() - 1);
+        assert!((last[2] - 1.0).abs() < 0.1 && last[5].abs() < 1.0, "ends at the gate: {last:?}");
+        // the slow inference is not restarted on every state: it finishes and is adopted
+        std::thread::sleep(Duration::from_secs_f64(3.0 * DEADLINE_S));
+        let next = ctl.step(&state(100.1, x0.as_slice()), 100.1);
+        assert_eq!(next.plan.status, PlanStatus::FallbackShifted);
+        assert_eq!(ctl.stats().answers.count(PlanStatus::Failed), 0);
     }
 
     #[test]

@@ -365,19 +365,25 @@ pub fn report(dir: &Path, out: &Path) -> AnyResult<()> {
     write_out(out, &md)
 }
 
-/// Closed-loop landing success and fuel gap, without and with disturbances.
+/// Episodes of the LCvx-policy rows (a conic solve every cycle: ~100x slower than TRC).
+const LCVX_EPISODES: usize = 10;
+/// Episodes of the rows without the correction (diagnostics of the network alone).
+const NETWORK_EPISODES: usize = 100;
+
+/// Closed-loop landing success and fuel gap, nominal and with each disturbance set of the
+/// catalogue ([`trc_control::config::Disturbances`]).
 pub fn closed_loop(out: &Path, episodes: usize, seed: u64) -> AnyResult<()> {
     let cfg0 = trc_control::config::TrcConfig::from_file(crate::launcher::package_root().join("config/descent.yaml"))?;
     let mut md = header("Closed-loop descent (receding horizon, TRC)", &format!("trc bench closed-loop --episodes {episodes} --seed {seed}"));
     let card = trc_control::model::checkpoint::read_card(&crate::launcher::package_root().join("models/descent"))?;
     let _ = writeln!(
         md,
-        "Model `models/descent` (latent {}, {} parameters, K = {}), controller and plant in lockstep at {} Hz in one process (every answer held to its {} ms wall-clock deadline); episodes: the first {episodes} feasible test-split states of seed {seed}, each also solved by LCvx (minimum-fuel t_f) for the fuel reference and the goal's t_go. Success: touchdown within 1 m of the site at under 0.5 m/s. Disturbances: thrust magnitude +-2%, direction 1 deg, mass estimate +-1%, noise 0.1 m / 0.02 m/s, 20 ms command latency.\n\nThe shipped configuration (`config/descent.yaml`) finishes every published plan with the terminal correction (projected Gauss-Newton onto the terminal constraint in the plant model, landing-time retiming up to {:.1} s; `src/control/mission/descent.rs`, `src/control/correction.rs`) and a touchdown gate ({:.1} m above the site at t_land, then a {:.2} m/s constant-sink descent): rows `TRC + correction`. Rows `TRC network + retiming by the network` turn the correction off and keep the gate: every published plan is the network's, and when a plan misses the aim point by more than {:.1} tolerance units in the network's own in-loop model the controller asks the network for plans at landing times moved by +0.25..+2 / -0.25, -0.5 s (up to {:.1} s in all) and moves t_land to the best (`controller.terminal_correction.retime_with_policy`). Rows `TRC network alone` turn the correction, the gate and the retiming off: what the network's plans achieve by themselves. The fuel gap counts everything flown, the gate's sink included, against the LCvx optimum to the ground.\n",
+        "Model `models/descent` (latent {}, {} parameters, K = {}), controller and plant in lockstep at {} Hz in one process (every answer held to its {} ms wall-clock deadline); episodes: the first {episodes} feasible test-split states of seed {seed}, each also solved by LCvx (minimum-fuel t_f) for the fuel reference and the goal's t_go. Success: touchdown within 1 m of the site at under 0.5 m/s. Disturbances (`trc closed-loop --disturbances <set>`, `src/config/sim.rs`): `mild` = thrust magnitude +-2%, direction 1 deg, mass estimate +-1%, noise 0.1 m / 0.02 m/s, 20 ms command latency; `harsh` = thrust magnitude +-5%, direction 3 deg, mass estimate +-3%, noise 0.5 m / 0.05 m/s, 50 ms latency, an unmodelled constant acceleration of 0.05 m/s^2 in a random direction and a 10% thrust loss for 5 s; `outage` = `mild` plus a 4 s controller outage (no state reaches the controller, the last command is held). Faults start at a random time in [5 s, 40 s] clipped to the first 60% of the optimum's t_f. The controller estimates the unmodelled acceleration from the measured states (`controller.disturbance_observer_s`) and keeps a thrust reserve in corrected plans (`thrust_margin`, released when the aim point cannot be met within it).\n\nThe shipped configuration (`config/descent.yaml`) finishes every published plan with the terminal correction (projected Gauss-Newton onto the terminal constraint in the plant model, landing-time retiming up to {:.1} s; `src/control/mission/descent.rs`, `src/control/correction.rs`) and a touchdown gate ({:.1} m above the site at t_land, then a {:.2} m/s constant-sink descent): rows `TRC + correction`. Rows `TRC network + retiming by the network` turn the correction off and keep the gate: every published plan is the network's, and when a plan misses the aim point by more than {:.1} tolerance units in the network's own in-loop model the controller asks the network for plans at landing times moved by +0.25..+2 / -0.25, -0.5 s (up to {:.1} s in all) and moves t_land to the best (`controller.terminal_correction.retime_with_policy`). Rows `TRC network alone` turn the correction, the gate and the retiming off: what the network's plans achieve by themselves. The fuel gap counts everything flown, the gate's sink included, against the LCvx optimum to the ground; the column `gate counted` compares with the optimum to the same touchdown condition instead: the LCvx optimum to the ground plus the gate's constant-sink descent at hover thrust (`m |g| h / s`, about 7 kg; an approximation from above of the optimum to the gate, which stops 1 m higher). Rows `ZEM/ZEV law` and `LCvx policy` fly the same controller (finish, gate, observer, same episodes and plant) with the closed-form ZEM/ZEV plan or the LCvx optimum at the controller's t_go (no hindsight choice of t_f: the landing time is the goal's, moved only by the controller's retiming) in place of the network; the LCvx rows have a 200 ms deadline and fewer episodes (a conic solve every cycle).\n",
         card.model.latent, card.parameters, card.model.outer, cfg0.sim.rate_hz, cfg0.controller.deadline_s * 1e3,
         cfg0.controller.terminal_correction.max_retime_s, cfg0.controller.gate_altitude_m, cfg0.controller.gate_sink_rate_mps,
         cfg0.controller.terminal_correction.retime_threshold, cfg0.controller.terminal_correction.max_retime_s
     );
-    md.push_str("| case | episodes | success | touched down | touchdown error p50 / p95 [m] (touched down) | touchdown speed p50 / p95 [m/s] | fuel gap mean / median | solve p50 / p99 [ms] | ANYTIME | FALLBACK_SHIFTED | TERMINAL | late | correction GN steps per plan | landing-time moves per episode |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+    md.push_str("| case | episodes | success | touched down | touchdown error p50 / p95 [m] (touched down) | touchdown speed p50 / p95 [m/s] | fuel gap mean / median | fuel gap, gate counted (mean) | solve p50 / p99 [ms] | ANYTIME | FALLBACK_SHIFTED | TERMINAL | late | correction GN steps per plan | landing-time moves per episode |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
     // the classical solver as the policy: the same loop with the optimum in it (a reference for
     // what the loop itself achieves; slower, so fewer episodes and a 200 ms deadline)
     // finishing layer: the shipped correction; the network re-planning at moved landing times
@@ -388,16 +394,27 @@ pub fn closed_loop(out: &Path, episodes: usize, seed: u64) -> AnyResult<()> {
         NetworkRetime,
         Bare,
     }
-    let cases = [
-        ("TRC + correction, nominal", false, false, Finish::Correction, episodes),
-        ("TRC + correction, with disturbances", true, false, Finish::Correction, episodes),
-        ("TRC network + retiming by the network (no correction), nominal", false, false, Finish::NetworkRetime, episodes),
-        ("TRC network + retiming by the network (no correction), with disturbances", true, false, Finish::NetworkRetime, episodes),
-        ("TRC network alone (no correction, gate or retiming), nominal", false, false, Finish::Bare, episodes),
-        ("LCvx policy (reference), nominal", false, true, Finish::Correction, episodes.min(20)),
-        ("LCvx policy (reference), with disturbances", true, true, Finish::Correction, episodes.min(20)),
-    ];
-    for (label, disturbed, solver, finish, episodes) in cases {
+    use trc_control::config::Disturbances as D;
+    use trc_control::config::PolicyKind as P;
+    let lcvx_episodes = episodes.min(LCVX_EPISODES);
+    let mut cases = Vec::new();
+    for d in [D::None, D::Mild, D::Harsh, D::Outage] {
+        cases.push(("TRC + correction", d, P::Trc, Finish::Correction, episodes));
+    }
+    for d in [D::None, D::Mild] {
+        cases.push(("TRC network + retiming by the network (no correction)", d, P::Trc, Finish::NetworkRetime, episodes.min(NETWORK_EPISODES)));
+    }
+    cases.push(("TRC network alone (no correction, gate or retiming)", D::None, P::Trc, Finish::Bare, episodes.min(NETWORK_EPISODES)));
+    for d in [D::None, D::Mild, D::Harsh, D::Outage] {
+        cases.push(("ZEM/ZEV law + correction (baseline)", d, P::ZemZev, Finish::Correction, episodes));
+    }
+    for d in [D::None, D::Mild, D::Harsh, D::Outage] {
+        cases.push(("LCvx policy + correction (reference)", d, P::Solver, Finish::Correction, lcvx_episodes));
+    }
+    // fuel of every episode per (policy, disturbances), for the paired comparison after the table
+    let mut fuel: std::collections::HashMap<(String, String), Vec<(u64, f64, bool)>> = std::collections::HashMap::new();
+    for (label, disturbances, policy, finish, episodes) in cases {
+        let label = format!("{label}, {disturbances}");
         let mut cfg = cfg0.clone();
         cfg.sim.seed = seed;
         let corrected = finish == Finish::Correction;
@@ -408,16 +425,31 @@ pub fn closed_loop(out: &Path, episodes: usize, seed: u64) -> AnyResult<()> {
         if finish == Finish::Bare {
             cfg.controller.gate_altitude_m = 0.0;
         }
-        if disturbed {
-            cfg.sim = cfg.sim.with_default_disturbances();
-        }
-        if solver {
-            cfg.node.policy = trc_control::config::PolicyKind::Solver;
+        cfg.sim = cfg.sim.with_disturbances(disturbances);
+        cfg.node.policy = policy;
+        if policy == P::Solver {
             cfg.controller.deadline_s = 0.2;
         }
         let started = Instant::now();
-        let (rows, solve) = crate::fly::closed_loop_rows(&cfg, episodes, true)?;
+        let (rows, solve) = crate::fly::closed_loop_rows(&cfg, episodes, true, None)?;
         let (succ, gap_mean, gap_med, _, _) = crate::fly::summary(&rows);
+        if corrected {
+            fuel.entry((format!("{policy}"), disturbances.to_string()))
+                .or_default()
+                .extend(rows.iter().map(|r| (r.spec.index, r.result.fuel_kg, r.result.success)));
+        }
+        // the reference to the same touchdown condition: the optimum to the ground plus the
+        // gate's constant-sink descent at hover thrust (m |g| over h / s seconds)
+        let gate_s = if cfg.controller.gate_altitude_m > 0.0 { cfg.controller.gate_altitude_m / cfg.controller.gate_sink_rate_mps } else { 0.0 };
+        let g = nalgebra::Vector3::from_column_slice(&cfg.problem.descent.gravity).norm();
+        let gate_gaps: Vec<f64> = rows
+            .iter()
+            .map(|r| {
+                let sink = (r.spec.x0[6] - r.result.fuel_kg) * g * gate_s / (cfg.problem.descent.isp * cfg.problem.descent.g0);
+                r.result.fuel_kg / (r.spec.fuel_opt_kg + sink) - 1.0
+            })
+            .collect();
+        let gate_gap = gate_gaps.iter().sum::<f64>() / gate_gaps.len().max(1) as f64;
         // touchdown error and speed over the episodes that touched down
         let down: Vec<_> = rows.iter().map(|r| &r.result).filter(|r| r.touched_down).collect();
         let pos: Vec<f64> = down.iter().map(|r| r.position_error).collect();
@@ -425,7 +457,7 @@ pub fn closed_loop(out: &Path, episodes: usize, seed: u64) -> AnyResult<()> {
         let touched = down.len();
         let _ = writeln!(
             md,
-            "| {} | {} | {:.1}% | {} | {:.2} / {:.2} | {:.2} / {:.2} | {:+.2}% / {:+.2}% | {:.2} / {:.2} | {} | {} | {} | {} | {} | {:.2} |",
+            "| {} | {} | {:.1}% | {} | {:.2} / {:.2} | {:.2} / {:.2} | {:+.2}% / {:+.2}% | {:+.2}% | {:.2} / {:.2} | {} | {} | {} | {} | {} | {:.2} |",
             label,
             rows.len(),
             succ * 100.0,
@@ -436,6 +468,7 @@ pub fn closed_loop(out: &Path, episodes: usize, seed: u64) -> AnyResult<()> {
             percentile(&spd, 0.95),
             gap_mean * 100.0,
             gap_med * 100.0,
+            gate_gap * 100.0,
             percentile(&solve, 0.5),
             percentile(&solve, 0.99),
             rows.iter().map(|r| r.anytime).sum::<u64>(),
@@ -446,6 +479,20 @@ pub fn closed_loop(out: &Path, episodes: usize, seed: u64) -> AnyResult<()> {
             rows.iter().map(|r| r.retimes).sum::<u64>() as f64 / rows.len().max(1) as f64,
         );
         log::info!("closed loop ({label}): {:.0} s", started.elapsed().as_secs_f64());
+    }
+    // paired fuel: TRC against the LCvx policy and ZEM/ZEV on the same episodes, both landed
+    md.push_str("\nFuel of TRC against the other policies flying the same controller, on the same episodes (those both landed), mean of the per-episode ratio:\n\n| disturbances | TRC vs LCvx policy | episodes | TRC vs ZEM/ZEV | episodes |\n|---|---|---|---|---|\n");
+    for d in [D::None, D::Mild, D::Harsh, D::Outage] {
+        let paired = |other: &str| -> (f64, usize) {
+            let (Some(a), Some(b)) = (fuel.get(&("trc".to_string(), d.to_string())), fuel.get(&(other.to_string(), d.to_string()))) else {
+                return (f64::NAN, 0);
+            };
+            let r: Vec<f64> = a.iter().filter_map(|(i, f, ok)| b.iter().find(|(j, _, ok2)| j == i && *ok && *ok2).map(|(_, g, _)| f / g - 1.0)).collect();
+            (r.iter().sum::<f64>() / r.len().max(1) as f64, r.len())
+        };
+        let (l, nl) = paired("solver");
+        let (z, nz) = paired("zem_zev");
+        let _ = writeln!(md, "| {d} | {:+.2}% | {nl} | {:+.2}% | {nz} |", l * 100.0, z * 100.0);
     }
     write_out(out, &md)
 }

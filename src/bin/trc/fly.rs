@@ -5,10 +5,11 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
-use trc_control::closed_loop::{episode_specs, fly, percentile, EpisodeReport};
+use trc_control::closed_loop::{episodes_for, fly, percentile, EpisodeReport};
 use trc_control::config::{ProblemKind, TrcConfig};
 use trc_control::control::RecedingHorizon;
 use trc_control::plot::{Panel, Series};
+use trc_control::scenario::Scenario;
 
 type AnyResult<T> = Result<T, Box<dyn std::error::Error>>;
 
@@ -107,14 +108,16 @@ pub fn plot(kind: ProblemKind, rows: &[EpisodeReport], out: &Path) -> AnyResult<
     Ok(())
 }
 
-/// Flies `episodes` lockstep episodes with the controller `cfg` asks for and returns their
-/// reports and all solve times.
-pub fn closed_loop_rows(cfg: &TrcConfig, episodes: usize, progress: bool) -> AnyResult<(Vec<EpisodeReport>, Vec<f64>)> {
+/// Flies `episodes` lockstep episodes with the controller `cfg` asks for (of `scenario`, or of
+/// `sim.scenario`, or sampled: [`episodes_for`]) and returns their reports and all solve times.
+pub fn closed_loop_rows(cfg: &TrcConfig, episodes: usize, progress: bool, scenario: Option<&Scenario>) -> AnyResult<(Vec<EpisodeReport>, Vec<f64>)> {
+    let mut cfg = cfg.clone();
+    let specs = episodes_for(&mut cfg, episodes, scenario, Some(&crate::launcher::package_root()))?;
+    let cfg = &cfg;
     let mut ctl = RecedingHorizon::from_config(cfg, None)?;
     if !ctl.has_policy() {
         return Err(format!("no usable policy: {}", ctl.policy_name()).into());
     }
-    let specs = episode_specs(&cfg.problem, cfg.sim.seed, cfg.sim.first_episode, episodes);
     let bar = if progress { indicatif::ProgressBar::new(specs.len() as u64) } else { indicatif::ProgressBar::hidden() };
     bar.set_style(
         indicatif::ProgressStyle::with_template("closed loop [{bar:40}] {pos}/{len} {msg} (eta {eta})").expect("valid template").progress_chars("=> "),

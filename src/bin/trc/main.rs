@@ -3,7 +3,7 @@
 //! ```text
 //! trc demo --problem descent --episodes 5 --seed 0     # the main job: closed loop over DDS (trc_sim + trc_node)
 //! trc launch descent sim:=true episodes:=3          # the equivalent of ros2 launch trc_control descent.launch.py
-//! trc closed-loop --episodes 100 --disturbances      # lockstep closed loop in one process (benchmarks)
+//! trc closed-loop --episodes 100 --disturbances harsh  # lockstep closed loop in one process (benchmarks)
 //! trc baseline --problem vanderpol                   # classical feedback-law baseline
 //! trc gen-data --problem descent --count 5000 --seed 1 --split train --out data/descent_train.safetensors  # deterministic
 //! trc gen-data ... --shard 0/4           # one of four shards (cluster job arrays)
@@ -16,7 +16,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use trc_control::config::{ProblemKind, TrcConfig};
+use trc_control::config::{Disturbances, ProblemKind, TrcConfig};
 use trc_control::data::{Dataset, GenerateOptions, Split};
 
 mod bench;
@@ -129,9 +129,22 @@ enum Cmd {
         /// Seed of the episodes (test split).
         #[arg(long, default_value_t = 0)]
         seed: u64,
-        /// Turn on the benchmark's disturbance set (SimConfig::with_default_disturbances).
-        #[arg(long)]
-        disturbances: bool,
+        /// Disturbances from the catalogue: none, mild (the flag alone), harsh or outage
+        /// (docs/problems.md; replaces the config's sim disturbance fields).
+        #[arg(long, num_args = 0..=1, default_missing_value = "mild")]
+        disturbances: Option<Disturbances>,
+        /// Fly this scenario file (x0, target, vehicle; `scenarios/`) instead of sampled states.
+        #[arg(long, conflicts_with = "x0")]
+        scenario: Option<PathBuf>,
+        /// Fly from this initial state (comma-separated, problem units), with --target.
+        #[arg(long, value_delimiter = ',', allow_hyphen_values = true, requires = "target")]
+        x0: Option<Vec<f64>>,
+        /// Target state of --x0 (comma-separated; descent: its mass entry is free).
+        #[arg(long, value_delimiter = ',', allow_hyphen_values = true, requires = "x0")]
+        target: Option<Vec<f64>>,
+        /// Landing time of --x0 [s] (0 = the optimum's t_f).
+        #[arg(long, default_value_t = 0.0)]
+        t_go: f64,
         /// Control rate [Hz] (default: sim.rate_hz of the config).
         #[arg(long)]
         rate: Option<f64>,
@@ -443,7 +456,24 @@ fn main() -> ExitCode {
             exit(gen_data(problem.into(), config, count, seed, split, &shard, &out, threads))
         }
         Cmd::MergeData { out, shards } => exit(merge_data(&out, &shards)),
-        Cmd::ClosedLoop { problem, config, model, policy, episodes, seed, disturbances, rate, deadline_ms, warm_start, out, plot } => exit(closed_loop(
+        Cmd::ClosedLoop {
+            problem,
+            config,
+            model,
+            policy,
+            episodes,
+            seed,
+            disturbances,
+            scenario,
+            x0,
+            target,
+            t_go,
+            rate,
+            deadline_ms,
+            warm_start,
+            out,
+            plot,
+        } => exit(closed_loop(
             problem.into(),
             config,
             model,
@@ -451,6 +481,11 @@ fn main() -> ExitCode {
             episodes,
             seed,
             disturbances,
+            match (scenario, x0, target) {
+                (Some(f), _, _) => Some(ScenarioArg::File(f)),
+                (None, Some(x0), Some(target)) => Some(ScenarioArg::States(x0, target, t_go)),
+                _ => None,
+            },
             rate,
             deadline_ms,
             warm_start,
@@ -521,6 +556,14 @@ fn main() -> ExitCode {
 
 type AnyResult<T> = Result<T, Box<dyn std::error::Error>>;
 
+/// Where `trc closed-loop` takes its initial state from, when not from the sampler.
+enum ScenarioArg {
+    /// `--scenario FILE`.
+    File(PathBuf),
+    /// `--x0 ... --target ... [--t-go]`.
+    States(Vec<f64>, Vec<f64>, f64),
+}
+
 #[allow(clippy::too_many_arguments)]
 fn closed_loop(
     kind: ProblemKind,
@@ -529,7 +572,8 @@ fn closed_loop(
     policy: Option<String>,
     episodes: usize,
     seed: u64,
-    disturbances: bool,
+    disturbances: Option<Disturbances>,
+    scenario: Option<ScenarioArg>,
     rate: Option<f64>,
     deadline_ms: Option<f64>,
     warm_start: Option<bool>,
@@ -544,8 +588,8 @@ fn closed_loop(
         cfg.node.policy = serde_yaml::from_str(&p).map_err(|_| format!("--policy {p}: use trc or solver"))?;
     }
     cfg.sim.seed = seed;
-    if disturbances {
-        cfg.sim = cfg.sim.with_default_disturbances();
+    if let Some(d) = disturbances {
+        cfg.sim = cfg.sim.with_disturbances(d);
     }
     if let Some(r) = rate {
         cfg.sim.rate_hz = r;
@@ -560,7 +604,12 @@ fn closed_loop(
     cfg.sim.validate()?;
     cfg.controller.validate()?;
     let started = std::time::Instant::now();
-    let (rows, solve) = fly::closed_loop_rows(&cfg, episodes, true)?;
+    let scenario = match scenario {
+        Some(ScenarioArg::File(f)) => Some(trc_control::scenario::Scenario::from_file(&f)?),
+        Some(ScenarioArg::States(x0, xt, t_go)) => Some(trc_control::scenario::Scenario::from_states(x0, xt, t_go)),
+        None => None,
+    };
+    let (rows, solve) = fly::closed_loop_rows(&cfg, episodes, true, scenario.as_ref())?;
     let (succ, gap_mean, gap_med, pos_med, speed_med) = fly::summary(&rows);
     let mut md = format!(
         "Closed loop, {} episodes of {} (seed {seed}, test split), {} Hz, deadline {} ms, disturbances {}, policy {} {}; lockstep in one process, wall {:.0} s.\n\n",
@@ -568,7 +617,7 @@ fn closed_loop(
         kind,
         cfg.sim.rate_hz,
         cfg.controller.deadline_s * 1e3,
-        if disturbances { "on" } else { "off" },
+        disturbances.map_or_else(|| "of the config".to_string(), |d| d.to_string()),
         cfg.node.policy,
         if cfg.node.model.is_empty() { format!("models/{kind}") } else { cfg.node.model.clone() },
         started.elapsed().as_secs_f64()

@@ -17,10 +17,20 @@
 //!   ([`Phase::FollowReference`]), finished again from every measured state.
 //! - **Finish** = terminal correction ([`crate::control::correction`]) onto the aim point in the
 //!   plant model; when the corrected plan still misses by more than `retime_threshold` success
-//!   tolerances (typically thrust saturated on the final burn), landing times moved by +0.25,
-//!   +0.5, +1, +2, -0.25, -0.5 s are tried with the same controls stretched over the new horizon
+//!   tolerances (typically thrust saturated on the final burn), or passes under the ground before
+//!   its end (a vehicle arriving early; the depth counts as a miss), landing times moved by
+//!   +0.25, +0.5, +1, +2, -0.25, -0.5, -1, -2 s are tried with the same controls stretched over the new horizon
 //!   and corrected again; the best is adopted if it at least halves the miss, moving `t_land`
 //!   (at most `max_retime_s` in all per goal).
+//! - **Warm candidate** (`controller.warm_correction`): the previous finished plan, resampled
+//!   to the state's time, is corrected too; the one that meets the aim point (both: the one with
+//!   less fuel; neither: the smaller miss) is kept. Corrected from a state 0.1 s earlier, it
+//!   converges in a step or two and keeps the thrust reserve where the network's fresh plan may
+//!   need more steps than the cap.
+//! - **Divert**: a finished plan that still misses by more than 2 tolerance units (the aim
+//!   point is out of reach, e.g. after a thrust loss on the final burn) is corrected once more
+//!   with the horizontal position tolerance x20: altitude and touchdown speed come first, the
+//!   site second (minimum-landing-error guidance, Blackmore, Acikmese & Scharf 2010).
 //! - **Finish without the correction** (`terminal_correction.enabled: false`): the policy's plan
 //!   unchanged, or with `retime_with_policy` the same landing-time moves, each candidate planned
 //!   by the policy itself at the moved t_go and judged in its in-loop model
@@ -38,6 +48,7 @@ use std::time::Instant;
 
 use nalgebra::{DMatrix, DVector};
 
+use super::observer::{AccelObserver, PositionFilter};
 use super::{check_finite, check_goal_t_go, Finished, Mission, Phase, Replan};
 use crate::config::{ControllerConfig, ProblemConfig};
 use crate::control::correction::{residual, TerminalCorrector};
@@ -62,8 +73,13 @@ mod idx {
     pub const MASS: usize = 6;
 }
 
+/// A finished plan that still misses by more than this (tolerance units) is diverted.
+const DIVERT_THRESHOLD: f64 = 2.0;
+/// The divert counts horizontal position errors this many times less (their tolerance x20).
+const DIVERT_RELAX: f64 = 20.0;
+
 /// Landing-time moves tried by retiming [s], in order.
-const RETIME_MOVES_S: [f64; 6] = [0.25, 0.5, 1.0, 2.0, -0.25, -0.5];
+const RETIME_MOVES_S: [f64; 8] = [0.25, 0.5, 1.0, 2.0, -0.25, -0.5, -1.0, -2.0];
 
 #[derive(Debug, Clone, Default)]
 struct GoalState {
@@ -89,6 +105,18 @@ pub struct DescentMission {
     cfg: ControllerConfig,
     corrector: TerminalCorrector,
     goal: GoalState,
+    observer: AccelObserver,
+    position_filter: PositionFilter,
+    /// The last finished plan (the warm candidate of the next finish).
+    finished: Option<Source>,
+}
+
+/// Controls `u` `[N, 3]` finished for the state at `stamp` [s] with step `dt` [s].
+#[derive(Debug, Clone)]
+struct Source {
+    stamp: f64,
+    dt: f64,
+    u: DMatrix<f64>,
 }
 
 impl DescentMission {
@@ -104,6 +132,9 @@ impl DescentMission {
             cfg: cfg.clone(),
             corrector: TerminalCorrector::new(problem, cfg.terminal_correction)?,
             goal: GoalState::default(),
+            observer: AccelObserver::default(),
+            position_filter: PositionFilter::default(),
+            finished: None,
         })
     }
 
@@ -121,16 +152,20 @@ impl DescentMission {
         let m = x.map(|x| x[idx::MASS]).filter(|m| m.is_finite()).map_or(p.m_wet, |m| m.clamp(p.m_dry, p.m_wet));
         let g = DVector::from_column_slice(&p.gravity).norm();
         let sink = if self.gate_on() { self.cfg.gate_sink_rate_mps } else { 1.0 };
-        let a = x.map(|x| g + (-sink - x[idx::VEL_Z])).unwrap_or(0.95 * g).max(0.0);
+        // the disturbance observer's estimate is cancelled (zero when off or before a sample)
+        let b = self.observer.estimate();
+        let a = x.map(|x| g + (-sink - x[idx::VEL_Z]) - b.z).unwrap_or(0.95 * g).max(0.0);
         let (ax, ay) = match (x, x_target) {
             (Some(x), Some(t)) => (-x[idx::VEL] - 0.25 * (x[idx::POS] - t[idx::POS]), -x[idx::VEL + 1] - 0.25 * (x[idx::POS + 1] - t[idx::POS + 1])),
             (Some(x), None) => (-x[idx::VEL], -x[idx::VEL + 1]),
             _ => (0.0, 0.0),
         };
+        let (ax, ay) = (ax - b.x, ay - b.y);
         let h_max = a * (0.9 * p.pointing_max_deg.to_radians()).min(1.5).tan();
         let h = ax.hypot(ay);
         let (ax, ay) = if h > h_max && h > 0.0 { (ax * h_max / h, ay * h_max / h) } else { (ax, ay) };
         let (ax, ay) = if ax.is_finite() && ay.is_finite() { (ax, ay) } else { (0.0, 0.0) };
+        let m = m / self.observer.effectiveness();
         project_one(&DVector::from_vec(vec![ax * m, ay * m, a * m]), &self.problem.control_constraint())
     }
 
@@ -202,10 +237,12 @@ impl DescentMission {
             let tg = t_go + delta;
             let (uc, rep) = self.corrector.correct(x, aim, &u, tg / horizon, Some(deadline));
             steps += rep.iterations;
-            if best.as_ref().is_none_or(|b| rep.residual_after < b.0) {
-                best = Some((rep.residual_after, tg, uc));
+            // a plan that passes under the ground counts as a miss of its depth (tolerances)
+            let r = rep.residual_after + self.dip(x, aim, &uc, tg / horizon);
+            if best.as_ref().is_none_or(|b| r < b.0) {
+                best = Some((r, tg, uc));
             }
-            if rep.residual_after <= tc.retime_threshold {
+            if r <= tc.retime_threshold {
                 break;
             }
         }
@@ -218,6 +255,85 @@ impl DescentMission {
             }
             _ => Finished { u, t_go, retimed_s: None, correction_steps: steps },
         }
+    }
+
+    /// How far the plan `u` passes under the ground before its end, in position tolerances (see
+    /// [`TerminalCorrector::dip_below`]; the floor is the site's altitude).
+    fn dip(&self, x: &DVector<f64>, aim: &DVector<f64>, u: &DMatrix<f64>, dt: f64) -> f64 {
+        let floor = aim[idx::ALT] - if self.gate_on() { self.cfg.gate_altitude_m } else { 0.0 };
+        self.corrector.dip_below(x, u, dt, floor) / self.params().success_position_tol
+    }
+
+    /// [`Mission::finish`] without the bookkeeping (see the module docs).
+    #[allow(clippy::too_many_arguments)]
+    fn finish_plan(
+        &mut self,
+        stamp: f64,
+        x: &DVector<f64>,
+        aim: &DVector<f64>,
+        t_go: f64,
+        u: DMatrix<f64>,
+        deadline: Instant,
+        replan: &mut Replan<'_>,
+    ) -> Finished {
+        let tc = self.cfg.terminal_correction;
+        if !tc.enabled {
+            return if tc.retime_with_policy && tc.max_retime_s > 0.0 {
+                self.retime_with_policy(stamp, x, aim, t_go, u, deadline, replan)
+            } else {
+                Finished { u, t_go, retimed_s: None, correction_steps: 0 }
+            };
+        }
+        let dt = t_go / self.problem.horizon() as f64;
+        let (mut u, mut rep) = self.corrector.correct(x, aim, &u, dt, Some(deadline));
+        let mut steps = rep.iterations;
+        // the previous finished plan resampled to this state is the other candidate: it was
+        // already corrected (with the reserve) from a state 0.1 s ago, so it converges in a step
+        // or two where the network's fresh plan may need more than the step cap
+        if let Some(prev) = self.finished.as_ref().filter(|p| p.stamp < stamp && stamp - p.stamp <= 1.0 && self.cfg.warm_correction) {
+            let n = self.problem.horizon();
+            let up = DMatrix::from_fn(n, 3, |j, c| {
+                let t = stamp + (j as f64 + 0.5) * dt;
+                prev.u[((((t - prev.stamp) / prev.dt).floor().max(0.0) as usize).min(prev.u.nrows() - 1), c)]
+            });
+            let (uw, repw) = self.corrector.correct(x, aim, &up, dt, Some(deadline));
+            steps += repw.iterations;
+            let fuel = |u: &DMatrix<f64>| u.row_iter().map(|r| r.norm()).sum::<f64>();
+            let take = match (rep.residual_after <= tc.retime_threshold, repw.residual_after <= tc.retime_threshold) {
+                (false, true) => true,
+                (true, true) => fuel(&uw) < fuel(&u),
+                (true, false) => false,
+                (false, false) => repw.residual_after < rep.residual_after,
+            };
+            if take {
+                (u, rep) = (uw, repw);
+            }
+        }
+        log::debug!(
+            "finish at stamp {stamp:.2}: t_go {t_go:.2} s, alt {:.1} m, v_z {:.2} m/s, miss {:.3} -> {:.3} (tolerance units, {} steps), effectiveness {:.3}, acceleration estimate {:?} m/s^2",
+            x[idx::ALT],
+            x[idx::VEL_Z],
+            rep.residual_before,
+            rep.residual_after,
+            rep.iterations,
+            self.observer.effectiveness(),
+            self.corrector.accel_bias()
+        );
+        let dip = self.dip(x, aim, &u, dt);
+        if !tc.enabled || tc.max_retime_s <= 0.0 || rep.residual_after + dip <= tc.retime_threshold {
+            return Finished { u, t_go, retimed_s: None, correction_steps: steps };
+        }
+        if rep.iterations >= tc.max_iterations {
+            // cut short by the step cap, not stalled: the retiming baseline is the plan corrected
+            // further at the current t_go (every moved time gets as many steps)
+            (u, rep) = self.corrector.correct(x, aim, &u, dt, Some(deadline));
+            steps += rep.iterations;
+            if rep.residual_after + self.dip(x, aim, &u, dt) <= tc.retime_threshold {
+                return Finished { u, t_go, retimed_s: None, correction_steps: steps };
+            }
+        }
+        let r0 = rep.residual_after + self.dip(x, aim, &u, dt);
+        self.retime(stamp, x, aim, t_go, u, r0, deadline, steps)
     }
 }
 
@@ -242,6 +358,24 @@ impl Mission for DescentMission {
     fn start_goal(&mut self, goal: &GoalInput) {
         let t_land = (goal.t_go > 0.0 && goal.stamp > 0.0).then_some(goal.stamp + goal.t_go);
         self.goal = GoalState { t_go: goal.t_go, t_land, ..Default::default() };
+        self.observer.reset();
+        self.position_filter.reset();
+        self.finished = None;
+        self.corrector.set_accel_bias([0.0; 3]);
+        self.corrector.set_effectiveness(1.0);
+    }
+
+    fn first_plan(&self, x: &DVector<f64>, aim: &DVector<f64>, t_go: f64) -> Option<DMatrix<f64>> {
+        (t_go > 0.0 && t_go.is_finite()).then(|| crate::baseline::zem_zev_plan(&self.problem, x, aim, t_go, self.problem.horizon()))
+    }
+
+    fn observe(&mut self, stamp: f64, x: &DVector<f64>, command: Option<&DVector<f64>>) -> DVector<f64> {
+        let g = self.params().gravity;
+        self.observer.observe(stamp, x, command, &g, self.cfg.disturbance_observer_s);
+        let b = self.observer.estimate();
+        self.corrector.set_accel_bias([b.x, b.y, b.z]);
+        self.corrector.set_effectiveness(self.observer.effectiveness());
+        self.position_filter.filter(stamp, x, self.cfg.position_filter_gain)
     }
 
     fn check_state(&self, x: &DVector<f64>) -> Result<(), Rejected> {
@@ -306,30 +440,25 @@ impl Mission for DescentMission {
     }
 
     fn finish(&mut self, stamp: f64, x: &DVector<f64>, aim: &DVector<f64>, t_go: f64, u: DMatrix<f64>, deadline: Instant, replan: &mut Replan<'_>) -> Finished {
+        let mut f = self.finish_plan(stamp, x, aim, t_go, u, deadline, replan);
+        // the aim point is out of reach (a thrust loss on the final burn): divert, giving up
+        // horizontal accuracy for altitude and touchdown speed
         let tc = self.cfg.terminal_correction;
-        if !tc.enabled {
-            return if tc.retime_with_policy && tc.max_retime_s > 0.0 {
-                self.retime_with_policy(stamp, x, aim, t_go, u, deadline, replan)
-            } else {
-                Finished { u, t_go, retimed_s: None, correction_steps: 0 }
-            };
-        }
-        let dt = t_go / self.problem.horizon() as f64;
-        let (mut u, mut rep) = self.corrector.correct(x, aim, &u, dt, Some(deadline));
-        let mut steps = rep.iterations;
-        if !tc.enabled || tc.max_retime_s <= 0.0 || rep.residual_after <= tc.retime_threshold {
-            return Finished { u, t_go, retimed_s: None, correction_steps: steps };
-        }
-        if rep.iterations >= tc.max_iterations {
-            // cut short by the step cap, not stalled: the retiming baseline is the plan corrected
-            // further at the current t_go (every moved time gets as many steps)
-            (u, rep) = self.corrector.correct(x, aim, &u, dt, Some(deadline));
-            steps += rep.iterations;
-            if rep.residual_after <= tc.retime_threshold {
-                return Finished { u, t_go, retimed_s: None, correction_steps: steps };
+        let dt = f.t_go / self.problem.horizon() as f64;
+        if tc.enabled && self.corrector.residual(x, aim, &f.u, dt) > DIVERT_THRESHOLD {
+            let (ud, rep) = self.corrector.divert(x, aim, &f.u, dt, DIVERT_RELAX, Some(deadline));
+            f.correction_steps += rep.iterations;
+            if rep.iterations > 0 {
+                log::debug!(
+                    "descent: divert at stamp {stamp:.2} (miss {:.2} -> {:.2} with horizontal tolerances x{DIVERT_RELAX})",
+                    rep.residual_before,
+                    rep.residual_after
+                );
+                f.u = ud;
             }
         }
-        self.retime(stamp, x, aim, t_go, u, rep.residual_after, deadline, steps)
+        self.finished = Some(Source { stamp, dt: f.t_go / self.problem.horizon() as f64, u: f.u.clone() });
+        f
     }
 
     fn safe_command(&self, x: Option<&DVector<f64>>, x_target: Option<&DVector<f64>>, last: Option<&Plan>, stamp: f64, why: &Rejected) -> DVector<f64> {

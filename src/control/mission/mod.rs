@@ -21,6 +21,7 @@
 
 mod descent;
 mod fixed_horizon;
+pub mod observer;
 
 pub use descent::DescentMission;
 pub use fixed_horizon::FixedHorizonMission;
@@ -117,6 +118,23 @@ pub trait Mission: Send + std::fmt::Debug {
     /// The command (length m) of a FAILED cycle: `x` if the state is usable, the goal's target if
     /// any, the last good plan if any, the time `stamp` [s], and why the cycle failed.
     fn safe_command(&self, x: Option<&DVector<f64>>, x_target: Option<&DVector<f64>>, last: Option<&Plan>, stamp: f64, why: &Rejected) -> DVector<f64>;
+
+    /// A plan `[N, m]` from `x` to `aim` over `t_go` [s] computable in well under a millisecond,
+    /// for a cycle where the policy has no iterate in time and there is no previous plan (the
+    /// first cycles of a goal on an overloaded machine): it is finished and published as
+    /// FALLBACK_SHIFTED instead of a FAILED safe command. Descent: the ZEM/ZEV plan. Default:
+    /// none.
+    fn first_plan(&self, _x: &DVector<f64>, _aim: &DVector<f64>, _t_go: f64) -> Option<DMatrix<f64>> {
+        None
+    }
+
+    /// Sees every usable state `x` at `stamp` [s] (after the guards, before [`Mission::t_go`])
+    /// with the command (length m) the controller sent at the previous answer, if any, and
+    /// returns the state estimate the cycle plans from: where a mission estimates what its model
+    /// lacks (descent: the disturbance observer and the position filter). Default: `x`.
+    fn observe(&mut self, _stamp: f64, x: &DVector<f64>, _command: Option<&DVector<f64>>) -> DVector<f64> {
+        x.clone()
+    }
 
     /// The landing time [s], once known (shrinking-horizon missions).
     fn landing_time(&self) -> Option<f64> {
