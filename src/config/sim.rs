@@ -122,7 +122,7 @@ impl SimConfig {
             return Err(ConfigError::invalid("sim.thrust_loss", format!("{} is not a fraction in [0, 1]", self.thrust_loss)));
         }
         let [a, b] = self.fault_window_s;
-        if !(a.is_finite() && b.is_finite() && 0.0 <= a && a <= b) {
+        if !(a.is_finite() && b.is_finite() && (0.0..=b).contains(&a)) {
             return Err(ConfigError::invalid("sim.fault_window_s", format!("[{a}, {b}] must be finite with 0 <= start <= end")));
         }
         if self.internal_hz < self.rate_hz {

@@ -365,6 +365,9 @@ pub fn report(dir: &Path, out: &Path) -> AnyResult<()> {
     write_out(out, &md)
 }
 
+/// One episode's fuel: its index, propellant [kg] and whether it landed.
+type EpisodeFuel = (u64, f64, bool);
+
 /// Episodes of the LCvx-policy rows (a conic solve every cycle: ~100x slower than TRC).
 const LCVX_EPISODES: usize = 10;
 /// Episodes of the rows without the correction (diagnostics of the network alone).
@@ -412,7 +415,7 @@ pub fn closed_loop(out: &Path, episodes: usize, seed: u64) -> AnyResult<()> {
         cases.push(("LCvx policy + correction (reference)", d, P::Solver, Finish::Correction, lcvx_episodes));
     }
     // fuel of every episode per (policy, disturbances), for the paired comparison after the table
-    let mut fuel: std::collections::HashMap<(String, String), Vec<(u64, f64, bool)>> = std::collections::HashMap::new();
+    let mut fuel: std::collections::HashMap<(String, String), Vec<EpisodeFuel>> = std::collections::HashMap::new();
     for (label, disturbances, policy, finish, episodes) in cases {
         let label = format!("{label}, {disturbances}");
         let mut cfg = cfg0.clone();
