@@ -142,19 +142,23 @@ impl Scenario {
 mod tests {
     use super::*;
 
+    fn descent() -> TrcConfig {
+        TrcConfig::from_yaml_str("problem:\n  name: descent\n").unwrap()
+    }
+
     #[test]
     fn a_scenario_overrides_the_vehicle_and_rejects_bad_states() {
         let s: Scenario = serde_yaml::from_str(
             "name: t\nproblem: { descent: { pointing_max_deg: 40.0 } }\nx0: [0, 0, 1500, 0, 0, -50, 1905]\nx_target: [0, 0, 0, 0, 0, 0, 1505]\n",
         )
         .unwrap();
-        let mut cfg = TrcConfig::default();
+        let mut cfg = descent();
         s.apply(&mut cfg).unwrap();
         assert_eq!(cfg.problem.descent.pointing_max_deg, 40.0);
-        assert_eq!(cfg.problem.descent.m_wet, ProblemConfig::default().descent.m_wet);
+        assert_eq!(cfg.problem.descent.m_wet, ProblemConfig::new(ProblemKind::Descent).descent.m_wet);
         let bad = Scenario { x0: vec![0.0; 6], ..s.clone() };
-        assert!(bad.apply(&mut TrcConfig::default()).unwrap_err().to_string().contains("scenario.x0"));
+        assert!(bad.apply(&mut descent()).unwrap_err().to_string().contains("scenario.x0"));
         let nan = Scenario { x_target: vec![f64::NAN; 7], ..s };
-        assert!(nan.apply(&mut TrcConfig::default()).is_err());
+        assert!(nan.apply(&mut descent()).is_err());
     }
 }
