@@ -534,7 +534,7 @@ fn worker_plan(worker: &mut InferenceWorker, x: &DVector<f64>, aim: &DVector<f64
 
 /// [`shift_controls`] of controls `u` `[N, m]` that start at `from_stamp` [s] with step
 /// `from_dt` [s].
-fn shift(u: &DMatrix<f64>, from_stamp: f64, from_dt: f64, stamp: f64, t_go: f64, horizon: usize) -> DMatrix<f64> {
+pub(crate) fn shift(u: &DMatrix<f64>, from_stamp: f64, from_dt: f64, stamp: f64, t_go: f64, horizon: usize) -> DMatrix<f64> {
     let dt_new = t_go / horizon as f64;
     // sampled at the middle of the new step: robust to stamp jitter when the control period is a
     // whole number of plan steps

@@ -292,10 +292,7 @@ impl DescentMission {
         // or two where the network's fresh plan may need more than the step cap
         if let Some(prev) = self.finished.as_ref().filter(|p| p.stamp < stamp && stamp - p.stamp <= 1.0 && self.cfg.warm_correction) {
             let n = self.problem.horizon();
-            let up = DMatrix::from_fn(n, 3, |j, c| {
-                let t = stamp + (j as f64 + 0.5) * dt;
-                prev.u[((((t - prev.stamp) / prev.dt).floor().max(0.0) as usize).min(prev.u.nrows() - 1), c)]
-            });
+            let up = crate::control::receding::shift(&prev.u, prev.stamp, prev.dt, stamp, t_go, n);
             let (uw, repw) = self.corrector.correct(x, aim, &up, dt, Some(deadline));
             steps += repw.iterations;
             let fuel = |u: &DMatrix<f64>| u.row_iter().map(|r| r.norm()).sum::<f64>();
