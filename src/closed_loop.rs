@@ -129,10 +129,34 @@ pub fn episodes_for(
                 s.x0,
                 if s.source.is_empty() { String::new() } else { format!(" ({})", s.source) }
             );
-            s.specs(&cfg.problem, count)
+            scenario_specs(s, &cfg.problem, count)
         }
         None => Ok(episode_specs(&cfg.problem, cfg.sim.seed, cfg.sim.first_episode, count)),
     }
+}
+
+/// `count` episodes of the scenario `s` (indices 0..count: the same state, other disturbance
+/// draws) with their optimum, in `problem` (the scenario already applied with
+/// [`crate::scenario::Scenario::apply`]). Descent: the target mass is the dry mass (free final
+/// mass) and a positive `s.t_go` fixes the landing time, else LCvx searches it.
+///
+/// # Errors
+/// The solver's error as text (an infeasible scenario).
+pub fn scenario_specs(s: &crate::scenario::Scenario, problem: &ProblemConfig, count: usize) -> Result<Vec<EpisodeSpec>, String> {
+    let x0 = DVector::from_column_slice(&s.x0);
+    let mut xt = DVector::from_column_slice(&s.x_target);
+    let descent = problem.name == ProblemKind::Descent;
+    if descent {
+        xt[6] = problem.descent.m_dry;
+    }
+    let mut solver = solvers::for_problem(problem, SolverSettings::default().with_time_limit(60.0)).map_err(|e| e.to_string())?;
+    let t_go = (descent && s.t_go > 0.0).then_some(s.t_go);
+    let sol = solver.solve(&Instance { x0: x0.clone(), x_target: xt.clone(), t_go }).map_err(|e| format!("scenario {}: {e}", s.name))?;
+    let n = sol.x.nrows() - 1;
+    let fuel = if descent { x0[6] - sol.x[(n, 6)] } else { 0.0 };
+    Ok((0..count as u64)
+        .map(|index| EpisodeSpec { index, x0: s.x0.clone(), x_target: xt.iter().copied().collect(), t_go: sol.t_go, cost_opt: sol.cost, fuel_opt_kg: fuel })
+        .collect())
 }
 
 /// p-quantile (nearest rank) of unsorted values, `p` in [0, 1]; NaN when empty.

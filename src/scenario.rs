@@ -19,13 +19,10 @@
 
 use std::path::Path;
 
-use nalgebra::DVector;
 use serde::Deserialize;
 
-use crate::closed_loop::EpisodeSpec;
-use crate::config::{ProblemConfig, ProblemKind, TrcConfig};
+use crate::config::TrcConfig;
 use crate::error::ConfigError;
-use crate::solvers::{self, Instance, SolverSettings};
 
 /// A scenario (see the module docs).
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -107,40 +104,12 @@ impl Scenario {
         }
         Ok(())
     }
-
-    /// `count` episodes of the scenario (indices 0..count: the same state, other disturbance
-    /// draws) with their optimum, in `problem` (the scenario already applied).
-    ///
-    /// # Errors
-    /// The solver's error as text (an infeasible scenario).
-    pub fn specs(&self, problem: &ProblemConfig, count: usize) -> Result<Vec<EpisodeSpec>, String> {
-        let x0 = DVector::from_column_slice(&self.x0);
-        let mut xt = DVector::from_column_slice(&self.x_target);
-        let descent = problem.name == ProblemKind::Descent;
-        if descent {
-            xt[6] = problem.descent.m_dry;
-        }
-        let mut solver = solvers::for_problem(problem, SolverSettings::default().with_time_limit(60.0)).map_err(|e| e.to_string())?;
-        let t_go = (descent && self.t_go > 0.0).then_some(self.t_go);
-        let sol = solver.solve(&Instance { x0: x0.clone(), x_target: xt.clone(), t_go }).map_err(|e| format!("scenario {}: {e}", self.name))?;
-        let n = sol.x.nrows() - 1;
-        let fuel = if descent { x0[6] - sol.x[(n, 6)] } else { 0.0 };
-        Ok((0..count as u64)
-            .map(|index| EpisodeSpec {
-                index,
-                x0: self.x0.clone(),
-                x_target: xt.iter().copied().collect(),
-                t_go: sol.t_go,
-                cost_opt: sol.cost,
-                fuel_opt_kg: fuel,
-            })
-            .collect())
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::{ProblemConfig, ProblemKind};
 
     fn descent() -> TrcConfig {
         TrcConfig::from_yaml_str("problem:\n  name: descent\n").unwrap()

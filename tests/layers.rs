@@ -10,7 +10,7 @@ const LAYERS: &[&[&str]] = &[
     &["error", "tensor", "plot", "plan"],
     &["problems"],
     &["config", "baseline"],
-    &["solvers", "plant"],
+    &["solvers", "plant", "scenario"],
     &["data", "launch"],
     &["model"],
     &["control"],
