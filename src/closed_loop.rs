@@ -347,6 +347,17 @@ pub fn fly_recording(
             rec.push((x.iter().copied().collect(), if shrinking { spec.t_go - t } else { spec.t_go }));
         }
     });
+    let (loss_at, loss_s) = plant.thrust_loss();
+    if loss_s > 0.0 && !report.result.success {
+        log::info!(
+            "episode {} missed ({:.2} m, {:.2} m/s at {:.1} s; t_f* {:.1} s) with a thrust loss from {loss_at:.1} s for {loss_s:.1} s",
+            spec.index,
+            report.result.position_error,
+            report.result.speed,
+            report.result.t,
+            spec.t_go
+        );
+    }
     Ok(report)
 }
 
