@@ -15,7 +15,8 @@ use crate::data::{sample_instance, Split};
 use crate::error::ConfigError;
 use crate::plan::PlanStatus;
 use crate::plant::{EpisodeResult, Plant, SimPlant};
-use crate::solvers::{self, Instance, SolverSettings};
+use crate::solvers::lcvx::{LcvxSolver, TfSearch, ThrustProfile};
+use crate::solvers::{self, Instance, OcpSolver, SolverSettings};
 
 /// ROS time at which lockstep episodes start [s] (any positive base works; 0 means "unset" in ROS).
 pub const T0: f64 = 1000.0;
@@ -159,6 +160,28 @@ pub fn scenario_specs(s: &crate::scenario::Scenario, problem: &ProblemConfig, co
         .collect())
 }
 
+/// Whether a landing at the site (zero velocity) exists for the vehicle of `spec` that knows its
+/// faults in advance: LCvx with the thrust bounds scaled by `profile` (thrust magnitude error and
+/// loss, [`ThrustProfile`]) and gravity plus the unmodelled acceleration `bias` [m/s^2], over a
+/// fine t_f grid (24 points, then golden-section). The thrust direction error, the noise, the
+/// latency and the mass-estimate error are left out, so the oracle is optimistic: an episode it
+/// cannot land is unrecoverable by any controller (up to the LCvx discretisation and its
+/// losslessness check; a t_f search or a numerical failure counts as "no landing").
+pub fn clairvoyant_landing(problem: &ProblemConfig, spec: &EpisodeSpec, profile: ThrustProfile, bias: [f64; 3]) -> bool {
+    let mut params = problem.descent.clone();
+    for (g, b) in params.gravity.iter_mut().zip(bias) {
+        *g += b;
+    }
+    let Ok(descent) = crate::problems::PoweredDescent::new(params) else { return false };
+    let Ok(solver) = LcvxSolver::new(descent, SolverSettings::default().with_time_limit(60.0), TfSearch { grid: 24, ..TfSearch::default() }) else {
+        return false;
+    };
+    let mut solver = solver.with_thrust_profile(profile);
+    let mut xt = DVector::from_column_slice(&spec.x_target);
+    xt[6] = problem.descent.m_dry;
+    solver.solve(&Instance { x0: DVector::from_column_slice(&spec.x0), x_target: xt, t_go: None }).is_ok()
+}
+
 /// p-quantile (nearest rank) of unsorted values, `p` in [0, 1]; NaN when empty.
 pub fn percentile(v: &[f64], p: f64) -> f64 {
     if v.is_empty() {
@@ -237,6 +260,10 @@ pub struct EpisodeReport {
     /// lockstep loop, 0 where the controller is in another process).
     #[serde(default)]
     pub retimes: u64,
+    /// Descent with a thrust loss: whether a vehicle that knew its faults could land at all
+    /// ([`clairvoyant_landing`]); `None` without a thrust loss.
+    #[serde(default)]
+    pub recoverable: Option<bool>,
     /// Solve times of the refined answers [ms] (kept in memory for aggregate percentiles).
     #[serde(skip)]
     pub solve_ms: Vec<f64>,
@@ -307,6 +334,7 @@ impl EpisodeLog {
             e2e_ms_p99: percentile(&self.e2e_ms, 0.99),
             correction_steps_per_plan: self.correction.map_or(f64::NAN, |(s, p)| s as f64 / p.max(1) as f64),
             retimes: self.retimes,
+            recoverable: None,
             solve_ms: a.solve_ms,
             trajectory: self.trajectory,
         }
@@ -347,16 +375,23 @@ pub fn fly_recording(
             rec.push((x.iter().copied().collect(), if shrinking { spec.t_go - t } else { spec.t_go }));
         }
     });
+    let mut report = report;
     let (loss_at, loss_s) = plant.thrust_loss();
-    if loss_s > 0.0 && !report.result.success {
-        log::info!(
-            "episode {} missed ({:.2} m, {:.2} m/s at {:.1} s; t_f* {:.1} s) with a thrust loss from {loss_at:.1} s for {loss_s:.1} s",
-            spec.index,
-            report.result.position_error,
-            report.result.speed,
-            report.result.t,
-            spec.t_go
-        );
+    if problem.name == ProblemKind::Descent && loss_s > 0.0 {
+        let (scale, bias) = plant.physical_disturbances();
+        let profile = ThrustProfile { scale, loss: sim.thrust_loss, from_s: loss_at, to_s: loss_at + loss_s };
+        report.recoverable = Some(clairvoyant_landing(problem, spec, profile, bias));
+        if !report.result.success {
+            log::info!(
+                "episode {} missed ({:.2} m, {:.2} m/s at {:.1} s; t_f* {:.1} s) with a thrust loss from {loss_at:.1} s for {loss_s:.1} s ({})",
+                spec.index,
+                report.result.position_error,
+                report.result.speed,
+                report.result.t,
+                spec.t_go,
+                if report.recoverable == Some(true) { "a clairvoyant LCvx lands it" } else { "no clairvoyant LCvx landing exists" }
+            );
+        }
     }
     Ok(report)
 }

@@ -212,6 +212,12 @@ impl SimPlant {
         (self.outage_at, self.cfg.outage_s)
     }
 
+    /// The episode's drawn physical disturbances: delivered / commanded thrust magnitude (the
+    /// thrust magnitude error) and the unmodelled constant acceleration [m/s^2].
+    pub fn physical_disturbances(&self) -> (f64, [f64; 3]) {
+        (self.thrust_scale, [self.accel_bias.x, self.accel_bias.y, self.accel_bias.z])
+    }
+
     /// Start [s] and duration [s] of the thrust loss (duration 0 when there is none).
     pub fn thrust_loss(&self) -> (f64, f64) {
         (self.thrust_loss_at, if self.cfg.thrust_loss > 0.0 { self.cfg.thrust_loss_s } else { 0.0 })

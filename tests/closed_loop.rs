@@ -113,3 +113,24 @@ fn a_four_second_outage_mid_flight_is_landed() {
     let expected = ((r.result.t * 10.0).round() as u64).saturating_sub(40);
     assert!(r.cycles <= expected + 2, "{} answers for {:.1} s of flight: the outage skipped the controller", r.cycles, r.result.t);
 }
+
+/// The clairvoyant oracle that tells an unrecoverable disturbed episode from a controller miss:
+/// a nominal vehicle lands (the LCvx optimum exists), one whose engines deliver 40% of the
+/// commanded thrust (below hover at the start: 0.4 rho2 < m0 |g|) cannot, and a 10% loss for 5 s
+/// on a vehicle that knows it is landable.
+#[test]
+fn the_clairvoyant_oracle_separates_landable_from_unrecoverable_faults() {
+    use trc_control::closed_loop::clairvoyant_landing;
+    use trc_control::solvers::lcvx::ThrustProfile;
+    let cfg = config();
+    let spec = &episode_specs(&cfg.problem, cfg.sim.seed, 0, 1)[0];
+    let nominal = ThrustProfile { scale: 1.0, loss: 0.0, from_s: 0.0, to_s: 0.0 };
+    assert!(clairvoyant_landing(&cfg.problem, spec, nominal, [0.0; 3]));
+    let weak = ThrustProfile { scale: 0.4, ..nominal };
+    let d = &cfg.problem.descent;
+    assert!(0.4 * d.rho2() < spec.x0[6] * 3.7114, "the weak engine is below hover");
+    assert!(!clairvoyant_landing(&cfg.problem, spec, weak, [0.0; 3]));
+    let loss = ThrustProfile { scale: 1.0, loss: 0.1, from_s: 10.0, to_s: 15.0 };
+    assert!(clairvoyant_landing(&cfg.problem, spec, loss, [0.0, 0.0, 0.05]));
+    assert!((loss.mean(9.0, 11.0) - 0.95).abs() < 1e-12 && loss.min() == 0.9);
+}

@@ -64,6 +64,37 @@ impl Default for TfSearch {
     }
 }
 
+/// A known time profile of the thrust the engines deliver per unit commanded: `scale` always
+/// (a thrust magnitude error), times `1 - loss` on `[from_s, to_s)` (a thrust loss), time from the
+/// instance's `x0` [s]. With it, the bounds hold on the delivered thrust:
+/// `f(t) rho1 <= |T| <= f(t) rho2` (the mass flow follows the delivered thrust, as in the plant,
+/// `src/plant.rs`). The clairvoyant optimum of a disturbed episode: what an oracle that knew the
+/// fault could achieve (`closed_loop` uses it to tell unrecoverable episodes from misses).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ThrustProfile {
+    /// Delivered / commanded thrust outside the loss (1 = nominal).
+    pub scale: f64,
+    /// Fraction of thrust lost on `[from_s, to_s)`, in [0, 1).
+    pub loss: f64,
+    /// Start of the loss [s].
+    pub from_s: f64,
+    /// End of the loss [s].
+    pub to_s: f64,
+}
+
+impl ThrustProfile {
+    /// Mean factor `f` over `[t0, t1]` [s] (the bound of a zero-order-hold step).
+    pub fn mean(&self, t0: f64, t1: f64) -> f64 {
+        let overlap = (t1.min(self.to_s) - t0.max(self.from_s)).max(0.0);
+        self.scale * (1.0 - self.loss * overlap / (t1 - t0).max(1e-12))
+    }
+
+    /// Smallest factor at any time.
+    pub fn min(&self) -> f64 {
+        self.scale * if self.to_s > self.from_s { 1.0 - self.loss } else { 1.0 }
+    }
+}
+
 /// The LCvx solver; the cone program's structure is built once and its values updated in place
 /// for every t_f and instance.
 pub struct LcvxSolver {
@@ -71,6 +102,7 @@ pub struct LcvxSolver {
     settings: SolverSettings,
     search: TfSearch,
     socp: Option<DefaultSolver<f64>>,
+    profile: Option<ThrustProfile>,
 }
 
 impl std::fmt::Debug for LcvxSolver {
@@ -105,7 +137,15 @@ impl LcvxSolver {
             return Err(ConfigError::invalid("solver.tf_grid", "must be >= 3"));
         }
         crate::config::positive("solver.tf_tol_s", search.tol_s)?;
-        Ok(Self { problem, settings, search, socp: None })
+        Ok(Self { problem, settings, search, socp: None, profile: None })
+    }
+
+    /// The same solver with the thrust bounds scaled by a known time profile ([`ThrustProfile`]).
+    #[must_use]
+    pub fn with_thrust_profile(mut self, profile: ThrustProfile) -> Self {
+        self.profile = Some(profile);
+        self.socp = None;
+        self
     }
 
     /// The problem.
@@ -142,7 +182,10 @@ impl LcvxSolver {
         let (alpha, rho1, rho2) = (prm.alpha(), prm.rho1(), prm.rho2());
         let m0 = inst.x0[6];
         let z0 = |k: usize| (m0 - alpha * rho2 * k as f64 * dt).max(1e-6).ln();
-        let zmax = |k: usize| (m0 - alpha * rho1 * k as f64 * dt).max(1e-6).ln();
+        // the thrust profile scales both bounds per step; the upper mass bound uses its least
+        let f = |k: usize| self.profile.map_or(1.0, |p| p.mean(k as f64 * dt, (k + 1) as f64 * dt));
+        let f_min = self.profile.map_or(1.0, |p| p.min());
+        let zmax = |k: usize| (m0 - alpha * rho1 * f_min * k as f64 * dt).max(1e-6).ln();
         let (r_t, v_t) = (inst.x_target.rows(0, 3), inst.x_target.rows(3, 3));
         let mut a = Triplets::new(0, nv);
         let mut b = Vec::new();
@@ -185,7 +228,7 @@ impl LcvxSolver {
         }
         let cos_theta = prm.pointing_max_deg.to_radians().cos();
         for k in 0..big_n {
-            let e2 = rho2 * (-z0(k)).exp();
+            let e2 = rho2 * f(k) * (-z0(k)).exp();
             // sigma_k + rho2 e^{-z0} z_k <= rho2 e^{-z0} (1 + z0)
             add(&mut a, &[(self.idx_w(k, 3), 1.0), (Self::idx_y(k, 6), e2)], e2 * (1.0 + z0(k)), &mut row);
             // u_z >= cos(theta) sigma
@@ -208,7 +251,7 @@ impl LcvxSolver {
             }
             cones.push(SupportedConeT::SecondOrderConeT(4));
             // thrust lower bound, second order, as ||(2x, t - 1)|| <= t + 1
-            let ak = rho1 * (-z0(k)).exp();
+            let ak = rho1 * f(k) * (-z0(k)).exp();
             let zk = z0(k);
             add(&mut a, &[(self.idx_w(k, 3), -1.0), (Self::idx_y(k, 6), -ak)], 1.0 - ak - ak * zk, &mut row);
             add(&mut a, &[(self.idx_w(k, 3), -1.0), (Self::idx_y(k, 6), -ak)], -1.0 - ak - ak * zk, &mut row);

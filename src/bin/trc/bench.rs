@@ -414,6 +414,8 @@ pub fn closed_loop(out: &Path, episodes: usize, seed: u64) -> AnyResult<()> {
     for d in [D::None, D::Mild, D::Harsh, D::Outage] {
         cases.push(("LCvx policy + correction (reference)", d, P::Solver, Finish::Correction, lcvx_episodes));
     }
+    // rows of the oracle table (episodes with a thrust loss)
+    let mut oracle: Vec<String> = Vec::new();
     // fuel of every episode per (policy, disturbances), for the paired comparison after the table
     let mut fuel: std::collections::HashMap<(String, String), Vec<EpisodeFuel>> = std::collections::HashMap::new();
     for (label, disturbances, policy, finish, episodes) in cases {
@@ -481,7 +483,21 @@ pub fn closed_loop(out: &Path, episodes: usize, seed: u64) -> AnyResult<()> {
             if corrected { format!("{:.2}", rows.iter().map(|r| r.correction_steps_per_plan).sum::<f64>() / rows.len().max(1) as f64) } else { "-".into() },
             rows.iter().map(|r| r.retimes).sum::<u64>() as f64 / rows.len().max(1) as f64,
         );
+        let judged: Vec<_> = rows.iter().filter_map(|r| r.recoverable.map(|ok| (ok, r.result.success))).collect();
+        if !judged.is_empty() {
+            let landable = judged.iter().filter(|(ok, _)| *ok).count();
+            let landed = judged.iter().filter(|(ok, s)| *ok && *s).count();
+            oracle.push(format!("| {label} | {} | {landable} | {landed} | {:.1}% |", judged.len(), 100.0 * landed as f64 / landable.max(1) as f64));
+        }
         log::info!("closed loop ({label}): {:.0} s", started.elapsed().as_secs_f64());
+    }
+    if !oracle.is_empty() {
+        md.push_str("
+Episodes with a thrust loss, against a clairvoyant oracle (`closed_loop::clairvoyant_landing`: LCvx that knows the thrust magnitude error, the loss window and the unmodelled acceleration in advance, 24-point t_f grid; it leaves out the direction error, noise and latency, so it is optimistic): an episode it cannot land is unrecoverable by any controller.\n\n| case | episodes with a loss | landable by the oracle | landed | success among landable |\n|---|---|---|---|---|\n");
+        for line in &oracle {
+            md.push_str(line);
+            md.push('\n');
+        }
     }
     // paired fuel: TRC against the LCvx policy and ZEM/ZEV on the same episodes, both landed
     md.push_str("\nFuel of TRC against the other policies flying the same controller, on the same episodes (those both landed), mean of the per-episode ratio:\n\n| disturbances | TRC vs LCvx policy | episodes | TRC vs ZEM/ZEV | episodes |\n|---|---|---|---|---|\n");
