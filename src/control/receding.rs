@@ -766,7 +766,7 @@ mod tests {
             let u = out.plan.u.row(k).transpose();
             assert!((project_one(&u, &c) - &u).norm() < 1e-6 * u.norm(), "control {k} admissible");
         }
-        // the correction moved it toward the touchdown gate (1 m, sink 1 m/s) in the plant model:
+        // the correction moved it toward the touchdown gate (1 m, sink 0.35 m/s) in the plant model:
         // it ends nearer the gate than the raw ZEM/ZEV plan (which ignores the thrust bounds'
         // clipping); the network's plan replaces it as soon as the late iterate arrives
         let dt = out.plan.dt;
