@@ -21,7 +21,14 @@
 //! The catalogue of the benchmarks (`mild`, `harsh`, `outage`) is [`crate::config::Disturbances`].
 //!
 //! Descent episodes end at touchdown (the altitude crosses the landing site's; the crossing is
-//! interpolated between internal steps) or at `max_time_s`. The other problems run for
+//! interpolated between internal steps) or at `max_time_s`. A descent episode succeeds when it
+//! touches down within `success_position_tol` / `success_speed_tol` of the site **and** held its
+//! constraints on the way: the true position never more than [`GLIDE_SLOPE_TOL_FACTOR`]
+//! `tan(gamma_gs) success_position_tol` below the glide-slope cone (0.27 m by default: the
+//! depth of the cone 1 m from its apex, so a landing inside the position tolerance is not
+//! failed by the cone's own apex), and every command received within the thrust annulus
+//! `[rho1, rho2]` and the pointing cone (relative tolerance 1e-6; the acceptance,
+//! docs/robustness.md). The other problems run for
 //! `max_time_s` and are judged by the problem's success criterion at the end.
 
 use std::collections::VecDeque;
@@ -51,8 +58,35 @@ pub struct EpisodeResult {
     pub speed: f64,
     /// Descent: propellant used [kg]; others: 0.
     pub fuel_kg: f64,
-    /// Meets the problem's success criterion (descent: < 1 m, < 0.5 m/s at touchdown).
+    /// Meets the problem's success criterion (descent: < 1 m, < 0.5 m/s at touchdown, the
+    /// glide slope held and every command admissible; see the module docs).
     pub success: bool,
+    /// Descent: the deepest the true position went below the glide-slope cone [m] (0 when it
+    /// never did); others: 0.
+    #[serde(default)]
+    pub glide_slope_violation_m: f64,
+    /// Descent: the largest thrust-bound excess of a received command, relative to the bound
+    /// (`|T| / rho2 - 1` or `1 - |T| / rho1`; 0 when none); others: 0.
+    #[serde(default)]
+    pub thrust_violation: f64,
+    /// Descent: the largest pointing excess of a received command [deg] (0 when none).
+    #[serde(default)]
+    pub pointing_violation_deg: f64,
+}
+
+/// A descent episode fails when its true position goes deeper than this times
+/// `tan(gamma_gs) success_position_tol` below the glide-slope cone (see the module docs).
+pub const GLIDE_SLOPE_TOL_FACTOR: f64 = 1.0;
+
+/// Relative tolerance of the command admissibility check (thrust annulus, pointing cone).
+const CONTROL_TOL: f64 = 1e-6;
+
+/// What a descent episode has violated so far (see [`EpisodeResult`]).
+#[derive(Debug, Clone, Copy, Default)]
+struct Violations {
+    glide_slope_m: f64,
+    thrust: f64,
+    pointing_deg: f64,
 }
 
 /// A source of states for a closed loop and a sink for its commands: the project's simulator
@@ -109,6 +143,9 @@ pub struct SimPlant {
     result: Option<EpisodeResult>,
     success_tol: (f64, f64),
     m_dry: f64,
+    /// Descent bounds: `(tan(gamma_gs), rho1 [N], rho2 [N], max tilt [rad])`.
+    bounds: (f64, f64, f64, f64),
+    violations: Violations,
 }
 
 impl SimPlant {
@@ -179,6 +216,13 @@ impl SimPlant {
             result: None,
             success_tol,
             m_dry: problem.descent.m_dry,
+            bounds: (
+                problem.descent.glide_slope_deg.to_radians().tan(),
+                problem.descent.rho1(),
+                problem.descent.rho2(),
+                problem.descent.pointing_max_deg.to_radians(),
+            ),
+            violations: Violations::default(),
         })
     }
     fn applied_control(&self) -> DVector<f64> {
@@ -227,8 +271,21 @@ impl SimPlant {
             ProblemKind::Descent => {
                 let pos = ((x[0] - self.x_target[0]).powi(2) + (x[1] - self.x_target[1]).powi(2)).sqrt();
                 let speed = x.rows(3, 3).norm();
-                let success = touched && pos < self.success_tol.0 && speed < self.success_tol.1;
-                EpisodeResult { episode: self.episode, t, touched_down: touched, position_error: pos, speed, fuel_kg: self.m0 - x[6], success }
+                let v = self.violations;
+                let held = v.glide_slope_m <= GLIDE_SLOPE_TOL_FACTOR * self.bounds.0 * self.success_tol.0 && v.thrust <= CONTROL_TOL && v.pointing_deg <= CONTROL_TOL * self.bounds.3.to_degrees();
+                let success = touched && pos < self.success_tol.0 && speed < self.success_tol.1 && held;
+                EpisodeResult {
+                    episode: self.episode,
+                    t,
+                    touched_down: touched,
+                    position_error: pos,
+                    speed,
+                    fuel_kg: self.m0 - x[6],
+                    success,
+                    glide_slope_violation_m: v.glide_slope_m,
+                    thrust_violation: v.thrust,
+                    pointing_violation_deg: v.pointing_deg,
+                }
             }
             _ => EpisodeResult {
                 episode: self.episode,
@@ -238,6 +295,9 @@ impl SimPlant {
                 speed: 0.0,
                 fuel_kg: 0.0,
                 success: self.problem.is_success(&x, &self.x_target),
+                glide_slope_violation_m: 0.0,
+                thrust_violation: 0.0,
+                pointing_violation_deg: 0.0,
             },
         };
         self.x = x;
@@ -299,6 +359,14 @@ impl Plant for SimPlant {
         if u.len() != self.problem.control_dim() || u.iter().any(|v| !v.is_finite()) {
             return false;
         }
+        if self.kind == ProblemKind::Descent {
+            let (_, rho1, rho2, max_tilt) = self.bounds;
+            let n = u.norm();
+            let v = &mut self.violations;
+            v.thrust = v.thrust.max(n / rho2 - 1.0).max(1.0 - n / rho1);
+            let tilt = crate::problems::PoweredDescent::tilt(u.as_slice());
+            v.pointing_deg = v.pointing_deg.max((tilt - max_tilt).to_degrees());
+        }
         self.pending.push_back((self.t + self.cfg.latency_s, u.clone()));
         true
     }
@@ -333,10 +401,76 @@ impl Plant for SimPlant {
             }
             self.x = next;
             self.t += h;
+            if self.kind == ProblemKind::Descent {
+                let (dx, dy, dz) = (self.x[0] - self.x_target[0], self.x[1] - self.x_target[1], self.x[2] - self.x_target[2]);
+                let depth = self.bounds.0 * (dx * dx + dy * dy).sqrt() - dz;
+                self.violations.glide_slope_m = self.violations.glide_slope_m.max(depth);
+            }
         }
         if self.t >= self.cfg.max_time_s - 1e-9 {
             self.finish(self.x.clone(), self.t, false);
         }
         self.result.as_ref()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plant(x0: Vec<f64>) -> (SimPlant, ProblemConfig) {
+        let p = ProblemConfig::new(ProblemKind::Descent);
+        let plant = SimPlant::new(&p, &SimConfig::default(), DVector::from_vec(x0), DVector::zeros(7), 0).unwrap();
+        (plant, p)
+    }
+
+    /// Flies `cmd(x)` until touchdown (at most 200 s).
+    fn fly(plant: &mut SimPlant, cmd: impl Fn(&DVector<f64>) -> DVector<f64>) -> EpisodeResult {
+        for _ in 0..20_000 {
+            let u = cmd(&plant.true_state().clone());
+            plant.command(&u);
+            if let Some(r) = plant.advance(0.01) {
+                return r.clone();
+            }
+        }
+        panic!("no touchdown");
+    }
+
+    /// A sink-and-centre law: vertical thrust that sinks at 0.3 m/s, a horizontal PD toward the
+    /// site (at most 0.8 of the vertical acceleration: inside the pointing cone), in the annulus.
+    fn sink(p: &ProblemConfig, x: &DVector<f64>) -> DVector<f64> {
+        let g = -p.descent.gravity[2];
+        let az = g + 2.0 * (-0.3 - x[5]);
+        let mut ah = [-0.5 * x[3] - 0.25 * x[0], -0.5 * x[4] - 0.25 * x[1]];
+        let h = ah[0].hypot(ah[1]);
+        if h > 0.8 * az {
+            ah = [ah[0] * 0.8 * az / h, ah[1] * 0.8 * az / h];
+        }
+        let t = DVector::from_vec(vec![x[6] * ah[0], x[6] * ah[1], x[6] * az]);
+        let n = t.norm();
+        t * (n.clamp(p.descent.rho1(), p.descent.rho2()) / n)
+    }
+
+    #[test]
+    fn a_soft_touchdown_inside_the_cone_succeeds() {
+        let (mut pl, p) = plant(vec![0.2, 0.0, 3.0, 0.0, 0.0, -0.3, 1700.0]);
+        let r = fly(&mut pl, |x| sink(&p, x));
+        assert!(r.touched_down && r.position_error < 1.0 && r.speed < 0.5, "{r:?}");
+        assert!(r.success && r.glide_slope_violation_m < 0.1 && r.thrust_violation < 1e-12 && r.pointing_violation_deg < 1e-9, "{r:?}");
+    }
+
+    #[test]
+    fn a_soft_touchdown_fails_after_leaving_the_glide_slope_or_an_inadmissible_command() {
+        // starts 40 m out at 8 m: 2.7 m under the 15 deg cone, then sinks onto the site
+        let (mut pl, p) = plant(vec![40.0, 0.0, 8.0, 0.0, 0.0, -0.3, 1700.0]);
+        let r = fly(&mut pl, |x| sink(&p, x));
+        assert!(r.touched_down && r.position_error < 1.0 && r.speed < 0.5, "{r:?}");
+        assert!(!r.success && r.glide_slope_violation_m > 2.0, "{r:?}");
+        // the same soft touchdown inside the cone, with one command above rho2
+        let (mut pl, p) = plant(vec![0.2, 0.0, 3.0, 0.0, 0.0, -0.3, 1700.0]);
+        pl.command(&DVector::from_vec(vec![0.0, 0.0, 1.05 * p.descent.rho2()]));
+        let r = fly(&mut pl, |x| sink(&p, x));
+        assert!(r.touched_down && r.position_error < 1.0 && r.speed < 0.5, "{r:?}");
+        assert!(!r.success && (r.thrust_violation - 0.05).abs() < 1e-9, "{r:?}");
     }
 }

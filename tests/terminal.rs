@@ -10,7 +10,7 @@ use trc_control::config::{CorrectionModel, ProblemConfig, ProblemKind, TerminalC
 use trc_control::control::correction::{correct, residual, terminal_sensitivity};
 use trc_control::data::{sample_instance, Split};
 use trc_control::plan::{Plan, PlanStatus};
-use trc_control::problems::{project_rows, PoweredDescent, Problem, Simulator};
+use trc_control::problems::{position_sensitivities, project_rows, PoweredDescent, Problem, Simulator};
 use trc_control::solvers::{self, SolverSettings};
 
 fn descent() -> ProblemConfig {
@@ -64,6 +64,57 @@ fn jacobian_matches_finite_differences_in_both_models() {
             }
         }
     }
+}
+
+#[test]
+fn position_sensitivities_match_finite_differences_in_both_models() {
+    let cfg = descent();
+    let (x0, _, u, dt) = optimal(0);
+    let u = perturbed(&u, 1, 0.02);
+    for sim in [Simulator::new(&cfg).unwrap(), Simulator::Rk4(cfg.build().unwrap())] {
+        let (traj, s) = position_sensitivities(&sim, &x0, &u, dt).unwrap();
+        assert_eq!(s.len(), traj.nrows());
+        for &(k, j) in &[(0usize, 0usize), (0, 2), (10, 1), (25, 2), (u.nrows() - 1, 0)] {
+            let h = 1e-3 * u.row(k).norm();
+            let (mut up, mut dn) = (u.clone(), u.clone());
+            up[(k, j)] += h;
+            dn[(k, j)] -= h;
+            let (tu, _) = position_sensitivities(&sim, &x0, &up, dt).unwrap();
+            let (td, _) = position_sensitivities(&sim, &x0, &dn, dt).unwrap();
+            for node in [k, k + 1, (k + 7).min(u.nrows()), u.nrows()] {
+                for i in 0..3 {
+                    let fd = (tu[(node, i)] - td[(node, i)]) / (2.0 * h);
+                    let an = s[node][(i, k * 3 + j)];
+                    assert!(
+                        (fd - an).abs() <= 1e-5 * (1.0 + fd.abs().max(an.abs())) + 1e-9,
+                        "{sim:?} d r_{node}[{i}] / d u[{k},{j}]: analytic {an}, finite difference {fd}"
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn released_reserve_corrects_the_input_not_its_projection() {
+    // an LCvx optimum at full thrust from a state at the edge of the envelope (seed 17 episode
+    // 32: no trajectory within a 5% reserve at this t_go). The reserve cannot be kept; corrected
+    // in the full range from the input it stays the optimum (on the glide slope), while corrected
+    // from its projection into the reserve it passed ~34 m under the cone (2026-12-06)
+    let cfg = descent();
+    let x0 = DVector::from_vec(vec![-204.9, -1471.9, 1584.8, -22.46, -28.80, -79.11, 1905.0]);
+    let aim = DVector::from_vec(vec![0.0, 0.0, 1.0, 0.0, 0.0, -0.35, 0.0]);
+    let sol = solvers::for_problem(&cfg, SolverSettings::default()).unwrap().solve(&trc_control::solvers::Instance { x0: x0.clone(), x_target: aim.clone(), t_go: Some(47.01) }).unwrap();
+    let sim = Simulator::Rk4(cfg.build().unwrap());
+    let settings = TerminalCorrection { model: CorrectionModel::Plant, thrust_margin: 0.15, ..Default::default() };
+    let (uc, rep) = correct(&sim, &x0, &aim, &sol.u, sol.dt, &settings, None);
+    let traj = sim.rollout_one(&x0, &uc, sol.dt).unwrap();
+    let tan = cfg.descent.glide_slope_deg.to_radians().tan();
+    let under = (1..traj.nrows() - 1).filter(|&k| traj[(k, 2)] > 10.0).map(|k| tan * traj[(k, 0)].hypot(traj[(k, 1)]) - traj[(k, 2)]).fold(0.0, f64::max);
+    assert!(rep.residual_after < 0.01, "{rep:?}");
+    assert!(under < 0.5, "corrected plan passes {under} m under the glide slope");
+    let change = (&uc - &sol.u).abs().max() / cfg.descent.rho2();
+    assert!(change < 0.1, "the correction moved a thrust by {change} of rho2");
 }
 
 #[test]

@@ -25,7 +25,20 @@
 //!    cone, or box), `s` in {1, 1/2, ..., 1/64} the first that lowers `|e|_2`;
 //!
 //! until `max |e| <= tol` (in tolerance units), no step helps, the deadline passes, or
-//! `max_iterations`. The result is always admissible (every iterate is projected), and each
+//! `max_iterations`.
+//!
+//! **Glide slope.** Where the problem has one ([`crate::problems::Problem::glide_slope_tan`]),
+//! every interior node `k = 1..N-1` of the rollout that lies below the cone
+//! `h_k = tan(gamma) |r_xy,k - r_t,xy| - (r_z,k - r_t,z + d) + margin > 0` adds the row
+//! `h_k / tol_r` to `e` (its gradient from the forward position sensitivities,
+//! [`crate::problems::position_sensitivities`]), so the step pulls those nodes back to the cone:
+//! an active-set treatment of the state inequality, as the feasibility-restoration step of SCP
+//! does (Malyuta et al. 2022, §V). `d` is how far the cone's apex (the landing site) lies below
+//! the aim point (the touchdown gate's altitude in the descent mission, 0 otherwise), and the
+//! margin is half of it, so the flown trajectory has room for disturbances. The network's
+//! plans are fuel-shaped but not constrained, and without these rows a plan for a vehicle far
+//! off to the side flew low and flat, under the cone and into the ground (seed 17 episode 32,
+//! docs/robustness.md). Residuals (`residual_before`/`residual_after`) count these rows too. The result is always admissible (every iterate is projected), and each
 //! accepted step lowers `|e|_2` of the projected input.
 //!
 //! `G` is exact for the model TRC simulates: the LCvx acceleration-hold model for descent (chain
@@ -43,7 +56,103 @@ use nalgebra::{DMatrix, DVector};
 use crate::config::{CorrectionModel, ProblemConfig, TerminalCorrection};
 use crate::error::ConfigError;
 pub use crate::problems::terminal_sensitivity;
-use crate::problems::{project_rows, ControlConstraint, PoweredDescent, Simulator};
+use crate::problems::{position_sensitivities, project_rows, ControlConstraint, PoweredDescent, Simulator};
+
+/// The glide-slope cone the correction keeps a plan's interior nodes in (see the module docs).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct GlideCone {
+    /// `tan(gamma_gs)` of the problem.
+    pub tan: f64,
+    /// How far the cone's apex (the landing site) lies below the aim point [m].
+    pub apex_below_aim_m: f64,
+    /// Margin inside the cone the rows aim for [m].
+    pub margin_m: f64,
+    /// A violation of this depth [m] is one tolerance unit (the position tolerance).
+    pub scale_m: f64,
+}
+
+impl GlideCone {
+    /// The cone of `sim`'s problem with its apex `apex_below_aim_m` [m] under the aim point and a
+    /// margin of half that; `None` for a problem without a glide slope.
+    pub fn of(sim: &Simulator, apex_below_aim_m: f64) -> Option<Self> {
+        let tan = sim.problem().glide_slope_tan()?;
+        let (_, scale) = sim.problem().terminal_equality()?;
+        let d = apex_below_aim_m.max(0.0);
+        Some(Self { tan, apex_below_aim_m: d, margin_m: 0.5 * d, scale_m: scale[0] })
+    }
+
+    /// `h_k` in tolerance units of node `k` at position `r` (length >= 3) for aim `xt`.
+    fn depth(&self, r: &[f64], xt: &DVector<f64>) -> f64 {
+        let rho = ((r[0] - xt[0]).powi(2) + (r[1] - xt[1]).powi(2) + CONE_EPS_M * CONE_EPS_M).sqrt();
+        (self.tan * rho - (r[2] - xt[2] + self.apex_below_aim_m) + self.margin_m) / self.scale_m
+    }
+
+    /// The depth (tolerance units, > 0 below the cone) of every interior node of `traj` `[N+1, n]`.
+    fn depths(&self, traj: &DMatrix<f64>, xt: &DVector<f64>) -> Vec<(usize, f64)> {
+        (1..traj.nrows().saturating_sub(1))
+            .filter(|&k| traj[(k, 2)] - xt[2] + self.apex_below_aim_m >= CONE_MIN_HEIGHT_M)
+            .map(|k| (k, self.depth(&[traj[(k, 0)], traj[(k, 1)], traj[(k, 2)]], xt)))
+            .collect()
+    }
+
+    /// The gradient row of node `k`'s depth, from its position sensitivity `s` `[3, N m]`.
+    fn gradient(&self, r: &[f64], xt: &DVector<f64>, s: &DMatrix<f64>) -> DVector<f64> {
+        let (dx, dy) = (r[0] - xt[0], r[1] - xt[1]);
+        let rho = (dx * dx + dy * dy + CONE_EPS_M * CONE_EPS_M).sqrt();
+        let row = (s.row(0) * (self.tan * dx / rho) + s.row(1) * (self.tan * dy / rho) - s.row(2)) / self.scale_m;
+        row.transpose()
+    }
+}
+
+/// Smoothing of the cone's apex [m] (the distance to the axis is `sqrt(dx^2 + dy^2 + eps^2)`).
+const CONE_EPS_M: f64 = 1e-3;
+
+/// Nodes lower than this above the landing site [m] are left to the terminal rows: near the
+/// apex the cone and the terminal equality are nearly dependent, and the Gauss-Newton step
+/// stalls between them (the final approach is the touchdown gate's, and `dip` guards the ground).
+const CONE_MIN_HEIGHT_M: f64 = 10.0;
+
+/// A terminal-corrected plan whose nodes pass deeper than this under the cone (tolerance units)
+/// is corrected again with the cone's rows.
+const CONE_TRIGGER: f64 = 0.5;
+
+/// Nodes within this depth of the cone (tolerance units, so metres by default) are checked
+/// against the step's linearisation; deeper ones cannot reach the cone in one step.
+const CONE_BAND: f64 = 25.0;
+
+/// The Gauss-Newton step with the glide-slope rows: the terminal rows `g` `[c, N m]` / `e_term`,
+/// plus, as equality rows pulling to the cone, every node of `near` (node, depth) that is below
+/// it or that the step's linearisation would take below it (grown until consistent, at most 6
+/// passes: the active-set treatment of the inequality; `grads` are the depth gradients).
+fn cone_step(g: &DMatrix<f64>, e_term: &DVector<f64>, near: &[(usize, f64)], grads: &[DVector<f64>], u: &DMatrix<f64>, c: &ControlConstraint) -> Option<DMatrix<f64>> {
+    let mut active: Vec<bool> = near.iter().map(|(_, h)| *h > 0.0).collect();
+    let mut du = None;
+    for _ in 0..6 {
+        let rows: Vec<usize> = (0..near.len()).filter(|&i| active[i]).collect();
+        let mut gs = DMatrix::zeros(g.nrows() + rows.len(), g.ncols());
+        gs.rows_mut(0, g.nrows()).copy_from(g);
+        let mut es = DVector::zeros(g.nrows() + rows.len());
+        es.rows_mut(0, g.nrows()).copy_from(e_term);
+        for (j, &i) in rows.iter().enumerate() {
+            gs.row_mut(g.nrows() + j).copy_from(&grads[i].transpose());
+            es[g.nrows() + j] = near[i].1;
+        }
+        let step = active_set_step(&gs, &es, u, c)?;
+        let flat = DVector::from_iterator(step.len(), step.row_iter().flat_map(|r| r.iter().copied().collect::<Vec<_>>()));
+        let mut grew = false;
+        for i in 0..near.len() {
+            if !active[i] && near[i].1 + grads[i].dot(&flat) > 0.0 {
+                active[i] = true;
+                grew = true;
+            }
+        }
+        du = Some(step);
+        if !grew {
+            break;
+        }
+    }
+    du
+}
 
 /// The terminal correction ready to use: its settings and both models it can aim in, built once
 /// (the controller's mission, `trc eval` and the benchmarks all correct through this).
@@ -55,6 +164,7 @@ pub struct TerminalCorrector {
     in_loop: Option<Simulator>,
     accel_bias: [f64; 3],
     effectiveness: f64,
+    apex_below_aim_m: f64,
 }
 
 /// Changes of the acceleration-bias estimate below this [m/s^2] do not rebuild the models.
@@ -74,7 +184,14 @@ impl TerminalCorrector {
             in_loop: Simulator::new(problem).ok(),
             accel_bias: [0.0; 3],
             effectiveness: 1.0,
+            apex_below_aim_m: 0.0,
         })
+    }
+
+    /// Puts the glide-slope cone's apex `d` [m] below the aim point (the descent mission: the
+    /// touchdown gate's altitude; see [`GlideCone`]). Negative or non-finite values mean 0.
+    pub fn set_cone_apex_below_aim(&mut self, d: f64) {
+        self.apex_below_aim_m = if d.is_finite() { d.max(0.0) } else { 0.0 };
     }
 
     /// Aims with an estimated unmodelled acceleration `b` [m/s^2] (descent: added to gravity in
@@ -120,7 +237,7 @@ impl TerminalCorrector {
         self.model().map_or(f64::INFINITY, |sim| residual(sim, &self.model_state(x0), xt, u, dt))
     }
 
-    /// The divert: [`correct_weighted`] in the configured model with horizontal tolerances
+    /// The divert: [`correct_in_cone`] in the configured model with horizontal tolerances
     /// scaled by `relax`, from `u` unchanged without a model.
     pub fn divert(
         &self,
@@ -132,7 +249,25 @@ impl TerminalCorrector {
         deadline: Option<std::time::Instant>,
     ) -> (DMatrix<f64>, CorrectionReport) {
         match self.model() {
-            Some(sim) => correct_weighted(sim, &self.model_state(x0), xt, u, dt, &self.settings, deadline, relax),
+            Some(sim) => correct_in_cone(sim, &self.model_state(x0), xt, u, dt, &self.settings, deadline, relax, GlideCone::of(sim, self.apex_below_aim_m)),
+            None => (u.clone(), CorrectionReport::default()),
+        }
+    }
+
+    /// [`Self::correct`] without the thrust reserve (`thrust_margin` 0): for a plan that is
+    /// already optimal in the full thrust range (the descent mission's LCvx glide-slope fallback),
+    /// which the reserve would reshape.
+    pub fn correct_full_range(
+        &self,
+        x0: &DVector<f64>,
+        xt: &DVector<f64>,
+        u: &DMatrix<f64>,
+        dt: f64,
+        deadline: Option<std::time::Instant>,
+    ) -> (DMatrix<f64>, CorrectionReport) {
+        let settings = TerminalCorrection { thrust_margin: 0.0, ..self.settings };
+        match self.model() {
+            Some(sim) => correct_in_cone(sim, &self.model_state(x0), xt, u, dt, &settings, deadline, 1.0, GlideCone::of(sim, self.apex_below_aim_m)),
             None => (u.clone(), CorrectionReport::default()),
         }
     }
@@ -187,7 +322,7 @@ impl TerminalCorrector {
         deadline: Option<std::time::Instant>,
     ) -> (DMatrix<f64>, CorrectionReport) {
         match self.model() {
-            Some(sim) => correct(sim, &self.model_state(x0), xt, u, dt, &self.settings, deadline),
+            Some(sim) => correct_in_cone(sim, &self.model_state(x0), xt, u, dt, &self.settings, deadline, 1.0, GlideCone::of(sim, self.apex_below_aim_m)),
             None => (u.clone(), CorrectionReport::default()),
         }
     }
@@ -202,6 +337,9 @@ pub struct CorrectionReport {
     pub residual_before: f64,
     /// `max |e|` after, in tolerance units.
     pub residual_after: f64,
+    /// The deepest interior node above the cone's floor height under the glide-slope cone after,
+    /// in tolerance units (0 when none is under it or the problem has no cone).
+    pub cone_depth: f64,
 }
 
 /// Outward unit normals of the control constraints active at `u_k` (length m): thrust magnitude at
@@ -326,7 +464,8 @@ fn scaled_error(traj: &DMatrix<f64>, xt: &DVector<f64>, idx: &[usize], scale: &[
 /// `x0` with target `xt` (length n) and step `dt` [s]. Returns the corrected controls (always
 /// admissible: projected, and otherwise unchanged when the rollout fails; unchanged when disabled,
 /// when the problem has no terminal equality, or when the shapes do not match the problem) and
-/// what happened.
+/// what happened. Interior nodes are kept in the problem's glide-slope cone with its apex at
+/// `xt` ([`GlideCone::of`] with 0).
 ///
 /// `deadline`: no further step starts after it (the receding-horizon cycle's budget).
 pub fn correct(
@@ -338,16 +477,16 @@ pub fn correct(
     settings: &TerminalCorrection,
     deadline: Option<std::time::Instant>,
 ) -> (DMatrix<f64>, CorrectionReport) {
-    correct_weighted(sim, x0, xt, u, dt, settings, deadline, 1.0)
+    correct_in_cone(sim, x0, xt, u, dt, settings, deadline, 1.0, GlideCone::of(sim, 0.0))
 }
 
 /// [`correct`] with the horizontal position components (descent: x, y) counted `1 / relax` as
 /// much (their tolerance scaled by `relax` >= 1): the divert of a vehicle that cannot reach the
 /// aim point, which gives up horizontal accuracy for altitude and touchdown speed (the idea of
 /// minimum-landing-error guidance, Blackmore, Acikmese & Scharf 2010). Residuals are reported in
-/// the relaxed units.
+/// the relaxed units. Interior nodes are kept in `cone` when given.
 #[allow(clippy::too_many_arguments)]
-pub fn correct_weighted(
+pub fn correct_in_cone(
     sim: &Simulator,
     x0: &DVector<f64>,
     xt: &DVector<f64>,
@@ -356,6 +495,7 @@ pub fn correct_weighted(
     settings: &TerminalCorrection,
     deadline: Option<std::time::Instant>,
     relax: f64,
+    cone: Option<GlideCone>,
 ) -> (DMatrix<f64>, CorrectionReport) {
     let p = sim.problem();
     let Some((idx, mut scale)) = p.terminal_equality().filter(|_| settings.enabled) else {
@@ -378,13 +518,44 @@ pub fn correct_weighted(
         }
         ref c => c.clone(),
     };
-    let (u, report) = correct_within(sim, x0, xt, u, dt, settings, deadline, &constraint, &idx, &scale);
-    if settings.thrust_margin <= 0.0 || report.residual_after <= settings.retime_threshold || !report.residual_after.is_finite() {
+    let u_in = u;
+    let (u, report) = correct_within(sim, x0, xt, u_in, dt, settings, deadline, &constraint, &idx, &scale, None);
+    let released = !(settings.thrust_margin <= 0.0 || report.residual_after <= settings.retime_threshold || !report.residual_after.is_finite());
+    let (u, report) = if !released {
+        (u, report)
+    } else {
+        // the reserve is released when the plan cannot meet the aim point within it: the input
+        // is corrected again in the full range (from the input, not from its projection into
+        // the reserve, which reshapes every maximum-thrust arc: an LCvx optimum at full thrust
+        // corrected that way passed 34 m under the glide-slope cone, from the input 0 m)
+        let (u, more) = correct_within(sim, x0, xt, u_in, dt, settings, deadline, &full, &idx, &scale, None);
+        (u, CorrectionReport { iterations: report.iterations + more.iterations, residual_before: report.residual_before, residual_after: more.residual_after, cone_depth: 0.0 })
+    };
+    // the glide slope second: a plan that meets the aim point but passes under the cone is
+    // corrected again with the cone's rows; that plan is kept when it still meets the aim point
+    // (within the retiming threshold) and passes less deep under the cone, the terminal-only
+    // plan otherwise (never a worse landing for the cone)
+    let Some(c) = cone else { return (u, report) };
+    let judge = |u: &DMatrix<f64>| -> (f64, f64) {
+        match sim.rollout_one(x0, u, dt) {
+            Ok(traj) => (scaled_error(&traj, xt, &idx, &scale).amax(), c.depths(&traj, xt).into_iter().map(|(_, h)| h).fold(0.0, f64::max)),
+            Err(_) => (f64::INFINITY, f64::INFINITY),
+        }
+    };
+    let (_, depth) = judge(&u);
+    let report = CorrectionReport { cone_depth: depth, ..report };
+    if depth <= CONE_TRIGGER || report.residual_after > settings.retime_threshold {
         return (u, report);
     }
-    // the reserve is released when the plan cannot meet the aim point within it
-    let (u, more) = correct_within(sim, x0, xt, &u, dt, settings, deadline, &full, &idx, &scale);
-    (u, CorrectionReport { iterations: report.iterations + more.iterations, residual_before: report.residual_before, residual_after: more.residual_after })
+    let bound = if released { &full } else { &constraint };
+    let (uc, rc) = correct_within(sim, x0, xt, &u, dt, settings, deadline, bound, &idx, &scale, Some(&c));
+    let (miss_c, depth_c) = judge(&uc);
+    let iterations = report.iterations + rc.iterations;
+    if miss_c <= settings.retime_threshold && depth_c < depth {
+        (uc, CorrectionReport { iterations, residual_before: report.residual_before, residual_after: miss_c, cone_depth: depth_c })
+    } else {
+        (u, CorrectionReport { iterations, ..report })
+    }
 }
 
 /// [`correct`] within one control constraint (the reserve-keeping one, or the full one).
@@ -400,17 +571,28 @@ fn correct_within(
     constraint: &ControlConstraint,
     idx: &[usize],
     scale: &[f64],
+    cone: Option<&GlideCone>,
 ) -> (DMatrix<f64>, CorrectionReport) {
     let mut u = project_rows(u, constraint);
     let Ok(traj) = sim.rollout_one(x0, &u, dt) else {
         return (u, CorrectionReport::default());
     };
-    let mut e = scaled_error(&traj, xt, idx, scale);
+    // the merit: the scaled terminal error, then the depth of every interior node under the cone
+    let merit = |traj: &DMatrix<f64>| -> DVector<f64> {
+        let e = scaled_error(traj, xt, idx, scale);
+        let below: Vec<f64> = cone.map(|c| c.depths(traj, xt).into_iter().filter(|(_, h)| *h > 0.0).map(|(_, h)| h).collect()).unwrap_or_default();
+        if below.is_empty() {
+            return e;
+        }
+        DVector::from_iterator(e.len() + below.len(), e.iter().copied().chain(below))
+    };
+    let mut e = merit(&traj);
+    let mut traj = traj;
     if !e.iter().all(|v| v.is_finite()) {
-        return (u, CorrectionReport { iterations: 0, residual_before: f64::INFINITY, residual_after: f64::INFINITY });
+        return (u, CorrectionReport { iterations: 0, residual_before: f64::INFINITY, residual_after: f64::INFINITY, cone_depth: 0.0 });
     }
     let before = e.amax();
-    let mut report = CorrectionReport { iterations: 0, residual_before: before, residual_after: before };
+    let mut report = CorrectionReport { iterations: 0, residual_before: before, residual_after: before, cone_depth: 0.0 };
     for _ in 0..settings.max_iterations {
         if e.amax() <= settings.tol || deadline.is_some_and(|d| std::time::Instant::now() >= d) {
             break;
@@ -420,21 +602,31 @@ fn correct_within(
         for (r, s) in scale.iter().enumerate() {
             g.row_mut(r).scale_mut(1.0 / s);
         }
-        let Some(du) = active_set_step(&g, &e, &u, constraint) else { break };
+        let e_term = scaled_error(&traj, xt, idx, scale);
+        let du = match cone.map(|c| (c, c.depths(&traj, xt).into_iter().filter(|(_, h)| *h > -CONE_BAND).collect::<Vec<_>>())) {
+            Some((c, near)) if !near.is_empty() => {
+                let Ok((_, sens)) = position_sensitivities(sim, x0, &u, dt) else { break };
+                let grads: Vec<DVector<f64>> = near.iter().map(|&(k, _)| c.gradient(&[traj[(k, 0)], traj[(k, 1)], traj[(k, 2)]], xt, &sens[k])).collect();
+                cone_step(&g, &e_term, &near, &grads, &u, constraint)
+            }
+            _ => active_set_step(&g, &e_term, &u, constraint),
+        };
+        let Some(du) = du else { break };
         let mut accepted = None;
         for s in [1.0, 0.5, 0.25, 0.125, 0.0625, 0.03125, 0.015625] {
             let raw = &u + &du * s;
             let cand = project_rows(&raw, constraint);
             let Ok(traj_c) = sim.rollout_one(x0, &cand, dt) else { break };
-            let e_c = scaled_error(&traj_c, xt, idx, scale);
+            let e_c = merit(&traj_c);
             if e_c.iter().all(|v| v.is_finite()) && e_c.norm() < e.norm() {
-                accepted = Some((cand, e_c));
+                accepted = Some((cand, e_c, traj_c));
                 break;
             }
         }
-        let Some((cand, e_c)) = accepted else { break };
+        let Some((cand, e_c, traj_c)) = accepted else { break };
         u = cand;
         e = e_c;
+        traj = traj_c;
         report.iterations += 1;
         report.residual_after = e.amax();
     }

@@ -17,7 +17,7 @@ mod sim;
 mod van_der_pol;
 
 pub use config::{ProblemConfig, ProblemKind};
-pub use sim::{cost_gauss_newton, terminal_sensitivity, Simulator, FAST_BATCH};
+pub use sim::{cost_gauss_newton, position_sensitivities, terminal_sensitivity, Simulator, FAST_BATCH};
 
 pub use double_integrator::{DoubleIntegrator, DoubleIntegratorParams};
 pub use powered_descent::{fuel_batch, DescentParams, LcvxDiscretization, PoweredDescent};
@@ -131,6 +131,13 @@ pub trait Problem: Send + Sync + std::fmt::Debug {
     /// the terminal correction ([`crate::control::correction`]). `None` (the default) when the
     /// terminal state is only penalised in the cost (Van der Pol, double integrator).
     fn terminal_equality(&self) -> Option<(Vec<usize>, Vec<f64>)> {
+        None
+    }
+    /// The glide-slope state constraint `tan(gamma) |r_xy - r_t,xy| <= r_z - r_t,z` on the
+    /// position rows 0..3, as `tan(gamma)` (descent; Acikmese & Ploen 2007, docs/problems.md);
+    /// `None` (the default) for problems without one. The terminal correction keeps its interior
+    /// nodes inside it.
+    fn glide_slope_tan(&self) -> Option<f64> {
         None
     }
     /// The problem's cost as a quadratic tracking cost, if it is one: `(Q, R, Q_f)` with

@@ -526,6 +526,9 @@ impl Problem for PoweredDescent {
         let (tp, tv) = (self.params.success_position_tol, self.params.success_speed_tol);
         Some(((0..6).collect(), vec![tp, tp, tp, tv, tv, tv]))
     }
+    fn glide_slope_tan(&self) -> Option<f64> {
+        Some(self.params.glide_slope_deg.to_radians().tan())
+    }
 }
 
 /// The fuel term of the descent cost, `sum_k |u_k| dt` per sample `[B]` [N s] (propellant mass

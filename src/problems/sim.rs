@@ -250,6 +250,62 @@ pub fn terminal_sensitivity(
     }
 }
 
+/// Rollout `[N+1, n]` of `u` `[N, m]` from `x0` in `sim`, and the Jacobians of the positions
+/// (state rows 0..3) at every node with respect to `u`: `N+1` matrices `[3, N m]` (row-major
+/// flattening as in [`terminal_sensitivity`]; node 0 is all zeros). Forward mode: the state
+/// sensitivity `S_{k+1} = A_k S_k + B_k E_k` (`E_k` selects `u_k`), exact for the model, in
+/// `O(N^2 m n^2)`; the terminal correction uses it for the glide-slope rows.
+///
+/// # Errors
+/// The rollout's [`crate::error::ProblemError`] for wrong dimensions.
+pub fn position_sensitivities(sim: &Simulator, x0: &DVector<f64>, u: &DMatrix<f64>, dt: f64) -> Result<(DMatrix<f64>, Vec<DMatrix<f64>>), crate::error::ProblemError> {
+    let (steps, m) = (u.nrows(), u.ncols());
+    let rows = x0.len().min(3);
+    let mut out = Vec::with_capacity(steps + 1);
+    out.push(DMatrix::zeros(rows, steps * m));
+    match sim {
+        Simulator::AccelHold(p) => {
+            let traj = p.rollout_accel_hold(x0, u, dt)?;
+            let d = p.lcvx_discretization(dt);
+            // S = d y_k / d u, y = (r, v, ln m)
+            let mut s = DMatrix::<f64>::zeros(7, steps * m);
+            for k in 0..steps {
+                let mass = traj[(k, 6)];
+                let t = DVector::from_vec(vec![u[(k, 0)], u[(k, 1)], u[(k, 2)]]);
+                let tn = t.norm().max(1e-12);
+                let mut dw_dt = DMatrix::zeros(4, 3);
+                for j in 0..3 {
+                    dw_dt[(j, j)] = 1.0 / mass;
+                    dw_dt[(3, j)] = t[j] / (tn * mass);
+                }
+                let dw_dz = DVector::from_vec(vec![-t[0] / mass, -t[1] / mass, -t[2] / mass, -tn / mass]);
+                let mut jy = d.a.clone();
+                let bz = &d.b * &dw_dz;
+                for r in 0..7 {
+                    jy[(r, 6)] += bz[r];
+                }
+                s = &jy * &s;
+                let bu = &d.b * &dw_dt; // [7, 3]
+                s.columns_mut(k * m, m).copy_from(&bu);
+                out.push(s.rows(0, rows).into_owned());
+            }
+            Ok((traj, out))
+        }
+        Simulator::Rk4(p) => {
+            let traj = p.rollout(x0, u, dt)?;
+            let n = x0.len();
+            let mut s = DMatrix::<f64>::zeros(n, steps * m);
+            for k in 0..steps {
+                let (a, b) = p.step_jacobian(&traj.row(k).transpose(), &u.row(k).transpose(), dt);
+                s = &a * &s;
+                s.columns_mut(k * m, m).copy_from(&b);
+                out.push(s.rows(0, rows).into_owned());
+            }
+            Ok((traj, out))
+        }
+    }
+}
+
 /// One Gauss-Newton step on a quadratic tracking cost ([`Problem::quadratic_cost`]) of an RK4
 /// problem: `x0` (length n), `u` `[N, m]`, step `dt` [s], target `xt` -> the step `du` `[N, m]`
 /// (physical units) that minimises the cost linearised about `u` (the states' sensitivity

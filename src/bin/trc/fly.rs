@@ -17,15 +17,16 @@ type AnyResult<T> = Result<T, Box<dyn std::error::Error>>;
 pub fn table(kind: ProblemKind, rows: &[EpisodeReport]) -> String {
     let mut md = String::new();
     if kind == ProblemKind::Descent {
-        md.push_str("| episode | result | touchdown error [m] | speed [m/s] | fuel [kg] | optimum [kg] | fuel gap | solve p50 / p99 [ms] | ANYTIME | FALLBACK_SHIFTED | FAILED | TERMINAL | late | correction GN steps per plan | landing-time moves |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+        md.push_str("| episode | result | touchdown error [m] | speed [m/s] | below glide slope [m] | fuel [kg] | optimum [kg] | fuel gap | solve p50 / p99 [ms] | ANYTIME | FALLBACK_SHIFTED | FAILED | TERMINAL | late | correction GN steps per plan | landing-time moves |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
         for r in rows {
             let _ = writeln!(
                 md,
-                "| {} | {} | {:.2} | {:.2} | {:.1} | {:.1} | {:+.2}% | {:.2} / {:.2} | {} | {} | {} | {} | {} | {} | {} |",
+                "| {} | {} | {:.2} | {:.2} | {:.2} | {:.1} | {:.1} | {:+.2}% | {:.2} / {:.2} | {} | {} | {} | {} | {} | {} | {} |",
                 r.spec.index,
-                if r.result.success { "landed" } else { "missed" },
+                outcome(&r.result),
                 r.result.position_error,
                 r.result.speed,
+                r.result.glide_slope_violation_m,
                 r.result.fuel_kg,
                 r.spec.fuel_opt_kg,
                 r.fuel_gap * 100.0,
@@ -61,6 +62,30 @@ pub fn table(kind: ProblemKind, rows: &[EpisodeReport]) -> String {
         }
     }
     md
+}
+
+/// A descent episode's result in a word or two: `landed`, or `missed` with the violated
+/// constraint when the touchdown itself was inside the tolerances.
+pub fn outcome(r: &trc_control::plant::EpisodeResult) -> String {
+    if r.success {
+        return "landed".into();
+    }
+    let mut why = Vec::new();
+    if r.thrust_violation > 1e-6 {
+        why.push("thrust bound");
+    }
+    if r.pointing_violation_deg > 1e-4 {
+        why.push("pointing");
+    }
+    if why.is_empty() && r.touched_down && r.position_error < 1.0 && r.speed < 0.5 {
+        // inside the touchdown tolerances and every command admissible: the cone was left
+        why.push("glide slope");
+    }
+    if why.is_empty() {
+        "missed".into()
+    } else {
+        format!("missed ({})", why.join(", "))
+    }
 }
 
 /// Summary numbers over episodes: (success rate, mean fuel gap, median fuel gap, median position error, median speed).

@@ -26,7 +26,17 @@
 //!   to the state's time, is corrected too; the one that meets the aim point (both: the one with
 //!   less fuel; neither: the smaller miss) is kept. Corrected from a state 0.1 s earlier, it
 //!   converges in a step or two and keeps the thrust reserve where the network's fresh plan may
-//!   need more steps than the cap.
+//!   need more steps than the cap. When both meet the aim point and one passes deeper under the
+//!   glide-slope cone than the other (by more than 0.5 m), the shallower one is kept.
+//! - **Glide-slope fallback**: the correction keeps a plan in the glide-slope cone where it can
+//!   ([`crate::control::correction`]); a finished plan that still passes more than
+//!   [`CONE_FALLBACK_M`] under it is replaced, when the cycle has time left, by the LCvx optimum at
+//!   the same t_go from the measured state (the convex problem has the cone as a constraint;
+//!   10-15 ms on the dev machine), corrected in the plant model. From then on the warm candidate
+//!   carries it and the network's plans that pass under the cone lose to it. The network's plans
+//!   are fuel-shaped but not constrained: for a vehicle far off to the side (1,490 m at 1,585 m,
+//!   the edge of the training distribution) they flew low and flat, and the loop went 58 m under
+//!   the cone or into the ground (seed 17 episode 32, docs/robustness.md).
 //! - **Divert**: a finished plan that still misses by more than 2 tolerance units (the aim
 //!   point is out of reach, e.g. after a thrust loss on the final burn) is corrected once more
 //!   with the horizontal position tolerance x20: altitude and touchdown speed come first, the
@@ -72,6 +82,17 @@ mod idx {
     /// Mass entry.
     pub const MASS: usize = 6;
 }
+
+/// Two finished candidates that both meet the aim point are chosen by fuel unless one passes
+/// deeper under the glide-slope cone than the other by more than this (tolerance units).
+const CONE_PREFERENCE: f64 = 0.5;
+
+/// A finished plan passing deeper than this under the glide-slope cone [m] is replaced by the LCvx
+/// optimum at its t_go when the cycle has time for it (see the module docs).
+pub const CONE_FALLBACK_M: f64 = 0.5;
+
+/// The LCvx glide-slope fallback starts only with at least this much of the cycle left [s].
+const CONE_FALLBACK_MIN_S: f64 = 8e-3;
 
 /// A finished plan that still misses by more than this (tolerance units) is diverted.
 const DIVERT_THRESHOLD: f64 = 2.0;
@@ -136,11 +157,14 @@ impl DescentMission {
     /// [`ConfigError`] for an invalid problem or controller config.
     pub fn new(problem: &ProblemConfig, cfg: &ControllerConfig) -> Result<Self, ConfigError> {
         cfg.validate()?;
+        let mut corrector = TerminalCorrector::new(problem, cfg.terminal_correction)?;
+        // the glide-slope cone's apex is the landing site, under the gate's aim point
+        corrector.set_cone_apex_below_aim(cfg.gate_altitude_m);
         Ok(Self {
             problem_cfg: problem.clone(),
             problem: PoweredDescent::new(problem.descent.clone())?,
             cfg: cfg.clone(),
-            corrector: TerminalCorrector::new(problem, cfg.terminal_correction)?,
+            corrector,
             goal: GoalState::default(),
             observer: AccelObserver::default(),
             position_filter: PositionFilter::default(),
@@ -288,6 +312,28 @@ impl DescentMission {
         self.corrector.dip_below(x, u, dt, floor) / self.params().success_position_tol
     }
 
+    /// The glide-slope fallback (see the module docs): the LCvx optimum from `x` to `aim` at
+    /// `t_go` [s], corrected (in the full thrust range) in the plant model with step `dt` [s]; `None` when less than
+    /// [`CONE_FALLBACK_MIN_S`] is left before `deadline`, or when LCvx finds no plan in time.
+    fn cone_fallback(&self, x: &DVector<f64>, aim: &DVector<f64>, t_go: f64, dt: f64, deadline: Instant) -> Option<(DMatrix<f64>, crate::control::correction::CorrectionReport)> {
+        let left = deadline.saturating_duration_since(Instant::now()).as_secs_f64();
+        if left < CONE_FALLBACK_MIN_S {
+            return None;
+        }
+        // the solve may use all but a quarter of what is left (the correction and publication follow)
+        let settings = SolverSettings { time_limit_s: 0.75 * left, ..SolverSettings::default() };
+        // in the full thrust range: a vehicle that has gone under the cone is near the edge of
+        // what it can still fly (seed 17 episode 32: no trajectory at its t_go within a 5% reserve)
+        let mut solver = solvers::lcvx::LcvxSolver::new(self.problem.clone(), settings, solvers::lcvx::TfSearch::default()).ok()?;
+        let mut x0 = x.clone();
+        x0[idx::MASS] = x0[idx::MASS].min(self.params().m_wet);
+        let sol = solvers::OcpSolver::solve(&mut solver, &Instance { x0, x_target: aim.clone(), t_go: Some(t_go) }).ok()?;
+        if sol.u.nrows() != self.problem.horizon() {
+            return None;
+        }
+        Some(self.corrector.correct_full_range(x, aim, &sol.u, dt, Some(deadline)))
+    }
+
     /// [`Mission::finish`] without the bookkeeping (see the module docs).
     #[allow(clippy::too_many_arguments)]
     fn finish_plan(
@@ -322,6 +368,8 @@ impl DescentMission {
             let fuel = |u: &DMatrix<f64>| u.row_iter().map(|r| r.norm()).sum::<f64>();
             let take = match (rep.residual_after <= tc.retime_threshold, repw.residual_after <= tc.retime_threshold) {
                 (false, true) => true,
+                // both meet the aim point: the one that keeps to the glide slope, else the cheaper
+                (true, true) if (rep.cone_depth - repw.cone_depth).abs() > CONE_PREFERENCE => repw.cone_depth < rep.cone_depth,
                 (true, true) => fuel(&uw) < fuel(&u),
                 (true, false) => false,
                 (false, false) => repw.residual_after < rep.residual_after,
@@ -331,7 +379,7 @@ impl DescentMission {
             }
         }
         log::debug!(
-            "finish at stamp {stamp:.2}: t_go {t_go:.2} s, alt {:.1} m, v_z {:.2} m/s, r_xy {:.1?} v_xy {:.2?}, miss {:.3} -> {:.3} (tolerance units, {} steps), effectiveness {:.3}, acceleration estimate {:?} m/s^2",
+            "finish at stamp {stamp:.2}: t_go {t_go:.2} s, alt {:.1} m, v_z {:.2} m/s, r_xy {:.1?} v_xy {:.2?}, miss {:.3} -> {:.3} (tolerance units, {} steps), under the glide slope {:.2} m, effectiveness {:.3}, acceleration estimate {:?} m/s^2",
             x[idx::ALT],
             x[idx::VEL_Z],
             [x[0], x[1]],
@@ -339,9 +387,23 @@ impl DescentMission {
             rep.residual_before,
             rep.residual_after,
             rep.iterations,
+            rep.cone_depth * self.params().success_position_tol,
             self.observer.effectiveness(),
             self.corrector.accel_bias()
         );
+        if rep.cone_depth * self.params().success_position_tol > CONE_FALLBACK_M {
+            if let Some((ul, repl)) = self.cone_fallback(x, aim, t_go, dt, deadline) {
+                steps += repl.iterations;
+                if repl.residual_after <= tc.retime_threshold && repl.cone_depth < rep.cone_depth {
+                    log::debug!(
+                        "descent: glide-slope fallback at stamp {stamp:.2}: the LCvx plan passes {:.2} m under the cone (the corrected plan {:.2} m)",
+                        repl.cone_depth * self.params().success_position_tol,
+                        rep.cone_depth * self.params().success_position_tol
+                    );
+                    (u, rep) = (ul, repl);
+                }
+            }
+        }
         let dip = self.dip(x, aim, &u, dt);
         if !tc.enabled || tc.max_retime_s <= 0.0 || rep.residual_after + dip <= tc.retime_threshold {
             return Finished { u, t_go, retimed_s: None, correction_steps: steps };
@@ -364,6 +426,7 @@ impl Mission for DescentMission {
     fn set_config(&mut self, cfg: &ControllerConfig) {
         self.cfg = cfg.clone();
         self.corrector.set_settings(cfg.terminal_correction);
+        self.corrector.set_cone_apex_below_aim(cfg.gate_altitude_m);
     }
 
     fn check_goal(&self, goal: &GoalInput) -> Result<DVector<f64>, Rejected> {
@@ -701,4 +764,34 @@ mod tests {
         let after = residual(&plant, &x0, &aim, &f.u, f.t_go / 50.0);
         assert!(before > 1.0 && after < 0.01, "terminal miss in tolerance units: {before} -> {after}");
     }
+
+    /// How deep [m] a plan's rollout in the plant model passes under the site's glide-slope cone
+    /// at nodes more than 10 m above the site (0 when it never does).
+    fn under_cone(p: &ProblemConfig, x0: &DVector<f64>, u: &DMatrix<f64>, dt: f64) -> f64 {
+        let traj = Simulator::Rk4(p.build().unwrap()).rollout_one(x0, u, dt).unwrap();
+        let tan = p.descent.glide_slope_deg.to_radians().tan();
+        (1..traj.nrows() - 1).filter(|&k| traj[(k, 2)] > 10.0).map(|k| tan * traj[(k, 0)].hypot(traj[(k, 1)]) - traj[(k, 2)]).fold(0.0, f64::max)
+    }
+
+    #[test]
+    fn a_plan_under_the_glide_slope_is_replaced_by_the_lcvx_fallback() {
+        // seed 17 episode 32's first state (1,490 m off to the side at 1,585 m): the ZEM/ZEV plan
+        // corrected onto the aim point passes ~60 m under the cone
+        let (mut m, p) = setup();
+        let x0 = DVector::from_vec(vec![-204.9, -1471.9, 1584.8, -22.46, -28.80, -79.11, 1905.0]);
+        let xt = start(&mut m, &GoalInput { stamp: 100.0, x_target: vec![0.0; 7], t_go: 47.01 });
+        let aim = m.aim(&xt);
+        let t_go = 47.01;
+        let u = crate::baseline::zem_zev_plan(&m.problem, &x0, &aim, t_go, 50);
+        let dt = t_go / 50.0;
+        let (uc, _) = m.corrector.correct_full_range(&x0, &aim, &u, dt, None);
+        let depth_terminal_only = under_cone(&p, &x0, &uc, dt);
+        let f = m.finish(100.0, &x0, &aim, t_go, u, Instant::now() + std::time::Duration::from_secs(5), &mut |_| None);
+        let plant = Simulator::Rk4(p.build().unwrap());
+        let depth = under_cone(&p, &x0, &f.u, f.t_go / 50.0);
+        assert!(depth_terminal_only > 10.0, "the case must pass under the cone without the fallback ({depth_terminal_only} m)");
+        assert!(depth < 0.5, "finished plan passes {depth} m under the cone (terminal correction alone: {depth_terminal_only} m)");
+        assert!(residual(&plant, &x0, &aim, &f.u, f.t_go / 50.0) < 0.5);
+    }
 }
+
