@@ -54,8 +54,14 @@ pub fn episode_spec(problem: &ProblemConfig, seed: u64, index: u64) -> Result<Ep
 /// As [`episode_spec`].
 pub fn episode_spec_in(problem: &ProblemConfig, seed: u64, split: Split, index: u64) -> Result<EpisodeSpec, String> {
     let inst = sample_instance(problem, seed, split, index);
+    solved_spec(problem, index, Instance { t_go: None, ..inst })
+}
+
+/// The episode `index` from `inst` (x0, target, and t_go or `None` for the solver's choice) with
+/// its optimum: the problem's solver (descent: LCvx), 60 s limit.
+fn solved_spec(problem: &ProblemConfig, index: u64, inst: Instance) -> Result<EpisodeSpec, String> {
     let mut solver = solvers::for_problem(problem, SolverSettings::default().with_time_limit(60.0)).map_err(|e| e.to_string())?;
-    let sol = solver.solve(&Instance { t_go: None, ..inst.clone() }).map_err(|e| e.to_string())?;
+    let sol = solver.solve(&inst).map_err(|e| e.to_string())?;
     let n = sol.x.nrows() - 1;
     let fuel = if problem.name == ProblemKind::Descent { inst.x0[6] - sol.x[(n, 6)] } else { 0.0 };
     Ok(EpisodeSpec {
@@ -144,20 +150,14 @@ pub fn episodes_for(
 /// # Errors
 /// The solver's error as text (an infeasible scenario).
 pub fn scenario_specs(s: &crate::scenario::Scenario, problem: &ProblemConfig, count: usize) -> Result<Vec<EpisodeSpec>, String> {
-    let x0 = DVector::from_column_slice(&s.x0);
     let mut xt = DVector::from_column_slice(&s.x_target);
     let descent = problem.name == ProblemKind::Descent;
     if descent {
         xt[6] = problem.descent.m_dry;
     }
-    let mut solver = solvers::for_problem(problem, SolverSettings::default().with_time_limit(60.0)).map_err(|e| e.to_string())?;
     let t_go = (descent && s.t_go > 0.0).then_some(s.t_go);
-    let sol = solver.solve(&Instance { x0: x0.clone(), x_target: xt.clone(), t_go }).map_err(|e| format!("scenario {}: {e}", s.name))?;
-    let n = sol.x.nrows() - 1;
-    let fuel = if descent { x0[6] - sol.x[(n, 6)] } else { 0.0 };
-    Ok((0..count as u64)
-        .map(|index| EpisodeSpec { index, x0: s.x0.clone(), x_target: xt.iter().copied().collect(), t_go: sol.t_go, cost_opt: sol.cost, fuel_opt_kg: fuel })
-        .collect())
+    let spec = solved_spec(problem, 0, Instance { x0: DVector::from_column_slice(&s.x0), x_target: xt, t_go }).map_err(|e| format!("scenario {}: {e}", s.name))?;
+    Ok((0..count as u64).map(|index| EpisodeSpec { index, ..spec.clone() }).collect())
 }
 
 /// Whether a landing at the site (zero velocity) exists for the vehicle of `spec` that knows its

@@ -27,7 +27,10 @@
 //! until `max |e| <= tol` (in tolerance units), no step helps, the deadline passes, or
 //! `max_iterations`.
 //!
-//! **Glide slope.** Where the problem has one ([`crate::problems::Problem::glide_slope_tan`]),
+//! **Glide slope.** A plan that meets the aim point but passes more than 0.5 tolerance units
+//! under the cone is, with the reserve released, first corrected again from the input in the
+//! full thrust range (not from its projection into the reserve), then with the cone's rows; the
+//! result is kept only when it still meets the aim point and passes less deep. Where the problem has one ([`crate::problems::Problem::glide_slope_tan`]),
 //! every interior node `k = 1..N-1` of the rollout that lies below the cone
 //! `h_k = tan(gamma) |r_xy,k - r_t,xy| - (r_z,k - r_t,z + d) + margin > 0` adds the row
 //! `h_k / tol_r` to `e` (its gradient from the forward position sensitivities,
@@ -524,17 +527,15 @@ pub fn correct_in_cone(
     let (u, report) = if !released {
         (u, report)
     } else {
-        // the reserve is released when the plan cannot meet the aim point within it: the input
-        // is corrected again in the full range (from the input, not from its projection into
-        // the reserve, which reshapes every maximum-thrust arc: an LCvx optimum at full thrust
-        // corrected that way passed 34 m under the glide-slope cone, from the input 0 m)
-        let (u, more) = correct_within(sim, x0, xt, u_in, dt, settings, deadline, &full, &idx, &scale, None);
+        // the reserve is released when the plan cannot meet the aim point within it: corrected
+        // further in the full range from where the reserve-keeping pass stopped (that plan
+        // keeps as much of the reserve as the aim point allows: corrected from the input
+        // instead, mild-disturbance landings fell from 97% to 93% on seed 17, thrust-saturated
+        // final burns)
+        let (u, more) = correct_within(sim, x0, xt, &u, dt, settings, deadline, &full, &idx, &scale, None);
         (u, CorrectionReport { iterations: report.iterations + more.iterations, residual_before: report.residual_before, residual_after: more.residual_after, cone_depth: 0.0 })
     };
-    // the glide slope second: a plan that meets the aim point but passes under the cone is
-    // corrected again with the cone's rows; that plan is kept when it still meets the aim point
-    // (within the retiming threshold) and passes less deep under the cone, the terminal-only
-    // plan otherwise (never a worse landing for the cone)
+    // the glide slope second (see the module docs)
     let Some(c) = cone else { return (u, report) };
     let judge = |u: &DMatrix<f64>| -> (f64, f64) {
         match sim.rollout_one(x0, u, dt) {
@@ -543,19 +544,32 @@ pub fn correct_in_cone(
         }
     };
     let (_, depth) = judge(&u);
-    let report = CorrectionReport { cone_depth: depth, ..report };
+    let mut best = (u, CorrectionReport { cone_depth: depth, ..report });
     if depth <= CONE_TRIGGER || report.residual_after > settings.retime_threshold {
-        return (u, report);
+        return best;
     }
-    let bound = if released { &full } else { &constraint };
-    let (uc, rc) = correct_within(sim, x0, xt, &u, dt, settings, deadline, bound, &idx, &scale, Some(&c));
-    let (miss_c, depth_c) = judge(&uc);
-    let iterations = report.iterations + rc.iterations;
-    if miss_c <= settings.retime_threshold && depth_c < depth {
-        (uc, CorrectionReport { iterations, residual_before: report.residual_before, residual_after: miss_c, cone_depth: depth_c })
-    } else {
-        (u, CorrectionReport { iterations, ..report })
+    let accept = |best: &mut (DMatrix<f64>, CorrectionReport), u: DMatrix<f64>, steps: usize| {
+        let (miss, depth) = judge(&u);
+        best.1.iterations += steps;
+        if miss <= settings.retime_threshold && depth < best.1.cone_depth {
+            *best = (u, CorrectionReport { iterations: best.1.iterations, residual_before: best.1.residual_before, residual_after: miss, cone_depth: depth });
+        }
+    };
+    // 1. with the reserve released, the input corrected in the full range: the projection into
+    //    the reserve reshapes every maximum-thrust arc (an LCvx optimum at full thrust from the
+    //    edge of the envelope, corrected from its projection, passed 34 m under the cone; from
+    //    the input, 0 m)
+    if released {
+        let (ui, ri) = correct_within(sim, x0, xt, u_in, dt, settings, deadline, &full, &idx, &scale, None);
+        accept(&mut best, ui, ri.iterations);
     }
+    // 2. the cone's rows
+    if best.1.cone_depth > CONE_TRIGGER {
+        let bound = if released { &full } else { &constraint };
+        let (uc, rc) = correct_within(sim, x0, xt, &best.0, dt, settings, deadline, bound, &idx, &scale, Some(&c));
+        accept(&mut best, uc, rc.iterations);
+    }
+    best
 }
 
 /// [`correct`] within one control constraint (the reserve-keeping one, or the full one).

@@ -375,18 +375,24 @@ const NETWORK_EPISODES: usize = 100;
 
 /// Closed-loop landing success and fuel gap, nominal and with each disturbance set of the
 /// catalogue ([`trc_control::config::Disturbances`]).
-pub fn closed_loop(out: &Path, episodes: usize, seed: u64) -> AnyResult<()> {
+pub fn closed_loop(out: &Path, episodes: usize, seed: u64, policies: &[String]) -> AnyResult<()> {
+    for p in policies {
+        if !["trc", "zem_zev", "solver"].contains(&p.as_str()) {
+            return Err(format!("--policies: unknown policy `{p}` (trc, zem_zev, solver)").into());
+        }
+    }
+    let fly_policy = |p: &str| policies.iter().any(|q| q == p);
     let cfg0 = trc_control::config::TrcConfig::from_file(crate::launcher::package_root().join("config/descent.yaml"))?;
-    let mut md = header("Closed-loop descent (receding horizon, TRC)", &format!("trc bench closed-loop --episodes {episodes} --seed {seed}"));
+    let mut md = header("Closed-loop descent (receding horizon, TRC)", &format!("trc bench closed-loop --episodes {episodes} --seed {seed} --policies {}", policies.join(",")));
     let card = trc_control::model::checkpoint::read_card(&crate::launcher::package_root().join("models/descent"))?;
     let _ = writeln!(
         md,
-        "Model `models/descent` (latent {}, {} parameters, K = {}), controller and plant in lockstep at {} Hz in one process (every answer held to its {} ms wall-clock deadline); episodes: the first {episodes} feasible test-split states of seed {seed}, each also solved by LCvx (minimum-fuel t_f) for the fuel reference and the goal's t_go. Success: touchdown within 1 m of the site at under 0.5 m/s. Disturbances (`trc closed-loop --disturbances <set>`, `src/config/sim.rs`): `mild` = thrust magnitude +-2%, direction 1 deg, mass estimate +-1%, noise 0.1 m / 0.02 m/s, 20 ms command latency; `harsh` = thrust magnitude +-5%, direction 3 deg, mass estimate +-3%, noise 0.5 m / 0.05 m/s, 50 ms latency, an unmodelled constant acceleration of 0.05 m/s^2 in a random direction and a 10% thrust loss for 5 s; `outage` = `mild` plus a 4 s controller outage (no state reaches the controller, the last command is held). Faults start at a random time in [5 s, 40 s] clipped to the first 60% of the optimum's t_f. The controller estimates the unmodelled acceleration from the measured states (`controller.disturbance_observer_s`) and keeps a thrust reserve in corrected plans (`thrust_margin`, released when the aim point cannot be met within it).\n\nThe shipped configuration (`config/descent.yaml`) finishes every published plan with the terminal correction (projected Gauss-Newton onto the terminal constraint in the plant model, landing-time retiming up to {:.1} s; `src/control/mission/descent.rs`, `src/control/correction.rs`) and a touchdown gate ({:.1} m above the site at t_land, then a {:.2} m/s constant-sink descent): rows `TRC + correction`. Rows `TRC network + retiming by the network` turn the correction off and keep the gate: every published plan is the network's, and when a plan misses the aim point by more than {:.1} tolerance units in the network's own in-loop model the controller asks the network for plans at landing times moved by +0.25..+2 / -0.25, -0.5 s (up to {:.1} s in all) and moves t_land to the best (`controller.terminal_correction.retime_with_policy`). Rows `TRC network alone` turn the correction, the gate and the retiming off: what the network's plans achieve by themselves. The fuel gap counts everything flown, the gate's sink included, against the LCvx optimum to the ground; the column `gate counted` compares with the optimum to the same touchdown condition instead: the LCvx optimum to the ground plus the gate's constant-sink descent at hover thrust (`m |g| h / s`, about 7 kg; an approximation from above of the optimum to the gate, which stops 1 m higher). Rows `ZEM/ZEV law` and `LCvx policy` fly the same controller (finish, gate, observer, same episodes and plant) with the closed-form ZEM/ZEV plan or the LCvx optimum at the controller's t_go (no hindsight choice of t_f: the landing time is the goal's, moved only by the controller's retiming) in place of the network; the LCvx rows have a 200 ms deadline and fewer episodes (a conic solve every cycle).\n",
+        "Model `models/descent` (latent {}, {} parameters, K = {}), controller and plant in lockstep at {} Hz in one process (every answer held to its {} ms wall-clock deadline); episodes: the first {episodes} feasible test-split states of seed {seed}, each also solved by LCvx (minimum-fuel t_f) for the fuel reference and the goal's t_go. Success: touchdown within 1 m of the site at under 0.5 m/s, the true position never more than 0.27 m (tan 15 deg x 1 m) under the glide-slope cone, and every command inside the thrust annulus and the pointing cone (`src/plant.rs`). Disturbances (`trc closed-loop --disturbances <set>`, `src/config/sim.rs`): `mild` = thrust magnitude +-2%, direction 1 deg, mass estimate +-1%, noise 0.1 m / 0.02 m/s, 20 ms command latency; `harsh` = thrust magnitude +-5%, direction 3 deg, mass estimate +-3%, noise 0.5 m / 0.05 m/s, 50 ms latency, an unmodelled constant acceleration of 0.05 m/s^2 in a random direction and a 10% thrust loss for 5 s; `outage` = `mild` plus a 4 s controller outage (no state reaches the controller, the last command is held). Faults start at a random time in [5 s, 40 s] clipped to the first 60% of the optimum's t_f. The controller estimates the unmodelled acceleration from the measured states (`controller.disturbance_observer_s`) and keeps a thrust reserve in corrected plans (`thrust_margin`, released when the aim point cannot be met within it).\n\nThe shipped configuration (`config/descent.yaml`) finishes every published plan with the terminal correction (projected Gauss-Newton onto the terminal constraint in the plant model, landing-time retiming up to {:.1} s; `src/control/mission/descent.rs`, `src/control/correction.rs`) and a touchdown gate ({:.1} m above the site at t_land, then a {:.2} m/s constant-sink descent): rows `TRC + correction`. Rows `TRC network + retiming by the network` turn the correction off and keep the gate: every published plan is the network's, and when a plan misses the aim point by more than {:.1} tolerance units in the network's own in-loop model the controller asks the network for plans at landing times moved by +0.25..+2 / -0.25, -0.5 s (up to {:.1} s in all) and moves t_land to the best (`controller.terminal_correction.retime_with_policy`). Rows `TRC network alone` turn the correction, the gate and the retiming off: what the network's plans achieve by themselves. The fuel gap counts everything flown, the gate's sink included, against the LCvx optimum to the ground; the column `gate counted` compares with the optimum to the same touchdown condition instead: the LCvx optimum to the ground plus the gate's constant-sink descent at hover thrust (`m |g| h / s`, about 7 kg; an approximation from above of the optimum to the gate, which stops 1 m higher). Rows `ZEM/ZEV law` and `LCvx policy` fly the same controller (finish, gate, observer, same episodes and plant) with the closed-form ZEM/ZEV plan or the LCvx optimum at the controller's t_go (no hindsight choice of t_f: the landing time is the goal's, moved only by the controller's retiming) in place of the network; the LCvx rows have a 200 ms deadline and fewer episodes (a conic solve every cycle).\n",
         card.model.latent, card.parameters, card.model.outer, cfg0.sim.rate_hz, cfg0.controller.deadline_s * 1e3,
         cfg0.controller.terminal_correction.max_retime_s, cfg0.controller.gate_altitude_m, cfg0.controller.gate_sink_rate_mps,
         cfg0.controller.terminal_correction.retime_threshold, cfg0.controller.terminal_correction.max_retime_s
     );
-    md.push_str("| case | episodes | success | touched down | touchdown error p50 / p95 [m] (touched down) | touchdown speed p50 / p95 [m/s] | fuel gap mean / median | fuel gap, gate counted (mean) | solve p50 / p99 [ms] | ANYTIME | FALLBACK_SHIFTED | TERMINAL | late | correction GN steps per plan | landing-time moves per episode |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+    md.push_str("| case | episodes | success | touched down | soft touchdown, constraint violated | touchdown error p50 / p95 [m] (touched down) | touchdown speed p50 / p95 [m/s] | fuel gap mean / median | fuel gap, gate counted (mean) | solve p50 / p99 [ms] | ANYTIME | FALLBACK_SHIFTED | TERMINAL | late | correction GN steps per plan | landing-time moves per episode |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
     // the classical solver as the policy: the same loop with the optimum in it (a reference for
     // what the loop itself achieves; slower, so fewer episodes and a 200 ms deadline)
     // finishing layer: the shipped correction; the network re-planning at moved landing times
@@ -401,18 +407,24 @@ pub fn closed_loop(out: &Path, episodes: usize, seed: u64) -> AnyResult<()> {
     use trc_control::config::PolicyKind as P;
     let lcvx_episodes = episodes.min(LCVX_EPISODES);
     let mut cases = Vec::new();
-    for d in [D::None, D::Mild, D::Harsh, D::Outage] {
-        cases.push(("TRC + correction", d, P::Trc, Finish::Correction, episodes));
+    if fly_policy("trc") {
+        for d in [D::None, D::Mild, D::Harsh, D::Outage] {
+            cases.push(("TRC + correction", d, P::Trc, Finish::Correction, episodes));
+        }
+        for d in [D::None, D::Mild] {
+            cases.push(("TRC network + retiming by the network (no correction)", d, P::Trc, Finish::NetworkRetime, episodes.min(NETWORK_EPISODES)));
+        }
+        cases.push(("TRC network alone (no correction, gate or retiming)", D::None, P::Trc, Finish::Bare, episodes.min(NETWORK_EPISODES)));
     }
-    for d in [D::None, D::Mild] {
-        cases.push(("TRC network + retiming by the network (no correction)", d, P::Trc, Finish::NetworkRetime, episodes.min(NETWORK_EPISODES)));
+    if fly_policy("zem_zev") {
+        for d in [D::None, D::Mild, D::Harsh, D::Outage] {
+            cases.push(("ZEM/ZEV law + correction (baseline)", d, P::ZemZev, Finish::Correction, episodes));
+        }
     }
-    cases.push(("TRC network alone (no correction, gate or retiming)", D::None, P::Trc, Finish::Bare, episodes.min(NETWORK_EPISODES)));
-    for d in [D::None, D::Mild, D::Harsh, D::Outage] {
-        cases.push(("ZEM/ZEV law + correction (baseline)", d, P::ZemZev, Finish::Correction, episodes));
-    }
-    for d in [D::None, D::Mild, D::Harsh, D::Outage] {
-        cases.push(("LCvx policy + correction (reference)", d, P::Solver, Finish::Correction, lcvx_episodes));
+    if fly_policy("solver") {
+        for d in [D::None, D::Mild, D::Harsh, D::Outage] {
+            cases.push(("LCvx policy + correction (reference)", d, P::Solver, Finish::Correction, lcvx_episodes));
+        }
     }
     // rows of the oracle table (episodes with a thrust loss)
     let mut oracle: Vec<String> = Vec::new();
@@ -462,11 +474,12 @@ pub fn closed_loop(out: &Path, episodes: usize, seed: u64) -> AnyResult<()> {
         let touched = down.len();
         let _ = writeln!(
             md,
-            "| {} | {} | {:.1}% | {} | {:.2} / {:.2} | {:.2} / {:.2} | {:+.2}% / {:+.2}% | {:+.2}% | {:.2} / {:.2} | {} | {} | {} | {} | {} | {:.2} |",
+            "| {} | {} | {:.1}% | {} | {} | {:.2} / {:.2} | {:.2} / {:.2} | {:+.2}% / {:+.2}% | {:+.2}% | {:.2} / {:.2} | {} | {} | {} | {} | {} | {:.2} |",
             label,
             rows.len(),
             succ * 100.0,
             touched,
+            rows.iter().filter(|r| !r.result.success && crate::fly::outcome(&r.result) != "missed").count(),
             percentile(&pos, 0.5),
             percentile(&pos, 0.95),
             percentile(&spd, 0.5),

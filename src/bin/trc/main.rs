@@ -358,6 +358,10 @@ enum BenchCmd {
         /// Seed (test split).
         #[arg(long, default_value_t = 0)]
         seed: u64,
+        /// Policies to fly, comma-separated: trc (with the network-only rows), zem_zev, solver
+        /// (the LCvx policy). Default: all three.
+        #[arg(long, value_delimiter = ',', default_value = "trc,zem_zev,solver")]
+        policies: Vec<String>,
     },
     /// End-to-end latency state-in -> sequence-out over DDS (trc_sim + trc_node processes, real
     /// time) at 10 and 20 Hz.
@@ -545,7 +549,7 @@ fn main() -> ExitCode {
             BenchCmd::Solvers { out, instances, lossless_samples, seed } => bench::solvers(&out, instances, lossless_samples, seed),
             BenchCmd::Datasets { out, count, data_dir } => bench::datasets(&out, count, &data_dir),
             BenchCmd::Report { dir, out } => bench::report(&dir, &out),
-            BenchCmd::ClosedLoop { out, episodes, seed } => bench::closed_loop(&out, episodes, seed),
+            BenchCmd::ClosedLoop { out, episodes, seed, policies } => bench::closed_loop(&out, episodes, seed, &policies),
             BenchCmd::Latency { out, episodes } => bench::latency(&out, episodes),
             BenchCmd::Inference { model, preset, newton, out, instances, reps, device } => {
                 bench::inference(model.as_deref(), &preset, &newton, &out, instances, reps, &device)
