@@ -156,7 +156,8 @@ pub fn scenario_specs(s: &crate::scenario::Scenario, problem: &ProblemConfig, co
         xt[6] = problem.descent.m_dry;
     }
     let t_go = (descent && s.t_go > 0.0).then_some(s.t_go);
-    let spec = solved_spec(problem, 0, Instance { x0: DVector::from_column_slice(&s.x0), x_target: xt, t_go }).map_err(|e| format!("scenario {}: {e}", s.name))?;
+    let spec =
+        solved_spec(problem, 0, Instance { x0: DVector::from_column_slice(&s.x0), x_target: xt, t_go }).map_err(|e| format!("scenario {}: {e}", s.name))?;
     Ok((0..count as u64).map(|index| EpisodeSpec { index, ..spec.clone() }).collect())
 }
 

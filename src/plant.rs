@@ -272,7 +272,9 @@ impl SimPlant {
                 let pos = ((x[0] - self.x_target[0]).powi(2) + (x[1] - self.x_target[1]).powi(2)).sqrt();
                 let speed = x.rows(3, 3).norm();
                 let v = self.violations;
-                let held = v.glide_slope_m <= GLIDE_SLOPE_TOL_FACTOR * self.bounds.0 * self.success_tol.0 && v.thrust <= CONTROL_TOL && v.pointing_deg <= CONTROL_TOL * self.bounds.3.to_degrees();
+                let held = v.glide_slope_m <= GLIDE_SLOPE_TOL_FACTOR * self.bounds.0 * self.success_tol.0
+                    && v.thrust <= CONTROL_TOL
+                    && v.pointing_deg <= CONTROL_TOL * self.bounds.3.to_degrees();
                 let success = touched && pos < self.success_tol.0 && speed < self.success_tol.1 && held;
                 EpisodeResult {
                     episode: self.episode,

@@ -104,7 +104,10 @@ fn released_reserve_corrects_the_input_not_its_projection() {
     let cfg = descent();
     let x0 = DVector::from_vec(vec![-204.9, -1471.9, 1584.8, -22.46, -28.80, -79.11, 1905.0]);
     let aim = DVector::from_vec(vec![0.0, 0.0, 1.0, 0.0, 0.0, -0.35, 0.0]);
-    let sol = solvers::for_problem(&cfg, SolverSettings::default()).unwrap().solve(&trc_control::solvers::Instance { x0: x0.clone(), x_target: aim.clone(), t_go: Some(47.01) }).unwrap();
+    let sol = solvers::for_problem(&cfg, SolverSettings::default())
+        .unwrap()
+        .solve(&trc_control::solvers::Instance { x0: x0.clone(), x_target: aim.clone(), t_go: Some(47.01) })
+        .unwrap();
     let sim = Simulator::Rk4(cfg.build().unwrap());
     let settings = TerminalCorrection { model: CorrectionModel::Plant, thrust_margin: 0.15, ..Default::default() };
     let (uc, rep) = correct(&sim, &x0, &aim, &sol.u, sol.dt, &settings, None);

@@ -127,7 +127,14 @@ const CONE_BAND: f64 = 25.0;
 /// plus, as equality rows pulling to the cone, every node of `near` (node, depth) that is below
 /// it or that the step's linearisation would take below it (grown until consistent, at most 6
 /// passes: the active-set treatment of the inequality; `grads` are the depth gradients).
-fn cone_step(g: &DMatrix<f64>, e_term: &DVector<f64>, near: &[(usize, f64)], grads: &[DVector<f64>], u: &DMatrix<f64>, c: &ControlConstraint) -> Option<DMatrix<f64>> {
+fn cone_step(
+    g: &DMatrix<f64>,
+    e_term: &DVector<f64>,
+    near: &[(usize, f64)],
+    grads: &[DVector<f64>],
+    u: &DMatrix<f64>,
+    c: &ControlConstraint,
+) -> Option<DMatrix<f64>> {
     let mut active: Vec<bool> = near.iter().map(|(_, h)| *h > 0.0).collect();
     let mut du = None;
     for _ in 0..6 {
@@ -533,7 +540,15 @@ pub fn correct_in_cone(
         // instead, mild-disturbance landings fell from 97% to 93% on seed 17, thrust-saturated
         // final burns)
         let (u, more) = correct_within(sim, x0, xt, &u, dt, settings, deadline, &full, &idx, &scale, None);
-        (u, CorrectionReport { iterations: report.iterations + more.iterations, residual_before: report.residual_before, residual_after: more.residual_after, cone_depth: 0.0 })
+        (
+            u,
+            CorrectionReport {
+                iterations: report.iterations + more.iterations,
+                residual_before: report.residual_before,
+                residual_after: more.residual_after,
+                cone_depth: 0.0,
+            },
+        )
     };
     // the glide slope second (see the module docs)
     let Some(c) = cone else { return (u, report) };

@@ -258,7 +258,12 @@ pub fn terminal_sensitivity(
 ///
 /// # Errors
 /// The rollout's [`crate::error::ProblemError`] for wrong dimensions.
-pub fn position_sensitivities(sim: &Simulator, x0: &DVector<f64>, u: &DMatrix<f64>, dt: f64) -> Result<(DMatrix<f64>, Vec<DMatrix<f64>>), crate::error::ProblemError> {
+pub fn position_sensitivities(
+    sim: &Simulator,
+    x0: &DVector<f64>,
+    u: &DMatrix<f64>,
+    dt: f64,
+) -> Result<(DMatrix<f64>, Vec<DMatrix<f64>>), crate::error::ProblemError> {
     let (steps, m) = (u.nrows(), u.ncols());
     let rows = x0.len().min(3);
     let mut out = Vec::with_capacity(steps + 1);

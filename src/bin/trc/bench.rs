@@ -383,7 +383,10 @@ pub fn closed_loop(out: &Path, episodes: usize, seed: u64, policies: &[String]) 
     }
     let fly_policy = |p: &str| policies.iter().any(|q| q == p);
     let cfg0 = trc_control::config::TrcConfig::from_file(crate::launcher::package_root().join("config/descent.yaml"))?;
-    let mut md = header("Closed-loop descent (receding horizon, TRC)", &format!("trc bench closed-loop --episodes {episodes} --seed {seed} --policies {}", policies.join(",")));
+    let mut md = header(
+        "Closed-loop descent (receding horizon, TRC)",
+        &format!("trc bench closed-loop --episodes {episodes} --seed {seed} --policies {}", policies.join(",")),
+    );
     let card = trc_control::model::checkpoint::read_card(&crate::launcher::package_root().join("models/descent"))?;
     let _ = writeln!(
         md,
@@ -513,18 +516,24 @@ Episodes with a thrust loss, against a clairvoyant oracle (`closed_loop::clairvo
         }
     }
     // paired fuel: TRC against the LCvx policy and ZEM/ZEV on the same episodes, both landed
-    md.push_str("\nFuel of TRC against the other policies flying the same controller, on the same episodes (those both landed), mean of the per-episode ratio:\n\n| disturbances | TRC vs LCvx policy | episodes | TRC vs ZEM/ZEV | episodes |\n|---|---|---|---|---|\n");
-    for d in [D::None, D::Mild, D::Harsh, D::Outage] {
-        let paired = |other: &str| -> (f64, usize) {
-            let (Some(a), Some(b)) = (fuel.get(&("trc".to_string(), d.to_string())), fuel.get(&(other.to_string(), d.to_string()))) else {
-                return (f64::NAN, 0);
+    let others_flown = fuel.keys().any(|(p, _)| p != "trc");
+    if others_flown {
+        md.push_str("\nFuel of TRC against the other policies flying the same controller, on the same episodes (those both landed), mean of the per-episode ratio:\n\n| disturbances | TRC vs LCvx policy | episodes | TRC vs ZEM/ZEV | episodes |\n|---|---|---|---|---|\n");
+        for d in [D::None, D::Mild, D::Harsh, D::Outage] {
+            let paired = |other: &str| -> (f64, usize) {
+                let (Some(a), Some(b)) = (fuel.get(&("trc".to_string(), d.to_string())), fuel.get(&(other.to_string(), d.to_string()))) else {
+                    return (f64::NAN, 0);
+                };
+                let r: Vec<f64> = a.iter().filter_map(|(i, f, ok)| b.iter().find(|(j, _, ok2)| j == i && *ok && *ok2).map(|(_, g, _)| f / g - 1.0)).collect();
+                (r.iter().sum::<f64>() / r.len().max(1) as f64, r.len())
             };
-            let r: Vec<f64> = a.iter().filter_map(|(i, f, ok)| b.iter().find(|(j, _, ok2)| j == i && *ok && *ok2).map(|(_, g, _)| f / g - 1.0)).collect();
-            (r.iter().sum::<f64>() / r.len().max(1) as f64, r.len())
-        };
-        let (l, nl) = paired("solver");
-        let (z, nz) = paired("zem_zev");
-        let _ = writeln!(md, "| {d} | {:+.2}% | {nl} | {:+.2}% | {nz} |", l * 100.0, z * 100.0);
+            let (l, nl) = paired("solver");
+            let (z, nz) = paired("zem_zev");
+            let pct = |v: f64, n: usize| if n == 0 { "-".to_string() } else { format!("{:+.2}%", v * 100.0) };
+            let _ = writeln!(md, "| {d} | {} | {nl} | {} | {nz} |", pct(l, nl), pct(z, nz));
+        }
+    } else {
+        md.push_str("\nOnly TRC was flown in this run (`--policies`): no paired fuel comparison with the ZEM/ZEV law or the LCvx policy.\n");
     }
     write_out(out, &md)
 }

@@ -315,7 +315,14 @@ impl DescentMission {
     /// The glide-slope fallback (see the module docs): the LCvx optimum from `x` to `aim` at
     /// `t_go` [s], corrected (in the full thrust range) in the plant model with step `dt` [s]; `None` when less than
     /// [`CONE_FALLBACK_MIN_S`] is left before `deadline`, or when LCvx finds no plan in time.
-    fn cone_fallback(&self, x: &DVector<f64>, aim: &DVector<f64>, t_go: f64, dt: f64, deadline: Instant) -> Option<(DMatrix<f64>, crate::control::correction::CorrectionReport)> {
+    fn cone_fallback(
+        &self,
+        x: &DVector<f64>,
+        aim: &DVector<f64>,
+        t_go: f64,
+        dt: f64,
+        deadline: Instant,
+    ) -> Option<(DMatrix<f64>, crate::control::correction::CorrectionReport)> {
         let left = deadline.saturating_duration_since(Instant::now()).as_secs_f64();
         if left < CONE_FALLBACK_MIN_S {
             return None;
@@ -794,4 +801,3 @@ mod tests {
         assert!(residual(&plant, &x0, &aim, &f.u, f.t_go / 50.0) < 0.5);
     }
 }
-
