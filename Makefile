@@ -61,11 +61,13 @@ bench-datasets: setup
 models: setup
 	source ./trc-env.sh && cargo build --release --bin trc && scripts/train_models.sh
 
-# Closed loop: 100 seeded episodes with and without disturbances (lockstep), and end-to-end
+# Closed loop: 300 seeded episodes (seed 29, unused before 2026-12-06; resumable) with and without disturbances (lockstep), and end-to-end
 # latency over DDS at 10 and 20 Hz (trc_sim + trc_node processes, real time).
-CL_EPISODES ?= 100
+CL_EPISODES ?= 300
+CL_SEED ?= 29
+CL_BUDGET_MIN ?= 0
 bench-closed-loop: setup
-	source ./trc-env.sh && cargo build --release --bins && target/release/trc bench closed-loop --episodes $(CL_EPISODES)
+	source ./trc-env.sh && cargo build --release --bins && target/release/trc bench closed-loop --episodes $(CL_EPISODES) --seed $(CL_SEED) --budget-min $(CL_BUDGET_MIN)
 
 bench-latency: setup
 	source ./trc-env.sh && cargo build --release --bins && target/release/trc bench latency

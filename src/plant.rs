@@ -406,6 +406,13 @@ impl Plant for SimPlant {
             if self.kind == ProblemKind::Descent {
                 let (dx, dy, dz) = (self.x[0] - self.x_target[0], self.x[1] - self.x_target[1], self.x[2] - self.x_target[2]);
                 let depth = self.bounds.0 * (dx * dx + dy * dy).sqrt() - dz;
+                if depth > self.violations.glide_slope_m && depth > GLIDE_SLOPE_TOL_FACTOR * self.bounds.0 * self.success_tol.0 {
+                    log::debug!(
+                        "plant: {depth:.2} m under the glide slope at t {:.2} s, altitude {dz:.1} m, {:.1} m from the site",
+                        self.t,
+                        (dx * dx + dy * dy).sqrt()
+                    );
+                }
                 self.violations.glide_slope_m = self.violations.glide_slope_m.max(depth);
             }
         }

@@ -161,10 +161,15 @@ pub struct TerminalCorrection {
     /// Thrust authority kept in reserve by the corrected plan: it is first corrected within the
     /// upper thrust bound `(1 - thrust_margin) rho2` (descent), so that a vehicle whose engines
     /// deliver a few percent less than commanded can still follow it; when the plan misses the
-    /// aim point within that bound by more than `retime_threshold`, the reserve is released
+    /// aim point within that bound by more than `release_threshold`, the reserve is released
     /// (corrected again within `rho2`).
     /// Default 0.
     pub thrust_margin: f64,
+    /// Scaled terminal error [tolerance units] of the reserve-keeping pass above which the thrust
+    /// reserve is released. Default 0.5 (as `retime_threshold`); lower releases the reserve
+    /// earlier on a thrust-saturated final burn instead of letting a small miss accumulate
+    /// (docs/robustness.md, "Releasing the reserve early").
+    pub release_threshold: f64,
 }
 
 impl Default for TerminalCorrection {
@@ -178,6 +183,7 @@ impl Default for TerminalCorrection {
             retime_threshold: 0.5,
             retime_with_policy: true,
             thrust_margin: 0.0,
+            release_threshold: 0.5,
         }
     }
 }
@@ -197,6 +203,7 @@ impl TerminalCorrection {
             return Err(ConfigError::invalid(format!("{prefix}.max_retime_s"), format!("must be <= 30 s, got {}", self.max_retime_s)));
         }
         positive(&format!("{prefix}.retime_threshold"), self.retime_threshold)?;
+        positive(&format!("{prefix}.release_threshold"), self.release_threshold)?;
         if !(0.0..0.5).contains(&self.thrust_margin) {
             return Err(ConfigError::invalid(format!("{prefix}.thrust_margin"), format!("must be in [0, 0.5), got {}", self.thrust_margin)));
         }

@@ -127,6 +127,7 @@ pub const LIVE_PARAMETERS: &[&str] = &[
     "controller.terminal_correction.retime_threshold",
     "controller.terminal_correction.retime_with_policy",
     "controller.terminal_correction.thrust_margin",
+    "controller.terminal_correction.release_threshold",
 ];
 
 impl TrcConfig {

@@ -375,7 +375,15 @@ const NETWORK_EPISODES: usize = 100;
 
 /// Closed-loop landing success and fuel gap, nominal and with each disturbance set of the
 /// catalogue ([`trc_control::config::Disturbances`]).
-pub fn closed_loop(out: &Path, episodes: usize, seed: u64, policies: &[String]) -> AnyResult<()> {
+///
+/// Resumable: every cell (one row of the table) is kept as JSON under `cells/closed_loop-seed<seed>/`
+/// keyed by the SHA-256 of its configuration, episode count, row label and the model's weights;
+/// a rerun of the same command reuses the cells already flown and flies the rest. With
+/// `budget_min` > 0 no new cell is started once that many minutes have passed: the rows still
+/// to fly are listed as pending in the report, and the command is rerun to finish them. The
+/// report states the commit each cell was flown at.
+pub fn closed_loop(out: &Path, episodes: usize, seed: u64, policies: &[String], cells: &Path, budget_min: f64) -> AnyResult<()> {
+    let bench_started = Instant::now();
     for p in policies {
         if !["trc", "zem_zev", "solver"].contains(&p.as_str()) {
             return Err(format!("--policies: unknown policy `{p}` (trc, zem_zev, solver)").into());
@@ -433,6 +441,11 @@ pub fn closed_loop(out: &Path, episodes: usize, seed: u64, policies: &[String]) 
     let mut oracle: Vec<String> = Vec::new();
     // fuel of every episode per (policy, disturbances), for the paired comparison after the table
     let mut fuel: std::collections::HashMap<(String, String), Vec<EpisodeFuel>> = std::collections::HashMap::new();
+    let weights = checkpoint::sha256_file(&crate::launcher::package_root().join("models/descent.safetensors"))?;
+    let cell_dir = cells.join(format!("closed_loop-seed{seed}"));
+    // commit -> cells flown at it
+    let mut commits: std::collections::BTreeMap<String, usize> = std::collections::BTreeMap::new();
+    let mut pending = 0usize;
     for (label, disturbances, policy, finish, episodes) in cases {
         let label = format!("{label}, {disturbances}");
         let mut cfg = cfg0.clone();
@@ -450,14 +463,86 @@ pub fn closed_loop(out: &Path, episodes: usize, seed: u64, policies: &[String]) 
         if policy == P::Solver {
             cfg.controller.deadline_s = 0.2;
         }
-        let started = Instant::now();
-        let (rows, solve) = crate::fly::closed_loop_rows(&cfg, episodes, true, None)?;
-        let (succ, gap_mean, gap_med, _, _) = crate::fly::summary(&rows);
-        if corrected {
-            fuel.entry((format!("{policy}"), disturbances.to_string()))
-                .or_default()
-                .extend(rows.iter().map(|r| (r.spec.index, r.result.fuel_kg, r.result.success)));
+        let key = {
+            use sha2::{Digest, Sha256};
+            let mut h = Sha256::new();
+            h.update(serde_yaml::to_string(&cfg)?.as_bytes());
+            h.update(format!("{label}|{episodes}|{weights}").as_bytes());
+            format!("{:x}", h.finalize())
+        };
+        let slug: String = label.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '_' }).collect();
+        let cell_path = cell_dir.join(format!("{}-{}.json", slug.split('_').filter(|w| !w.is_empty()).collect::<Vec<_>>().join("_"), &key[..12]));
+        let cell = match std::fs::read(&cell_path).ok().and_then(|b| serde_json::from_slice::<Cell>(&b).ok()).filter(|c| c.key == key) {
+            Some(c) => {
+                log::info!("closed loop ({label}): reusing {} (flown at {})", cell_path.display(), c.commit);
+                c
+            }
+            None if budget_min > 0.0 && bench_started.elapsed().as_secs_f64() > budget_min * 60.0 => {
+                let _ = writeln!(md, "| {label} | {episodes} | pending: not flown yet (rerun the command to resume) |||||||||||||");
+                pending += 1;
+                continue;
+            }
+            None => {
+                let c = fly_cell(&cfg, &label, episodes, corrected, key)?;
+                write_out(&cell_path, &serde_json::to_string_pretty(&c)?)?;
+                c
+            }
+        };
+        *commits.entry(cell.commit.clone()).or_default() += 1;
+        md.push_str(&cell.row);
+        md.push('\n');
+        if let Some(line) = &cell.oracle {
+            oracle.push(line.clone());
         }
+        if corrected {
+            fuel.entry((format!("{policy}"), disturbances.to_string())).or_default().extend(cell.fuel.iter().copied());
+        }
+    }
+    if pending > 0 {
+        log::warn!("{pending} cells still to fly: rerun the same command to resume");
+    }
+    let _ = writeln!(
+        md,
+        "\nCells (one row each, `{}`): {}{}.",
+        cell_dir.display(),
+        commits
+            .iter()
+            .map(|(c, n)| format!("{n} flown at `{}{}`", &c[..c.len().min(12)], if c.ends_with("+dirty") { "+dirty" } else { "" }))
+            .collect::<Vec<_>>()
+            .join(", "),
+        if pending > 0 { format!(", {pending} pending") } else { String::new() }
+    );
+    finish_report(md, oracle, fuel, out)
+}
+
+/// One row of the closed-loop table, kept under `bench/cells/` so that a long benchmark resumes.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Cell {
+    /// SHA-256 of the row's configuration, label, episode count and model weights.
+    key: String,
+    /// Commit of the code that flew it ([`checkpoint::git_commit`]).
+    commit: String,
+    /// UTC time it finished (seconds since the Unix epoch).
+    finished_unix_s: u64,
+    /// Wall-clock time it took [s].
+    wall_s: f64,
+    /// The markdown table row.
+    row: String,
+    /// The row of the oracle table (episodes with a thrust loss), if any.
+    oracle: Option<String>,
+    /// Per-episode fuel (index, kg, landed) for the paired comparison.
+    fuel: Vec<EpisodeFuel>,
+}
+
+/// Flies one cell: `episodes` episodes of `cfg` in lockstep.
+fn fly_cell(cfg: &trc_control::config::TrcConfig, label: &str, episodes: usize, corrected: bool, key: String) -> AnyResult<Cell> {
+    let mut md = String::new();
+    let mut oracle = None;
+    let started = Instant::now();
+    {
+        let (rows, solve) = crate::fly::closed_loop_rows(cfg, episodes, true, None)?;
+        let (succ, gap_mean, gap_med, _, _) = crate::fly::summary(&rows);
+        let fuel: Vec<EpisodeFuel> = rows.iter().map(|r| (r.spec.index, r.result.fuel_kg, r.result.success)).collect();
         // the reference to the same touchdown condition: the optimum to the ground plus the
         // gate's constant-sink descent at hover thrust (m |g| over h / s seconds)
         let gate_s = if cfg.controller.gate_altitude_m > 0.0 { cfg.controller.gate_altitude_m / cfg.controller.gate_sink_rate_mps } else { 0.0 };
@@ -503,10 +588,25 @@ pub fn closed_loop(out: &Path, episodes: usize, seed: u64, policies: &[String]) 
         if !judged.is_empty() {
             let landable = judged.iter().filter(|(ok, _)| *ok).count();
             let landed = judged.iter().filter(|(ok, s)| *ok && *s).count();
-            oracle.push(format!("| {label} | {} | {landable} | {landed} | {:.1}% |", judged.len(), 100.0 * landed as f64 / landable.max(1) as f64));
+            oracle = Some(format!("| {label} | {} | {landable} | {landed} | {:.1}% |", judged.len(), 100.0 * landed as f64 / landable.max(1) as f64));
         }
-        log::info!("closed loop ({label}): {:.0} s", started.elapsed().as_secs_f64());
+        let wall_s = started.elapsed().as_secs_f64();
+        log::info!("closed loop ({label}): {wall_s:.0} s");
+        Ok(Cell {
+            key,
+            commit: checkpoint::git_commit(),
+            finished_unix_s: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
+            wall_s,
+            row: md.trim_end().to_string(),
+            oracle,
+            fuel: if corrected { fuel } else { Vec::new() },
+        })
     }
+}
+
+/// The oracle table, the paired fuel table, and the file.
+fn finish_report(mut md: String, oracle: Vec<String>, fuel: std::collections::HashMap<(String, String), Vec<EpisodeFuel>>, out: &Path) -> AnyResult<()> {
+    use trc_control::config::Disturbances as D;
     if !oracle.is_empty() {
         md.push_str("
 Episodes with a thrust loss, against a clairvoyant oracle (`closed_loop::clairvoyant_landing`: LCvx that knows the thrust magnitude error, the loss window and the unmodelled acceleration in advance, 24-point t_f grid; it leaves out the direction error, noise and latency, so it is optimistic): an episode it cannot land is unrecoverable by any controller.\n\n| case | episodes with a loss | landable by the oracle | landed | success among landable |\n|---|---|---|---|---|\n");

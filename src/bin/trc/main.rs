@@ -129,6 +129,10 @@ enum Cmd {
         /// Seed of the episodes (test split).
         #[arg(long, default_value_t = 0)]
         seed: u64,
+        /// Test-split index of the first episode (to fly again one episode of a longer run:
+        /// its state and disturbance draws depend on the seed and the index only).
+        #[arg(long, default_value_t = 0)]
+        first_episode: u64,
         /// Disturbances from the catalogue: none, mild (the flag alone), harsh or outage
         /// (docs/problems.md; replaces the config's sim disturbance fields).
         #[arg(long, num_args = 0..=1, default_missing_value = "mild")]
@@ -362,6 +366,14 @@ enum BenchCmd {
         /// (the LCvx policy). Default: all three.
         #[arg(long, value_delimiter = ',', default_value = "trc,zem_zev,solver")]
         policies: Vec<String>,
+        /// Where each row (cell) is kept once flown; a rerun of the same command reuses the cells
+        /// whose configuration, episodes and model are unchanged and flies the rest.
+        #[arg(long, default_value = "bench/cells")]
+        cells: PathBuf,
+        /// Start no new cell after this many minutes (0 = no limit); the rest are listed as
+        /// pending and flown by the next run of the same command.
+        #[arg(long, default_value_t = 0.0)]
+        budget_min: f64,
     },
     /// End-to-end latency state-in -> sequence-out over DDS (trc_sim + trc_node processes, real
     /// time) at 10 and 20 Hz.
@@ -467,6 +479,7 @@ fn main() -> ExitCode {
             policy,
             episodes,
             seed,
+            first_episode,
             disturbances,
             scenario,
             x0,
@@ -483,7 +496,7 @@ fn main() -> ExitCode {
             model,
             policy,
             episodes,
-            seed,
+            (seed, first_episode),
             disturbances,
             match (scenario, x0, target) {
                 (Some(f), _, _) => Some(ScenarioArg::File(f)),
@@ -549,7 +562,9 @@ fn main() -> ExitCode {
             BenchCmd::Solvers { out, instances, lossless_samples, seed } => bench::solvers(&out, instances, lossless_samples, seed),
             BenchCmd::Datasets { out, count, data_dir } => bench::datasets(&out, count, &data_dir),
             BenchCmd::Report { dir, out } => bench::report(&dir, &out),
-            BenchCmd::ClosedLoop { out, episodes, seed, policies } => bench::closed_loop(&out, episodes, seed, &policies),
+            BenchCmd::ClosedLoop { out, episodes, seed, policies, cells, budget_min } => {
+                bench::closed_loop(&out, episodes, seed, &policies, &cells, budget_min)
+            }
             BenchCmd::Latency { out, episodes } => bench::latency(&out, episodes),
             BenchCmd::Inference { model, preset, newton, out, instances, reps, device } => {
                 bench::inference(model.as_deref(), &preset, &newton, &out, instances, reps, &device)
@@ -575,7 +590,7 @@ fn closed_loop(
     model: Option<String>,
     policy: Option<String>,
     episodes: usize,
-    seed: u64,
+    (seed, first_episode): (u64, u64),
     disturbances: Option<Disturbances>,
     scenario: Option<ScenarioArg>,
     rate: Option<f64>,
@@ -592,6 +607,7 @@ fn closed_loop(
         cfg.node.policy = serde_yaml::from_str(&p).map_err(|_| format!("--policy {p}: use trc or solver"))?;
     }
     cfg.sim.seed = seed;
+    cfg.sim.first_episode = first_episode;
     if let Some(d) = disturbances {
         cfg.sim = cfg.sim.with_disturbances(d);
     }
