@@ -64,6 +64,12 @@ pub struct NodeConfig {
     pub device: DeviceChoice,
     /// Forward passes run at start-up before the first state (warm-up). Default 5.
     pub warmup_passes: u32,
+    /// libtorch intra-op threads for CPU inference (`at::set_num_threads`, process-wide), set
+    /// when the policy loads; 0 keeps libtorch's default (one per core). Default 1: a batch-1
+    /// forward pass of the shipped network gains nothing from a second thread, and that thread
+    /// competes with the control thread (terminal correction, deadline) for the cores the node
+    /// is given (README, "Threads").
+    pub torch_threads: u32,
     /// Test drills only: sleep before refining [ms]. Default 0.
     pub inject_delay_ms: f64,
     /// Test drills only: sleep after each outer iteration [ms]. Default 0.
@@ -79,6 +85,7 @@ impl Default for NodeConfig {
             model: String::new(),
             device: DeviceChoice::Auto,
             warmup_passes: 5,
+            torch_threads: 1,
             inject_delay_ms: 0.0,
             inject_delay_between_ms: 0.0,
             diagnostics_period_s: 1.0,
@@ -92,6 +99,9 @@ impl NodeConfig {
     /// # Errors
     /// [`ConfigError::Invalid`] naming the field.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.torch_threads > 256 {
+            return Err(ConfigError::invalid("node.torch_threads", format!("must be <= 256 (0 = libtorch default), got {}", self.torch_threads)));
+        }
         non_negative("node.inject_delay_ms", self.inject_delay_ms)?;
         non_negative("node.inject_delay_between_ms", self.inject_delay_between_ms)?;
         positive("node.diagnostics_period_s", self.diagnostics_period_s)

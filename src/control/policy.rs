@@ -317,6 +317,9 @@ pub fn policy_from_config(cfg: &TrcConfig, package_root: Option<&Path>) -> Resul
         }
     }
     let (device, why) = resolve_device(node.device)?;
+    if node.torch_threads > 0 {
+        tch::set_num_threads(node.torch_threads.min(i32::MAX as u32) as i32);
+    }
     let outer = (cfg.controller.outer > 0).then_some(cfg.controller.outer);
     let mut p = TrcPolicy::load(&path, &cfg.problem, device, outer)?;
     let problem = cfg.problem.build().map_err(|e| PolicyError::Inference(e.to_string()))?;
