@@ -382,7 +382,8 @@ const NETWORK_EPISODES: usize = 100;
 /// `budget_min` > 0 no new cell is started once that many minutes have passed: the rows still
 /// to fly are listed as pending in the report, and the command is rerun to finish them. The
 /// report states the commit each cell was flown at.
-pub fn closed_loop(out: &Path, episodes: usize, seed: u64, policies: &[String], cells: &Path, budget_min: f64) -> AnyResult<()> {
+/// With `report_only` no cell is flown: the report is written from the cells already there.
+pub fn closed_loop(out: &Path, episodes: usize, seed: u64, policies: &[String], cells: &Path, budget_min: f64, report_only: bool) -> AnyResult<()> {
     let bench_started = Instant::now();
     for p in policies {
         if !["trc", "zem_zev", "solver"].contains(&p.as_str()) {
@@ -477,7 +478,7 @@ pub fn closed_loop(out: &Path, episodes: usize, seed: u64, policies: &[String], 
                 log::info!("closed loop ({label}): reusing {} (flown at {})", cell_path.display(), c.commit);
                 c
             }
-            None if budget_min > 0.0 && bench_started.elapsed().as_secs_f64() > budget_min * 60.0 => {
+            None if report_only || (budget_min > 0.0 && bench_started.elapsed().as_secs_f64() > budget_min * 60.0) => {
                 let _ = writeln!(md, "| {label} | {episodes} | pending: not flown yet (rerun the command to resume) |||||||||||||");
                 pending += 1;
                 continue;
@@ -512,7 +513,7 @@ pub fn closed_loop(out: &Path, episodes: usize, seed: u64, policies: &[String], 
             .join(", "),
         if pending > 0 { format!(", {pending} pending") } else { String::new() }
     );
-    finish_report(md, oracle, fuel, out)
+    finish_report(md, oracle, fuel, pending > 0, out)
 }
 
 /// One row of the closed-loop table, kept under `bench/cells/` so that a long benchmark resumes.
@@ -605,7 +606,13 @@ fn fly_cell(cfg: &trc_control::config::TrcConfig, label: &str, episodes: usize, 
 }
 
 /// The oracle table, the paired fuel table, and the file.
-fn finish_report(mut md: String, oracle: Vec<String>, fuel: std::collections::HashMap<(String, String), Vec<EpisodeFuel>>, out: &Path) -> AnyResult<()> {
+fn finish_report(
+    mut md: String,
+    oracle: Vec<String>,
+    fuel: std::collections::HashMap<(String, String), Vec<EpisodeFuel>>,
+    pending: bool,
+    out: &Path,
+) -> AnyResult<()> {
     use trc_control::config::Disturbances as D;
     if !oracle.is_empty() {
         md.push_str("
@@ -632,6 +639,8 @@ Episodes with a thrust loss, against a clairvoyant oracle (`closed_loop::clairvo
             let pct = |v: f64, n: usize| if n == 0 { "-".to_string() } else { format!("{:+.2}%", v * 100.0) };
             let _ = writeln!(md, "| {d} | {} | {nl} | {} | {nz} |", pct(l, nl), pct(z, nz));
         }
+    } else if pending {
+        md.push_str("\nNo ZEM/ZEV or LCvx-policy row flown yet (pending above): no paired fuel comparison.\n");
     } else {
         md.push_str("\nOnly TRC was flown in this run (`--policies`): no paired fuel comparison with the ZEM/ZEV law or the LCvx policy.\n");
     }

@@ -374,6 +374,9 @@ enum BenchCmd {
         /// pending and flown by the next run of the same command.
         #[arg(long, default_value_t = 0.0)]
         budget_min: f64,
+        /// Fly nothing: write the report from the cells already flown (rows without one pending).
+        #[arg(long)]
+        report_only: bool,
     },
     /// End-to-end latency state-in -> sequence-out over DDS (trc_sim + trc_node processes, real
     /// time) at 10 and 20 Hz.
@@ -562,8 +565,8 @@ fn main() -> ExitCode {
             BenchCmd::Solvers { out, instances, lossless_samples, seed } => bench::solvers(&out, instances, lossless_samples, seed),
             BenchCmd::Datasets { out, count, data_dir } => bench::datasets(&out, count, &data_dir),
             BenchCmd::Report { dir, out } => bench::report(&dir, &out),
-            BenchCmd::ClosedLoop { out, episodes, seed, policies, cells, budget_min } => {
-                bench::closed_loop(&out, episodes, seed, &policies, &cells, budget_min)
+            BenchCmd::ClosedLoop { out, episodes, seed, policies, cells, budget_min, report_only } => {
+                bench::closed_loop(&out, episodes, seed, &policies, &cells, budget_min, report_only)
             }
             BenchCmd::Latency { out, episodes } => bench::latency(&out, episodes),
             BenchCmd::Inference { model, preset, newton, out, instances, reps, device } => {
