@@ -164,6 +164,9 @@ fn cost_newton_step_reaches_the_optimum_of_quadratic_problems() {
     // untrained weights, Newton-structured decoder: the operator is the Gauss-Newton step on the
     // quadratic cost, which reaches the optimal cost
     for (kind, k, tol) in [(ProblemKind::DoubleIntegrator, 10, 2e-2), (ProblemKind::Vanderpol, 6, 1e-2)] {
+        // the perturbation below is drawn from libtorch's global generator: seeded, so the test
+        // does not depend on what other code drew first (unseeded it reached 1 of 6 in one CI run)
+        tch::manual_seed(7);
         let ds = dataset(kind, 6, Split::Train);
         let (_vs, model) = build(kind, Newton::Step, &ds);
         let t = Tensors::new(&ds, Device::Cpu);
