@@ -447,6 +447,8 @@ pub fn closed_loop(out: &Path, episodes: usize, seed: u64, policies: &[String], 
     // commit -> cells flown at it
     let mut commits: std::collections::BTreeMap<String, usize> = std::collections::BTreeMap::new();
     let mut pending = 0usize;
+    // a ZEM/ZEV or LCvx-policy row among the pending ones (the paired fuel table waits for it)
+    let mut pending_others = false;
     for (label, disturbances, policy, finish, episodes) in cases {
         let label = format!("{label}, {disturbances}");
         let mut cfg = cfg0.clone();
@@ -471,8 +473,8 @@ pub fn closed_loop(out: &Path, episodes: usize, seed: u64, policies: &[String], 
             h.update(format!("{label}|{episodes}|{weights}").as_bytes());
             format!("{:x}", h.finalize())
         };
-        let slug: String = label.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '_' }).collect();
-        let cell_path = cell_dir.join(format!("{}-{}.json", slug.split('_').filter(|w| !w.is_empty()).collect::<Vec<_>>().join("_"), &key[..12]));
+        let slug = label.split(|c: char| !c.is_ascii_alphanumeric()).filter(|w| !w.is_empty()).map(str::to_ascii_lowercase).collect::<Vec<_>>().join("_");
+        let cell_path = cell_dir.join(format!("{slug}-{}.json", &key[..12]));
         let cell = match std::fs::read(&cell_path).ok().and_then(|b| serde_json::from_slice::<Cell>(&b).ok()).filter(|c| c.key == key) {
             Some(c) => {
                 log::info!("closed loop ({label}): reusing {} (flown at {})", cell_path.display(), c.commit);
@@ -481,10 +483,11 @@ pub fn closed_loop(out: &Path, episodes: usize, seed: u64, policies: &[String], 
             None if report_only || (budget_min > 0.0 && bench_started.elapsed().as_secs_f64() > budget_min * 60.0) => {
                 let _ = writeln!(md, "| {label} | {episodes} | pending: not flown yet (rerun the command to resume) |||||||||||||");
                 pending += 1;
+                pending_others |= policy != P::Trc;
                 continue;
             }
             None => {
-                let c = fly_cell(&cfg, &label, episodes, corrected, key)?;
+                let c = fly_cell(&cfg, &label, episodes, key)?;
                 write_out(&cell_path, &serde_json::to_string_pretty(&c)?)?;
                 c
             }
@@ -513,7 +516,7 @@ pub fn closed_loop(out: &Path, episodes: usize, seed: u64, policies: &[String], 
             .join(", "),
         if pending > 0 { format!(", {pending} pending") } else { String::new() }
     );
-    finish_report(md, oracle, fuel, pending > 0, out)
+    finish_report(md, oracle, fuel, pending_others, out)
 }
 
 /// One row of the closed-loop table, kept under `bench/cells/` so that a long benchmark resumes.
@@ -536,7 +539,7 @@ struct Cell {
 }
 
 /// Flies one cell: `episodes` episodes of `cfg` in lockstep.
-fn fly_cell(cfg: &trc_control::config::TrcConfig, label: &str, episodes: usize, corrected: bool, key: String) -> AnyResult<Cell> {
+fn fly_cell(cfg: &trc_control::config::TrcConfig, label: &str, episodes: usize, key: String) -> AnyResult<Cell> {
     let mut md = String::new();
     let mut oracle = None;
     let started = Instant::now();
@@ -582,7 +585,11 @@ fn fly_cell(cfg: &trc_control::config::TrcConfig, label: &str, episodes: usize, 
             rows.iter().map(|r| r.fallback_shifted).sum::<u64>(),
             rows.iter().map(|r| r.terminal).sum::<u64>(),
             rows.iter().map(|r| r.late).sum::<u64>(),
-            if corrected { format!("{:.2}", rows.iter().map(|r| r.correction_steps_per_plan).sum::<f64>() / rows.len().max(1) as f64) } else { "-".into() },
+            if cfg.controller.terminal_correction.enabled {
+                format!("{:.2}", rows.iter().map(|r| r.correction_steps_per_plan).sum::<f64>() / rows.len().max(1) as f64)
+            } else {
+                "-".into()
+            },
             rows.iter().map(|r| r.retimes).sum::<u64>() as f64 / rows.len().max(1) as f64,
         );
         let judged: Vec<_> = rows.iter().filter_map(|r| r.recoverable.map(|ok| (ok, r.result.success))).collect();
@@ -600,7 +607,7 @@ fn fly_cell(cfg: &trc_control::config::TrcConfig, label: &str, episodes: usize, 
             wall_s,
             row: md.trim_end().to_string(),
             oracle,
-            fuel: if corrected { fuel } else { Vec::new() },
+            fuel,
         })
     }
 }
@@ -610,7 +617,7 @@ fn finish_report(
     mut md: String,
     oracle: Vec<String>,
     fuel: std::collections::HashMap<(String, String), Vec<EpisodeFuel>>,
-    pending: bool,
+    pending_others: bool,
     out: &Path,
 ) -> AnyResult<()> {
     use trc_control::config::Disturbances as D;
@@ -639,7 +646,7 @@ Episodes with a thrust loss, against a clairvoyant oracle (`closed_loop::clairvo
             let pct = |v: f64, n: usize| if n == 0 { "-".to_string() } else { format!("{:+.2}%", v * 100.0) };
             let _ = writeln!(md, "| {d} | {} | {nl} | {} | {nz} |", pct(l, nl), pct(z, nz));
         }
-    } else if pending {
+    } else if pending_others {
         md.push_str("\nNo ZEM/ZEV or LCvx-policy row flown yet (pending above): no paired fuel comparison.\n");
     } else {
         md.push_str("\nOnly TRC was flown in this run (`--policies`): no paired fuel comparison with the ZEM/ZEV law or the LCvx policy.\n");
