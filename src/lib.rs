@@ -11,6 +11,8 @@
 //! ## Module map
 //! - [`problems`]: the [`problems::Problem`] trait; double integrator, Van der Pol, 3-DoF powered
 //!   descent, each in f64 (nalgebra) and batched tch forms.
+//! - [`bag`]: rosbag2 MCAP bags (read, write, CDR messages) and the deterministic replay of a
+//!   recorded flight through the controller (`trc replay`).
 //! - [`baseline`]: classical feedback baselines (`trc baseline`).
 //! - [`solvers`]: LQR / box QP, SCP (Van der Pol), LCvx (descent) on Clarabel: the optimal demonstrations.
 //! - [`data`]: initial-state distributions, parallel demonstration generation, the dataset file format.
@@ -36,6 +38,7 @@
 
 #![warn(missing_docs)]
 
+pub mod bag;
 pub mod baseline;
 pub mod closed_loop;
 pub mod config;

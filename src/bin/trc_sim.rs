@@ -145,6 +145,13 @@ fn run() -> AnyResult<bool> {
         };
         // handshake: frozen vehicle until the controller answers
         let wait_start = Instant::now();
+        // the controller and any recorder matched first, so a bag holds the whole flight
+        while state_pub.get_inter_process_subscription_count().unwrap_or(0) < sim.wait_for_subscribers as usize
+            && wait_start.elapsed().as_secs_f64() < sim.wait_for_controller_s
+        {
+            spin(&mut node);
+            std::thread::sleep(Duration::from_millis(10));
+        }
         goal_pub.publish(&goal_msg(stamp_now(t_base)))?;
         let mut answered = false;
         while wait_start.elapsed().as_secs_f64() < sim.wait_for_controller_s {

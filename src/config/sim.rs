@@ -25,6 +25,10 @@ pub struct SimConfig {
     pub max_time_s: f64,
     /// Wait this long [s, wall] for the controller's first command of an episode. Default 60.
     pub wait_for_controller_s: f64,
+    /// trc_sim: before each episode, wait (within `wait_for_controller_s`) until this many
+    /// subscribers outside the process take `state` (the controller, plus a recorder such as
+    /// `trc record`, so a bag holds the whole flight). Default 1.
+    pub wait_for_subscribers: u32,
     /// Thrust magnitude error bound a (fraction). Default 0.
     pub thrust_scale_error: f64,
     /// Thrust direction error bound [deg]. Default 0.
@@ -76,6 +80,7 @@ impl Default for SimConfig {
             first_episode: 0,
             max_time_s: 200.0,
             wait_for_controller_s: 60.0,
+            wait_for_subscribers: 1,
             thrust_scale_error: 0.0,
             thrust_dir_error_deg: 0.0,
             mass_error: 0.0,

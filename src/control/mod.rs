@@ -22,5 +22,5 @@ pub use mission::{mission_for, DescentMission, FixedHorizonMission, Mission, Pha
 pub use policy::{
     policy_from_config, resolve_device, DelayKnob, InjectedDelay, Iterate, PlanRequest, Policy, PolicyError, ReplayPolicy, SolverPolicy, TrcPolicy,
 };
-pub use receding::{shift_controls, RecedingHorizon};
+pub use receding::{shift_controls, RecedingHorizon, ReplayTiming};
 pub use worker::{InferenceWorker, WorkerEvent};

@@ -101,6 +101,24 @@ pub struct RecedingHorizon {
     /// The command of the previous answer ([`RecedingHorizon::command`]), for the mission's
     /// [`Mission::observe`].
     sent: Option<DVector<f64>>,
+    /// How the cycle in progress is timed ([`RecedingHorizon::step_timed`]); `Live` otherwise.
+    timing: ReplayTiming,
+}
+
+/// How a replayed cycle is timed (`trc replay --deadline recorded`, [`crate::bag::replay`]):
+/// the recorded node's deadline outcome imposed on the replay, so a replay does not depend on
+/// how fast the machine replaying it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ReplayTiming {
+    /// The normal cycle: iterates until `controller.deadline_s`.
+    #[default]
+    Live,
+    /// The recorded answer was FALLBACK_SHIFTED: no inference is started; the previous plan is
+    /// shifted (the mission's first plan before any).
+    Missed,
+    /// The recorded answer was ANYTIME with this many iterations: iterate `k` is taken (the rest
+    /// of that job is not adopted later).
+    Iterations(u32),
 }
 
 impl RecedingHorizon {
@@ -160,6 +178,7 @@ impl RecedingHorizon {
             fresh: None,
             finish_s: None,
             sent: None,
+            timing: ReplayTiming::Live,
         })
     }
 
@@ -251,6 +270,30 @@ impl RecedingHorizon {
     /// (thrust annulus + pointing cone, or box). Always finite for a finite plan.
     pub fn command(&self, plan: &Plan) -> DVector<f64> {
         project_one(&plan.mean_control(self.cfg.command_hold_s), &self.problem.control_constraint())
+    }
+
+    /// [`RecedingHorizon::step`] with the deadline outcome of a recorded cycle imposed (replay).
+    pub fn step_timed(&mut self, s: &StateInput, now: f64, timing: ReplayTiming) -> CycleOutcome {
+        self.timing = timing;
+        let out = self.step(s, now);
+        self.timing = ReplayTiming::Live;
+        out
+    }
+
+    /// The plan's predicted terminal error against the current goal's aim point, in the
+    /// problem's tolerance units (descent: the terminal position/velocity errors scaled by their
+    /// tolerances, 2-norm; `docs/problems.md`); `None` without a goal or a prediction.
+    pub fn terminal_error(&self, plan: &Plan) -> Option<f64> {
+        let goal = self.goal.as_ref()?;
+        let xt = self.mission.aim(&goal.x_target);
+        let last = plan.x.row(plan.x.nrows().checked_sub(1)?);
+        if last.len() != xt.len() {
+            return None;
+        }
+        Some(match self.problem.terminal_equality() {
+            Some((idx, scale)) => idx.iter().zip(&scale).map(|(&c, sc)| ((last[c] - xt[c]) / sc).powi(2)).sum::<f64>().sqrt(),
+            None => (last.transpose() - &xt).norm(),
+        })
     }
 
     /// Answers one state; `now` is the controller's clock [s] (ROS time; sim time under
@@ -376,10 +419,13 @@ impl RecedingHorizon {
         };
         let k_full = worker.iterations();
         let u_warm = if self.cfg.warm_start { shifted.clone() } else { None };
-        let id = worker.submit(PlanRequest { x0: x.clone(), x_target: aim.clone(), t_go, u_warm }, deadline);
         let (mut best, mut converged, mut policy_error): (Option<Iterate>, bool, Option<String>) = (None, false, None);
         let mut late: Option<(Job, Iterate)> = None;
-        while let Some((jid, ev)) = worker.next_event(wait_until) {
+        // a replayed missed deadline: no job at all (see ReplayTiming::Missed)
+        let timing = self.timing;
+        let id = (timing != ReplayTiming::Missed).then(|| worker.submit(PlanRequest { x0: x.clone(), x_target: aim.clone(), t_go, u_warm }, deadline));
+        while let Some((jid, ev)) = id.and_then(|_| worker.next_event(wait_until)) {
+            let Some(id) = id else { break };
             if jid != id {
                 // a late iterate of an earlier job: usable as the plan to shift from (the newest
                 // answered state wins)
@@ -397,8 +443,9 @@ impl RecedingHorizon {
                 }
                 WorkerEvent::Iterate(it) => {
                     converged = it.k >= k_full;
+                    let enough = matches!(timing, ReplayTiming::Iterations(k) if it.k >= k);
                     best = Some(it);
-                    if converged {
+                    if converged || enough {
                         break;
                     }
                 }
@@ -409,9 +456,11 @@ impl RecedingHorizon {
                 }
             }
         }
-        self.pending.push_back(Job { id, state: s.clone(), t_go });
-        if self.pending.len() > PENDING_JOBS {
-            self.pending.pop_front();
+        if let Some(id) = id {
+            self.pending.push_back(Job { id, state: s.clone(), t_go });
+            if self.pending.len() > PENDING_JOBS {
+                self.pending.pop_front();
+            }
         }
         let shifted = match late {
             Some((job, it)) if source.as_ref().is_none_or(|l| l.stamp < job.state.stamp) => {

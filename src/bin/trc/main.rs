@@ -10,6 +10,9 @@
 //! trc merge-data --out all.safetensors shard0.safetensors shard1.safetensors ...
 //! trc bench solvers --out bench/solvers.md
 //! trc bench report                        # assemble bench/*.md into BENCHMARKS.md
+//! trc record -o flight1                    # record the controller's topics into a rosbag2 MCAP folder
+//! trc play flight1 --clock --topics state,goal   # publish a bag again, like ros2 bag play
+//! trc replay flight1                       # answer the bag's states again (no DDS) and compare
 //! ```
 
 use std::path::PathBuf;
@@ -19,6 +22,7 @@ use clap::{Parser, Subcommand};
 use trc_control::config::{Disturbances, ProblemKind, TrcConfig};
 use trc_control::data::{Dataset, GenerateOptions, Split};
 
+mod bag;
 mod bench;
 mod fly;
 mod launcher;
@@ -65,6 +69,92 @@ enum Cmd {
         problem: ProblemArg,
         /// Launch arguments name:=value.
         args: Vec<String>,
+    },
+    /// Record topics into a rosbag2 MCAP folder (raw CDR; `ros2 bag`, Foxglove and PlotJuggler
+    /// open it) until Ctrl-C or --duration. Default topics: the controller's state, odom, mass,
+    /// goal, control_sequence, command, /diagnostics, /clock and trc_sim's landing.
+    #[cfg(feature = "ros")]
+    Record {
+        /// Output folder (must not exist).
+        #[arg(short, long)]
+        out: PathBuf,
+        /// Topics, comma-separated (default: the controller's).
+        #[arg(long, value_delimiter = ',')]
+        topics: Vec<String>,
+        /// Stop after this many seconds (wall time).
+        #[arg(long)]
+        duration: Option<f64>,
+        /// Log times from the recorded /clock (sim time) instead of the system clock.
+        #[arg(long)]
+        use_sim_time: bool,
+    },
+    /// Publish a bag's messages with their recorded timing, like `ros2 bag play`.
+    #[cfg(feature = "ros")]
+    Play {
+        /// Bag folder or .mcap file.
+        bag: PathBuf,
+        /// Playback rate factor.
+        #[arg(long, default_value_t = 1.0)]
+        rate: f64,
+        /// Publish /clock from the bag's log times (for use_sim_time); the bag's own /clock is
+        /// then not played.
+        #[arg(long)]
+        clock: bool,
+        /// Topics to play, comma-separated (default: all).
+        #[arg(long, value_delimiter = ',')]
+        topics: Vec<String>,
+        /// Rename a topic: from:=to (repeatable).
+        #[arg(long)]
+        remap: Vec<String>,
+        /// Play again from the start when done, until Ctrl-C.
+        #[arg(long = "loop")]
+        repeat: bool,
+        /// Seconds to wait for subscribers before the first message.
+        #[arg(long, default_value_t = 1.0)]
+        delay: f64,
+    },
+    /// Answer a bag's recorded states and goals again with the controller core, in bag time (no
+    /// DDS, no wall clock: deterministic), and compare each answer with the recorded
+    /// control_sequence; exits 1 beyond the tolerance.
+    Replay {
+        /// Bag folder or .mcap file.
+        bag: PathBuf,
+        /// Config (default config/descent.yaml): another config is a regression check.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Checkpoint stem (default node.model of the config): another model is a regression check.
+        #[arg(long)]
+        model: Option<String>,
+        /// ignore: every inference finishes (pure function replay; recorded ANYTIME /
+        /// FALLBACK_SHIFTED answers are not compared); recorded: impose each recorded cycle's
+        /// deadline outcome.
+        #[arg(long, value_enum, default_value = "ignore")]
+        deadline: DeadlineArg,
+        /// Largest |u - u_rec| [N for descent] of a matching cycle.
+        #[arg(long, default_value_t = 1e-6)]
+        tol_u: f64,
+        /// Table rows printed (differing cycles first).
+        #[arg(long, default_value_t = 20)]
+        rows: usize,
+        /// Plot (PNG) of |u - u_rec| and the predicted terminal errors over the flight.
+        #[arg(long)]
+        plot: Option<PathBuf>,
+        /// Also write the report (Markdown) here.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Write the fault bag of the replay tests from a recorded landing (docs/rosbags.md): NaN
+    /// state, stale stamp, goal change mid-flight, time jump backwards, wrong length.
+    MakeFaultBag {
+        /// The recorded landing (bag folder or .mcap).
+        #[arg(long)]
+        from: PathBuf,
+        /// Output folder (must not exist).
+        #[arg(short, long)]
+        out: PathBuf,
+        /// States of the landing copied (at least 50).
+        #[arg(long, default_value_t = 60)]
+        cycles: usize,
     },
     /// Closed-loop episodes with the classical baseline feedback law (ZEM/ZEV, PD) on the f64 plant.
     Baseline {
@@ -443,6 +533,15 @@ impl From<ProblemArg> for ProblemKind {
     }
 }
 
+/// `trc replay --deadline`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+enum DeadlineArg {
+    /// Pure function replay.
+    Ignore,
+    /// Impose the recorded deadline outcomes.
+    Recorded,
+}
+
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let cli = Cli::parse();
@@ -463,6 +562,25 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+        #[cfg(feature = "ros")]
+        Cmd::Record { out, topics, duration, use_sim_time } => exit(bag::record(&bag::RecordArgs { out, topics, duration_s: duration, use_sim_time })),
+        #[cfg(feature = "ros")]
+        Cmd::Play { bag, rate, clock, topics, remap, repeat, delay } => exit(bag::play(&bag::PlayArgs { bag, rate, clock, topics, remap, repeat, delay_s: delay })),
+        Cmd::MakeFaultBag { from, out, cycles } => exit(bag::make_fault_bag(&from, &out, cycles)),
+        Cmd::Replay { bag, config, model, deadline, tol_u, rows, plot, out } => {
+            let deadline = match deadline {
+                DeadlineArg::Ignore => trc_control::bag::replay::DeadlineMode::Ignore,
+                DeadlineArg::Recorded => trc_control::bag::replay::DeadlineMode::Recorded,
+            };
+            match bag::replay_cmd(&bag::ReplayArgs { bag, config, model, deadline, tol_u, rows, plot, out }) {
+                Ok(true) => ExitCode::SUCCESS,
+                Ok(false) => ExitCode::from(1),
+                Err(e) => {
+                    log::error!("{e}");
+                    ExitCode::from(2)
+                }
+            }
+        }
         Cmd::Baseline { problem, config, episodes, seed } => match baseline(problem.into(), config, episodes, seed) {
             Ok(true) => ExitCode::SUCCESS,
             Ok(false) => ExitCode::from(1),
