@@ -38,6 +38,11 @@ gpu-bundle: setup
 demo: setup
 	source ./trc-env.sh && cargo build --release --bins $(CARGO_FLAGS) && target/release/trc demo --problem $(PROBLEM) --episodes $(EPISODES) --seed $(SEED)
 
+# The shipped rosbags (tests/data/landing, tests/data/faults; docs/rosbags.md).
+.PHONY: bags
+bags: setup
+	scripts/record_bags.sh
+
 # Remove the project's environment (venv, interfaces, env file); the next setup rebuilds it.
 clean-env:
 	rm -rf .venv install build trc-env.sh

@@ -16,7 +16,9 @@
 //! ANYTIME / FALLBACK_SHIFTED answers are then expected to differ and are counted apart.
 //! [`DeadlineMode::Recorded`] imposes each recorded cycle's outcome instead
 //! ([`ReplayTiming`]): a FALLBACK_SHIFTED cycle starts no inference, an ANYTIME cycle takes the
-//! recorded number of iterations. What cannot be reproduced either way: an inference the
+//! recorded number of iterations, and a FAILED cycle whose state the replay would accept is
+//! refused all the same (the node's clock is not in the bag: under use_sim_time its first state
+//! can arrive before its first `/clock`). What cannot be reproduced either way: an inference the
 //! recorded node finished after its deadline and adopted in a later cycle (livelock guard), and
 //! a terminal correction cut short by the deadline; `docs/rosbags.md` states the tolerances.
 
@@ -24,7 +26,7 @@ use std::collections::{HashMap, VecDeque};
 
 use super::msgs::{self, from_cdr, types, ClockMsg, ControlSequenceMsg, Float64Msg, GoalMsg, OdometryMsg, StateMsg};
 use super::{same_topic, Bag, BagError};
-use crate::control::{RecedingHorizon, ReplayTiming, StateInput};
+use crate::control::{RecedingHorizon, Rejected, ReplayTiming, StateInput};
 use crate::plan::{Plan, PlanStatus};
 
 /// How the replay treats deadlines (see the module docs).
@@ -89,8 +91,10 @@ impl Default for ReplayTopics {
 pub enum Verdict {
     /// Same status and iterations, |u - u_rec| within the tolerance.
     Match,
-    /// Recorded ANYTIME / FALLBACK_SHIFTED under [`DeadlineMode::Ignore`]: timing-dependent, not
-    /// compared.
+    /// Depends on the recorded node's timing or clock, not compared: a recorded ANYTIME /
+    /// FALLBACK_SHIFTED answer under [`DeadlineMode::Ignore`], or under
+    /// [`DeadlineMode::Recorded`] a recorded FAILED answer to a state the replay accepts (the
+    /// refusal is imposed; e.g. the node had no `/clock` yet).
     Timing,
     /// No recorded answer (a bag without `control_sequence`).
     Unrecorded,
@@ -329,6 +333,7 @@ pub fn replay(bag: &Bag, controller: &mut RecedingHorizon, opts: &ReplayOptions)
         let timing = match (opts.deadline, recorded.as_ref().and_then(|r| r.plan_status())) {
             (DeadlineMode::Recorded, Some(PlanStatus::FallbackShifted)) => ReplayTiming::Missed,
             (DeadlineMode::Recorded, Some(PlanStatus::Anytime)) => ReplayTiming::Iterations(recorded.as_ref().map_or(0, |r| r.iterations)),
+            (DeadlineMode::Recorded, Some(PlanStatus::Failed)) => ReplayTiming::Refused,
             _ => ReplayTiming::Live,
         };
         let before = controller.last_plan().map(|p| (p.stamp, p.status));
@@ -340,6 +345,7 @@ pub fn replay(bag: &Bag, controller: &mut RecedingHorizon, opts: &ReplayOptions)
         let verdict = match (&recorded, rec_status) {
             (None, _) => Verdict::Unrecorded,
             (Some(_), Some(PlanStatus::Anytime | PlanStatus::FallbackShifted)) if opts.deadline == DeadlineMode::Ignore => Verdict::Timing,
+            (Some(_), _) if matches!(out.rejected, Some(Rejected::RecordedRefusal)) => Verdict::Timing,
             (Some(r), Some(st)) if st == out.plan.status && r.iterations == out.plan.iterations && max_du.is_some_and(|d| d <= opts.tol_u) => Verdict::Match,
             _ => Verdict::Differs,
         };

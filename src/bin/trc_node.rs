@@ -32,7 +32,9 @@ use r2r::geometry_msgs::msg::WrenchStamped;
 use r2r::nav_msgs::msg::Odometry;
 use r2r::std_msgs::msg::{Float64, Header};
 use r2r::trc_control::msg::{ControlSequence, Goal, State};
-use r2r::QosProfile;
+use r2r::{QosProfile, WrappedTypesupport};
+use trc_control::bag::msgs::types;
+use trc_control::bag::{schema::MsgPath, BagWriter, Qos};
 use trc_control::config::ProblemKind;
 use trc_control::control::{CycleOutcome, RecedingHorizon, StateInput};
 use trc_control::plan::PlanStatus;
@@ -67,6 +69,68 @@ impl Throttle {
         *n += 1;
         if *n == 1 || (*n).is_multiple_of(50) {
             log::warn!("{msg}{}", if *n > 1 { format!(" ({n} times so far)") } else { String::new() });
+        }
+    }
+}
+
+/// `node.record_to`: the node's own inputs and outputs into a rosbag2 MCAP folder. A write
+/// error is logged once and ends the recording; the node goes on.
+struct Recorder(Option<BagWriter>);
+
+impl Recorder {
+    fn open(path: &str, package_root: Option<&std::path::Path>, descent: bool) -> Self {
+        if path.is_empty() {
+            return Recorder(None);
+        }
+        let mut dir = std::path::PathBuf::from(path);
+        if dir.exists() {
+            let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+            dir = std::path::PathBuf::from(format!("{path}_{secs}"));
+        }
+        let topics: [(&str, &str); 8] = [
+            ("/state", types::STATE),
+            ("/odom", types::ODOMETRY),
+            ("/mass", types::FLOAT64),
+            ("/goal", types::GOAL),
+            ("/clock", types::CLOCK),
+            ("/control_sequence", types::CONTROL_SEQUENCE),
+            ("/command", if descent { types::WRENCH_STAMPED } else { types::FLOAT64 }),
+            ("/diagnostics", types::DIAGNOSTIC_ARRAY),
+        ];
+        let made = BagWriter::create(&dir, MsgPath::from_env(package_root)).and_then(|mut w| {
+            for (t, ty) in topics {
+                w.add_topic(t, ty, Qos::of_topic(t))?;
+            }
+            Ok(w)
+        });
+        match made {
+            Ok(w) => {
+                log::info!("recording inputs and outputs to {} (node.record_to)", dir.display());
+                Recorder(Some(w))
+            }
+            Err(e) => {
+                log::error!("node.record_to: cannot record ({e}); the node runs without recording");
+                Recorder(None)
+            }
+        }
+    }
+
+    fn write<T: WrappedTypesupport>(&mut self, topic: &str, now_s: f64, msg: &T) {
+        let Some(w) = self.0.as_mut() else { return };
+        let res = msg.to_serialized_bytes().map_err(|e| e.to_string()).and_then(|b| w.write(topic, (now_s.max(0.0) * 1e9) as u64, &b).map_err(|e| e.to_string()));
+        if let Err(e) = res {
+            log::error!("node.record_to: write failed ({e}); recording stopped, the node goes on");
+            self.close();
+        }
+    }
+
+    fn close(&mut self) {
+        if let Some(w) = self.0.take() {
+            let counts = w.counts();
+            match w.finish() {
+                Ok(dir) => log::info!("recording closed: {} ({} messages)", dir.display(), counts.iter().map(|(_, n)| n).sum::<u64>()),
+                Err(e) => log::error!("node.record_to: closing the bag failed: {e}"),
+            }
         }
     }
 }
@@ -130,6 +194,7 @@ fn run() -> AnyResult<()> {
     // the model on its own thread (loaded and warmed up there); a model that cannot be loaded
     // leaves the node up, answering every state FAILED with the safe command
     let mut controller = RecedingHorizon::from_config(&cfg, package_root.as_deref())?;
+    let mut rec = Recorder::open(&cfg.node.record_to, package_root.as_deref(), cfg.problem.name == ProblemKind::Descent);
 
     // DDS on its own thread
     let node = Arc::new(Mutex::new(node));
@@ -157,7 +222,7 @@ fn run() -> AnyResult<()> {
         let mut window_cycles = 0u64;
         let mut cycle_ms: Vec<f64> = Vec::new();
         let mut last_diag = Instant::now();
-        let cycle = |controller: &mut RecedingHorizon, s: StateInput, throttle: &mut Throttle, cycle_ms: &mut Vec<f64>| {
+        let cycle = |controller: &mut RecedingHorizon, s: StateInput, throttle: &mut Throttle, cycle_ms: &mut Vec<f64>, rec: &mut Recorder| {
             let t_in = Instant::now();
             let out: CycleOutcome = controller.step(&s, now_secs(&clock));
             if let Some(r) = &out.rejected {
@@ -169,13 +234,24 @@ fn run() -> AnyResult<()> {
             if out.late {
                 throttle.warn("late", &format!("answer {:.1} ms after the cycle started, deadline {:.1} ms", out.plan.solve_time_ms, controller.config().deadline_s * 1e3));
             }
-            if let Err(e) = seq_pub.publish(&plan_to_msg(&out.plan)) {
+            let seq = plan_to_msg(&out.plan);
+            if let Err(e) = seq_pub.publish(&seq) {
                 throttle.warn("publish", &format!("cannot publish control_sequence: {e}"));
             }
+            let now = now_secs(&clock);
+            rec.write("/control_sequence", now, &seq);
             let u_cmd = controller.command(&out.plan);
             let sent = match &command {
-                Command::Thrust(p) => p.publish(&thrust_to_wrench(&out.plan, &u_cmd)),
-                Command::Scalar(p) => p.publish(&Float64 { data: u_cmd[0] }),
+                Command::Thrust(p) => {
+                    let w = thrust_to_wrench(&out.plan, &u_cmd);
+                    rec.write("/command", now, &w);
+                    p.publish(&w)
+                }
+                Command::Scalar(p) => {
+                    let f = Float64 { data: u_cmd[0] };
+                    rec.write("/command", now, &f);
+                    p.publish(&f)
+                }
             };
             if let Err(e) = sent {
                 throttle.warn("publish", &format!("cannot publish command: {e}"));
@@ -187,29 +263,34 @@ fn run() -> AnyResult<()> {
                 biased;
                 Some(c) = async { match clock_sub.as_mut() { Some(sub) => sub.next().await, None => futures::future::pending().await } } => {
                     if let Ok(mut t) = sim_now.lock() { *t = ros::secs_from_time(&c.clock); }
+                    rec.write("/clock", ros::secs_from_time(&c.clock), &c);
                 }
                 Some(g) = goal_sub.next() => {
+                    rec.write("/goal", now_secs(&clock), &g);
                     match controller.set_goal(&goal_from_msg(&g)) {
                         Ok(()) => log::info!("goal: x_target {:?}, t_go {} s (stamp {:.3})", g.x_target, g.t_go, ros::secs_from_time(&g.header.stamp)),
                         Err(e) => log::warn!("goal refused, the previous goal stays: {e}"),
                     }
                 }
                 Some(msg) = state_sub.next() => {
+                    rec.write("/state", now_secs(&clock), &msg);
                     let mut latest = msg;
-                    while let Some(Some(m)) = state_sub.next().now_or_never() { latest = m; }
-                    cycle(&mut controller, state_from_msg(&latest), &mut throttle, &mut cycle_ms);
+                    while let Some(Some(m)) = state_sub.next().now_or_never() { rec.write("/state", now_secs(&clock), &m); latest = m; }
+                    cycle(&mut controller, state_from_msg(&latest), &mut throttle, &mut cycle_ms, &mut rec);
                     window_cycles += 1;
                 }
                 Some(o) = odom_sub.next() => {
+                    rec.write("/odom", now_secs(&clock), &o);
                     let mut o = o;
-                    while let Some(Some(m)) = odom_sub.next().now_or_never() { o = m; }
+                    while let Some(Some(m)) = odom_sub.next().now_or_never() { rec.write("/odom", now_secs(&clock), &m); o = m; }
                     match descent_state_from_odometry(&o, mass) {
-                        Some(s) if cfg.problem.name == ProblemKind::Descent => { cycle(&mut controller, s, &mut throttle, &mut cycle_ms); window_cycles += 1; }
+                        Some(s) if cfg.problem.name == ProblemKind::Descent => { cycle(&mut controller, s, &mut throttle, &mut cycle_ms, &mut rec); window_cycles += 1; }
                         Some(_) => throttle.warn("odom-problem", "odom received but the problem is not descent; ignored"),
                         None => throttle.warn("odom-mass", "odom received but no mass yet on `mass` (std_msgs/Float64); ignored"),
                     }
                 }
                 Some(m) = mass_sub.next() => {
+                    rec.write("/mass", now_secs(&clock), &m);
                     if m.data.is_finite() && m.data > 0.0 { mass = Some(m.data); } else { throttle.warn("mass", &format!("mass {} kg refused", m.data)); }
                 }
                 Some((name, _)) = param_events.next() => {
@@ -254,7 +335,9 @@ fn run() -> AnyResult<()> {
                     };
                     window_cycles = 0;
                     if cycle_ms.len() > 5000 { cycle_ms.drain(..2500); }
-                    let _ = diag_pub.publish(&DiagnosticArray { header: Header { stamp: ros::time_from_secs(now_secs(&clock)), frame_id: String::new() }, status: vec![status] });
+                    let diag = DiagnosticArray { header: Header { stamp: ros::time_from_secs(now_secs(&clock)), frame_id: String::new() }, status: vec![status] };
+                    rec.write("/diagnostics", now_secs(&clock), &diag);
+                    let _ = diag_pub.publish(&diag);
                 }
                 _ = int.recv() => break,
                 _ = term.recv() => break,
@@ -264,6 +347,7 @@ fn run() -> AnyResult<()> {
     });
     running.store(false, Ordering::Relaxed);
     let _ = spinner.join();
+    rec.close();
     let s = controller.stats();
     let counts: Vec<String> = PlanStatus::ALL.iter().map(|st| format!("{} {}", s.answers.count(*st), st.name())).collect();
     log::info!("trc_node: {} cycles: {}; {} late, {} landing-time moves", s.answers.total(), counts.join(", "), s.answers.late, s.retimed);

@@ -76,6 +76,11 @@ pub struct NodeConfig {
     pub inject_delay_between_ms: f64,
     /// Diagnostics period [s]. Default 1.
     pub diagnostics_period_s: f64,
+    /// Record the node's own inputs (state, odom, mass, goal, /clock) and outputs
+    /// (control_sequence, command, /diagnostics) into a rosbag2 MCAP folder at this path (a
+    /// UTC time suffix is added when it exists); empty = off. Log times are the node's clock
+    /// (sim time under use_sim_time). Default off. `docs/rosbags.md`.
+    pub record_to: String,
 }
 
 impl Default for NodeConfig {
@@ -89,6 +94,7 @@ impl Default for NodeConfig {
             inject_delay_ms: 0.0,
             inject_delay_between_ms: 0.0,
             diagnostics_period_s: 1.0,
+            record_to: String::new(),
         }
     }
 }

@@ -76,6 +76,18 @@ pub enum Rejected {
         /// Limit [s].
         max_s: f64,
     },
+    /// The state is stamped before the last answered one (out of order, or the clock jumped
+    /// backwards: a simulator reset, a bag played in a loop). A new goal starts afresh.
+    #[error("state stamped {behind_s:.3} s before the last answered state (out of order, or time jumped backwards); input ignored, the last plan kept (publish a new goal after a clock reset)")]
+    OutOfOrder {
+        /// How far behind [s].
+        behind_s: f64,
+    },
+    /// Replay only (`trc replay --deadline recorded`): the recorded node refused this state,
+    /// which the replay accepts (the node's clock, e.g. no `/clock` yet under use_sim_time, is
+    /// not in the bag); the refusal is imposed so the controller's state stays the node's.
+    #[error("refused as the recorded node refused it (its clock or an input the bag does not hold)")]
+    RecordedRefusal,
     /// Descent: the landing time has passed without touchdown (and no touchdown gate is set).
     #[error("landing time passed {late_s:.2} s ago without touchdown; commanding the touchdown thrust")]
     PastLandingTime {

@@ -119,6 +119,9 @@ pub enum ReplayTiming {
     /// The recorded answer was ANYTIME with this many iterations: iterate `k` is taken (the rest
     /// of that job is not adopted later).
     Iterations(u32),
+    /// The recorded answer was FAILED: a state the guards accept is refused all the same
+    /// ([`Rejected::RecordedRefusal`]).
+    Refused,
 }
 
 impl RecedingHorizon {
@@ -304,6 +307,9 @@ impl RecedingHorizon {
             Ok(v) => v,
             Err((x, r)) => return self.failed(s, x.as_ref(), r, start, None),
         };
+        if self.timing == ReplayTiming::Refused {
+            return self.failed(s, Some(&x), Rejected::RecordedRefusal, start, None);
+        }
         let x = self.mission.observe(s.stamp, &x, self.sent.as_ref());
         let aim = self.mission.aim(&x_target);
         let phase = self.mission.t_go(s.stamp, &x, &aim).and_then(|t_go| Ok((t_go, self.mission.phase(t_go)?)));
@@ -377,6 +383,12 @@ impl RecedingHorizon {
         }
         if !s.stamp.is_finite() || (now - s.stamp).abs() > self.cfg.max_state_age_s {
             return refuse(Rejected::Stale { age_s: now - s.stamp, max_s: self.cfg.max_state_age_s });
+        }
+        if let Some(last) = &self.last {
+            // 1 us: stamps go through a float round trip in the messages
+            if s.stamp < last.stamp - 1e-6 {
+                return refuse(Rejected::OutOfOrder { behind_s: last.stamp - s.stamp });
+            }
         }
         let x = DVector::from_column_slice(&s.x);
         if let Err(r) = self.mission.check_state(&x) {
