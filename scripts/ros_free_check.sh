@@ -19,6 +19,9 @@ export RUST_LOG=warn
 "$BIN" train --train "$W/train.safetensors" --val "$W/val.safetensors" --preset tiny --epochs 2 --device cpu --out "$W/m"
 "$BIN" eval --model "$W/m" --test "$W/test.safetensors" --ks 1,2
 "$BIN" bench inference --model models/descent --instances 2 --reps 2 --device cpu --out "$W/inference.md"
+# a recorded flight replayed without ROS 2 (docs/rosbags.md): every plan reproduced
+"$BIN" replay tests/data/landing --deadline recorded --rows 0 --out "$W/replay.md"
+grep -q " 0 differ" "$W/replay.md" || { say "FAIL: replay of tests/data/landing differs"; exit 1; }
 for f in m.safetensors m.yaml m.eval.md inference.md; do [ -s "$W/$f" ] || { say "FAIL: $f not written"; exit 1; }; done
 grep -q "TRC (K = " "$W/inference.md" || { say "FAIL: no latency table"; exit 1; }
-say "ok: built without r2r, links libtorch.so, ran gen-data, train, eval and bench inference"
+say "ok: built without r2r, links libtorch.so, ran gen-data, train, eval, bench inference and replay"

@@ -282,6 +282,7 @@ mod ros_side {
         pub remap: Vec<String>,
         pub repeat: bool,
         pub delay_s: f64,
+        pub latched_first: bool,
     }
 
     /// Publishes a bag's messages with their recorded timing (scaled by `rate`), like
@@ -301,6 +302,7 @@ mod ros_side {
         let ctx = r2r::Context::create()?;
         let mut node = r2r::Node::create(ctx, "trc_play", "")?;
         let mut pubs: HashMap<String, r2r::PublisherUntyped> = HashMap::new();
+        let mut latched: Vec<String> = Vec::new();
         for (t, info) in &bag.topics {
             if !selected(t) {
                 continue;
@@ -315,6 +317,9 @@ mod ros_side {
                 Ok(p) => {
                     log::info!("playing {t} ({}) as {name}: {} messages", info.type_name, info.count);
                     pubs.insert(t.clone(), p);
+                    if q.transient_local {
+                        latched.push(t.clone());
+                    }
                 }
                 Err(e) => log::warn!("{t}: cannot publish type {} ({e}); skipped (is its package sourced?)", info.type_name),
             }
@@ -326,6 +331,21 @@ mod ros_side {
         };
         // discovery before the first message (a late-joining subscriber misses volatile messages)
         std::thread::sleep(Duration::from_secs_f64(a.delay_s.max(0.0)));
+        if a.latched_first {
+            // DDS does not order messages across topics: a goal published just before a state
+            // can arrive after it. The first message of each latched topic goes out first.
+            if let Some(c) = &clock_pub {
+                let stamp = r2r::builtin_interfaces::msg::Time { sec: (first / 1_000_000_000) as i32, nanosec: (first % 1_000_000_000) as u32 };
+                let _ = c.publish(&r2r::rosgraph_msgs::msg::Clock { clock: stamp });
+            }
+            for t in &latched {
+                if let (Some(m), Some(p)) = (bag.messages.iter().find(|m| &m.topic == t), pubs.get(t)) {
+                    log::info!("{t}: its first message published ahead (--latched-first)");
+                    let _ = p.publish_raw(&m.data);
+                }
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
         let bar = indicatif::ProgressBar::new(bag.messages.len() as u64);
         bar.set_style(indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} messages, bag time {msg}").expect("template"));
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));

@@ -112,6 +112,11 @@ enum Cmd {
         /// Seconds to wait for subscribers before the first message.
         #[arg(long, default_value_t = 1.0)]
         delay: f64,
+        /// Publish the first message of each latched (transient-local) topic, e.g. the goal,
+        /// 0.5 s before the rest: DDS does not order messages across topics, and a state that
+        /// overtakes its goal is answered FAILED (no goal yet).
+        #[arg(long)]
+        latched_first: bool,
     },
     /// Answer a bag's recorded states and goals again with the controller core, in bag time (no
     /// DDS, no wall clock: deterministic), and compare each answer with the recorded
@@ -565,7 +570,9 @@ fn main() -> ExitCode {
         #[cfg(feature = "ros")]
         Cmd::Record { out, topics, duration, use_sim_time } => exit(bag::record(&bag::RecordArgs { out, topics, duration_s: duration, use_sim_time })),
         #[cfg(feature = "ros")]
-        Cmd::Play { bag, rate, clock, topics, remap, repeat, delay } => exit(bag::play(&bag::PlayArgs { bag, rate, clock, topics, remap, repeat, delay_s: delay })),
+        Cmd::Play { bag, rate, clock, topics, remap, repeat, delay, latched_first } => {
+            exit(bag::play(&bag::PlayArgs { bag, rate, clock, topics, remap, repeat, delay_s: delay, latched_first }))
+        }
         Cmd::MakeFaultBag { from, out, cycles } => exit(bag::make_fault_bag(&from, &out, cycles)),
         Cmd::Replay { bag, config, model, deadline, tol_u, rows, plot, out } => {
             let deadline = match deadline {
