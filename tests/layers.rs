@@ -14,7 +14,7 @@ const LAYERS: &[&[&str]] = &[
     &["data", "launch"],
     &["model"],
     &["control"],
-    &["closed_loop", "train"],
+    &["closed_loop", "train", "bag"],
     &["ros"],
 ];
 

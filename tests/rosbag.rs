@@ -139,7 +139,18 @@ fn a_bag_round_trips_through_the_writer_and_the_reader() {
     let header = |t: f64| Header { stamp: Time::from_secs(t), frame_id: "landing_site".into() };
     let state = StateMsg { header: header(1.5), x: vec![1.0, -2.0, 300.0, 0.5, 0.0, -10.0, 1800.0] };
     let goal = GoalMsg { header: header(1.0), x_target: vec![0.0; 7], t_go: 20.0 };
-    let seq = ControlSequenceMsg { header: header(1.5), dt: 0.4, state_dim: 7, control_dim: 3, u: vec![1.25; 150], x: vec![-3.5; 357], cost: 9.0, status: 4, iterations: 3, solve_time_ms: 1.5 };
+    let seq = ControlSequenceMsg {
+        header: header(1.5),
+        dt: 0.4,
+        state_dim: 7,
+        control_dim: 3,
+        u: vec![1.25; 150],
+        x: vec![-3.5; 357],
+        cost: 9.0,
+        status: 4,
+        iterations: 3,
+        solve_time_ms: 1.5,
+    };
     w.write_msg("/goal", 1_000_000_000, &goal).unwrap();
     w.write_msg("/clock", 1_500_000_000, &ClockMsg { clock: Time::from_secs(1.5) }).unwrap();
     w.write_msg("/state", 1_500_000_000, &state).unwrap();

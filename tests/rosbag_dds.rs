@@ -114,12 +114,19 @@ fn a_closed_loop_recorded_over_dds_replays_plan_for_plan_and_reads_independently
     let own_dir = tmp("node-own");
     let record_to = format!("node.record_to:={}", own_dir.display());
     // a node deadline no CI machine misses: every recorded answer is then a full refinement
-    let mut node = spawn(env!("CARGO_BIN_EXE_trc_node"), &ros_args(&["use_sim_time:=true", "node.device:=cpu", "controller.deadline_s:=0.5", &record_to]), domain);
+    let mut node =
+        spawn(env!("CARGO_BIN_EXE_trc_node"), &ros_args(&["use_sim_time:=true", "node.device:=cpu", "controller.deadline_s:=0.5", &record_to]), domain);
     let_start(&mut node);
     let rec = spawn(env!("CARGO_BIN_EXE_trc"), &["record".into(), "-o".into(), bag_dir.display().to_string(), "--use-sim-time".into()], domain);
     let mut sim = spawn(
         env!("CARGO_BIN_EXE_trc_sim"),
-        &ros_args(&["use_sim_time:=true", "sim.time_scale:=2.0", "sim.episodes:=1", "sim.wait_for_subscribers:=2", "sim.scenario:=scenarios/short_landing.yaml"]),
+        &ros_args(&[
+            "use_sim_time:=true",
+            "sim.time_scale:=2.0",
+            "sim.episodes:=1",
+            "sim.wait_for_subscribers:=2",
+            "sim.scenario:=scenarios/short_landing.yaml",
+        ]),
         domain,
     );
     let landed = wait_exit(&mut sim, Duration::from_secs(240));
@@ -190,12 +197,24 @@ fn playing_the_shipped_bag_drives_trc_node_to_the_bag_plans() {
     let out = tmp("answers");
     let mut node = spawn(env!("CARGO_BIN_EXE_trc_node"), &ros_args(&["use_sim_time:=true", "node.device:=cpu", "controller.deadline_s:=0.5"]), domain);
     let_start(&mut node);
-    let rec = spawn(env!("CARGO_BIN_EXE_trc"), &["record".into(), "-o".into(), out.display().to_string(), "--topics".into(), "control_sequence".into()], domain);
+    let rec =
+        spawn(env!("CARGO_BIN_EXE_trc"), &["record".into(), "-o".into(), out.display().to_string(), "--topics".into(), "control_sequence".into()], domain);
     let shipped = root().join("tests/data/landing");
     // inputs only (the bag's own answers would collide with the node's), /clock from the bag
     let mut play = spawn(
         env!("CARGO_BIN_EXE_trc"),
-        &["play".into(), shipped.display().to_string(), "--topics".into(), "state,goal".into(), "--clock".into(), "--rate".into(), "2".into(), "--delay".into(), "3".into(), "--latched-first".into()],
+        &[
+            "play".into(),
+            shipped.display().to_string(),
+            "--topics".into(),
+            "state,goal".into(),
+            "--clock".into(),
+            "--rate".into(),
+            "2".into(),
+            "--delay".into(),
+            "3".into(),
+            "--latched-first".into(),
+        ],
         domain,
     );
     let played = wait_exit(&mut play, Duration::from_secs(120));
@@ -221,10 +240,23 @@ fn playing_the_shipped_bag_drives_trc_node_to_the_bag_plans() {
         let ok = du <= TOL_U_N && a.status == r.status && a.iterations == r.iterations;
         same += usize::from(ok);
         if !ok && first_bad.len() < 3 {
-            first_bad.push(format!("stamp {stamp} us: status {}/{} iterations {}/{} |du| {du:.3e} N (played/recorded)", a.status, r.status, a.iterations, r.iterations));
+            first_bad.push(format!(
+                "stamp {stamp} us: status {}/{} iterations {}/{} |du| {du:.3e} N (played/recorded)",
+                a.status, r.status, a.iterations, r.iterations
+            ));
         }
     }
-    assert!(answered.len() * 10 >= recorded.len() * 9, "the node answered {} of the bag's {} states:\n{play_log}\n{rec_log}\n{node_log}", answered.len(), recorded.len());
-    assert_eq!(same, answered.len(), "{same} of {} answers match the bag's plans (worst |du| {worst:.3e} N); first: {first_bad:#?}\n{node_log}", answered.len());
+    assert!(
+        answered.len() * 10 >= recorded.len() * 9,
+        "the node answered {} of the bag's {} states:\n{play_log}\n{rec_log}\n{node_log}",
+        answered.len(),
+        recorded.len()
+    );
+    assert_eq!(
+        same,
+        answered.len(),
+        "{same} of {} answers match the bag's plans (worst |du| {worst:.3e} N); first: {first_bad:#?}\n{node_log}",
+        answered.len()
+    );
     let _ = std::fs::remove_dir_all(&out);
 }

@@ -98,7 +98,9 @@ impl BagError {
 
     pub(crate) fn mcap(path: &Path, offset: u64, e: mcap::McapError) -> Self {
         match e {
-            mcap::McapError::UnexpectedEof | mcap::McapError::UnexpectedEoc => BagError::Malformed { path: path.to_path_buf(), offset, what: format!("{e} (truncated?)") },
+            mcap::McapError::UnexpectedEof | mcap::McapError::UnexpectedEoc => {
+                BagError::Malformed { path: path.to_path_buf(), offset, what: format!("{e} (truncated?)") }
+            }
             mcap::McapError::Io(source) => BagError::Io { path: path.to_path_buf(), source },
             e => BagError::Malformed { path: path.to_path_buf(), offset, what: e.to_string() },
         }

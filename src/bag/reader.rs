@@ -62,7 +62,8 @@ pub fn mcap_file(path: &Path) -> Result<PathBuf, BagError> {
     }
     let meta = path.join("metadata.yaml");
     if let Ok(text) = std::fs::read_to_string(&meta) {
-        let v: serde_yaml::Value = serde_yaml::from_str(&text).map_err(|e| BagError::NotABag { path: meta.clone(), what: format!("metadata.yaml is not YAML: {e}") })?;
+        let v: serde_yaml::Value =
+            serde_yaml::from_str(&text).map_err(|e| BagError::NotABag { path: meta.clone(), what: format!("metadata.yaml is not YAML: {e}") })?;
         let info = &v["rosbag2_bagfile_information"];
         if let Some(storage) = info["storage_identifier"].as_str() {
             if storage != "mcap" {
@@ -183,12 +184,21 @@ impl State {
             Record::Channel(c) => {
                 let type_name = self.schemas.get(&c.schema_id).cloned().unwrap_or_default();
                 let qos_yaml = c.metadata.get("offered_qos_profiles").cloned().unwrap_or_default();
-                self.topics.entry(c.topic.clone()).or_insert(TopicInfo { type_name: type_name.clone(), encoding: c.message_encoding.clone(), qos_yaml, count: 0 });
+                self.topics.entry(c.topic.clone()).or_insert(TopicInfo {
+                    type_name: type_name.clone(),
+                    encoding: c.message_encoding.clone(),
+                    qos_yaml,
+                    count: 0,
+                });
                 self.channels.insert(c.id, (c.topic, type_name));
             }
             Record::Message { header, data } => {
                 let Some((topic, type_name)) = self.channels.get(&header.channel_id).cloned() else {
-                    return Err(BagError::Malformed { path: path.to_path_buf(), offset, what: format!("message on channel {} which no Channel record declares", header.channel_id) });
+                    return Err(BagError::Malformed {
+                        path: path.to_path_buf(),
+                        offset,
+                        what: format!("message on channel {} which no Channel record declares", header.channel_id),
+                    });
                 };
                 if let Some(t) = self.topics.get_mut(&topic) {
                     t.count += 1;

@@ -240,7 +240,7 @@ fn max_abs_diff(plan: &Plan, rec: &ControlSequenceMsg) -> f64 {
 fn recorded_terminal_error(controller: &RecedingHorizon, rec: &ControlSequenceMsg) -> Option<f64> {
     let n = rec.state_dim as usize;
     let m = rec.control_dim as usize;
-    if n == 0 || m == 0 || rec.x.len() % n != 0 || rec.u.len() % m != 0 {
+    if n == 0 || m == 0 || !rec.x.len().is_multiple_of(n) || !rec.u.len().is_multiple_of(m) {
         return None;
     }
     let plan = Plan {

@@ -27,7 +27,8 @@ pub struct MsgPath {
 impl MsgPath {
     /// `AMENT_PREFIX_PATH` (if set) plus this package's `msg/` folder (`package_root/msg`).
     pub fn from_env(package_root: Option<&Path>) -> Self {
-        let share_dirs = std::env::var("AMENT_PREFIX_PATH").unwrap_or_default().split(':').filter(|s| !s.is_empty()).map(|p| Path::new(p).join("share")).collect();
+        let share_dirs =
+            std::env::var("AMENT_PREFIX_PATH").unwrap_or_default().split(':').filter(|s| !s.is_empty()).map(|p| Path::new(p).join("share")).collect();
         let own = package_root.map(|r| r.join("msg")).or_else(|| Some(Path::new(env!("CARGO_MANIFEST_DIR")).join("msg")));
         MsgPath { share_dirs, own }
     }
@@ -118,10 +119,9 @@ mod tests {
     #[test]
     fn the_control_sequence_schema_carries_its_header_and_time() {
         let dir = std::env::temp_dir().join(format!("trc-schema-{}", std::process::id()));
-        for (pkg, name, text) in [
-            ("std_msgs", "Header", "builtin_interfaces/Time stamp\nstring frame_id\n"),
-            ("builtin_interfaces", "Time", "int32 sec\nuint32 nanosec\n"),
-        ] {
+        for (pkg, name, text) in
+            [("std_msgs", "Header", "builtin_interfaces/Time stamp\nstring frame_id\n"), ("builtin_interfaces", "Time", "int32 sec\nuint32 nanosec\n")]
+        {
             let d = dir.join("share").join(pkg).join("msg");
             std::fs::create_dir_all(&d).unwrap();
             std::fs::write(d.join(format!("{name}.msg")), text).unwrap();

@@ -117,7 +117,8 @@ impl Recorder {
 
     fn write<T: WrappedTypesupport>(&mut self, topic: &str, now_s: f64, msg: &T) {
         let Some(w) = self.0.as_mut() else { return };
-        let res = msg.to_serialized_bytes().map_err(|e| e.to_string()).and_then(|b| w.write(topic, (now_s.max(0.0) * 1e9) as u64, &b).map_err(|e| e.to_string()));
+        let res =
+            msg.to_serialized_bytes().map_err(|e| e.to_string()).and_then(|b| w.write(topic, (now_s.max(0.0) * 1e9) as u64, &b).map_err(|e| e.to_string()));
         if let Err(e) = res {
             log::error!("node.record_to: write failed ({e}); recording stopped, the node goes on");
             self.close();

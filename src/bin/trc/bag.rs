@@ -181,7 +181,8 @@ mod ros_side {
         let mut node = r2r::Node::create(ctx, "trc_record", "")?;
         let clock = node.get_ros_clock();
         let known: HashMap<&str, &str> = DEFAULT_TOPICS.iter().copied().collect();
-        let wanted: Vec<String> = if a.topics.is_empty() { DEFAULT_TOPICS.iter().map(|(t, _)| t.to_string()).collect() } else { a.topics.iter().map(|t| absolute(t)).collect() };
+        let wanted: Vec<String> =
+            if a.topics.is_empty() { DEFAULT_TOPICS.iter().map(|(t, _)| t.to_string()).collect() } else { a.topics.iter().map(|t| absolute(t)).collect() };
         let mut writer = BagWriter::create(&a.out, MsgPath::from_env(Some(&super::super::launcher::package_root())))?;
         let mut subs: BTreeMap<String, Raw> = BTreeMap::new();
         let mut pending: Vec<String> = Vec::new();
@@ -324,7 +325,8 @@ mod ros_side {
                 Err(e) => log::warn!("{t}: cannot publish type {} ({e}); skipped (is its package sourced?)", info.type_name),
             }
         }
-        let clock_pub = if a.clock { Some(node.create_publisher::<r2r::rosgraph_msgs::msg::Clock>("/clock", QosProfile::default().keep_last(1))?) } else { None };
+        let clock_pub =
+            if a.clock { Some(node.create_publisher::<r2r::rosgraph_msgs::msg::Clock>("/clock", QosProfile::default().keep_last(1))?) } else { None };
         let Some((first, last)) = bag.span_ns() else {
             log::warn!("{}: no messages", bag.path.display());
             return Ok(());
@@ -429,7 +431,10 @@ pub fn make_fault_bag(from: &Path, out: &Path, cycles: usize) -> AnyResult<()> {
     let bag = Bag::open(from)?;
     let goal_msg = bag.on("goal").next().ok_or("the source bag has no goal")?;
     let goal: GoalMsg = from_cdr(types::GOAL, &goal_msg.data)?;
-    let states: Vec<(u64, StateMsg)> = bag.on("state").map(|m| Ok::<_, Box<dyn std::error::Error>>((m.log_time_ns, from_cdr::<StateMsg>(types::STATE, &m.data)?))).collect::<Result<_, _>>()?;
+    let states: Vec<(u64, StateMsg)> = bag
+        .on("state")
+        .map(|m| Ok::<_, Box<dyn std::error::Error>>((m.log_time_ns, from_cdr::<StateMsg>(types::STATE, &m.data)?)))
+        .collect::<Result<_, _>>()?;
     if states.len() < cycles || cycles < 50 {
         return Err(format!("the source bag has {} states; the fault bag needs cycles >= 50 of them", states.len()).into());
     }
