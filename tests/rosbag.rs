@@ -119,6 +119,38 @@ fn malformed_and_truncated_bags_are_refused_naming_the_file_and_offset() {
     let empty = dir.join("empty");
     std::fs::create_dir_all(&empty).unwrap();
     assert!(matches!(Bag::open(&empty), Err(BagError::NotABag { .. })));
+    // hostile records: a short attachment, a chunk claiming 1 TiB, a record inside a chunk
+    // claiming 2^60 bytes (each refused before anything is allocated or sliced)
+    let record = |op: u8, body: &[u8]| -> Vec<u8> {
+        let mut r = vec![op];
+        r.extend((body.len() as u64).to_le_bytes());
+        r.extend(body);
+        r
+    };
+    let chunk = |uncompressed: u64, records: &[u8]| -> Vec<u8> {
+        let mut b = Vec::new();
+        b.extend(0u64.to_le_bytes());
+        b.extend(0u64.to_le_bytes());
+        b.extend(uncompressed.to_le_bytes());
+        b.extend(0u32.to_le_bytes());
+        b.extend(0u32.to_le_bytes()); // compression "" (none)
+        b.extend((records.len() as u64).to_le_bytes());
+        b.extend(records);
+        record(0x06, &b)
+    };
+    let magic = [0x89u8, b'M', b'C', b'A', b'P', 0x30, b'\r', b'\n'];
+    let mut inner = vec![0x05u8];
+    inner.extend((1u64 << 60).to_le_bytes());
+    for (name, rec) in [("attach.mcap", record(0x09, &[0u8; 33])), ("huge.mcap", chunk(1 << 40, &[])), ("inner.mcap", chunk(inner.len() as u64, &inner))] {
+        let mut bytes = magic.to_vec();
+        bytes.extend(rec);
+        bytes.extend(magic);
+        let p = file(name, &bytes);
+        match Bag::open(&p) {
+            Ok(b) => assert!(b.messages.is_empty(), "{name}"),
+            Err(e) => assert!(e.to_string().contains(name), "{name}: {e}"),
+        }
+    }
     // every prefix of the file: refused or read, never a panic
     for cut in (0..src.len()).step_by(src.len() / 97 + 1) {
         let p = file("prefix.mcap", &src[..cut]);
@@ -170,4 +202,57 @@ fn a_bag_round_trips_through_the_writer_and_the_reader() {
     let read_state: StateMsg = msgs::from_cdr(types::STATE, &bag.on("/state").next().unwrap().data).unwrap();
     assert_eq!(read_state, state);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_bag_of_odometry_and_mass_replays_like_the_same_states() {
+    // the Gazebo / robot path: nav_msgs/Odometry + std_msgs/Float64 mass instead of State
+    use trc_control::bag::msgs::{Float64Msg, OdometryMsg, PoseWithCovariance, Quaternion, TwistWithCovariance, Vector3};
+    let src = Bag::open(&root().join("tests/data/landing")).unwrap();
+    let dir = tmp("odom");
+    let mut w = BagWriter::create(&dir, MsgPath::from_env(Some(&root()))).unwrap();
+    for (t, ty) in [("/goal", types::GOAL), ("/clock", types::CLOCK), ("/odom", types::ODOMETRY), ("/mass", types::FLOAT64)] {
+        w.add_topic(t, ty, Qos::of_topic(t)).unwrap();
+    }
+    let mut n = 0;
+    for m in src.messages.iter().take(120) {
+        match m.topic.as_str() {
+            "/goal" | "/clock" => w.write(&m.topic, m.log_time_ns, &m.data).unwrap(),
+            "/state" => {
+                let s: StateMsg = msgs::from_cdr(types::STATE, &m.data).unwrap();
+                let x = &s.x;
+                w.write_msg("/mass", m.log_time_ns, &Float64Msg { data: x[6] }).unwrap();
+                let odom = OdometryMsg {
+                    header: s.header.clone(),
+                    child_frame_id: "lander".into(),
+                    pose: PoseWithCovariance { position: Vector3 { x: x[0], y: x[1], z: x[2] }, orientation: Quaternion::default(), covariance: [[0.0; 6]; 6] },
+                    twist: TwistWithCovariance { linear: Vector3 { x: x[3], y: x[4], z: x[5] }, angular: Vector3::default(), covariance: [[0.0; 6]; 6] },
+                };
+                w.write_msg("/odom", m.log_time_ns, &odom).unwrap();
+                n += 1;
+            }
+            _ => {}
+        }
+    }
+    let out = w.finish().unwrap();
+    let from_odom = replay_of(&out, DeadlineMode::Ignore, |_| {});
+    // the same states through State: the first n cycles of the shipped bag, without its answers
+    let states_only = tmp("states");
+    let mut w = BagWriter::create(&states_only, MsgPath::from_env(Some(&root()))).unwrap();
+    for (t, ty) in [("/goal", types::GOAL), ("/clock", types::CLOCK), ("/state", types::STATE)] {
+        w.add_topic(t, ty, Qos::of_topic(t)).unwrap();
+    }
+    for m in src.messages.iter().take(120).filter(|m| ["/goal", "/clock", "/state"].contains(&m.topic.as_str())) {
+        w.write(&m.topic, m.log_time_ns, &m.data).unwrap();
+    }
+    let from_state = replay_of(&w.finish().unwrap(), DeadlineMode::Ignore, |_| {});
+    assert_eq!(from_odom.cycles.len(), n);
+    assert_eq!(from_state.cycles.len(), n);
+    assert!(n > 20);
+    for (a, b) in from_odom.cycles.iter().zip(&from_state.cycles) {
+        assert_eq!((a.stamp, a.status, a.iterations), (b.stamp, b.status, b.iterations));
+        assert_eq!(a.terminal_error, b.terminal_error, "the same state must give the same plan");
+    }
+    let _ = std::fs::remove_dir_all(&out);
+    let _ = std::fs::remove_dir_all(&states_only);
 }

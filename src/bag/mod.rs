@@ -174,7 +174,7 @@ impl Qos {
             Reliability::BestEffort => "best_effort",
         };
         let dur = if self.transient_local { "transient_local" } else { "volatile" };
-        let inf = "{sec: 2147483647, nsec: 4294967295}";
+        let inf = "{sec: 9223372036, nsec: 854775807}"; // rclcpp's infinite duration, as Jazzy writes it
         format!(
             "{indent}- history: keep_last\n{indent}  depth: {}\n{indent}  reliability: {rel}\n{indent}  durability: {dur}\n{indent}  deadline: {inf}\n{indent}  lifespan: {inf}\n{indent}  liveliness: automatic\n{indent}  liveliness_lease_duration: {inf}\n{indent}  avoid_ros_namespace_conventions: false\n",
             self.depth

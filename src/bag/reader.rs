@@ -40,7 +40,7 @@ pub struct TopicInfo {
 /// A bag read into memory.
 #[derive(Debug, Clone)]
 pub struct Bag {
-    /// The MCAP file read.
+    /// The (first) MCAP file read.
     pub path: PathBuf,
     /// Messages in file order (the order they were written: log time for a recorder).
     pub messages: Vec<BagMessage>,
@@ -48,14 +48,15 @@ pub struct Bag {
     pub topics: BTreeMap<String, TopicInfo>,
 }
 
-/// The MCAP file of a bag path: `path` itself if it is a file, else the first
-/// `relative_file_paths` entry of `path/metadata.yaml`, else the only `*.mcap` in the folder.
+/// The MCAP files of a bag path: `path` itself if it is a file, else the `relative_file_paths`
+/// of `path/metadata.yaml` (a bag split into several files is read whole, in that order), else
+/// the only `*.mcap` in the folder.
 ///
 /// # Errors
 /// [`BagError::Io`] / [`BagError::NotABag`].
-pub fn mcap_file(path: &Path) -> Result<PathBuf, BagError> {
+pub fn mcap_files(path: &Path) -> Result<Vec<PathBuf>, BagError> {
     if path.is_file() {
-        return Ok(path.to_path_buf());
+        return Ok(vec![path.to_path_buf()]);
     }
     if !path.is_dir() {
         return Err(BagError::NotABag { path: path.to_path_buf(), what: "no such file or folder".into() });
@@ -70,8 +71,9 @@ pub fn mcap_file(path: &Path) -> Result<PathBuf, BagError> {
                 return Err(BagError::NotABag { path: meta, what: format!("storage `{storage}` (only mcap is read; convert with `ros2 bag convert`)") });
             }
         }
-        if let Some(first) = info["relative_file_paths"].as_sequence().and_then(|s| s.first()).and_then(|f| f.as_str()) {
-            return Ok(path.join(first));
+        let files: Vec<PathBuf> = info["relative_file_paths"].as_sequence().into_iter().flatten().filter_map(|f| f.as_str()).map(|f| path.join(f)).collect();
+        if !files.is_empty() {
+            return Ok(files);
         }
     }
     let mut found: Vec<PathBuf> = std::fs::read_dir(path)
@@ -81,9 +83,9 @@ pub fn mcap_file(path: &Path) -> Result<PathBuf, BagError> {
         .collect();
     found.sort();
     match found.len() {
-        1 => Ok(found.remove(0)),
+        1 => Ok(found),
         0 => Err(BagError::NotABag { path: path.to_path_buf(), what: "no metadata.yaml and no .mcap file in the folder".into() }),
-        n => Err(BagError::NotABag { path: path.to_path_buf(), what: format!("{n} .mcap files and no metadata.yaml naming one; pass the file") }),
+        n => Err(BagError::NotABag { path: path.to_path_buf(), what: format!("{n} .mcap files and no metadata.yaml naming them; pass one file") }),
     }
 }
 
@@ -96,9 +98,21 @@ impl Bag {
     /// [`BagError::Truncated`] (the file ends inside a record), each naming the file and the
     /// byte offset of the record.
     pub fn open(path: &Path) -> Result<Self, BagError> {
-        let path = mcap_file(path)?;
-        let buf = std::fs::read(&path).map_err(|e| BagError::io(&path, e))?;
-        Self::parse(&path, &buf)
+        let mut bag: Option<Bag> = None;
+        for file in mcap_files(path)? {
+            let buf = std::fs::read(&file).map_err(|e| BagError::io(&file, e))?;
+            let part = Self::parse(&file, &buf)?;
+            match bag.as_mut() {
+                None => bag = Some(part),
+                Some(b) => {
+                    b.messages.extend(part.messages);
+                    for (t, info) in part.topics {
+                        b.topics.entry(t).and_modify(|i| i.count += info.count).or_insert(info);
+                    }
+                }
+            }
+        }
+        bag.ok_or_else(|| BagError::NotABag { path: path.to_path_buf(), what: "no MCAP file".into() })
     }
 
     fn parse(path: &Path, buf: &[u8]) -> Result<Self, BagError> {
@@ -109,42 +123,37 @@ impl Bag {
         let mut st = State::default();
         let mut off = magic.len();
         loop {
-            if off == buf.len() {
-                // no footer and no end magic: a recorder killed before closing the file
-                return Err(BagError::Truncated { path: path.to_path_buf(), offset: off as u64, read: st.messages.len() });
-            }
             if buf.len() - off == magic.len() && &buf[off..] == magic {
                 break;
             }
-            if buf.len() - off < 9 {
+            let Some((op, body, next)) = frame(buf, off) else {
+                // the file ends inside a record, or without footer and end magic: a recorder
+                // killed before closing the file
                 return Err(BagError::Truncated { path: path.to_path_buf(), offset: off as u64, read: st.messages.len() });
-            }
-            let op = buf[off];
-            let len = u64::from_le_bytes(buf[off + 1..off + 9].try_into().expect("8 bytes"));
-            let body_start = off + 9;
-            if len > (buf.len() - body_start) as u64 {
-                return Err(BagError::Truncated { path: path.to_path_buf(), offset: off as u64, read: st.messages.len() });
-            }
-            let body = &buf[body_start..body_start + len as usize];
-            let rec = mcap::read::parse_record(op, body).map_err(|e| BagError::mcap(path, off as u64, e))?;
-            match rec {
-                Record::Chunk { header, data } => {
-                    let reader = mcap::read::ChunkReader::new(header, &data).map_err(|e| BagError::mcap(path, off as u64, e))?;
-                    for r in reader {
-                        let r = r.map_err(|e| BagError::mcap(path, off as u64, e))?;
-                        st.take(r, path, off as u64)?;
+            };
+            match op {
+                mcap::records::op::CHUNK => {
+                    let inner = chunk_records(path, off as u64, body, buf.len())?;
+                    let mut ioff = 0;
+                    while ioff < inner.len() {
+                        let (iop, ibody, inext) = frame(&inner, ioff).ok_or_else(|| BagError::Malformed {
+                            path: path.to_path_buf(),
+                            offset: off as u64,
+                            what: format!("a record inside the chunk at its byte {ioff} runs past the chunk's end"),
+                        })?;
+                        st.take(path, off as u64, iop, ibody)?;
+                        ioff = inext;
                     }
                 }
-                Record::Footer(_) => {
-                    let end = body_start + len as usize;
-                    if buf.len() < end + magic.len() || &buf[end..end + magic.len()] != magic {
-                        return Err(BagError::Truncated { path: path.to_path_buf(), offset: end as u64, read: st.messages.len() });
+                mcap::records::op::FOOTER => {
+                    if buf.len() < next + magic.len() || &buf[next..next + magic.len()] != magic {
+                        return Err(BagError::Truncated { path: path.to_path_buf(), offset: next as u64, read: st.messages.len() });
                     }
                     break;
                 }
-                r => st.take(r, path, off as u64)?,
+                _ => st.take(path, off as u64, op, body)?,
             }
-            off = body_start + len as usize;
+            off = next;
         }
         Ok(Bag { path: path.to_path_buf(), messages: st.messages, topics: st.topics })
     }
@@ -167,6 +176,41 @@ pub fn same_topic(a: &str, b: &str) -> bool {
     a.trim_start_matches('/') == b.trim_start_matches('/')
 }
 
+/// The record at `off`: `(opcode, body, offset of the next record)`, or `None` when the buffer
+/// ends inside it (MCAP specification, "Records": opcode `u8`, length `u64` LE, body).
+fn frame(buf: &[u8], off: usize) -> Option<(u8, &[u8], usize)> {
+    let head = buf.get(off..off.checked_add(9)?)?;
+    let len = usize::try_from(u64::from_le_bytes(head[1..9].try_into().ok()?)).ok()?;
+    let end = (off + 9).checked_add(len)?;
+    Some((head[0], buf.get(off + 9..end)?, end))
+}
+
+/// The records of a chunk, decompressed (zstd or none) with the chunk's own uncompressed size as
+/// the cap, and its CRC checked; a size beyond 1 GiB or 1,000 times the file is refused before
+/// anything is allocated.
+fn chunk_records(path: &Path, offset: u64, body: &[u8], file_len: usize) -> Result<Vec<u8>, BagError> {
+    let bad = |what: String| BagError::Malformed { path: path.to_path_buf(), offset, what };
+    let rec = mcap::read::parse_record(mcap::records::op::CHUNK, body).map_err(|e| bad(format!("chunk header: {e}")))?;
+    let mcap::records::Record::Chunk { header, data } = rec else { return Err(bad("not a chunk".into())) };
+    let size = usize::try_from(header.uncompressed_size).map_err(|_| bad("uncompressed size overflows".into()))?;
+    let cap = (1usize << 30).min(file_len.saturating_mul(1000).max(1 << 20));
+    if size > cap {
+        return Err(bad(format!("chunk claims {size} bytes uncompressed (more than {cap})")));
+    }
+    let out = match header.compression.as_str() {
+        "" => data.into_owned(),
+        "zstd" => zstd::bulk::decompress(&data, size).map_err(|e| bad(format!("zstd: {e}")))?,
+        other => return Err(bad(format!("chunk compression `{other}` is not supported (zstd or none); recompress with `mcap convert`"))),
+    };
+    if out.len() != size {
+        return Err(bad(format!("chunk decompressed to {} bytes, its header says {size}", out.len())));
+    }
+    if header.uncompressed_crc != 0 && crc32fast::hash(&out) != header.uncompressed_crc {
+        return Err(bad(format!("chunk CRC failed (expected {:08X})", header.uncompressed_crc)));
+    }
+    Ok(out)
+}
+
 #[derive(Default)]
 struct State {
     schemas: HashMap<u16, String>,
@@ -176,7 +220,14 @@ struct State {
 }
 
 impl State {
-    fn take(&mut self, r: Record<'_>, path: &Path, offset: u64) -> Result<(), BagError> {
+    /// Takes a Schema, Channel or Message record; every other record (indexes, statistics,
+    /// attachments, metadata) is skipped unparsed.
+    fn take(&mut self, path: &Path, offset: u64, op: u8, body: &[u8]) -> Result<(), BagError> {
+        use mcap::records::op;
+        if ![op::SCHEMA, op::CHANNEL, op::MESSAGE].contains(&op) {
+            return Ok(());
+        }
+        let r = mcap::read::parse_record(op, body).map_err(|e| BagError::mcap(path, offset, e))?;
         match r {
             Record::Schema { header, .. } => {
                 self.schemas.insert(header.id, header.name);

@@ -9,7 +9,9 @@
 //!
 //! Which states are answered: when the bag holds `control_sequence`, exactly the states the
 //! recorded node answered (matched by stamp; the node answers the newest state of its queue, so
-//! it may skip some); without it, every state.
+//! it may skip some), and every state before the first recorded answer (a recorder matches each
+//! topic on its own, and may receive the node's answers later than its inputs; those cycles are
+//! `Unrecorded`); without it, every state.
 //!
 //! Deadlines: [`DeadlineMode::Ignore`] gives every cycle 10 s (the most the config allows), so
 //! every inference finishes: a pure function of the bag, identical on any machine; recorded
@@ -96,7 +98,7 @@ pub enum Verdict {
     /// [`DeadlineMode::Recorded`] a recorded FAILED answer to a state the replay accepts (the
     /// refusal is imposed; e.g. the node had no `/clock` yet).
     Timing,
-    /// No recorded answer (a bag without `control_sequence`).
+    /// No recorded answer (a bag without `control_sequence`, or a state before its first answer).
     Unrecorded,
     /// Anything else.
     Differs,
@@ -283,6 +285,7 @@ pub fn replay(bag: &Bag, controller: &mut RecedingHorizon, opts: &ReplayOptions)
     }
     let mut now = 0.0;
     let mut mass: Option<f64> = None;
+    let mut answers_started = false;
     for m in &bag.messages {
         let log_time = m.log_time_ns as f64 * 1e-9;
         let bad = |e: BagError| format!("{} at log time {log_time:.3} s: {e}", m.topic);
@@ -321,7 +324,13 @@ pub fn replay(bag: &Bag, controller: &mut RecedingHorizon, opts: &ReplayOptions)
         }
         let recorded = if has_answers {
             match answers.get_mut(&stamp_key(s.stamp)).and_then(|q| q.pop_front()) {
-                Some(a) => Some(a),
+                Some(a) => {
+                    answers_started = true;
+                    Some(a)
+                }
+                // before the first recorded answer the recorder was not receiving the node's
+                // answers yet (DDS matches each topic on its own): answered, not compared
+                None if !answers_started => None,
                 None => {
                     report.skipped_states += 1;
                     continue;

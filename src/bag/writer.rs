@@ -22,7 +22,9 @@ struct Topic {
 /// A rosbag2 MCAP bag being written. Messages go in as serialized CDR with their log time
 /// (ns since the epoch, ROS time; sim time when recorded under `use_sim_time`); [`BagWriter::finish`]
 /// closes the MCAP file (summary, indexes) and writes `metadata.yaml`. A writer dropped without
-/// `finish` leaves an MCAP file without its summary, which readers still read linearly.
+/// `finish` still closes the MCAP file (the `mcap` writer finishes on drop) but leaves no
+/// `metadata.yaml`; the reader then takes the folder's only `.mcap` file. A process killed
+/// mid-write leaves a file without footer, which the reader refuses as truncated.
 pub struct BagWriter {
     dir: PathBuf,
     file_name: String,
@@ -140,16 +142,16 @@ impl BagWriter {
         y += "  topics_with_message_count:\n";
         for (name, t) in &self.topics {
             y += &format!(
-                "    - topic_metadata:\n        name: {name}\n        type: {}\n        serialization_format: cdr\n        offered_qos_profiles:\n{}        type_description_hash: \"\"\n      message_count: {}\n",
+                "    - topic_metadata:\n        name: \"{name}\"\n        type: {}\n        serialization_format: cdr\n        offered_qos_profiles:\n{}        type_description_hash: \"\"\n      message_count: {}\n",
                 t.type_name,
                 t.qos.to_yaml_items("          "),
                 t.count
             );
         }
         y += "  compression_format: \"\"\n  compression_mode: \"\"\n";
-        y += &format!("  relative_file_paths:\n    - {}\n", self.file_name);
+        y += &format!("  relative_file_paths:\n    - \"{}\"\n", self.file_name);
         y += &format!(
-            "  files:\n    - path: {}\n      starting_time:\n        nanoseconds_since_epoch: {start}\n      duration:\n        nanoseconds: {duration}\n      message_count: {total}\n",
+            "  files:\n    - path: \"{}\"\n      starting_time:\n        nanoseconds_since_epoch: {start}\n      duration:\n        nanoseconds: {duration}\n      message_count: {total}\n",
             self.file_name
         );
         y += "  custom_data: ~\n  ros_distro: jazzy\n";

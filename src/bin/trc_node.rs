@@ -74,17 +74,20 @@ impl Throttle {
 }
 
 /// `node.record_to`: the node's own inputs and outputs into a rosbag2 MCAP folder. A write
-/// error is logged once and ends the recording; the node goes on.
-struct Recorder(Option<BagWriter>);
+/// error is logged once and ends the recording; the node goes on. What comes before the node's
+/// clock runs (sim time before the first /clock reads 0) is held and written at the clock's
+/// first time.
+struct Recorder(Option<BagWriter>, Vec<(String, Vec<u8>)>);
 
 impl Recorder {
     fn open(path: &str, package_root: Option<&std::path::Path>, descent: bool) -> Self {
         if path.is_empty() {
-            return Recorder(None);
+            return Recorder(None, Vec::new());
         }
         let mut dir = std::path::PathBuf::from(path);
         if dir.exists() {
             let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+            // Unix seconds
             dir = std::path::PathBuf::from(format!("{path}_{secs}"));
         }
         let topics: [(&str, &str); 8] = [
@@ -106,19 +109,32 @@ impl Recorder {
         match made {
             Ok(w) => {
                 log::info!("recording inputs and outputs to {} (node.record_to)", dir.display());
-                Recorder(Some(w))
+                Recorder(Some(w), Vec::new())
             }
             Err(e) => {
                 log::error!("node.record_to: cannot record ({e}); the node runs without recording");
-                Recorder(None)
+                Recorder(None, Vec::new())
             }
         }
     }
 
     fn write<T: WrappedTypesupport>(&mut self, topic: &str, now_s: f64, msg: &T) {
         let Some(w) = self.0.as_mut() else { return };
-        let res =
-            msg.to_serialized_bytes().map_err(|e| e.to_string()).and_then(|b| w.write(topic, (now_s.max(0.0) * 1e9) as u64, &b).map_err(|e| e.to_string()));
+        let bytes = match msg.to_serialized_bytes() {
+            Ok(b) => b,
+            Err(e) => {
+                log::warn!("node.record_to: cannot serialize a {topic} message ({e}); skipped");
+                return;
+            }
+        };
+        if now_s <= 0.0 {
+            if self.1.len() < 10_000 {
+                self.1.push((topic.to_string(), bytes));
+            }
+            return;
+        }
+        let t = (now_s * 1e9) as u64;
+        let res = self.1.drain(..).chain(std::iter::once((topic.to_string(), bytes))).try_for_each(|(tp, b)| w.write(&tp, t, &b)).map_err(|e| e.to_string());
         if let Err(e) = res {
             log::error!("node.record_to: write failed ({e}); recording stopped, the node goes on");
             self.close();
@@ -239,23 +255,28 @@ fn run() -> AnyResult<()> {
             if let Err(e) = seq_pub.publish(&seq) {
                 throttle.warn("publish", &format!("cannot publish control_sequence: {e}"));
             }
-            let now = now_secs(&clock);
-            rec.write("/control_sequence", now, &seq);
             let u_cmd = controller.command(&out.plan);
-            let sent = match &command {
+            // published first, recorded after: the recording never delays the command
+            let (sent, w, f) = match &command {
                 Command::Thrust(p) => {
                     let w = thrust_to_wrench(&out.plan, &u_cmd);
-                    rec.write("/command", now, &w);
-                    p.publish(&w)
+                    (p.publish(&w), Some(w), None)
                 }
                 Command::Scalar(p) => {
                     let f = Float64 { data: u_cmd[0] };
-                    rec.write("/command", now, &f);
-                    p.publish(&f)
+                    (p.publish(&f), None, Some(f))
                 }
             };
             if let Err(e) = sent {
                 throttle.warn("publish", &format!("cannot publish command: {e}"));
+            }
+            let now = now_secs(&clock);
+            rec.write("/control_sequence", now, &seq);
+            if let Some(w) = &w {
+                rec.write("/command", now, w);
+            }
+            if let Some(f) = &f {
+                rec.write("/command", now, f);
             }
             cycle_ms.push(t_in.elapsed().as_secs_f64() * 1e3);
         };

@@ -78,7 +78,7 @@ pub struct NodeConfig {
     pub diagnostics_period_s: f64,
     /// Record the node's own inputs (state, odom, mass, goal, /clock) and outputs
     /// (control_sequence, command, /diagnostics) into a rosbag2 MCAP folder at this path (a
-    /// UTC time suffix is added when it exists); empty = off. Log times are the node's clock
+    /// `_<Unix seconds>` suffix is added when it exists); empty = off. Log times are the node's clock
     /// (sim time under use_sim_time). Default off. `docs/rosbags.md`.
     pub record_to: String,
 }

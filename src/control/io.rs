@@ -78,7 +78,7 @@ pub enum Rejected {
     },
     /// The state is stamped before the last answered one (out of order, or the clock jumped
     /// backwards: a simulator reset, a bag played in a loop). A new goal starts afresh.
-    #[error("state stamped {behind_s:.3} s before the last answered state (out of order, or time jumped backwards); input ignored, the last plan kept (publish a new goal after a clock reset)")]
+    #[error("state stamped {behind_s:.3} s before the last answered state (out of order, or time jumped backwards); input ignored, the last plan kept (after a clock reset, publish the goal again: it then starts afresh)")]
     OutOfOrder {
         /// How far behind [s].
         behind_s: f64,

@@ -103,6 +103,9 @@ pub struct RecedingHorizon {
     sent: Option<DVector<f64>>,
     /// How the cycle in progress is timed ([`RecedingHorizon::step_timed`]); `Live` otherwise.
     timing: ReplayTiming,
+    /// A state was refused as out of order since the goal was set: the next goal, even an
+    /// identical one, starts afresh (a clock reset, a bag played in a loop).
+    out_of_order: bool,
 }
 
 /// How a replayed cycle is timed (`trc replay --deadline recorded`, [`crate::bag::replay`]):
@@ -182,6 +185,7 @@ impl RecedingHorizon {
             finish_s: None,
             sent: None,
             timing: ReplayTiming::Live,
+            out_of_order: false,
         })
     }
 
@@ -235,7 +239,8 @@ impl RecedingHorizon {
             return Err(Rejected::WrongDimension { what: "goal.x_target", got: g.x_target.len(), want: n, problem: self.problem_cfg.name.to_string() });
         }
         let goal = Goal { x_target: self.mission.check_goal(g)?, stamp: g.stamp, t_go: g.t_go };
-        if self.goal.as_ref() != Some(&goal) {
+        if self.goal.as_ref() != Some(&goal) || self.out_of_order {
+            self.out_of_order = false;
             self.mission.start_goal(g);
             self.goal = Some(goal);
             self.last = None;
@@ -305,7 +310,10 @@ impl RecedingHorizon {
         let start = Instant::now();
         let (x, x_target) = match self.guard(s, now) {
             Ok(v) => v,
-            Err((x, r)) => return self.failed(s, x.as_ref(), r, start, None),
+            Err((x, r)) => {
+                self.out_of_order |= matches!(r, Rejected::OutOfOrder { .. });
+                return self.failed(s, x.as_ref(), r, start, None);
+            }
         };
         if self.timing == ReplayTiming::Refused {
             return self.failed(s, Some(&x), Rejected::RecordedRefusal, start, None);
@@ -468,7 +476,8 @@ impl RecedingHorizon {
                 }
             }
         }
-        if let Some(id) = id {
+        // a replayed ANYTIME job is cut at iterate k: its later iterates are never adopted
+        if let Some(id) = id.filter(|_| !matches!(timing, ReplayTiming::Iterations(_))) {
             self.pending.push_back(Job { id, state: s.clone(), t_go });
             if self.pending.len() > PENDING_JOBS {
                 self.pending.pop_front();
@@ -640,6 +649,26 @@ mod tests {
 
     fn goal() -> GoalInput {
         GoalInput { stamp: 100.0, x_target: vec![0.0, 0.0], t_go: 0.0 }
+    }
+
+    #[test]
+    fn a_state_from_before_the_last_answer_is_refused_until_the_goal_comes_again() {
+        let mut ctl = di_controller(Arc::new(DelayKnob::default()));
+        ctl.set_goal(&goal()).unwrap();
+        assert_eq!(ctl.step(&state(101.0, &[1.0, 0.0]), 101.0).plan.status, PlanStatus::Converged);
+        // the clock jumped back 10 s (a simulator reset, a bag played in a loop)
+        let out = ctl.step(&state(91.0, &[1.0, 0.0]), 91.0);
+        assert!(matches!(out.rejected, Some(Rejected::OutOfOrder { .. })), "{:?}", out.rejected);
+        assert_eq!(ctl.last_plan().map(|p| p.stamp), Some(101.0), "the last good plan is kept");
+        assert!(matches!(ctl.step(&state(91.1, &[1.0, 0.0]), 91.1).rejected, Some(Rejected::OutOfOrder { .. })));
+        // the same goal again starts afresh
+        ctl.set_goal(&goal()).unwrap();
+        let out = ctl.step(&state(91.2, &[1.0, 0.0]), 91.2);
+        assert!(out.rejected.is_none(), "{:?}", out.rejected);
+        assert_eq!(out.plan.status, PlanStatus::Converged);
+        // and an identical goal without a refusal before it keeps the plan
+        ctl.set_goal(&goal()).unwrap();
+        assert_eq!(ctl.last_plan().map(|p| p.stamp), Some(91.2));
     }
 
     #[test]

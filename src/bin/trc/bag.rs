@@ -150,14 +150,16 @@ mod ros_side {
         }
     }
 
-    /// A subscription QoS that matches the publishers of `topic`: best effort (matches reliable
-    /// and best-effort publishers) except where the history of a latched topic is wanted.
+    /// The subscription QoS for a topic whose publishers offer `q`: reliable where they are
+    /// reliable (no drops, as rosbag2 does), best effort otherwise; transient local where the
+    /// history of a latched topic is wanted.
     fn sub_qos(q: Qos) -> QosProfile {
-        let p = QosProfile::default().keep_last(q.depth.max(10) as usize);
+        let p = QosProfile::default().keep_last(q.depth.max(100) as usize);
+        let p = if q.reliability == Reliability::Reliable { p.reliable() } else { p.best_effort() };
         if q.transient_local {
-            p.reliable().transient_local()
+            p.transient_local()
         } else {
-            p.best_effort().volatile()
+            p.volatile()
         }
     }
 
@@ -184,6 +186,11 @@ mod ros_side {
         let wanted: Vec<String> =
             if a.topics.is_empty() { DEFAULT_TOPICS.iter().map(|(t, _)| t.to_string()).collect() } else { a.topics.iter().map(|t| absolute(t)).collect() };
         let mut writer = BagWriter::create(&a.out, MsgPath::from_env(Some(&super::super::launcher::package_root())))?;
+        // a topic that cannot be set up leaves no half-made folder behind (a rerun would find it)
+        let cleanup = |e: Box<dyn std::error::Error>| -> Box<dyn std::error::Error> {
+            let _ = std::fs::remove_dir_all(&a.out);
+            e
+        };
         let mut subs: BTreeMap<String, Raw> = BTreeMap::new();
         let mut pending: Vec<String> = Vec::new();
         let subscribe = |node: &mut r2r::Node, writer: &mut BagWriter, topic: &str, ty: &str| -> AnyResult<Raw> {
@@ -194,13 +201,15 @@ mod ros_side {
         for t in &wanted {
             match known.get(t.as_str()) {
                 Some(ty) => {
-                    let s = subscribe(&mut node, &mut writer, t, ty)?;
+                    let s = subscribe(&mut node, &mut writer, t, ty).map_err(cleanup)?;
                     subs.insert(t.clone(), s);
                 }
                 None => pending.push(t.clone()),
             }
         }
         let mut sim_now: Option<Time> = None;
+        // under --use-sim-time, what arrives before the first /clock gets that clock's time
+        let mut held: Vec<(String, Vec<u8>)> = Vec::new();
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
         let started = Instant::now();
         let bar = indicatif::ProgressBar::new_spinner();
@@ -227,8 +236,16 @@ mod ros_side {
                         }
                         let now_ns = match (a.use_sim_time, sim_now) {
                             (true, Some(t)) => t.nanos(),
-                            _ => clock.lock().ok().and_then(|mut c| c.get_now().ok()).map_or(0, |d| d.as_nanos() as u64),
+                            (true, None) => {
+                                held.push((topic.clone(), data));
+                                continue;
+                            }
+                            (false, _) => clock.lock().ok().and_then(|mut c| c.get_now().ok()).map_or(0, |d| d.as_nanos() as u64),
                         };
+                        for (t, d) in held.drain(..) {
+                            writer.write(&t, now_ns, &d)?;
+                            total += 1;
+                        }
                         writer.write(topic, now_ns, &data)?;
                         total += 1;
                     }
@@ -262,6 +279,9 @@ mod ros_side {
             Ok(())
         });
         bar.finish_and_clear();
+        if !held.is_empty() {
+            log::warn!("{} messages arrived before any /clock and were not written (--use-sim-time)", held.len());
+        }
         let counts = writer.counts();
         let dir = writer.finish()?;
         for (t, n) in &counts {
@@ -293,7 +313,12 @@ mod ros_side {
         if !(a.rate.is_finite() && a.rate > 0.0) {
             return Err(format!("--rate {} must be a positive number", a.rate).into());
         }
-        let bag = Bag::open(&a.bag)?;
+        if !(a.delay_s.is_finite() && (0.0..=3600.0).contains(&a.delay_s)) {
+            return Err(format!("--delay {} must be between 0 and 3600 s", a.delay_s).into());
+        }
+        let mut bag = Bag::open(&a.bag)?;
+        // played in log-time order, as rosbag2 plays (the file order may differ)
+        bag.messages.sort_by_key(|m| m.log_time_ns);
         let mut remap: HashMap<String, String> = HashMap::new();
         for r in &a.remap {
             let (f, t) = r.split_once(":=").ok_or_else(|| format!("--remap {r}: use from:=to"))?;
@@ -332,7 +357,7 @@ mod ros_side {
             return Ok(());
         };
         // discovery before the first message (a late-joining subscriber misses volatile messages)
-        std::thread::sleep(Duration::from_secs_f64(a.delay_s.max(0.0)));
+        std::thread::sleep(Duration::from_secs_f64(a.delay_s));
         if a.latched_first {
             // DDS does not order messages across topics: a goal published just before a state
             // can arrive after it. The first message of each latched topic goes out first.
@@ -385,6 +410,8 @@ mod ros_side {
             if !a.repeat {
                 break;
             }
+            // a bag whose messages share one time must not spin
+            std::thread::sleep(Duration::from_millis(100));
         }
         bar.finish_and_clear();
         // let reliable subscribers take the last messages
