@@ -32,25 +32,8 @@ fn start(exe: &str, config: &str, extra: &[String], domain: Option<u32>) -> Chil
     cmd.args(&args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap_or_else(|e| panic!("start {exe}: {e}"))
 }
 
-fn stop(mut c: Child) -> String {
-    let _ = Command::new("kill").args(["-INT", &c.id().to_string()]).status();
-    let t = Instant::now();
-    while t.elapsed() < Duration::from_secs(5) {
-        if let Ok(Some(_)) = c.try_wait() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let _ = c.kill();
-    let _ = c.wait();
-    let (mut out, mut err) = (String::new(), String::new());
-    if let Some(mut s) = c.stdout.take() {
-        let _ = s.read_to_string(&mut out);
-    }
-    if let Some(mut s) = c.stderr.take() {
-        let _ = s.read_to_string(&mut err);
-    }
-    out + &err
+fn stop(c: Child) -> String {
+    common::stop(c, Duration::from_secs(5))
 }
 
 #[test]

@@ -50,27 +50,8 @@ fn ros_args(extra: &[&str]) -> Vec<String> {
 }
 
 /// SIGINT, wait up to 10 s, then the output.
-fn stop(mut c: Child) -> String {
-    if let Ok(None) = c.try_wait() {
-        let _ = Command::new("kill").args(["-INT", &c.id().to_string()]).status();
-    }
-    let t = Instant::now();
-    while t.elapsed() < Duration::from_secs(10) {
-        if let Ok(Some(_)) = c.try_wait() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let _ = c.kill();
-    let _ = c.wait();
-    let (mut out, mut err) = (String::new(), String::new());
-    if let Some(mut s) = c.stdout.take() {
-        let _ = s.read_to_string(&mut out);
-    }
-    if let Some(mut s) = c.stderr.take() {
-        let _ = s.read_to_string(&mut err);
-    }
-    out + &err
+fn stop(c: Child) -> String {
+    common::stop(c, Duration::from_secs(10))
 }
 
 fn wait_exit(c: &mut Child, limit: Duration) -> bool {

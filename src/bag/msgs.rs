@@ -275,36 +275,30 @@ impl OdometryMsg {
     }
 }
 
-fn row_major(m: &nalgebra::DMatrix<f64>) -> Vec<f64> {
-    m.transpose().as_slice().to_vec()
-}
-
 impl ControlSequenceMsg {
-    /// The message of a plan (the node's `ros::plan_to_msg`, field for field).
-    pub fn from_plan(plan: &Plan) -> Self {
-        ControlSequenceMsg {
-            header: Header { stamp: Time::from_secs(plan.stamp), frame_id: plan.frame_id.clone() },
-            dt: plan.dt,
-            state_dim: plan.x.ncols() as u32,
-            control_dim: plan.u.ncols() as u32,
-            u: row_major(&plan.u),
-            x: row_major(&plan.x),
-            cost: plan.cost,
-            status: plan.status as u8,
-            iterations: plan.iterations,
-            solve_time_ms: plan.solve_time_ms,
-        }
-    }
-
     /// The status, if it is one of the five constants.
     pub fn plan_status(&self) -> Option<PlanStatus> {
         PlanStatus::from_u8(self.status)
     }
 
-    /// Control `k` (row k of `u`, length m), if present.
-    pub fn control(&self, k: usize) -> Option<&[f64]> {
-        let m = self.control_dim as usize;
-        self.u.get(k * m..(k + 1) * m)
+    /// The plan this message carries (the node's `ros::plan_from_msg`, ROS-free); `None` for a
+    /// zero dimension, arrays that are not whole rows, or an unknown status.
+    pub fn to_plan(&self) -> Option<Plan> {
+        let (n, m) = (self.state_dim as usize, self.control_dim as usize);
+        if n == 0 || m == 0 || !self.x.len().is_multiple_of(n) || !self.u.len().is_multiple_of(m) {
+            return None;
+        }
+        Some(Plan {
+            stamp: self.header.stamp.secs(),
+            frame_id: self.header.frame_id.clone(),
+            dt: self.dt,
+            u: nalgebra::DMatrix::from_row_slice(self.u.len() / m, m, &self.u),
+            x: nalgebra::DMatrix::from_row_slice(self.x.len() / n, n, &self.x),
+            cost: self.cost,
+            status: self.plan_status()?,
+            iterations: self.iterations,
+            solve_time_ms: self.solve_time_ms,
+        })
     }
 }
 

@@ -26,7 +26,7 @@
 
 use std::collections::{HashMap, VecDeque};
 
-use super::msgs::{self, from_cdr, types, ClockMsg, ControlSequenceMsg, Float64Msg, GoalMsg, OdometryMsg, StateMsg};
+use super::msgs::{from_cdr, types, ClockMsg, ControlSequenceMsg, Float64Msg, GoalMsg, OdometryMsg, StateMsg};
 use super::{same_topic, Bag, BagError};
 use crate::control::{RecedingHorizon, Rejected, ReplayTiming, StateInput};
 use crate::plan::{Plan, PlanStatus};
@@ -240,23 +240,7 @@ fn max_abs_diff(plan: &Plan, rec: &ControlSequenceMsg) -> f64 {
 }
 
 fn recorded_terminal_error(controller: &RecedingHorizon, rec: &ControlSequenceMsg) -> Option<f64> {
-    let n = rec.state_dim as usize;
-    let m = rec.control_dim as usize;
-    if n == 0 || m == 0 || !rec.x.len().is_multiple_of(n) || !rec.u.len().is_multiple_of(m) {
-        return None;
-    }
-    let plan = Plan {
-        stamp: rec.header.stamp.secs(),
-        frame_id: rec.header.frame_id.clone(),
-        dt: rec.dt,
-        u: nalgebra::DMatrix::from_row_slice(rec.u.len() / m, m, &rec.u),
-        x: nalgebra::DMatrix::from_row_slice(rec.x.len() / n, n, &rec.x),
-        cost: rec.cost,
-        status: rec.plan_status()?,
-        iterations: rec.iterations,
-        solve_time_ms: rec.solve_time_ms,
-    };
-    controller.terminal_error(&plan)
+    controller.terminal_error(&rec.to_plan()?)
 }
 
 /// Replays `bag` through `controller` (fresh: no goal yet) and compares (see the module docs).
@@ -376,9 +360,4 @@ pub fn replay(bag: &Bag, controller: &mut RecedingHorizon, opts: &ReplayOptions)
     }
     report.unmatched_answers = answers.values().map(|q| q.len()).sum();
     Ok(report)
-}
-
-/// A recorded answer as a [`ControlSequenceMsg`] (for tests and tools comparing two bags).
-pub fn answers(bag: &Bag, topic: &str) -> Vec<(u64, Result<ControlSequenceMsg, BagError>)> {
-    bag.on(topic).map(|m| (m.log_time_ns, msgs::from_cdr::<ControlSequenceMsg>(types::CONTROL_SEQUENCE, &m.data))).collect()
 }

@@ -27,3 +27,29 @@ pub fn sample_plan() -> Plan {
         solve_time_ms: 1.234_567,
     }
 }
+
+/// Stops a child process: SIGINT if it still runs, up to `grace` for it to exit, then SIGKILL;
+/// returns its stdout and stderr.
+pub fn stop(mut c: std::process::Child, grace: std::time::Duration) -> String {
+    use std::io::Read;
+    if let Ok(None) = c.try_wait() {
+        let _ = std::process::Command::new("kill").args(["-INT", &c.id().to_string()]).status();
+    }
+    let t = std::time::Instant::now();
+    while t.elapsed() < grace {
+        if let Ok(Some(_)) = c.try_wait() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let _ = c.kill();
+    let _ = c.wait();
+    let (mut out, mut err) = (String::new(), String::new());
+    if let Some(mut s) = c.stdout.take() {
+        let _ = s.read_to_string(&mut out);
+    }
+    if let Some(mut s) = c.stderr.take() {
+        let _ = s.read_to_string(&mut err);
+    }
+    out + &err
+}
