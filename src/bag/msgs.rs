@@ -252,6 +252,22 @@ pub mod types {
     pub const DIAGNOSTIC_ARRAY: &str = "diagnostic_msgs/msg/DiagnosticArray";
 }
 
+/// The controller's topics with their types (`trc_node`'s inputs and outputs, `docs/rosbags.md`):
+/// what `trc record` records by default (with trc_sim's `/landing`) and what `node.record_to`
+/// records. `descent` picks the command type (WrenchStamped; Float64 for the other problems).
+pub fn controller_topics(descent: bool) -> [(&'static str, &'static str); 8] {
+    [
+        ("/state", types::STATE),
+        ("/odom", types::ODOMETRY),
+        ("/mass", types::FLOAT64),
+        ("/goal", types::GOAL),
+        ("/control_sequence", types::CONTROL_SEQUENCE),
+        ("/command", if descent { types::WRENCH_STAMPED } else { types::FLOAT64 }),
+        ("/diagnostics", types::DIAGNOSTIC_ARRAY),
+        ("/clock", types::CLOCK),
+    ]
+}
+
 impl StateMsg {
     /// The controller's input (the node's `ros::state_from_msg`).
     pub fn to_input(&self) -> StateInput {

@@ -33,7 +33,6 @@ use r2r::nav_msgs::msg::Odometry;
 use r2r::std_msgs::msg::{Float64, Header};
 use r2r::trc_control::msg::{ControlSequence, Goal, State};
 use r2r::{QosProfile, WrappedTypesupport};
-use trc_control::bag::msgs::types;
 use trc_control::bag::{schema::MsgPath, BagWriter, Qos};
 use trc_control::config::ProblemKind;
 use trc_control::control::{CycleOutcome, RecedingHorizon, StateInput};
@@ -90,16 +89,7 @@ impl Recorder {
             // Unix seconds
             dir = std::path::PathBuf::from(format!("{path}_{secs}"));
         }
-        let topics: [(&str, &str); 8] = [
-            ("/state", types::STATE),
-            ("/odom", types::ODOMETRY),
-            ("/mass", types::FLOAT64),
-            ("/goal", types::GOAL),
-            ("/clock", types::CLOCK),
-            ("/control_sequence", types::CONTROL_SEQUENCE),
-            ("/command", if descent { types::WRENCH_STAMPED } else { types::FLOAT64 }),
-            ("/diagnostics", types::DIAGNOSTIC_ARRAY),
-        ];
+        let topics = trc_control::bag::msgs::controller_topics(descent);
         let made = BagWriter::create(&dir, MsgPath::from_env(package_root)).and_then(|mut w| {
             for (t, ty) in topics {
                 w.add_topic(t, ty, Qos::of_topic(t))?;

@@ -444,8 +444,7 @@ impl RecedingHorizon {
         // a replayed missed deadline: no job at all (see ReplayTiming::Missed)
         let timing = self.timing;
         let id = (timing != ReplayTiming::Missed).then(|| worker.submit(PlanRequest { x0: x.clone(), x_target: aim.clone(), t_go, u_warm }, deadline));
-        while let Some((jid, ev)) = id.and_then(|_| worker.next_event(wait_until)) {
-            let Some(id) = id else { break };
+        while let (Some(id), Some((jid, ev))) = (id, id.and_then(|_| worker.next_event(wait_until))) {
             if jid != id {
                 // a late iterate of an earlier job: usable as the plan to shift from (the newest
                 // answered state wins)

@@ -120,19 +120,13 @@ mod ros_side {
 
     use super::AnyResult;
 
-    /// The topics `trc record` takes without `--topics`, with their types: the controller's
-    /// inputs and outputs, `/diagnostics`, `/clock` and trc_sim's `landing`.
-    pub const DEFAULT_TOPICS: &[(&str, &str)] = &[
-        ("/state", types::STATE),
-        ("/odom", types::ODOMETRY),
-        ("/mass", types::FLOAT64),
-        ("/goal", types::GOAL),
-        ("/control_sequence", types::CONTROL_SEQUENCE),
-        ("/command", types::WRENCH_STAMPED),
-        ("/diagnostics", types::DIAGNOSTIC_ARRAY),
-        ("/clock", types::CLOCK),
-        ("/landing", types::STRING),
-    ];
+    /// The topics `trc record` takes without `--topics`: the controller's (descent types) and
+    /// trc_sim's `landing`.
+    fn default_topics() -> Vec<(&'static str, &'static str)> {
+        let mut t = msgs::controller_topics(true).to_vec();
+        t.push(("/landing", types::STRING));
+        t
+    }
 
     /// What `trc record` was asked.
     pub struct RecordArgs {
@@ -176,15 +170,16 @@ mod ros_side {
     type Raw = std::pin::Pin<Box<dyn Stream<Item = Vec<u8>> + Unpin>>;
 
     /// Records topics as raw CDR into a rosbag2 MCAP folder until Ctrl-C, SIGTERM or
-    /// `duration_s`; topics not of [`DEFAULT_TOPICS`] are subscribed when they appear in the
+    /// `duration_s`; topics not of `default_topics` are subscribed when they appear in the
     /// graph (their type read from it).
     pub fn record(a: &RecordArgs) -> AnyResult<()> {
         let ctx = r2r::Context::create()?;
         let mut node = r2r::Node::create(ctx, "trc_record", "")?;
         let clock = node.get_ros_clock();
-        let known: HashMap<&str, &str> = DEFAULT_TOPICS.iter().copied().collect();
+        let defaults = default_topics();
+        let known: HashMap<&str, &str> = defaults.iter().copied().collect();
         let wanted: Vec<String> =
-            if a.topics.is_empty() { DEFAULT_TOPICS.iter().map(|(t, _)| t.to_string()).collect() } else { a.topics.iter().map(|t| absolute(t)).collect() };
+            if a.topics.is_empty() { defaults.iter().map(|(t, _)| t.to_string()).collect() } else { a.topics.iter().map(|t| absolute(t)).collect() };
         let mut writer = BagWriter::create(&a.out, MsgPath::from_env(Some(&super::super::launcher::package_root())))?;
         // a topic that cannot be set up leaves no half-made folder behind (a rerun would find it)
         let cleanup = |e: Box<dyn std::error::Error>| -> Box<dyn std::error::Error> {
@@ -237,7 +232,10 @@ mod ros_side {
                         let now_ns = match (a.use_sim_time, sim_now) {
                             (true, Some(t)) => t.nanos(),
                             (true, None) => {
-                                held.push((topic.clone(), data));
+                                // bounded: a graph without any /clock publisher must not grow it forever
+                                if held.len() < 10_000 {
+                                    held.push((topic.clone(), data));
+                                }
                                 continue;
                             }
                             (false, _) => clock.lock().ok().and_then(|mut c| c.get_now().ok()).map_or(0, |d| d.as_nanos() as u64),
