@@ -14,6 +14,15 @@ use trc_control::solvers::lcvx::{LcvxSolver, TfSearch};
 use trc_control::solvers::{Instance, SolverSettings};
 use trc_control::train::{self, Tensors, TrainConfig};
 
+/// libtorch's generator is global to the process and the tests of this file run on parallel
+/// threads: each test holds this lock so that what one seeds is what it draws (a race here once
+/// changed a seeded perturbation in CI and failed a test that passes alone).
+static TORCH_RNG: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    TORCH_RNG.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn dataset(kind: ProblemKind, count: u64, split: Split) -> Dataset {
     let opts = GenerateOptions {
         problem: ProblemConfig::new(kind),
@@ -36,6 +45,7 @@ fn build(kind: ProblemKind, cfg: &ModelConfig, ds: &Dataset) -> (nn::VarStore, T
 
 #[test]
 fn output_shapes_and_feasible_iterates() {
+    let _rng = serial();
     let ds = dataset(ProblemKind::Descent, 3, Split::Train);
     let (_vs, model) = build(ProblemKind::Descent, &ModelConfig::tiny(), &ds);
     let t = Tensors::new(&ds, Device::Cpu);
@@ -63,6 +73,7 @@ fn output_shapes_and_feasible_iterates() {
 
 #[test]
 fn parameter_counts_of_both_presets() {
+    let _rng = serial();
     for kind in [ProblemKind::Descent, ProblemKind::Vanderpol, ProblemKind::DoubleIntegrator] {
         let ds = dataset(kind, 2, Split::Train);
         let (vs, _) = build(kind, &ModelConfig::paper(), &ds);
@@ -76,6 +87,7 @@ fn parameter_counts_of_both_presets() {
 
 #[test]
 fn paper_checkpoint_is_under_10_mb_and_save_load_is_exact() {
+    let _rng = serial();
     let ds = dataset(ProblemKind::Vanderpol, 4, Split::Train);
     for cfg in [ModelConfig::tiny(), ModelConfig::paper()] {
         let (vs, model) = build(ProblemKind::Vanderpol, &cfg, &ds);
@@ -114,6 +126,7 @@ fn paper_checkpoint_is_under_10_mb_and_save_load_is_exact() {
 
 #[test]
 fn thrust_projection_is_exact_feasible_and_identity_on_feasible_input() {
+    let _rng = serial();
     let (r1, r2, th) = (4971.8, 13258.2, 45f64.to_radians());
     let mut rng = ChaCha8Rng::seed_from_u64(1);
     let feasible = |t: &DVector<f64>| t.norm() >= r1 - 1e-6 && t.norm() <= r2 + 1e-6 && PoweredDescent::tilt(t.as_slice()) <= th + 1e-9;
@@ -146,6 +159,7 @@ fn thrust_projection_is_exact_feasible_and_identity_on_feasible_input() {
 
 #[test]
 fn accel_hold_model_is_the_lcvx_model_and_demonstrations_land_in_it() {
+    let _rng = serial();
     let p = PoweredDescent::new(DescentParams::default()).unwrap();
     let mut s = LcvxSolver::new(p.clone(), SolverSettings::default(), TfSearch::default()).unwrap();
     let i = Instance { x0: DVector::from_row_slice(&[600.0, 300.0, 1800.0, -15.0, 10.0, -55.0, 1890.0]), x_target: p.default_target(), t_go: None };
@@ -168,6 +182,7 @@ fn accel_hold_model_is_the_lcvx_model_and_demonstrations_land_in_it() {
 
 #[test]
 fn warm_start_replaces_the_initial_decoder() {
+    let _rng = serial();
     let ds = dataset(ProblemKind::Vanderpol, 2, Split::Train);
     let (_vs, model) = build(ProblemKind::Vanderpol, &ModelConfig::tiny(), &ds);
     let t = Tensors::new(&ds, Device::Cpu);
@@ -182,6 +197,7 @@ fn warm_start_replaces_the_initial_decoder() {
 
 #[test]
 fn a_short_training_run_lowers_validation_loss() {
+    let _rng = serial();
     let tr = dataset(ProblemKind::Vanderpol, 48, Split::Train);
     let va = dataset(ProblemKind::Vanderpol, 16, Split::Val);
     let (vs, model) = build(ProblemKind::Vanderpol, &ModelConfig::tiny(), &tr);
@@ -199,6 +215,7 @@ fn a_short_training_run_lowers_validation_loss() {
 
 #[test]
 fn inference_rollout_fast_path_matches_the_batched_tensor_path() {
+    let _rng = serial();
     // batch 1 without gradient takes the f64 rollout; a batch of 16 copies takes the tensor path
     for kind in [ProblemKind::Descent, ProblemKind::Vanderpol, ProblemKind::DoubleIntegrator] {
         let ds = dataset(kind, 2, Split::Train);
@@ -226,6 +243,7 @@ fn inference_rollout_fast_path_matches_the_batched_tensor_path() {
 
 #[test]
 fn terminal_loss_is_zero_on_target_and_scaled_by_the_success_radius() {
+    let _rng = serial();
     let vdp = ProblemConfig::new(ProblemKind::Vanderpol);
     let scale = train::terminal_scale(&vdp).expect("Van der Pol has a terminal loss");
     assert_eq!((scale.len(), scale.clone()), (2, vec![vdp.vanderpol.success_radius; 2]));
@@ -242,6 +260,7 @@ fn terminal_loss_is_zero_on_target_and_scaled_by_the_success_radius() {
 
 #[test]
 fn checkpoint_sibling_paths_keep_dots_in_the_stem() {
+    let _rng = serial();
     use std::path::Path;
     assert_eq!(checkpoint::paths(Path::new("runs/tw_0.5")).1, Path::new("runs/tw_0.5.yaml"));
     assert_eq!(checkpoint::paths(Path::new("models/descent.safetensors")).0, Path::new("models/descent.safetensors"));
