@@ -170,6 +170,15 @@ pub struct TerminalCorrection {
     /// earlier on a thrust-saturated final burn instead of letting a small miss accumulate
     /// (docs/robustness.md, "Releasing the reserve early").
     pub release_threshold: f64,
+    /// Receding-horizon descent only: when the finished plan meets the aim point only with the
+    /// reserve released and more than 10 s are left, the landing time is moved later (by +0.5,
+    /// +1, +2, +3 or +4 s) to the first time at which the plan keeps the reserve; this bounds
+    /// the total of those moves per goal [s] (apart from `max_retime_s`). A plan flown at the
+    /// minimum-fuel t_f ends on a burn at full thrust, so a thrust loss on it cannot be
+    /// corrected; landing a little later keeps `thrust_margin` of braking authority for it at a
+    /// few percent of fuel (docs/robustness.md, "Keeping the reserve by landing later").
+    /// 0 disables. Default 0.
+    pub reserve_retime_s: f64,
 }
 
 impl Default for TerminalCorrection {
@@ -184,6 +193,7 @@ impl Default for TerminalCorrection {
             retime_with_policy: true,
             thrust_margin: 0.0,
             release_threshold: 0.5,
+            reserve_retime_s: 0.0,
         }
     }
 }
@@ -204,6 +214,10 @@ impl TerminalCorrection {
         }
         positive(&format!("{prefix}.retime_threshold"), self.retime_threshold)?;
         positive(&format!("{prefix}.release_threshold"), self.release_threshold)?;
+        non_negative(&format!("{prefix}.reserve_retime_s"), self.reserve_retime_s)?;
+        if self.reserve_retime_s > 30.0 {
+            return Err(ConfigError::invalid(format!("{prefix}.reserve_retime_s"), format!("must be <= 30 s, got {}", self.reserve_retime_s)));
+        }
         if !(0.0..0.5).contains(&self.thrust_margin) {
             return Err(ConfigError::invalid(format!("{prefix}.thrust_margin"), format!("must be in [0, 0.5), got {}", self.thrust_margin)));
         }

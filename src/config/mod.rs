@@ -128,6 +128,7 @@ pub const LIVE_PARAMETERS: &[&str] = &[
     "controller.terminal_correction.retime_with_policy",
     "controller.terminal_correction.thrust_margin",
     "controller.terminal_correction.release_threshold",
+    "controller.terminal_correction.reserve_retime_s",
 ];
 
 impl TrcConfig {

@@ -354,6 +354,9 @@ pub struct CorrectionReport {
     /// The deepest interior node above the cone's floor height under the glide-slope cone after,
     /// in tolerance units (0 when none is under it or the problem has no cone).
     pub cone_depth: f64,
+    /// The thrust reserve (`thrust_margin`) was released: the plan meets the aim point only with
+    /// the full thrust range (false when it was kept, or the setting has no reserve).
+    pub released: bool,
 }
 
 /// Outward unit normals of the control constraints active at `u_k` (length m): thrust magnitude at
@@ -551,6 +554,7 @@ pub fn correct_in_cone(
                 residual_before: report.residual_before,
                 residual_after: more.residual_after,
                 cone_depth: 0.0,
+                released: true,
             },
         )
     };
@@ -571,7 +575,7 @@ pub fn correct_in_cone(
         let (miss, depth) = judge(&u);
         best.1.iterations += steps;
         if miss <= settings.retime_threshold && depth < best.1.cone_depth {
-            *best = (u, CorrectionReport { iterations: best.1.iterations, residual_before: best.1.residual_before, residual_after: miss, cone_depth: depth });
+            *best = (u, CorrectionReport { residual_after: miss, cone_depth: depth, ..best.1 });
         }
     };
     // 1. with the reserve released, the input corrected in the full range: the projection into
@@ -622,10 +626,10 @@ fn correct_within(
     let mut e = merit(&traj);
     let mut traj = traj;
     if !e.iter().all(|v| v.is_finite()) {
-        return (u, CorrectionReport { iterations: 0, residual_before: f64::INFINITY, residual_after: f64::INFINITY, cone_depth: 0.0 });
+        return (u, CorrectionReport { residual_before: f64::INFINITY, residual_after: f64::INFINITY, ..CorrectionReport::default() });
     }
     let before = e.amax();
-    let mut report = CorrectionReport { iterations: 0, residual_before: before, residual_after: before, cone_depth: 0.0 };
+    let mut report = CorrectionReport { residual_before: before, residual_after: before, ..CorrectionReport::default() };
     for _ in 0..settings.max_iterations {
         if e.amax() <= settings.tol || deadline.is_some_and(|d| std::time::Instant::now() >= d) {
             break;

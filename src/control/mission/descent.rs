@@ -22,6 +22,12 @@
 //!   +0.25, +0.5, +1, +2, -0.25, -0.5, -1, -2 s are tried with the same controls stretched over the new horizon
 //!   and corrected again; the best is adopted if it at least halves the miss, moving `t_land`
 //!   (at most `max_retime_s` in all per goal).
+//! - **Keeping the reserve by landing later** (`reserve_retime_s`): a finished plan that meets
+//!   the aim point only with the thrust reserve released (a vehicle flown at its minimum-fuel
+//!   t_f ends on a full-thrust burn), with more than [`RESERVE_RETIME_MIN_T_GO_S`] left, is
+//!   corrected again at landing times moved by +0.5, +1, +2, +3, +4 s; the first at which it
+//!   keeps the reserve and meets the aim point is adopted (at most `reserve_retime_s` in all per
+//!   goal). The reserve is what a thrust loss on the final burn is corrected with.
 //! - **Warm candidate** (`controller.warm_correction`): the previous finished plan, resampled
 //!   to the state's time, is corrected too; the one that meets the aim point (both: the one with
 //!   less fuel; neither: the smaller miss) is kept. Corrected from a state 0.1 s earlier, it
@@ -102,6 +108,12 @@ const DIVERT_RELAX: f64 = 20.0;
 /// Landing-time moves tried by retiming [s], in order.
 const RETIME_MOVES_S: [f64; 8] = [0.25, 0.5, 1.0, 2.0, -0.25, -0.5, -1.0, -2.0];
 
+/// Landing-time moves tried to keep the thrust reserve [s], in order (see the module docs).
+const RESERVE_RETIME_MOVES_S: [f64; 5] = [0.5, 1.0, 2.0, 3.0, 4.0];
+/// The landing time is moved to keep the reserve only with more than this left [s]: later, a
+/// longer flight no longer buys braking authority, only a longer hover.
+const RESERVE_RETIME_MIN_T_GO_S: f64 = 10.0;
+
 #[derive(Debug, Clone, Default)]
 struct GoalState {
     /// The goal's own t_go [s] (0: the controller chooses).
@@ -110,6 +122,9 @@ struct GoalState {
     t_land: Option<f64>,
     /// Sum of |landing-time moves| so far [s] (bounded by `max_retime_s`).
     retimed_s: f64,
+    /// Sum of the landing-time moves that kept the thrust reserve so far [s] (bounded by
+    /// `reserve_retime_s`).
+    reserve_retimed_s: f64,
     /// The last failed t_f search: its state stamp [s] and reason (retried after
     /// [`T_GO_RETRY_S`], not every cycle: one search takes hundreds of milliseconds).
     search_failed: Option<(f64, String)>,
@@ -305,6 +320,37 @@ impl DescentMission {
         }
     }
 
+    /// Keeping the reserve by landing later (see the module docs): `u` meets the aim point at
+    /// `t_go` [s] only with the thrust reserve released; the first landing time moved by
+    /// [`RESERVE_RETIME_MOVES_S`] at which the correction of `u` keeps the reserve and meets the
+    /// aim point (above the ground) is adopted, else `u` is returned unchanged.
+    #[allow(clippy::too_many_arguments)]
+    fn keep_reserve(&mut self, stamp: f64, x: &DVector<f64>, aim: &DVector<f64>, t_go: f64, u: DMatrix<f64>, deadline: Instant, steps: usize) -> Finished {
+        let tc = self.cfg.terminal_correction;
+        let mut steps = steps;
+        if tc.reserve_retime_s > 0.0 && t_go > RESERVE_RETIME_MIN_T_GO_S {
+            let horizon = self.problem.horizon() as f64;
+            for delta in RESERVE_RETIME_MOVES_S {
+                if self.goal.reserve_retimed_s + delta > tc.reserve_retime_s + 1e-9 || Instant::now() >= deadline {
+                    break;
+                }
+                let tg = t_go + delta;
+                let (uc, rep) = self.corrector.correct(x, aim, &u, tg / horizon, Some(deadline));
+                steps += rep.iterations;
+                if !rep.released && rep.residual_after + self.dip(x, aim, &uc, tg / horizon) <= tc.retime_threshold {
+                    self.goal.t_land = Some(stamp + tg);
+                    self.goal.reserve_retimed_s += delta;
+                    log::info!(
+                        "descent: landing time moved by {delta:+.2} s to keep the thrust reserve ({:.0}% of rho2) at t_go {t_go:.2} s",
+                        100.0 * tc.thrust_margin
+                    );
+                    return Finished { u: uc, t_go: tg, retimed_s: Some(delta), correction_steps: steps };
+                }
+            }
+        }
+        Finished { u, t_go, retimed_s: None, correction_steps: steps }
+    }
+
     /// How far the plan `u` passes under the ground before its end, in position tolerances (see
     /// [`TerminalCorrector::dip_below`]; the floor is the site's altitude).
     fn dip(&self, x: &DVector<f64>, aim: &DVector<f64>, u: &DMatrix<f64>, dt: f64) -> f64 {
@@ -412,7 +458,14 @@ impl DescentMission {
             }
         }
         let dip = self.dip(x, aim, &u, dt);
-        if !tc.enabled || tc.max_retime_s <= 0.0 || rep.residual_after + dip <= tc.retime_threshold {
+        if rep.residual_after + dip <= tc.retime_threshold {
+            return if rep.released {
+                self.keep_reserve(stamp, x, aim, t_go, u, deadline, steps)
+            } else {
+                Finished { u, t_go, retimed_s: None, correction_steps: steps }
+            };
+        }
+        if tc.max_retime_s <= 0.0 {
             return Finished { u, t_go, retimed_s: None, correction_steps: steps };
         }
         if rep.iterations >= tc.max_iterations {
