@@ -214,7 +214,12 @@ pub const FAULT_WINDOW_FRACTION: f64 = 0.6;
 /// The goal a closed loop sends for `spec` at `stamp` [s] (descent: the optimum's t_f; the
 /// fixed-horizon problems: 0, the controller's own horizon).
 pub fn episode_goal(problem: &ProblemConfig, spec: &EpisodeSpec, stamp: f64) -> GoalInput {
-    GoalInput { stamp, x_target: spec.x_target.clone(), t_go: if problem.name == ProblemKind::Descent { spec.t_go } else { 0.0 } }
+    GoalInput {
+        frame_id: "landing_site".into(),
+        stamp,
+        x_target: spec.x_target.clone(),
+        t_go: if problem.name == ProblemKind::Descent { spec.t_go } else { 0.0 },
+    }
 }
 
 /// One episode as reported everywhere: returned by the lockstep loop, written by `trc_sim` (one

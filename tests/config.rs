@@ -128,3 +128,15 @@ fn live_parameters_are_declared_per_field_and_the_readme_table_agrees() {
     }
     assert!(table.iter().any(|(n, m)| n == "problem.*" && m == "static"), "README's table has a `problem.*` row");
 }
+
+#[test]
+fn a_sub_millisecond_deadline_and_bad_plausibility_gates_are_refused_by_name() {
+    let e = err("problem:\n  name: descent\ncontroller:\n  deadline_s: 0.000001\n");
+    assert!(e.contains("controller.deadline_s") && e.contains("0.001"), "{e}");
+    for (key, value) in [("max_speed_factor", "0.0"), ("mass_tolerance", "1.5"), ("max_range_m", "-1.0"), ("max_goal_lead_s", "-1.0"), ("min_t_go_s", "-3.0")] {
+        let e = err(&format!("problem:\n  name: descent\ncontroller:\n  plausibility:\n    {key}: {value}\n"));
+        assert!(e.contains(&format!("controller.plausibility.{key}")), "{key}: {e}");
+    }
+    let e = err("problem:\n  name: descent\ncontroller:\n  plausibility:\n    frame: map\n");
+    assert!(e.contains("frame"), "an unknown gate is refused by name: {e}");
+}

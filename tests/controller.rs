@@ -26,7 +26,7 @@ fn state(stamp: f64, x: &[f64]) -> StateInput {
 }
 
 fn goal() -> GoalInput {
-    GoalInput { stamp: 100.0, x_target: vec![0.0, 0.0], t_go: 0.0 }
+    GoalInput { frame_id: String::new(), stamp: 100.0, x_target: vec![0.0, 0.0], t_go: 0.0 }
 }
 
 /// The shipped TRC policy with a delay before refining [us], read at every call.

@@ -278,7 +278,7 @@ impl StateMsg {
 impl GoalMsg {
     /// The controller's input (the node's `ros::goal_from_msg`).
     pub fn to_input(&self) -> GoalInput {
-        GoalInput { stamp: self.header.stamp.secs(), x_target: self.x_target.clone(), t_go: self.t_go }
+        GoalInput { frame_id: self.header.frame_id.clone(), stamp: self.header.stamp.secs(), x_target: self.x_target.clone(), t_go: self.t_go }
     }
 }
 

@@ -282,7 +282,9 @@ pub fn replay(bag: &Bag, controller: &mut RecedingHorizon, opts: &ReplayOptions)
         } else if same_topic(&m.topic, &t.goal) {
             match from_cdr::<GoalMsg>(types::GOAL, &m.data) {
                 Ok(g) => {
-                    let r = controller.set_goal(&g.to_input()).err().map(|e| e.to_string());
+                    // the node checks a goal's stamp against its clock when it arrives
+                    let at = if has_clock { now } else { log_time };
+                    let r = controller.set_goal_at(&g.to_input(), Some(at)).err().map(|e| e.to_string());
                     report.goals.push((g.header.stamp.secs(), r));
                 }
                 Err(e) => report.undecodable.push(bad(e)),

@@ -27,6 +27,7 @@ use std::time::{Duration, Instant};
 use trc_control::closed_loop::percentile;
 
 use futures::{FutureExt, StreamExt};
+use r2r::builtin_interfaces::msg::Time;
 use r2r::diagnostic_msgs::msg::{DiagnosticArray, DiagnosticStatus, KeyValue};
 use r2r::geometry_msgs::msg::WrenchStamped;
 use r2r::nav_msgs::msg::Odometry;
@@ -35,6 +36,7 @@ use r2r::trc_control::msg::{ControlSequence, Goal, State};
 use r2r::{QosProfile, WrappedTypesupport};
 use trc_control::bag::{schema::MsgPath, BagWriter, Qos};
 use trc_control::config::ProblemKind;
+use trc_control::control::health::Health;
 use trc_control::control::{CycleOutcome, RecedingHorizon, StateInput};
 use trc_control::plan::PlanStatus;
 use trc_control::ros::params::{node_startup_config, ParamStore};
@@ -58,17 +60,36 @@ enum Command {
     Scalar(r2r::Publisher<Float64>),
 }
 
-/// Rate-limited warnings: the first occurrence of each kind, then one per `every`.
+/// Rate-limited log lines: per key (a reason), the first, then at most one per [`THROTTLE_S`].
 #[derive(Default)]
-struct Throttle(std::collections::HashMap<String, u64>);
+struct Throttle(std::collections::HashMap<String, (Instant, u64, u64)>);
+
+/// Least time between two log lines of one key [s].
+const THROTTLE_S: f64 = 1.0;
 
 impl Throttle {
-    fn warn(&mut self, key: &str, msg: &str) {
-        let n = self.0.entry(key.to_string()).or_insert(0);
-        *n += 1;
-        if *n == 1 || (*n).is_multiple_of(50) {
-            log::warn!("{msg}{}", if *n > 1 { format!(" ({n} times so far)") } else { String::new() });
+    /// Logs `msg` at `level` unless a line of `key` went out less than [`THROTTLE_S`] ago; the
+    /// next line that goes out says how many were held back and how many in all.
+    fn log(&mut self, level: log::Level, key: &str, msg: &str) {
+        let now = Instant::now();
+        let e = self.0.entry(key.to_string()).or_insert((now, 0, 0));
+        e.2 += 1;
+        if e.2 > 1 && now.duration_since(e.0).as_secs_f64() < THROTTLE_S {
+            e.1 += 1;
+            return;
         }
+        let held = std::mem::take(&mut e.1);
+        e.0 = now;
+        let note = if held > 0 { format!(" ({held} more like it in the last {THROTTLE_S} s held back, {} in all)", e.2) } else { String::new() };
+        log::log!(level, "{msg}{note}");
+    }
+
+    fn warn(&mut self, key: &str, msg: &str) {
+        self.log(log::Level::Warn, key, msg);
+    }
+
+    fn info(&mut self, key: &str, msg: &str) {
+        self.log(log::Level::Info, key, msg);
     }
 }
 
@@ -227,13 +248,22 @@ fn run() -> AnyResult<()> {
         let mut mass: Option<f64> = None;
         let mut throttle = Throttle::default();
         let mut window_cycles = 0u64;
+        // the controller's health for /diagnostics (src/control/health.rs), on the node's
+        // monotonic time since start
+        let mut health = Health::default();
+        let started = Instant::now();
+        let stale_after_s = (2.0 * cfg.controller.max_state_age_s).max(1.0);
         let mut cycle_ms: Vec<f64> = Vec::new();
         let mut last_diag = Instant::now();
-        let cycle = |controller: &mut RecedingHorizon, s: StateInput, throttle: &mut Throttle, cycle_ms: &mut Vec<f64>, rec: &mut Recorder| {
+        // `stamp`: the state message's own header stamp, copied into the answers to it: a
+        // float of seconds since the epoch resolves 240 ns, so seconds -> Time is not exact
+        #[allow(clippy::too_many_arguments)]
+        let cycle = |controller: &mut RecedingHorizon, s: StateInput, stamp: Time, throttle: &mut Throttle, cycle_ms: &mut Vec<f64>, rec: &mut Recorder, health: &mut Health| {
             let t_in = Instant::now();
             let out: CycleOutcome = controller.step(&s, now_secs(&clock));
+            health.record(&out, started.elapsed().as_secs_f64());
             if let Some(r) = &out.rejected {
-                throttle.warn(&format!("{:?}", std::mem::discriminant(r)), &format!("state at t = {:.3} rejected: {r}", s.stamp));
+                throttle.warn(&r.reason(), &format!("state at t = {:.3} rejected: {r}", s.stamp));
             }
             if let Some(e) = &out.policy_error {
                 throttle.warn("policy", &format!("policy error: {e}"));
@@ -241,7 +271,11 @@ fn run() -> AnyResult<()> {
             if out.late {
                 throttle.warn("late", &format!("answer {:.1} ms after the cycle started, deadline {:.1} ms", out.plan.solve_time_ms, controller.config().deadline_s * 1e3));
             }
-            let seq = plan_to_msg(&out.plan);
+            let answers_state = out.plan.stamp == s.stamp;
+            let mut seq = plan_to_msg(&out.plan);
+            if answers_state {
+                seq.header.stamp = stamp.clone();
+            }
             if let Err(e) = seq_pub.publish(&seq) {
                 throttle.warn("publish", &format!("cannot publish control_sequence: {e}"));
             }
@@ -249,7 +283,10 @@ fn run() -> AnyResult<()> {
             // published first, recorded after: the recording never delays the command
             let (sent, w, f) = match &command {
                 Command::Thrust(p) => {
-                    let w = thrust_to_wrench(&out.plan, &u_cmd);
+                    let mut w = thrust_to_wrench(&out.plan, &u_cmd);
+                    if answers_state {
+                        w.header.stamp = stamp.clone();
+                    }
                     (p.publish(&w), Some(w), None)
                 }
                 Command::Scalar(p) => {
@@ -273,47 +310,8 @@ fn run() -> AnyResult<()> {
         loop {
             tokio::select! {
                 biased;
-                Some(c) = async { match clock_sub.as_mut() { Some(sub) => sub.next().await, None => futures::future::pending().await } } => {
-                    if let Ok(mut t) = sim_now.lock() { *t = ros::secs_from_time(&c.clock); }
-                    rec.write("/clock", ros::secs_from_time(&c.clock), &c);
-                }
-                Some(g) = goal_sub.next() => {
-                    rec.write("/goal", now_secs(&clock), &g);
-                    match controller.set_goal(&goal_from_msg(&g)) {
-                        Ok(()) => log::info!("goal: x_target {:?}, t_go {} s (stamp {:.3})", g.x_target, g.t_go, ros::secs_from_time(&g.header.stamp)),
-                        Err(e) => log::warn!("goal refused, the previous goal stays: {e}"),
-                    }
-                }
-                Some(msg) = state_sub.next() => {
-                    rec.write("/state", now_secs(&clock), &msg);
-                    let mut latest = msg;
-                    while let Some(Some(m)) = state_sub.next().now_or_never() { rec.write("/state", now_secs(&clock), &m); latest = m; }
-                    cycle(&mut controller, state_from_msg(&latest), &mut throttle, &mut cycle_ms, &mut rec);
-                    window_cycles += 1;
-                }
-                Some(o) = odom_sub.next() => {
-                    rec.write("/odom", now_secs(&clock), &o);
-                    let mut o = o;
-                    while let Some(Some(m)) = odom_sub.next().now_or_never() { rec.write("/odom", now_secs(&clock), &m); o = m; }
-                    match descent_state_from_odometry(&o, mass) {
-                        Some(s) if cfg.problem.name == ProblemKind::Descent => { cycle(&mut controller, s, &mut throttle, &mut cycle_ms, &mut rec); window_cycles += 1; }
-                        Some(_) => throttle.warn("odom-problem", "odom received but the problem is not descent; ignored"),
-                        None => throttle.warn("odom-mass", "odom received but no mass yet on `mass` (std_msgs/Float64); ignored"),
-                    }
-                }
-                Some(m) = mass_sub.next() => {
-                    rec.write("/mass", now_secs(&clock), &m);
-                    if m.data.is_finite() && m.data > 0.0 { mass = Some(m.data); } else { throttle.warn("mass", &format!("mass {} kg refused", m.data)); }
-                }
-                Some((name, _)) = param_events.next() => {
-                    let c = live.lock().map(|c| c.controller.clone());
-                    if let Ok(c) = c {
-                        match controller.set_config(c) {
-                            Ok(()) => log::info!("controller settings updated ({name})"),
-                            Err(e) => log::warn!("controller settings refused: {e}"),
-                        }
-                    }
-                }
+                // first: under a flood of states the report still goes out on time (a branch later
+                // in a biased select starves while an earlier one is always ready)
                 _ = diag_tick.tick() => {
                     let dt = last_diag.elapsed().as_secs_f64().max(1e-9);
                     last_diag = Instant::now();
@@ -321,12 +319,12 @@ fn run() -> AnyResult<()> {
                     let a = &s.answers;
                     let solve = &a.solve_ms[a.solve_ms.len().saturating_sub(1000)..];
                     let fallback = s.answers.count(PlanStatus::FallbackShifted);
-                    let level = if !controller.has_policy() { 2u8 } else if a.late > 0 || fallback > 0 { 1 } else { 0 };
+                    let h = health.report(started.elapsed().as_secs_f64(), controller.has_policy(), stale_after_s);
                     let kv = |k: &str, v: String| KeyValue { key: k.into(), value: v };
                     let status = DiagnosticStatus {
-                        level,
+                        level: h.level,
                         name: "trc_node: receding-horizon controller".into(),
-                        message: format!("{} cycles, {} late, {} fallback", a.total(), a.late, fallback),
+                        message: h.message.clone(),
                         hardware_id: controller.policy_name(),
                         values: vec![
                             kv("cycles", a.total().to_string()),
@@ -343,6 +341,14 @@ fn run() -> AnyResult<()> {
                             kv("solve_ms_p99", format!("{:.3}", percentile(solve, 0.99))),
                             kv("cycle_ms_p50", format!("{:.3}", percentile(&cycle_ms, 0.5))),
                             kv("cycle_ms_p99", format!("{:.3}", percentile(&cycle_ms, 0.99))),
+                            kv("window_answers", h.window.answers.to_string()),
+                            kv("window_failed", h.window.failed.to_string()),
+                            kv("window_fallback_shifted", h.window.fallback.to_string()),
+                            kv("window_late", h.window.late.to_string()),
+                            kv("failed_streak", h.failed_streak.to_string()),
+                            kv("last_failure_reason", h.last_failure.as_ref().map(|f| f.0.clone()).unwrap_or_default()),
+                            kv("last_failure", h.last_failure.as_ref().map(|f| f.1.clone()).unwrap_or_default()),
+                            kv("state_age_s", h.state_age_s.map(|a| format!("{a:.3}")).unwrap_or_else(|| "none yet".into())),
                         ],
                     };
                     window_cycles = 0;
@@ -350,6 +356,53 @@ fn run() -> AnyResult<()> {
                     let diag = DiagnosticArray { header: Header { stamp: ros::time_from_secs(now_secs(&clock)), frame_id: String::new() }, status: vec![status] };
                     rec.write("/diagnostics", now_secs(&clock), &diag);
                     let _ = diag_pub.publish(&diag);
+                }
+                Some(c) = async { match clock_sub.as_mut() { Some(sub) => sub.next().await, None => futures::future::pending().await } } => {
+                    if let Ok(mut t) = sim_now.lock() { *t = ros::secs_from_time(&c.clock); }
+                    rec.write("/clock", ros::secs_from_time(&c.clock), &c);
+                }
+                Some(g) = goal_sub.next() => {
+                    rec.write("/goal", now_secs(&clock), &g);
+                    match controller.set_goal_at(&goal_from_msg(&g), Some(now_secs(&clock))) {
+                        Ok(()) => {
+                            health.set_goal(true);
+                            throttle.info("goal", &format!("goal: x_target {:?}, t_go {} s (stamp {:.3})", g.x_target, g.t_go, ros::secs_from_time(&g.header.stamp)));
+                        }
+                        Err(e) => {
+                            health.goal_refused(&e);
+                            throttle.warn(&format!("goal:{}", e.reason()), &format!("goal refused, the previous goal stays: {e}"));
+                        }
+                    }
+                }
+                Some(msg) = state_sub.next() => {
+                    rec.write("/state", now_secs(&clock), &msg);
+                    let mut latest = msg;
+                    while let Some(Some(m)) = state_sub.next().now_or_never() { rec.write("/state", now_secs(&clock), &m); latest = m; }
+                    cycle(&mut controller, state_from_msg(&latest), latest.header.stamp.clone(), &mut throttle, &mut cycle_ms, &mut rec, &mut health);
+                    window_cycles += 1;
+                }
+                Some(o) = odom_sub.next() => {
+                    rec.write("/odom", now_secs(&clock), &o);
+                    let mut o = o;
+                    while let Some(Some(m)) = odom_sub.next().now_or_never() { rec.write("/odom", now_secs(&clock), &m); o = m; }
+                    match descent_state_from_odometry(&o, mass) {
+                        Some(s) if cfg.problem.name == ProblemKind::Descent => { cycle(&mut controller, s, o.header.stamp.clone(), &mut throttle, &mut cycle_ms, &mut rec, &mut health); window_cycles += 1; }
+                        Some(_) => throttle.warn("odom-problem", "odom received but the problem is not descent; ignored"),
+                        None => throttle.warn("odom-mass", "odom received but no mass yet on `mass` (std_msgs/Float64); ignored"),
+                    }
+                }
+                Some(m) = mass_sub.next() => {
+                    rec.write("/mass", now_secs(&clock), &m);
+                    if m.data.is_finite() && m.data > 0.0 { mass = Some(m.data); } else { throttle.warn("mass", &format!("mass {} kg refused", m.data)); }
+                }
+                Some((name, _)) = param_events.next() => {
+                    let c = live.lock().map(|c| c.controller.clone());
+                    if let Ok(c) = c {
+                        match controller.set_config(c) {
+                            Ok(()) => log::info!("controller settings updated ({name})"),
+                            Err(e) => log::warn!("controller settings refused: {e}"),
+                        }
+                    }
                 }
                 _ = int.recv() => break,
                 _ = term.recv() => break,

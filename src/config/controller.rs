@@ -60,6 +60,73 @@ pub struct ControllerConfig {
     /// the better of it and the policy's corrected plan (`src/control/mission/descent.rs`).
     /// Default true.
     pub warm_correction: bool,
+    /// Plausibility gates on states and goals: inputs no vehicle of the problem can be in are
+    /// refused with their own reason, the last good plan kept.
+    pub plausibility: Plausibility,
+}
+
+/// Plausibility gates (`controller.plausibility.*`): what a state or a goal may say before the
+/// controller refuses it as implausible (a broken estimator, a wrong frame, a wrong sender). The
+/// descent mission checks every field (`src/control/mission/descent.rs`, `check_state` and
+/// `check_goal`); the fixed-horizon problems the frame and the goal's stamp.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Plausibility {
+    /// Frame every state and goal must be in (`header.frame_id`); empty accepts any. Default
+    /// empty (trc_sim and the shipped bags use `landing_site`).
+    pub frame_id: String,
+    /// Descent: lowest altitude a state may have above the landing site [m] (negative: below
+    /// it, e.g. an estimator's error at touchdown). Default -10.
+    pub min_altitude_m: f64,
+    /// Descent: fastest speed a state may have, as a multiple of the problem's `v_max`. Default 2.
+    pub max_speed_factor: f64,
+    /// Descent: relative tolerance on the mass bounds: a state's mass must lie in
+    /// `[m_dry (1 - tol), m_wet (1 + tol)]` (an estimate may be off by a few percent). Default 0.05.
+    pub mass_tolerance: f64,
+    /// Descent: largest distance [m] of a state from the landing site, and of a goal's target
+    /// from the frame's origin (the operating envelope). Default 20000.
+    pub max_range_m: f64,
+    /// Largest time a goal may be stamped ahead of the controller's clock [s]. Default 1.
+    pub max_goal_lead_s: f64,
+    /// Descent: shortest t_go a goal may ask for [s] (0, "the controller chooses", is always
+    /// allowed); the longest is the problem's (`(m_wet - m_dry) g0 Isp / rho1`: burning at
+    /// the minimum thrust the whole time). Default 3.
+    pub min_t_go_s: f64,
+}
+
+impl Default for Plausibility {
+    fn default() -> Self {
+        Self {
+            frame_id: String::new(),
+            min_altitude_m: -10.0,
+            max_speed_factor: 2.0,
+            mass_tolerance: 0.05,
+            max_range_m: 20_000.0,
+            max_goal_lead_s: 1.0,
+            min_t_go_s: 3.0,
+        }
+    }
+}
+
+impl Plausibility {
+    /// Checks ranges.
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] naming the field.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let p = "controller.plausibility";
+        if !self.min_altitude_m.is_finite() {
+            return Err(ConfigError::invalid(format!("{p}.min_altitude_m"), format!("must be finite, got {}", self.min_altitude_m)));
+        }
+        positive(&format!("{p}.max_speed_factor"), self.max_speed_factor)?;
+        if !(0.0..1.0).contains(&self.mass_tolerance) {
+            return Err(ConfigError::invalid(format!("{p}.mass_tolerance"), format!("must be in [0, 1), got {}", self.mass_tolerance)));
+        }
+        positive(&format!("{p}.max_range_m"), self.max_range_m)?;
+        non_negative(&format!("{p}.max_goal_lead_s"), self.max_goal_lead_s)?;
+        non_negative(&format!("{p}.min_t_go_s"), self.min_t_go_s)?;
+        Ok(())
+    }
 }
 
 impl Default for ControllerConfig {
@@ -77,6 +144,7 @@ impl Default for ControllerConfig {
             disturbance_observer_s: 2.0,
             position_filter_gain: 0.2,
             warm_correction: true,
+            plausibility: Plausibility::default(),
         }
     }
 }
@@ -90,6 +158,13 @@ impl ControllerConfig {
         positive("controller.deadline_s", self.deadline_s)?;
         if self.deadline_s > 10.0 {
             return Err(ConfigError::invalid("controller.deadline_s", "must be at most 10 s"));
+        }
+        // below a millisecond no refinement can finish: every cycle would fall back
+        if self.deadline_s < 1e-3 {
+            return Err(ConfigError::invalid(
+                "controller.deadline_s",
+                format!("must be at least 0.001 s (no inference finishes sooner), got {}", self.deadline_s),
+            ));
         }
         positive("controller.max_state_age_s", self.max_state_age_s)?;
         non_negative("controller.terminal_phase_s", self.terminal_phase_s)?;
@@ -115,6 +190,7 @@ impl ControllerConfig {
         if !(self.position_filter_gain > 0.0 && self.position_filter_gain <= 1.0) {
             return Err(ConfigError::invalid("controller.position_filter_gain", format!("must be in (0, 1], got {}", self.position_filter_gain)));
         }
+        self.plausibility.validate()?;
         self.terminal_correction.validate("controller.terminal_correction")
     }
 }

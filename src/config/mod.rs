@@ -17,7 +17,7 @@ mod sim;
 
 pub use crate::error::{non_negative, positive};
 pub use crate::problems::{ProblemConfig, ProblemKind};
-pub use controller::{ControllerConfig, CorrectionModel, TerminalCorrection};
+pub use controller::{ControllerConfig, CorrectionModel, Plausibility, TerminalCorrection};
 pub use node::{DeviceChoice, NodeConfig, PolicyKind};
 pub use sim::{Disturbances, SimConfig};
 
@@ -129,6 +129,13 @@ pub const LIVE_PARAMETERS: &[&str] = &[
     "controller.terminal_correction.thrust_margin",
     "controller.terminal_correction.release_threshold",
     "controller.terminal_correction.reserve_retime_s",
+    "controller.plausibility.frame_id",
+    "controller.plausibility.min_altitude_m",
+    "controller.plausibility.max_speed_factor",
+    "controller.plausibility.mass_tolerance",
+    "controller.plausibility.max_range_m",
+    "controller.plausibility.max_goal_lead_s",
+    "controller.plausibility.min_t_go_s",
 ];
 
 impl TrcConfig {

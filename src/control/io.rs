@@ -21,6 +21,9 @@ pub struct StateInput {
 pub struct GoalInput {
     /// Time the goal was issued [s] (0: "from the first state").
     pub stamp: f64,
+    /// Frame of the target (`header.frame_id`); checked against
+    /// `controller.plausibility.frame_id` when that is set.
+    pub frame_id: String,
     /// Target state, length n (descent: the mass entry is ignored).
     pub x_target: Vec<f64>,
     /// Time-to-go [s] at `stamp`; 0 = the controller chooses.
@@ -97,6 +100,49 @@ pub enum Rejected {
     /// The controller could not choose t_go.
     #[error("cannot choose t_go from this state: {0}")]
     NoTimeToGo(String),
+    /// An input in another frame than `controller.plausibility.frame_id`.
+    #[error("{what} is in frame `{got}`, this controller takes `{want}` (controller.plausibility.frame_id); input ignored")]
+    WrongFrame {
+        /// `state` or `goal`.
+        what: &'static str,
+        /// The message's `header.frame_id`.
+        got: String,
+        /// The configured frame.
+        want: String,
+    },
+    /// A goal stamped further ahead of the controller's clock than
+    /// `controller.plausibility.max_goal_lead_s` (a clock or a sender that is wrong).
+    #[error(
+        "goal stamped {lead_s:.3} s ahead of this node's clock, more than max_goal_lead_s = {max_s} s (check clocks and use_sim_time); the previous goal stays"
+    )]
+    FutureGoal {
+        /// How far ahead [s].
+        lead_s: f64,
+        /// Limit [s].
+        max_s: f64,
+    },
+}
+
+impl Rejected {
+    /// A short stable name of the reason (the kind, and the entry for a range or a non-finite
+    /// value): the key under which the node throttles repeated warnings, so that one reason
+    /// does not hide another.
+    pub fn reason(&self) -> String {
+        match self {
+            Rejected::NoPolicy(_) => "no_policy".into(),
+            Rejected::NoGoal => "no_goal".into(),
+            Rejected::WrongDimension { what, .. } => format!("wrong_dimension:{what}"),
+            Rejected::NonFinite { what, .. } => format!("non_finite:{what}"),
+            Rejected::OutOfRange { what, .. } => format!("out_of_range:{what}"),
+            Rejected::Stale { .. } => "stale".into(),
+            Rejected::OutOfOrder { .. } => "out_of_order".into(),
+            Rejected::RecordedRefusal => "recorded_refusal".into(),
+            Rejected::PastLandingTime { .. } => "past_landing_time".into(),
+            Rejected::NoTimeToGo(_) => "no_time_to_go".into(),
+            Rejected::WrongFrame { what, .. } => format!("wrong_frame:{what}"),
+            Rejected::FutureGoal { .. } => "future_goal".into(),
+        }
+    }
 }
 
 /// Outcome of one cycle.

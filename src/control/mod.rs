@@ -10,6 +10,7 @@
 //! - [`io`]: states and goals in, outcomes and counters out.
 
 pub mod correction;
+pub mod health;
 pub mod io;
 pub mod mission;
 pub mod policy;

@@ -232,8 +232,28 @@ impl RecedingHorizon {
     /// identical goal keeps it (and the terminal phase).
     ///
     /// # Errors
-    /// [`Rejected`] for a wrong dimension, a NaN or an out-of-range value; the old goal stays.
+    /// [`Rejected`] for a wrong dimension, a NaN or an out-of-range value, another frame than
+    /// `controller.plausibility.frame_id`; the old goal stays.
     pub fn set_goal(&mut self, g: &GoalInput) -> Result<(), Rejected> {
+        self.set_goal_at(g, None)
+    }
+
+    /// [`Self::set_goal`] received at `now` [s] on the controller's clock: a goal stamped more
+    /// than `controller.plausibility.max_goal_lead_s` ahead of it is refused too
+    /// ([`Rejected::FutureGoal`]); `None` skips that check (a goal without a clock to compare).
+    ///
+    /// # Errors
+    /// As [`Self::set_goal`], and [`Rejected::FutureGoal`].
+    pub fn set_goal_at(&mut self, g: &GoalInput, now: Option<f64>) -> Result<(), Rejected> {
+        let p = &self.cfg.plausibility;
+        if !p.frame_id.is_empty() && g.frame_id != p.frame_id {
+            return Err(Rejected::WrongFrame { what: "goal", got: g.frame_id.clone(), want: p.frame_id.clone() });
+        }
+        if let Some(now) = now.filter(|&t| t > 0.0 && g.stamp > 0.0) {
+            if g.stamp - now > p.max_goal_lead_s {
+                return Err(Rejected::FutureGoal { lead_s: g.stamp - now, max_s: p.max_goal_lead_s });
+            }
+        }
         let n = self.problem.state_dim();
         if g.x_target.len() != n {
             return Err(Rejected::WrongDimension { what: "goal.x_target", got: g.x_target.len(), want: n, problem: self.problem_cfg.name.to_string() });
@@ -398,8 +418,12 @@ impl RecedingHorizon {
                 return refuse(Rejected::OutOfOrder { behind_s: last.stamp - s.stamp });
             }
         }
+        let want = &self.cfg.plausibility.frame_id;
+        if !want.is_empty() && &s.frame_id != want {
+            return refuse(Rejected::WrongFrame { what: "state", got: s.frame_id.clone(), want: want.clone() });
+        }
         let x = DVector::from_column_slice(&s.x);
-        if let Err(r) = self.mission.check_state(&x) {
+        if let Err(r) = self.mission.check_state(&x, &goal.x_target) {
             return refuse(r);
         }
         Ok((x, goal.x_target.clone()))
@@ -647,7 +671,7 @@ mod tests {
     }
 
     fn goal() -> GoalInput {
-        GoalInput { stamp: 100.0, x_target: vec![0.0, 0.0], t_go: 0.0 }
+        GoalInput { frame_id: String::new(), stamp: 100.0, x_target: vec![0.0, 0.0], t_go: 0.0 }
     }
 
     #[test]
@@ -668,6 +692,35 @@ mod tests {
         // and an identical goal without a refusal before it keeps the plan
         ctl.set_goal(&goal()).unwrap();
         assert_eq!(ctl.last_plan().map(|p| p.stamp), Some(91.2));
+    }
+
+    #[test]
+    fn inputs_from_another_frame_and_goals_from_the_future_are_refused_keeping_the_last_plan() {
+        let mut ctl = di_controller(Arc::new(DelayKnob::default()));
+        let mut cfg = ctl.config().clone();
+        cfg.plausibility.frame_id = "world".into();
+        ctl.set_config(cfg).unwrap();
+        let site = GoalInput { frame_id: "world".into(), ..goal() };
+        ctl.set_goal_at(&site, Some(100.0)).unwrap();
+        assert_eq!(ctl.step(&state(101.0, &[1.0, 0.0]), 101.0).plan.status, PlanStatus::Converged);
+        // a state in another frame: refused, the last plan kept
+        let odd = StateInput { frame_id: "map".into(), ..state(101.1, &[1.0, 0.0]) };
+        let out = ctl.step(&odd, 101.1);
+        assert_eq!(out.rejected, Some(Rejected::WrongFrame { what: "state", got: "map".into(), want: "world".into() }));
+        assert_eq!(out.plan.status, PlanStatus::Failed);
+        assert_eq!(ctl.last_plan().map(|p| p.stamp), Some(101.0), "the last good plan is kept");
+        // a goal in another frame, or stamped an hour ahead: refused, the goal stays
+        let moved = GoalInput { frame_id: "not_the_site".into(), x_target: vec![5.0, 0.0], ..goal() };
+        assert!(matches!(ctl.set_goal_at(&moved, Some(101.2)), Err(Rejected::WrongFrame { what: "goal", .. })));
+        let ahead = GoalInput { stamp: 101.2 + 3600.0, x_target: vec![5.0, 0.0], ..site.clone() };
+        let e = ctl.set_goal_at(&ahead, Some(101.2)).unwrap_err();
+        assert!(matches!(e, Rejected::FutureGoal { .. }), "{e}");
+        assert_eq!(e.reason(), "future_goal");
+        assert_eq!(ctl.last_plan().map(|p| p.stamp), Some(101.0), "a refused goal keeps the plan");
+        assert!(ctl.step(&state(101.3, &[1.0, 0.0]), 101.3).rejected.is_none(), "the old goal is still flown");
+        // within the lead: taken
+        let soon = GoalInput { stamp: 101.4 + 0.5, ..site };
+        assert!(ctl.set_goal_at(&soon, Some(101.4)).is_ok());
     }
 
     #[test]
@@ -770,8 +823,14 @@ mod tests {
             assert!(out.plan.u.iter().chain(out.plan.x.iter()).all(|v| v.is_finite()), "{msg}: never a NaN");
             assert_eq!(ctl.last_plan(), Some(&kept), "{msg}: the last good plan is kept");
         }
-        assert!(matches!(ctl.set_goal(&GoalInput { stamp: 0.0, x_target: vec![0.0], t_go: 0.0 }), Err(Rejected::WrongDimension { .. })));
-        assert!(matches!(ctl.set_goal(&GoalInput { stamp: 0.0, x_target: vec![f64::NAN, 0.0], t_go: 0.0 }), Err(Rejected::NonFinite { .. })));
+        assert!(matches!(
+            ctl.set_goal(&GoalInput { frame_id: String::new(), stamp: 0.0, x_target: vec![0.0], t_go: 0.0 }),
+            Err(Rejected::WrongDimension { .. })
+        ));
+        assert!(matches!(
+            ctl.set_goal(&GoalInput { frame_id: String::new(), stamp: 0.0, x_target: vec![f64::NAN, 0.0], t_go: 0.0 }),
+            Err(Rejected::NonFinite { .. })
+        ));
         assert_eq!(ctl.last_plan(), Some(&kept), "a refused goal keeps the plan");
         assert_eq!(ctl.step(&state(10.2, &[0.9, 0.0]), 10.2).plan.status, PlanStatus::Converged);
         assert_eq!(ctl.stats().answers.count(PlanStatus::Failed), 7);
@@ -806,7 +865,7 @@ mod tests {
         cfg.terminal_correction.retime_with_policy = false;
         let (p, k, u) = (problem.clone(), knob.clone(), sol.u.clone());
         let mut ctl = RecedingHorizon::with_policy(&problem, cfg, move || Ok(ReplayPolicy::new(&p, vec![u], k))).unwrap();
-        ctl.set_goal(&GoalInput { stamp: 50.0, x_target: vec![0.0; 7], t_go: sol.t_go }).unwrap();
+        ctl.set_goal(&GoalInput { frame_id: String::new(), stamp: 50.0, x_target: vec![0.0; 7], t_go: sol.t_go }).unwrap();
         let first = ctl.step(&state(50.0, x0.as_slice()), 50.0);
         assert_eq!(first.plan.status, PlanStatus::Converged, "{:?}", first.rejected);
         // no iterate arrives during the test (a late one would be adopted and resampled instead)
@@ -843,7 +902,7 @@ mod tests {
         gate[2] += cfg.gate_altitude_m;
         gate[5] -= cfg.gate_sink_rate_mps;
         let mut ctl = RecedingHorizon::with_policy(&problem, cfg, move || Ok(ReplayPolicy::new(&p, vec![plan], k2))).unwrap();
-        ctl.set_goal(&GoalInput { stamp: 100.0, x_target: vec![0.0; 7], t_go: 40.0 }).unwrap();
+        ctl.set_goal(&GoalInput { frame_id: String::new(), stamp: 100.0, x_target: vec![0.0; 7], t_go: 40.0 }).unwrap();
         let started = Instant::now();
         let out = ctl.step(&state(100.0, x0.as_slice()), 100.0);
         let took = started.elapsed().as_secs_f64();
@@ -882,7 +941,7 @@ mod tests {
         let p = problem.clone();
         let mut ctl =
             RecedingHorizon::with_policy(&problem, cfg, move || crate::control::SolverPolicy::new(&p, crate::solvers::SolverSettings::default())).unwrap();
-        ctl.set_goal(&GoalInput { stamp: 0.0, x_target: vec![0.0; 7], t_go: 0.0 }).unwrap();
+        ctl.set_goal(&GoalInput { frame_id: String::new(), stamp: 0.0, x_target: vec![0.0; 7], t_go: 0.0 }).unwrap();
         let first = ctl.step(&state(50.0, x0.as_slice()), 50.0);
         assert_eq!(first.plan.status, PlanStatus::Converged, "{:?} {:?}", first.rejected, first.policy_error);
         let t_land = ctl.landing_time().expect("chosen by the LCvx search");

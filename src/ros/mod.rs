@@ -105,7 +105,12 @@ pub fn state_to_msg(stamp: f64, frame_id: &str, x: &[f64]) -> r2r::trc_control::
 
 /// `Goal` -> the controller's goal input.
 pub fn goal_from_msg(msg: &r2r::trc_control::msg::Goal) -> crate::control::GoalInput {
-    crate::control::GoalInput { stamp: secs_from_time(&msg.header.stamp), x_target: msg.x_target.clone(), t_go: msg.t_go }
+    crate::control::GoalInput {
+        frame_id: msg.header.frame_id.clone(),
+        stamp: secs_from_time(&msg.header.stamp),
+        x_target: msg.x_target.clone(),
+        t_go: msg.t_go,
+    }
 }
 
 /// The odometry adapter (Gazebo, robots): descent state `[r, v, m]` from `nav_msgs/Odometry`

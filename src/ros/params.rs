@@ -86,7 +86,10 @@ impl ParamStore {
     fn check(&self, name: &str, val: &ParameterValue) -> r2r::Result<TrcConfig> {
         let cur = self.config();
         let refused = match cur.mutability(name) {
-            Some(Mutability::Live) => return with_parameter(&cur, name, val).map_err(|e| refuse(name, e.to_string())),
+            Some(Mutability::Live) => match with_parameter(&cur, name, val) {
+                Ok(new) => return Ok(new),
+                Err(e) => refuse(name, e.to_string()),
+            },
             Some(Mutability::Static) => refuse(name, "static parameter: change it in the params file (or with -p at start-up) and restart the node".into()),
             None => refuse(name, "not a parameter of trc_control (see the README's parameter table)".into()),
         };

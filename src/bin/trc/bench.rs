@@ -444,6 +444,14 @@ pub fn closed_loop(out: &Path, episodes: usize, seed: u64, policies: &[String], 
     let mut fuel: std::collections::HashMap<(String, String), Vec<EpisodeFuel>> = std::collections::HashMap::new();
     let weights = checkpoint::sha256_file(&crate::launcher::package_root().join("models/descent.safetensors"))?;
     let cell_dir = cells.join(format!("closed_loop-seed{seed}"));
+    // what a field added to the config after a cell was flown has when nobody sets it
+    let defaults = serde_yaml::to_value(trc_control::config::TrcConfig {
+        problem: trc_control::config::ProblemConfig::new(trc_control::config::ProblemKind::Descent),
+        controller: Default::default(),
+        node: Default::default(),
+        sim: Default::default(),
+        use_sim_time: false,
+    })?;
     // commit -> cells flown at it
     let mut commits: std::collections::BTreeMap<String, usize> = std::collections::BTreeMap::new();
     let mut pending = 0usize;
@@ -466,18 +474,28 @@ pub fn closed_loop(out: &Path, episodes: usize, seed: u64, policies: &[String], 
         if policy == P::Solver {
             cfg.controller.deadline_s = 0.2;
         }
+        let config_yaml = serde_yaml::to_string(&cfg)?;
+        let ident = format!("{label}|{episodes}|{weights}");
         let key = {
             use sha2::{Digest, Sha256};
             let mut h = Sha256::new();
-            h.update(serde_yaml::to_string(&cfg)?.as_bytes());
-            h.update(format!("{label}|{episodes}|{weights}").as_bytes());
+            h.update(config_yaml.as_bytes());
+            h.update(ident.as_bytes());
             format!("{:x}", h.finalize())
         };
         let slug = label.split(|c: char| !c.is_ascii_alphanumeric()).filter(|w| !w.is_empty()).map(str::to_ascii_lowercase).collect::<Vec<_>>().join("_");
         let cell_path = cell_dir.join(format!("{slug}-{}.json", &key[..12]));
-        let cell = match std::fs::read(&cell_path).ok().and_then(|b| serde_json::from_slice::<Cell>(&b).ok()).filter(|c| c.key == key) {
-            Some(c) => {
-                log::info!("closed loop ({label}): reusing {} (flown at {})", cell_path.display(), c.commit);
+        let found = find_cell(&cell_dir, &slug, &key, &ident, &config_yaml, &defaults)?;
+        let cell = match found {
+            Some((path, mut c, how)) => {
+                log::info!("closed loop ({label}): reusing {} (flown at {}{how})", path.display(), c.commit);
+                if c.config_yaml.is_none() {
+                    // a cell from before the config was kept in it: its key matched exactly, so
+                    // this is its config; kept from now on for the comparison above
+                    c.config_yaml = Some(config_yaml.clone());
+                    c.ident = Some(ident.clone());
+                    write_out(&path, &serde_json::to_string_pretty(&c)?)?;
+                }
                 c
             }
             None if report_only || (budget_min > 0.0 && bench_started.elapsed().as_secs_f64() > budget_min * 60.0) => {
@@ -487,7 +505,9 @@ pub fn closed_loop(out: &Path, episodes: usize, seed: u64, policies: &[String], 
                 continue;
             }
             None => {
-                let c = fly_cell(&cfg, &label, episodes, key)?;
+                let mut c = fly_cell(&cfg, &label, episodes, key)?;
+                c.config_yaml = Some(config_yaml);
+                c.ident = Some(ident);
                 write_out(&cell_path, &serde_json::to_string_pretty(&c)?)?;
                 c
             }
@@ -536,6 +556,72 @@ struct Cell {
     oracle: Option<String>,
     /// Per-episode fuel (index, kg, landed) for the paired comparison.
     fuel: Vec<EpisodeFuel>,
+    /// The configuration it was flown with (YAML), for [`config_compatible`]; absent in cells
+    /// flown before 2026-12-07 until a run that matches their key exactly adds it.
+    #[serde(default)]
+    config_yaml: Option<String>,
+    /// `label|episodes|model weights' SHA-256` (the rest of the key).
+    #[serde(default)]
+    ident: Option<String>,
+}
+
+/// The cell of row `slug` under `dir` flown with this configuration: the one whose key is `key`,
+/// else one with the same `ident` whose stored configuration is [`config_compatible`] with
+/// `config_yaml`. Returns its path, the cell and a note on how it matched.
+///
+/// # Errors
+/// A directory that exists but cannot be read.
+fn find_cell(
+    dir: &Path,
+    slug: &str,
+    key: &str,
+    ident: &str,
+    config_yaml: &str,
+    defaults: &serde_yaml::Value,
+) -> AnyResult<Option<(std::path::PathBuf, Cell, &'static str)>> {
+    let Ok(entries) = std::fs::read_dir(dir) else { return Ok(None) };
+    let current: serde_yaml::Value = serde_yaml::from_str(config_yaml)?;
+    let mut compatible = None;
+    for e in entries {
+        let path = e?.path();
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        // `<slug>-<12 hex>.json`: another row's slug may extend this one's
+        let Some(rest) = name.strip_prefix(slug).and_then(|r| r.strip_prefix('-')).and_then(|r| r.strip_suffix(".json")) else { continue };
+        if rest.len() != 12 || !rest.chars().all(|c| c.is_ascii_hexdigit()) {
+            continue;
+        }
+        let Some(cell) = std::fs::read(&path).ok().and_then(|b| serde_json::from_slice::<Cell>(&b).ok()) else { continue };
+        if cell.key == key {
+            return Ok(Some((path, cell, "")));
+        }
+        let old = cell.config_yaml.as_deref().and_then(|y| serde_yaml::from_str::<serde_yaml::Value>(y).ok());
+        if cell.ident.as_deref() == Some(ident) && old.is_some_and(|old| config_compatible(&current, &old, Some(defaults))) {
+            compatible = Some((path, cell, "; the configuration since differs only in fields added at their defaults"));
+        }
+    }
+    Ok(compatible)
+}
+
+/// Whether a cell flown with configuration `old` stands for `current`: equal, except for
+/// settings `current` has and `old` lacks (added to the code after the cell was flown) whose
+/// value is their default (`defaults`, the same tree built from `Default`). A field added with a
+/// default that keeps the old behaviour is a code change like any other: the cells do not track
+/// code, only configuration (the commit each was flown at is in the report).
+fn config_compatible(current: &serde_yaml::Value, old: &serde_yaml::Value, defaults: Option<&serde_yaml::Value>) -> bool {
+    use serde_yaml::Value;
+    match (current, old) {
+        (Value::Mapping(c), Value::Mapping(o)) => {
+            o.keys().all(|k| c.contains_key(k))
+                && c.iter().all(|(k, v)| {
+                    let d = defaults.and_then(|d| d.get(k));
+                    match o.get(k) {
+                        Some(ov) => config_compatible(v, ov, d),
+                        None => d == Some(v),
+                    }
+                })
+        }
+        (c, o) => c == o,
+    }
 }
 
 /// Flies one cell: `episodes` episodes of `cfg` in lockstep.
@@ -608,6 +694,8 @@ fn fly_cell(cfg: &trc_control::config::TrcConfig, label: &str, episodes: usize, 
             row: md.trim_end().to_string(),
             oracle,
             fuel,
+            config_yaml: None,
+            ident: None,
         })
     }
 }
@@ -703,4 +791,30 @@ pub fn latency(out: &Path, episodes: u32) -> AnyResult<()> {
         }
     }
     write_out(out, &md)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::config_compatible;
+
+    fn y(s: &str) -> serde_yaml::Value {
+        serde_yaml::from_str(s).unwrap()
+    }
+
+    #[test]
+    fn a_cell_stands_for_a_config_that_only_adds_fields_at_their_defaults() {
+        let old = y("controller: {deadline_s: 0.05, tc: {margin: 0.05}}\nsim: {seed: 29}");
+        let defaults = y("controller: {deadline_s: 0.1, tc: {margin: 0.0, reserve: 0.0}, gates: {min_alt: -10.0}}\nsim: {seed: 0}");
+        let same = |cur: &str| config_compatible(&y(cur), &old, Some(&defaults));
+        assert!(same("controller: {deadline_s: 0.05, tc: {margin: 0.05}}\nsim: {seed: 29}"));
+        // added fields and a whole added section, at their defaults
+        assert!(same("controller: {deadline_s: 0.05, tc: {margin: 0.05, reserve: 0.0}, gates: {min_alt: -10.0}}\nsim: {seed: 29}"));
+        // an added field set to something else, a changed value, a removed field: another config
+        assert!(!same("controller: {deadline_s: 0.05, tc: {margin: 0.05, reserve: 4.0}}\nsim: {seed: 29}"));
+        assert!(!same("controller: {deadline_s: 0.05, tc: {margin: 0.05}, gates: {min_alt: -5.0}}\nsim: {seed: 29}"));
+        assert!(!same("controller: {deadline_s: 0.05, tc: {margin: 0.15}}\nsim: {seed: 29}"));
+        assert!(!same("controller: {deadline_s: 0.05, tc: {}}\nsim: {seed: 29}"));
+        // a field without a default to compare with
+        assert!(!same("controller: {deadline_s: 0.05, tc: {margin: 0.05}, other: 1}\nsim: {seed: 29}"));
+    }
 }

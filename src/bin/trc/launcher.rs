@@ -3,6 +3,8 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Deserialize as _;
@@ -32,10 +34,28 @@ fn interrupt(child: &mut Child) {
     let _ = child.wait();
 }
 
+/// Stops every child (SIGINT, then SIGKILL after 5 s) and waits for it.
+fn stop_all(children: Vec<(String, Child)>) {
+    for (_, mut ch) in children {
+        interrupt(&mut ch);
+    }
+}
+
 /// Starts the launch file's processes; with `sim:=true` waits for trc_sim to finish its
 /// episodes, then stops trc_node; otherwise waits for trc_node. Returns trc_sim's (or
 /// trc_node's) exit status.
+///
+/// SIGINT or SIGTERM sent to this process (Ctrl-C, `kill`, a supervisor stopping it) is
+/// forwarded: every child gets SIGINT (SIGKILL 5 s later if it is still running) and is waited
+/// for, so no node outlives the launch; the result is then an error naming the signal.
+///
+/// # Errors
+/// A child that cannot be started, a node other than the main one that exits early, or a signal.
 pub fn launch(problem: ProblemKind, args: &[String]) -> AnyResult<ExitStatus> {
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, stop.clone())?;
+    }
     let s = spec(problem);
     let cmds = resolve(&s, args, &package_root())?;
     let bin_dir = std::env::current_exe()?.parent().map(Path::to_path_buf).ok_or("cannot locate the trc binary's directory")?;
@@ -52,9 +72,7 @@ pub fn launch(problem: ProblemKind, args: &[String]) -> AnyResult<ExitStatus> {
         match Command::new(&exe).args(&c.args).spawn() {
             Ok(ch) => children.push((c.executable.clone(), ch)),
             Err(e) => {
-                for (_, mut ch) in children {
-                    interrupt(&mut ch);
-                }
+                stop_all(children);
                 return Err(format!("cannot start {}: {e}", exe.display()).into());
             }
         }
@@ -75,10 +93,13 @@ pub fn launch(problem: ProblemKind, args: &[String]) -> AnyResult<ExitStatus> {
             }
         }
         if let Some(e) = early {
-            for (_, mut ch) in children {
-                interrupt(&mut ch);
-            }
+            stop_all(children);
             return Err(e.into());
+        }
+        if stop.load(Ordering::Relaxed) {
+            log::info!("launch: signal received; stopping {} and waiting for them", children.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>().join(", "));
+            stop_all(children);
+            return Err("launch stopped by a signal (SIGINT/SIGTERM); every node it started was stopped".into());
         }
         std::thread::sleep(Duration::from_millis(100));
     };

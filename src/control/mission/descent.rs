@@ -140,6 +140,11 @@ const SINK_KV: f64 = 2.0;
 /// ratio 1.4).
 const SINK_KP: f64 = 0.5;
 
+/// The Euclidean norm of a 3-vector `v`.
+fn norm3(v: &[f64]) -> f64 {
+    v.iter().map(|a| a * a).sum::<f64>().sqrt()
+}
+
 /// Seconds between t_f searches after one failed.
 pub const T_GO_RETRY_S: f64 = 1.0;
 
@@ -496,6 +501,31 @@ impl Mission for DescentMission {
         // the mass entry of the target is free (the vehicle lands with whatever is left)
         check_finite("goal.x_target", &goal.x_target[..idx::MASS])?;
         check_goal_t_go(goal.t_go)?;
+        let (d, p) = (self.params(), &self.cfg.plausibility);
+        // the longest a descent can last: burning at the minimum thrust until the tanks are dry
+        let t_max = (d.m_wet - d.m_dry) * d.g0 * d.isp / d.rho1();
+        if goal.t_go != 0.0 && !(p.min_t_go_s..=t_max).contains(&goal.t_go) {
+            return Err(Rejected::OutOfRange {
+                what: "goal.t_go",
+                value: goal.t_go,
+                range: format!(
+                    "[{}, {t_max:.1}] s, or 0 for the controller to choose (controller.plausibility.min_t_go_s; the longest burn at rho1 on the propellant)",
+                    p.min_t_go_s
+                ),
+            });
+        }
+        let range = norm3(&goal.x_target[idx::POS..idx::POS + 3]);
+        if range > p.max_range_m {
+            return Err(Rejected::OutOfRange {
+                what: "goal target distance from the frame's origin [m]",
+                value: range,
+                range: format!("[0, {}] m (controller.plausibility.max_range_m)", p.max_range_m),
+            });
+        }
+        let speed = norm3(&goal.x_target[idx::VEL..idx::VEL + 3]);
+        if speed > d.v_max {
+            return Err(Rejected::OutOfRange { what: "goal target speed [m/s]", value: speed, range: format!("[0, {}] m/s (problem.descent.v_max)", d.v_max) });
+        }
         let mut xt = DVector::from_column_slice(&goal.x_target);
         xt[idx::MASS] = self.params().m_dry;
         Ok(xt)
@@ -524,12 +554,41 @@ impl Mission for DescentMission {
         self.position_filter.filter(stamp, x, self.cfg.position_filter_gain)
     }
 
-    fn check_state(&self, x: &DVector<f64>) -> Result<(), Rejected> {
-        let d = self.params();
-        let (lo, hi) = (0.5 * d.m_dry, 1.5 * d.m_wet);
+    fn check_state(&self, x: &DVector<f64>, x_target: &DVector<f64>) -> Result<(), Rejected> {
+        let (d, p) = (self.params(), &self.cfg.plausibility);
+        let (lo, hi) = (d.m_dry * (1.0 - p.mass_tolerance), d.m_wet * (1.0 + p.mass_tolerance));
         let mass = x.get(idx::MASS).copied().unwrap_or(f64::NAN);
         if !(lo..=hi).contains(&mass) {
-            return Err(Rejected::OutOfRange { what: "state.x[6] (mass)", value: mass, range: format!("[{lo}, {hi}] kg") });
+            return Err(Rejected::OutOfRange {
+                what: "state.x[6] (mass)",
+                value: mass,
+                range: format!("[{lo:.1}, {hi:.1}] kg (m_dry, m_wet and controller.plausibility.mass_tolerance)"),
+            });
+        }
+        let height = x[idx::ALT] - x_target[idx::ALT];
+        if height < p.min_altitude_m {
+            return Err(Rejected::OutOfRange {
+                what: "state altitude above the landing site [m]",
+                value: height,
+                range: format!(">= {} m (controller.plausibility.min_altitude_m)", p.min_altitude_m),
+            });
+        }
+        let r: Vec<f64> = (0..3).map(|i| x[idx::POS + i] - x_target[idx::POS + i]).collect();
+        let range = norm3(&r);
+        if range > p.max_range_m {
+            return Err(Rejected::OutOfRange {
+                what: "state distance from the landing site [m]",
+                value: range,
+                range: format!("[0, {}] m (controller.plausibility.max_range_m)", p.max_range_m),
+            });
+        }
+        let speed = norm3(&x.as_slice()[idx::VEL..idx::VEL + 3]);
+        if speed > p.max_speed_factor * d.v_max {
+            return Err(Rejected::OutOfRange {
+                what: "state speed [m/s]",
+                value: speed,
+                range: format!("[0, {}] m/s (controller.plausibility.max_speed_factor x problem.descent.v_max)", p.max_speed_factor * d.v_max),
+            });
         }
         Ok(())
     }
@@ -638,7 +697,7 @@ mod tests {
     }
 
     fn goal(t_go: f64) -> GoalInput {
-        GoalInput { stamp: 100.0, x_target: vec![0.0; 7], t_go }
+        GoalInput { frame_id: String::new(), stamp: 100.0, x_target: vec![0.0; 7], t_go }
     }
 
     fn start(m: &mut DescentMission, g: &GoalInput) -> DVector<f64> {
@@ -650,11 +709,13 @@ mod tests {
     #[test]
     fn aim_is_the_gate_and_the_target_mass_is_free() {
         let (mut m, p) = setup();
-        let xt = start(&mut m, &GoalInput { stamp: 100.0, x_target: vec![0.0, 0.0, 0.0, 0.0, 0.0, 0.0, f64::NAN], t_go: 40.0 });
+        let xt = start(&mut m, &GoalInput { frame_id: String::new(), stamp: 100.0, x_target: vec![0.0, 0.0, 0.0, 0.0, 0.0, 0.0, f64::NAN], t_go: 40.0 });
         assert_eq!(xt[6], p.descent.m_dry, "a NaN mass in the target is replaced by the dry mass");
         let aim = m.aim(&xt);
         assert_eq!((aim[2], aim[5]), (1.0, -0.35), "1 m above the site, sinking at 0.35 m/s");
-        let e = m.check_goal(&GoalInput { stamp: 100.0, x_target: vec![0.0, f64::INFINITY, 0.0, 0.0, 0.0, 0.0, 0.0], t_go: 40.0 }).unwrap_err();
+        let e = m
+            .check_goal(&GoalInput { frame_id: String::new(), stamp: 100.0, x_target: vec![0.0, f64::INFINITY, 0.0, 0.0, 0.0, 0.0, 0.0], t_go: 40.0 })
+            .unwrap_err();
         assert!(matches!(e, Rejected::NonFinite { index: 1, .. }), "{e}");
     }
 
@@ -714,7 +775,7 @@ mod tests {
     #[test]
     fn a_failed_t_f_search_is_not_repeated_every_cycle() {
         let (mut m, _) = setup();
-        let xt = start(&mut m, &GoalInput { stamp: 100.0, x_target: vec![0.0; 7], t_go: 0.0 });
+        let xt = start(&mut m, &GoalInput { frame_id: String::new(), stamp: 100.0, x_target: vec![0.0; 7], t_go: 0.0 });
         let aim = m.aim(&xt);
         // climbing at 100 m/s from 50 m: no feasible landing
         let x = DVector::from_vec(vec![3000.0, 0.0, 50.0, 0.0, 0.0, 100.0, 1600.0]);
@@ -733,9 +794,9 @@ mod tests {
         let (mut m, p) = setup();
         let xt = start(&mut m, &goal(40.0));
         let mut x = DVector::from_vec(vec![10.0, 0.0, 500.0, 2.0, 0.0, -20.0, 1700.0]);
-        assert!(m.check_state(&x).is_ok());
+        assert!(m.check_state(&x, &xt).is_ok());
         x[6] = 100.0;
-        assert!(matches!(m.check_state(&x), Err(Rejected::OutOfRange { .. })));
+        assert!(matches!(m.check_state(&x, &xt), Err(Rejected::OutOfRange { .. })));
         x[6] = 1700.0;
         // no plan: the sink, admissible, pushing up (descending faster than the sink rate)
         let bad = Rejected::Stale { age_s: 1.0, max_s: 0.5 };
@@ -772,6 +833,53 @@ mod tests {
     }
 
     #[test]
+    fn implausible_states_and_goals_are_refused_each_with_its_reason() {
+        // issue 14's catalogue: states and goals no vehicle of the problem can be in
+        let (mut m, p) = setup();
+        let d = &p.descent;
+        let xt = start(&mut m, &goal(40.0));
+        let ok = DVector::from_vec(vec![10.0, 0.0, 500.0, 2.0, 0.0, -20.0, 1700.0]);
+        assert!(m.check_state(&ok, &xt).is_ok());
+        let refused = |i: usize, v: f64| {
+            let mut x = ok.clone();
+            x[i] = v;
+            match m.check_state(&x, &xt) {
+                Err(Rejected::OutOfRange { what, .. }) => what,
+                other => panic!("x[{i}] = {v}: {other:?}"),
+            }
+        };
+        assert_eq!(refused(2, -100.0), "state altitude above the landing site [m]");
+        assert_eq!(refused(2, -1e6), "state altitude above the landing site [m]");
+        assert_eq!(refused(0, 1e9), "state distance from the landing site [m]");
+        assert_eq!(refused(5, -1e6), "state speed [m/s]");
+        assert_eq!(refused(6, 0.9 * d.m_dry), "state.x[6] (mass)");
+        assert_eq!(refused(6, 1.1 * d.m_wet), "state.x[6] (mass)");
+        // inside the tolerances: an estimator's few percent, a touchdown a little under the site
+        for (i, v) in [(6, 0.97 * d.m_dry), (6, 1.03 * d.m_wet), (2, -5.0), (5, -250.0)] {
+            let mut x = ok.clone();
+            x[i] = v;
+            assert!(m.check_state(&x, &xt).is_ok(), "x[{i}] = {v}");
+        }
+        // goals: t_go in [min_t_go_s, the longest burn at rho1] or 0; the target in the envelope
+        let t_max = (d.m_wet - d.m_dry) * d.g0 * d.isp / d.rho1();
+        assert!((170.0..180.0).contains(&t_max), "{t_max}");
+        let what = |g: GoalInput| match m.check_goal(&g) {
+            Err(Rejected::OutOfRange { what, .. }) => what,
+            other => panic!("{g:?}: {other:?}"),
+        };
+        for t_go in [0.01, 1e4, t_max + 1.0] {
+            assert_eq!(what(goal(t_go)), "goal.t_go");
+        }
+        for t_go in [0.0, 3.0, 40.0, t_max - 1.0] {
+            assert!(m.check_goal(&goal(t_go)).is_ok(), "t_go {t_go}");
+        }
+        let far = GoalInput { x_target: vec![1e9, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0], ..goal(40.0) };
+        assert_eq!(what(far), "goal target distance from the frame's origin [m]");
+        let fast = GoalInput { x_target: vec![0.0, 0.0, 0.0, 0.0, 0.0, -1e3, 0.0], ..goal(40.0) };
+        assert_eq!(what(fast), "goal target speed [m/s]");
+    }
+
+    #[test]
     fn without_the_correction_the_policy_retimes_a_landing_time_it_cannot_plan_to() {
         // the policy here is LCvx at a fixed t_go (exact in the in-loop model): asked for a
         // landing 2 s before its minimum-fuel t_f with the plan for t_f, the mission re-plans at
@@ -783,7 +891,7 @@ mod tests {
             cfg.terminal_correction.enabled = false;
             cfg.terminal_correction.retime_with_policy = with_policy;
             let mut m = DescentMission::new(&p, &cfg).unwrap();
-            let xt = start(&mut m, &GoalInput { stamp: 100.0, x_target: vec![0.0; 7], t_go: 0.0 });
+            let xt = start(&mut m, &GoalInput { frame_id: String::new(), stamp: 100.0, x_target: vec![0.0; 7], t_go: 0.0 });
             let aim = m.aim(&xt);
             let mut solver = solvers::for_problem(&p, SolverSettings::default()).unwrap();
             let sol = solver.solve(&Instance { x0: x0.clone(), x_target: aim.clone(), t_go: None }).unwrap();
@@ -813,7 +921,7 @@ mod tests {
     fn finish_lands_a_perturbed_optimum_in_the_plant_model() {
         let (mut m, p) = setup();
         let x0 = DVector::from_vec(vec![300.0, -200.0, 1500.0, 10.0, 5.0, -40.0, 1905.0]);
-        let xt = start(&mut m, &GoalInput { stamp: 100.0, x_target: vec![0.0; 7], t_go: 0.0 });
+        let xt = start(&mut m, &GoalInput { frame_id: String::new(), stamp: 100.0, x_target: vec![0.0; 7], t_go: 0.0 });
         let aim = m.aim(&xt);
         let mut solver = solvers::for_problem(&p, SolverSettings::default()).unwrap();
         let sol = solver.solve(&Instance { x0: x0.clone(), x_target: aim.clone(), t_go: None }).unwrap();
@@ -839,7 +947,7 @@ mod tests {
         // corrected onto the aim point passes ~60 m under the cone
         let (mut m, p) = setup();
         let x0 = DVector::from_vec(vec![-204.9, -1471.9, 1584.8, -22.46, -28.80, -79.11, 1905.0]);
-        let xt = start(&mut m, &GoalInput { stamp: 100.0, x_target: vec![0.0; 7], t_go: 47.01 });
+        let xt = start(&mut m, &GoalInput { frame_id: String::new(), stamp: 100.0, x_target: vec![0.0; 7], t_go: 47.01 });
         let aim = m.aim(&xt);
         let t_go = 47.01;
         let u = crate::baseline::zem_zev_plan(&m.problem, &x0, &aim, t_go, 50);

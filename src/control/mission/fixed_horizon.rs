@@ -41,7 +41,7 @@ impl Mission for FixedHorizonMission {
 
     fn start_goal(&mut self, _goal: &GoalInput) {}
 
-    fn check_state(&self, _x: &DVector<f64>) -> Result<(), Rejected> {
+    fn check_state(&self, _x: &DVector<f64>, _x_target: &DVector<f64>) -> Result<(), Rejected> {
         Ok(())
     }
 
@@ -93,7 +93,7 @@ mod tests {
     fn horizon_is_fixed_and_finish_is_the_identity() {
         let mut m = mission();
         let x = DVector::from_vec(vec![1.0, -0.5]);
-        let aim = m.check_goal(&GoalInput { stamp: 0.0, x_target: vec![0.0, 0.0], t_go: 0.0 }).unwrap();
+        let aim = m.check_goal(&GoalInput { frame_id: String::new(), stamp: 0.0, x_target: vec![0.0, 0.0], t_go: 0.0 }).unwrap();
         assert_eq!(m.aim(&aim), aim);
         let t0 = m.t_go(10.0, &x, &aim).unwrap();
         let t1 = m.t_go(1e6, &x, &aim).unwrap();
@@ -108,9 +108,9 @@ mod tests {
     #[test]
     fn bad_goals_are_refused_with_the_entry() {
         let m = mission();
-        let e = m.check_goal(&GoalInput { stamp: 0.0, x_target: vec![0.0, f64::NAN], t_go: 0.0 }).unwrap_err();
+        let e = m.check_goal(&GoalInput { frame_id: String::new(), stamp: 0.0, x_target: vec![0.0, f64::NAN], t_go: 0.0 }).unwrap_err();
         assert!(matches!(e, Rejected::NonFinite { what: "goal.x_target", index: 1, .. }), "{e}");
-        let e = m.check_goal(&GoalInput { stamp: 0.0, x_target: vec![0.0, 0.0], t_go: 2e4 }).unwrap_err();
+        let e = m.check_goal(&GoalInput { frame_id: String::new(), stamp: 0.0, x_target: vec![0.0, 0.0], t_go: 2e4 }).unwrap_err();
         assert!(matches!(e, Rejected::OutOfRange { what: "goal.t_go", .. }), "{e}");
     }
 }

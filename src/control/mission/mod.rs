@@ -83,11 +83,12 @@ pub trait Mission: Send + std::fmt::Debug {
     /// Starts a new (checked) goal: resets the per-goal state (landing time, retiming budget).
     fn start_goal(&mut self, goal: &GoalInput);
 
-    /// Plausibility of a state beyond dimension and finiteness (which the controller checks).
+    /// Plausibility of a state `x` beyond dimension and finiteness (which the controller
+    /// checks), for the goal's target `x_target` (`controller.plausibility`).
     ///
     /// # Errors
     /// [`Rejected::OutOfRange`] naming the entry and the accepted range.
-    fn check_state(&self, x: &DVector<f64>) -> Result<(), Rejected>;
+    fn check_state(&self, x: &DVector<f64>, x_target: &DVector<f64>) -> Result<(), Rejected>;
 
     /// The state the plans aim at for the goal's target (descent: the touchdown gate).
     fn aim(&self, x_target: &DVector<f64>) -> DVector<f64>;
