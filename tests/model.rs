@@ -266,3 +266,54 @@ fn checkpoint_sibling_paths_keep_dots_in_the_stem() {
     assert_eq!(checkpoint::paths(Path::new("models/descent.safetensors")).0, Path::new("models/descent.safetensors"));
     assert_eq!(checkpoint::sibling(Path::new("models/descent.yaml"), "train.csv"), Path::new("models/descent.train.csv"));
 }
+
+#[test]
+fn corrupt_checkpoints_are_refused_at_load_not_at_the_first_state() {
+    // issue 14: NaN weights, weights x 1e30 and a zero or NaN x_std loaded as "ready" and then
+    // answered every state FAILED
+    let _rng = serial();
+    let ds = dataset(ProblemKind::Vanderpol, 4, Split::Train);
+    let cfg = ModelConfig::tiny();
+    let (vs, model) = build(ProblemKind::Vanderpol, &cfg, &ds);
+    let card = ModelCard {
+        version: checkpoint::CARD_VERSION,
+        problem: ProblemConfig::new(ProblemKind::Vanderpol),
+        model: cfg.clone(),
+        normalizer: model.normalizer().clone(),
+        parameters: parameter_count(&vs),
+        training: Default::default(),
+        provenance: Provenance::default(),
+        metrics: Default::default(),
+    };
+    let stem = std::env::temp_dir().join(format!("trc_corrupt_test_{}", std::process::id()));
+    let problem = ProblemConfig::new(ProblemKind::Vanderpol);
+    let load = |vs: &nn::VarStore, card: &ModelCard| {
+        checkpoint::save(&stem, vs, card).unwrap();
+        checkpoint::load(&stem, Device::Cpu, Some(&problem)).map(|_| ()).map_err(|e| e.to_string())
+    };
+    assert_eq!(load(&vs, &card), Ok(()), "the healthy checkpoint loads");
+    let mut vars: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
+    vars.sort_by(|a, b| a.0.cmp(&b.0));
+    let saved: Vec<Tensor> = vars.iter().map(|(_, v)| v.copy()).collect();
+    let restore = || tch::no_grad(|| vars.iter().zip(&saved).for_each(|((_, v), s)| v.shallow_clone().copy_(s)));
+    let (name, var) = &vars[0];
+    tch::no_grad(|| var.get(0).fill_(f64::NAN));
+    let e = load(&vs, &card).unwrap_err();
+    assert!(e.contains("unusable") && e.contains(name.as_str()) && e.contains("NaN"), "{e}");
+    restore();
+    // finite weights whose forward pass overflows
+    tch::no_grad(|| vars.iter().zip(&saved).for_each(|((_, v), s)| v.shallow_clone().copy_(&(s * 1e30))));
+    let e = load(&vs, &card).unwrap_err();
+    assert!(e.contains("unusable") && e.contains("forward pass"), "weights x 1e30: {e}");
+    restore();
+    assert_eq!(load(&vs, &card), Ok(()), "restored");
+    for bad in [0.0, f64::NAN] {
+        let mut c = card.clone();
+        c.normalizer.x_std[0] = bad;
+        let e = load(&vs, &c).unwrap_err();
+        assert!(e.contains("normalizer"), "x_std {bad}: {e}");
+    }
+    for ext in ["safetensors", "yaml"] {
+        let _ = std::fs::remove_file(stem.with_extension(ext));
+    }
+}

@@ -84,6 +84,15 @@ pub enum CheckpointError {
     /// The card's configuration is invalid.
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// The weights or the normalizer are unusable (non-finite values, a forward pass that is
+    /// not finite).
+    #[error("checkpoint {path} is unusable: {reason}")]
+    Corrupt {
+        /// The file.
+        path: String,
+        /// What is wrong, and what to do.
+        reason: String,
+    },
 }
 
 /// Paths of a checkpoint: `stem.safetensors` and `stem.yaml`.
@@ -207,10 +216,54 @@ pub fn load_as(stem: &Path, device: Device, expect: Option<&ProblemConfig>, run_
             });
         }
     }
+    let nm = &card.normalizer;
+    let stats = [&nm.x_mean, &nm.x_std, &nm.u_mean, &nm.u_std].into_iter().flatten().chain([&nm.t_mean, &nm.t_std]);
+    let stds = nm.x_std.iter().chain(&nm.u_std).chain([&nm.t_std]);
+    if stats.into_iter().any(|v| !v.is_finite()) || stds.into_iter().any(|v| *v <= 0.0) {
+        return Err(CheckpointError::Corrupt {
+            path: cpath,
+            reason: "the normalizer holds a non-finite value or a standard deviation <= 0 (a card edited by hand or truncated); restore it or retrain".into(),
+        });
+    }
     let mut vs = nn::VarStore::new(device);
     let model = Trc::new(&vs.root(), &card.model, &card.problem, card.normalizer.clone())?;
     vs.load(&w).map_err(|e| CheckpointError::Io { path: w.display().to_string(), message: e.to_string() })?;
+    check_weights(&vs, &model, &card, &w.display().to_string())?;
     Ok((vs, model, card))
+}
+
+/// A checkpoint that would answer every state FAILED is refused at load instead: every weight
+/// finite, and the forward pass on a reference input (test-split instance 0 of seed 0 of the
+/// card's problem, t_go the normalizer's mean when the problem leaves it free) finite.
+///
+/// # Errors
+/// [`CheckpointError::Corrupt`] naming the first bad weight, or the non-finite output.
+fn check_weights(vs: &nn::VarStore, model: &Trc, card: &ModelCard, path: &str) -> Result<(), CheckpointError> {
+    let mut vars: Vec<(String, tch::Tensor)> = vs.variables().into_iter().collect();
+    vars.sort_by(|a, b| a.0.cmp(&b.0));
+    for (name, t) in &vars {
+        if !bool::try_from(t.isfinite().all()).unwrap_or(false) {
+            return Err(CheckpointError::Corrupt {
+                path: path.into(),
+                reason: format!("weights `{name}` hold NaN or infinite values; restore the file or retrain"),
+            });
+        }
+    }
+    let inst = crate::data::sample_instance(&card.problem, 0, crate::data::Split::Test, 0);
+    let row = |v: &nalgebra::DVector<f64>| {
+        tch::Tensor::from_slice(&v.iter().map(|&a| a as f32).collect::<Vec<f32>>()).view([1, v.len() as i64]).to_device(model.device())
+    };
+    let t_go = tch::Tensor::from_slice(&[inst.t_go.unwrap_or(card.normalizer.t_mean) as f32]).to_device(model.device());
+    let out = tch::no_grad(|| model.forward_t(&row(&inst.x0), &row(&inst.x_target), &t_go, None, card.model.outer.max(1), false));
+    let finite = |t: Option<&tch::Tensor>| t.is_some_and(|t| bool::try_from(t.isfinite().all()).unwrap_or(false));
+    if !finite(out.u.last()) || !finite(out.x.last()) {
+        return Err(CheckpointError::Corrupt {
+            path: path.into(),
+            reason: "the forward pass on a reference instance gives NaN or infinite controls (weights scaled out of range?); restore the file or retrain"
+                .into(),
+        });
+    }
+    Ok(())
 }
 
 /// SHA-256 of a file, hex.
