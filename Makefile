@@ -21,6 +21,12 @@ test: setup
 	source ./trc-env.sh && cargo fmt --check
 	source ./trc-env.sh && scripts/ros_free_check.sh
 
+# The long fuzz of the node's inputs (tests/fuzz_inputs.rs; CI runs 64 cases per property).
+FUZZ_CASES ?= 20000
+.PHONY: fuzz
+fuzz: setup
+	source ./trc-env.sh && PROPTEST_CASES=$(FUZZ_CASES) cargo test --release --test fuzz_inputs
+
 # The GPU bundle: a stripped ROS-free `trc` (no r2r, no libpython; links libtorch for CUDA),
 # config/, models/ and scripts/gpu_check.sh, for a GPU machine with torch 2.11.0 (docs/gpu.md).
 GPU_BUNDLE ?= target/gpu-bundle

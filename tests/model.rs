@@ -297,7 +297,7 @@ fn corrupt_checkpoints_are_refused_at_load_not_at_the_first_state() {
     let saved: Vec<Tensor> = vars.iter().map(|(_, v)| v.copy()).collect();
     let restore = || tch::no_grad(|| vars.iter().zip(&saved).for_each(|((_, v), s)| v.shallow_clone().copy_(s)));
     let (name, var) = &vars[0];
-    tch::no_grad(|| var.get(0).fill_(f64::NAN));
+    let _ = tch::no_grad(|| var.get(0).fill_(f64::NAN));
     let e = load(&vs, &card).unwrap_err();
     assert!(e.contains("unusable") && e.contains(name.as_str()) && e.contains("NaN"), "{e}");
     restore();

@@ -586,7 +586,13 @@ impl RecedingHorizon {
     /// A FAILED answer with the mission's safe command held over the horizon; the last good plan
     /// is kept.
     fn failed(&mut self, s: &StateInput, x: Option<&DVector<f64>>, r: Rejected, start: Instant, policy_error: Option<String>) -> CycleOutcome {
+        // only a plausible state sizes the safe command (a finite but absurd one, refused for
+        // its frame or stamp before its content was checked, would size it absurdly)
+        let x = x.filter(|x| self.goal.as_ref().is_none_or(|g| self.mission.check_state(x, &g.x_target).is_ok()));
         let cmd = self.mission.safe_command(x, self.goal.as_ref().map(|g| &g.x_target), self.last.as_ref(), s.stamp, &r);
+        // the mission's safe command is finite for a plausible state; whatever slipped through,
+        // a non-finite command is never published (the problem's own zero-state fallback)
+        let cmd = if cmd.iter().all(|v| v.is_finite()) { cmd } else { self.mission.safe_command(None, None, None, s.stamp, &r) };
         let x0 = x.cloned().unwrap_or_else(|| DVector::zeros(self.problem.state_dim()));
         let mut plan = self.make_plan(s, &x0, &x0, self.problem.default_t_go(), hold(&cmd, self.problem.horizon()), PlanStatus::Failed, 0, start);
         if x.is_none() {

@@ -171,6 +171,13 @@ struct Source {
 }
 
 impl DescentMission {
+    /// The longest a descent can last [s]: burning at the minimum thrust `rho1` until the
+    /// propellant is gone, `(m_wet - m_dry) g0 Isp / rho1` (177.6 s for the default vehicle).
+    fn max_t_go(&self) -> f64 {
+        let d = self.params();
+        (d.m_wet - d.m_dry) * d.g0 * d.isp / d.rho1()
+    }
+
     /// The mission for the descent problem `problem` with controller settings `cfg`.
     ///
     /// # Errors
@@ -502,8 +509,7 @@ impl Mission for DescentMission {
         check_finite("goal.x_target", &goal.x_target[..idx::MASS])?;
         check_goal_t_go(goal.t_go)?;
         let (d, p) = (self.params(), &self.cfg.plausibility);
-        // the longest a descent can last: burning at the minimum thrust until the tanks are dry
-        let t_max = (d.m_wet - d.m_dry) * d.g0 * d.isp / d.rho1();
+        let t_max = self.max_t_go();
         if goal.t_go != 0.0 && !(p.min_t_go_s..=t_max).contains(&goal.t_go) {
             return Err(Rejected::OutOfRange {
                 what: "goal.t_go",
@@ -604,7 +610,18 @@ impl Mission for DescentMission {
 
     fn t_go(&mut self, stamp: f64, x: &DVector<f64>, aim: &DVector<f64>) -> Result<f64, Rejected> {
         if let Some(t_land) = self.goal.t_land {
-            return Ok(t_land - stamp);
+            // a state stamped long before the goal (a clock that jumped with it) asks for a
+            // flight no vehicle can fly: refused, not planned over a horizon of that length
+            let t_go = t_land - stamp;
+            let t_max = self.max_t_go();
+            if t_go > t_max {
+                return Err(Rejected::OutOfRange {
+                    what: "t_go at this state (t_land - stamp)",
+                    value: t_go,
+                    range: format!("<= {t_max:.1} s (the longest burn at rho1 on the propellant; state stamped before its goal?)"),
+                });
+            }
+            return Ok(t_go);
         }
         let t_go = if self.goal.t_go > 0.0 {
             self.goal.t_go
