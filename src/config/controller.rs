@@ -88,6 +88,10 @@ pub struct Plausibility {
     pub max_range_m: f64,
     /// Largest time a goal may be stamped ahead of the controller's clock [s]. Default 1.
     pub max_goal_lead_s: f64,
+    /// Least time between two new goals [s] on the node's clock: a new goal drops the plan, so
+    /// a sender changing it faster would keep the vehicle without one (a re-sent identical goal
+    /// is not limited). Default 1.
+    pub min_goal_interval_s: f64,
     /// Descent: shortest t_go a goal may ask for [s] (0, "the controller chooses", is always
     /// allowed); the longest is the problem's (`(m_wet - m_dry) g0 Isp / rho1`: burning at
     /// the minimum thrust the whole time). Default 3.
@@ -103,6 +107,7 @@ impl Default for Plausibility {
             mass_tolerance: 0.05,
             max_range_m: 20_000.0,
             max_goal_lead_s: 1.0,
+            min_goal_interval_s: 1.0,
             min_t_go_s: 3.0,
         }
     }
@@ -125,6 +130,7 @@ impl Plausibility {
         positive(&format!("{p}.max_range_m"), self.max_range_m)?;
         non_negative(&format!("{p}.max_goal_lead_s"), self.max_goal_lead_s)?;
         non_negative(&format!("{p}.min_t_go_s"), self.min_t_go_s)?;
+        non_negative(&format!("{p}.min_goal_interval_s"), self.min_goal_interval_s)?;
         Ok(())
     }
 }

@@ -136,6 +136,7 @@ pub const LIVE_PARAMETERS: &[&str] = &[
     "controller.plausibility.max_range_m",
     "controller.plausibility.max_goal_lead_s",
     "controller.plausibility.min_t_go_s",
+    "controller.plausibility.min_goal_interval_s",
 ];
 
 impl TrcConfig {

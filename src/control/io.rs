@@ -110,6 +110,17 @@ pub enum Rejected {
         /// The configured frame.
         want: String,
     },
+    /// A new goal sooner after the previous new goal than
+    /// `controller.plausibility.min_goal_interval_s` (each new goal drops the plan).
+    #[error(
+        "new goal {since_s:.3} s after the previous new goal, sooner than min_goal_interval_s = {min_s} s (a new goal drops the plan); the previous goal stays"
+    )]
+    GoalRateLimited {
+        /// Time since the previous new goal [s].
+        since_s: f64,
+        /// Limit [s].
+        min_s: f64,
+    },
     /// A goal stamped further ahead of the controller's clock than
     /// `controller.plausibility.max_goal_lead_s` (a clock or a sender that is wrong).
     #[error(
@@ -141,6 +152,7 @@ impl Rejected {
             Rejected::NoTimeToGo(_) => "no_time_to_go".into(),
             Rejected::WrongFrame { what, .. } => format!("wrong_frame:{what}"),
             Rejected::FutureGoal { .. } => "future_goal".into(),
+            Rejected::GoalRateLimited { .. } => "goal_rate_limited".into(),
         }
     }
 }

@@ -106,6 +106,8 @@ pub struct RecedingHorizon {
     /// A state was refused as out of order since the goal was set: the next goal, even an
     /// identical one, starts afresh (a clock reset, a bag played in a loop).
     out_of_order: bool,
+    /// When the last new goal was taken, on the controller's clock [s] (the goal rate limit).
+    new_goal_at: Option<f64>,
 }
 
 /// How a replayed cycle is timed (`trc replay --deadline recorded`, [`crate::bag::replay`]):
@@ -186,6 +188,7 @@ impl RecedingHorizon {
             sent: None,
             timing: ReplayTiming::Live,
             out_of_order: false,
+            new_goal_at: None,
         })
     }
 
@@ -260,6 +263,15 @@ impl RecedingHorizon {
         }
         let goal = Goal { x_target: self.mission.check_goal(g)?, stamp: g.stamp, t_go: g.t_go };
         if self.goal.as_ref() != Some(&goal) || self.out_of_order {
+            // a new goal drops the plan: a sender that changes it faster than this would keep
+            // the vehicle without one (a re-sent identical goal is not limited)
+            if let (Some(now), Some(at)) = (now, self.new_goal_at) {
+                let min_s = self.cfg.plausibility.min_goal_interval_s;
+                if now >= at && now - at < min_s {
+                    return Err(Rejected::GoalRateLimited { since_s: now - at, min_s });
+                }
+            }
+            self.new_goal_at = now;
             self.out_of_order = false;
             self.mission.start_goal(g);
             self.goal = Some(goal);
@@ -276,6 +288,7 @@ impl RecedingHorizon {
     /// previous one is then not taken for a re-send). The counters stay.
     pub fn reset(&mut self) {
         self.goal = None;
+        self.new_goal_at = None;
         self.last = None;
         self.pending.clear();
         self.reference = None;
@@ -724,9 +737,15 @@ mod tests {
         assert_eq!(e.reason(), "future_goal");
         assert_eq!(ctl.last_plan().map(|p| p.stamp), Some(101.0), "a refused goal keeps the plan");
         assert!(ctl.step(&state(101.3, &[1.0, 0.0]), 101.3).rejected.is_none(), "the old goal is still flown");
-        // within the lead: taken
-        let soon = GoalInput { stamp: 101.4 + 0.5, ..site };
+        // within the lead, and 1.4 s after the last new goal: taken
+        let soon = GoalInput { stamp: 101.4 + 0.5, ..site.clone() };
         assert!(ctl.set_goal_at(&soon, Some(101.4)).is_ok());
+        // another new goal 0.5 s later: rate-limited; the same goal again is not
+        let next = GoalInput { stamp: 101.9, x_target: vec![3.0, 0.0], ..site };
+        let e = ctl.set_goal_at(&next, Some(101.9)).unwrap_err();
+        assert_eq!(e.reason(), "goal_rate_limited", "{e}");
+        assert!(ctl.set_goal_at(&soon, Some(101.9)).is_ok(), "the same goal again is not limited");
+        assert!(ctl.set_goal_at(&next, Some(102.5)).is_ok(), "1.1 s after the last new goal");
     }
 
     #[test]
