@@ -444,6 +444,9 @@ pub fn closed_loop(out: &Path, episodes: usize, seed: u64, policies: &[String], 
     let mut fuel: std::collections::HashMap<(String, String), Vec<EpisodeFuel>> = std::collections::HashMap::new();
     let weights = checkpoint::sha256_file(&crate::launcher::package_root().join("models/descent.safetensors"))?;
     let cell_dir = cells.join(format!("closed_loop-seed{seed}"));
+    // the code that flies the cells: the tree at the start (a commit made while a long run goes
+    // on is not what flew the cells that finish after it)
+    let commit = checkpoint::git_commit();
     // what a field added to the config after a cell was flown has when nobody sets it
     let defaults = serde_yaml::to_value(trc_control::config::TrcConfig {
         problem: trc_control::config::ProblemConfig::new(trc_control::config::ProblemKind::Descent),
@@ -505,7 +508,7 @@ pub fn closed_loop(out: &Path, episodes: usize, seed: u64, policies: &[String], 
                 continue;
             }
             None => {
-                let mut c = fly_cell(&cfg, &label, episodes, key)?;
+                let mut c = fly_cell(&cfg, &label, episodes, key, &commit)?;
                 c.config_yaml = Some(config_yaml);
                 c.ident = Some(ident);
                 write_out(&cell_path, &serde_json::to_string_pretty(&c)?)?;
@@ -624,8 +627,8 @@ fn config_compatible(current: &serde_yaml::Value, old: &serde_yaml::Value, defau
     }
 }
 
-/// Flies one cell: `episodes` episodes of `cfg` in lockstep.
-fn fly_cell(cfg: &trc_control::config::TrcConfig, label: &str, episodes: usize, key: String) -> AnyResult<Cell> {
+/// Flies one cell: `episodes` episodes of `cfg` in lockstep, recorded as flown at `commit`.
+fn fly_cell(cfg: &trc_control::config::TrcConfig, label: &str, episodes: usize, key: String, commit: &str) -> AnyResult<Cell> {
     let mut md = String::new();
     let mut oracle = None;
     let started = Instant::now();
@@ -688,7 +691,7 @@ fn fly_cell(cfg: &trc_control::config::TrcConfig, label: &str, episodes: usize, 
         log::info!("closed loop ({label}): {wall_s:.0} s");
         Ok(Cell {
             key,
-            commit: checkpoint::git_commit(),
+            commit: commit.to_string(),
             finished_unix_s: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
             wall_s,
             row: md.trim_end().to_string(),
