@@ -57,9 +57,12 @@ clean-env:
 BENCH_INSTANCES ?= 50
 LOSSLESS_SAMPLES ?= 1000
 DATA_COUNT ?= 5000
-.PHONY: bench bench-solvers bench-datasets bench-closed-loop bench-latency
-bench: bench-solvers bench-datasets bench-inference bench-closed-loop bench-latency
+.PHONY: bench bench-solvers bench-datasets bench-closed-loop bench-latency bench-faults
+bench: bench-solvers bench-datasets bench-inference bench-closed-loop bench-latency bench-faults
 	source ./trc-env.sh && cargo run --release --bin trc -- bench report
+
+bench-faults: setup
+	source ./trc-env.sh && cargo run --release --bin trc -- bench faults --out bench/faults.md && cargo run --release --bin trc -- bench report
 
 bench-solvers: setup
 	source ./trc-env.sh && cargo run --release --bin trc -- bench solvers --instances $(BENCH_INSTANCES) --lossless-samples $(LOSSLESS_SAMPLES)

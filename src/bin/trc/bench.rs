@@ -25,7 +25,7 @@ fn header(title: &str, command: &str) -> String {
     )
 }
 
-fn write_out(out: &Path, text: &str) -> AnyResult<()> {
+pub(crate) fn write_out(out: &Path, text: &str) -> AnyResult<()> {
     if let Some(d) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(d)?;
     }

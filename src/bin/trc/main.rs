@@ -24,6 +24,7 @@ use trc_control::data::{Dataset, GenerateOptions, Split};
 
 mod bag;
 mod bench;
+mod faults;
 mod fly;
 mod launcher;
 mod learn;
@@ -509,6 +510,13 @@ enum BenchCmd {
         #[arg(long, default_value = "cpu")]
         device: String,
     },
+    /// The fault catalogue (docs/reliability.md): implausible, malformed and hostile inputs fed to
+    /// the controller core, expected and observed answers side by side; exit 1 if any differs.
+    Faults {
+        /// Output markdown fragment.
+        #[arg(long, default_value = "bench/faults.md")]
+        out: PathBuf,
+    },
     /// Assemble bench/*.md into BENCHMARKS.md.
     Report {
         /// Fragment directory.
@@ -690,6 +698,7 @@ fn main() -> ExitCode {
             BenchCmd::Solvers { out, instances, lossless_samples, seed } => bench::solvers(&out, instances, lossless_samples, seed),
             BenchCmd::Datasets { out, count, data_dir } => bench::datasets(&out, count, &data_dir),
             BenchCmd::Report { dir, out } => bench::report(&dir, &out),
+            BenchCmd::Faults { out } => faults::faults(&out),
             BenchCmd::ClosedLoop { out, episodes, seed, policies, cells, budget_min, report_only } => {
                 bench::closed_loop(&out, episodes, seed, &policies, &cells, budget_min, report_only)
             }
