@@ -78,7 +78,9 @@ pub fn catalogue(root: &Path) -> AnyResult<(String, bool)> {
         x[i] = v;
         x
     };
-    let state_cases: Vec<(&str, String, Vec<f64>, &str, f64, &str)> = vec![
+    // (case, input, x, frame, stamp offset [s], expected)
+    type StateCase<'a> = (&'a str, String, Vec<f64>, &'a str, f64, &'a str);
+    let state_cases: Vec<StateCase> = vec![
         ("state below the ground", "altitude -100 m".into(), with(2, -100.0), FRAME, 0.0, "FAILED `out_of_range:state altitude above the landing site [m]`"),
         ("state far below the ground", "altitude -1e6 m".into(), with(2, -1e6), FRAME, 0.0, "FAILED `out_of_range:state altitude above the landing site [m]`"),
         ("state too fast", "v_z = -1e6 m/s".into(), with(5, -1e6), FRAME, 0.0, "FAILED `out_of_range:state speed [m/s]`"),
