@@ -80,7 +80,7 @@ pub fn catalogue(root: &Path) -> AnyResult<(String, bool)> {
     };
     // (case, input, x, frame, stamp offset [s], expected)
     type StateCase<'a> = (&'a str, String, Vec<f64>, &'a str, f64, &'a str);
-    let state_cases: Vec<StateCase> = vec![
+    let state_cases: Vec<StateCase<'_>> = vec![
         ("state below the ground", "altitude -100 m".into(), with(2, -100.0), FRAME, 0.0, "FAILED `out_of_range:state altitude above the landing site [m]`"),
         ("state far below the ground", "altitude -1e6 m".into(), with(2, -1e6), FRAME, 0.0, "FAILED `out_of_range:state altitude above the landing site [m]`"),
         ("state too fast", "v_z = -1e6 m/s".into(), with(5, -1e6), FRAME, 0.0, "FAILED `out_of_range:state speed [m/s]`"),
