@@ -61,6 +61,11 @@ DATA_COUNT ?= 5000
 bench: bench-solvers bench-datasets bench-inference bench-closed-loop bench-latency bench-faults
 	source ./trc-env.sh && cargo run --release --bin trc -- bench report
 
+# Soak and burst over DDS (about 11 minutes; not in CI): issue 12's load check and issue 14's memory.
+.PHONY: bench-reliability
+bench-reliability: setup
+	source ./trc-env.sh && cargo build --release --bins && target/release/trc bench reliability --busy --out bench/reliability.md && target/release/trc bench report
+
 bench-faults: setup
 	source ./trc-env.sh && cargo run --release --bin trc -- bench faults --out bench/faults.md && cargo run --release --bin trc -- bench report
 

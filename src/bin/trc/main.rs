@@ -28,6 +28,8 @@ mod faults;
 mod fly;
 mod launcher;
 mod learn;
+#[cfg(feature = "ros")]
+mod reliability;
 
 /// trc_control command line.
 #[derive(Parser, Debug)]
@@ -510,6 +512,27 @@ enum BenchCmd {
         #[arg(long, default_value = "cpu")]
         device: String,
     },
+    /// Soak and burst over DDS (docs/reliability.md): trc_sim + trc_node in real time for
+    /// --soak-s with an optional busy process on core 1, then states at about 1 kHz for
+    /// --burst-s; answers, late, FAILED, landings and the node's memory.
+    #[cfg(feature = "ros")]
+    Reliability {
+        /// Output markdown fragment.
+        #[arg(long, default_value = "bench/reliability.md")]
+        out: PathBuf,
+        /// Soak length [s].
+        #[arg(long, default_value_t = 600.0)]
+        soak_s: f64,
+        /// Control rate of the soak [Hz].
+        #[arg(long, default_value_t = 20.0)]
+        rate_hz: f64,
+        /// Run a busy process (`yes`) pinned to core 1 during the soak.
+        #[arg(long)]
+        busy: bool,
+        /// Burst length [s].
+        #[arg(long, default_value_t = 20.0)]
+        burst_s: f64,
+    },
     /// The fault catalogue (docs/reliability.md): implausible, malformed and hostile inputs fed to
     /// the controller core, expected and observed answers side by side; exit 1 if any differs.
     Faults {
@@ -699,6 +722,8 @@ fn main() -> ExitCode {
             BenchCmd::Datasets { out, count, data_dir } => bench::datasets(&out, count, &data_dir),
             BenchCmd::Report { dir, out } => bench::report(&dir, &out),
             BenchCmd::Faults { out } => faults::faults(&out),
+            #[cfg(feature = "ros")]
+            BenchCmd::Reliability { out, soak_s, rate_hz, busy, burst_s } => reliability::reliability(&out, soak_s, rate_hz, busy, burst_s),
             BenchCmd::ClosedLoop { out, episodes, seed, policies, cells, budget_min, report_only } => {
                 bench::closed_loop(&out, episodes, seed, &policies, &cells, budget_min, report_only)
             }
