@@ -252,7 +252,6 @@ fn run() -> AnyResult<()> {
         // monotonic time since start
         let mut health = Health::default();
         let started = Instant::now();
-        let stale_after_s = (2.0 * cfg.controller.max_state_age_s).max(1.0);
         let mut cycle_ms: Vec<f64> = Vec::new();
         let mut last_diag = Instant::now();
         // `stamp`: the state message's own header stamp, copied into the answers to it: a
@@ -319,6 +318,8 @@ fn run() -> AnyResult<()> {
                     let a = &s.answers;
                     let solve = &a.solve_ms[a.solve_ms.len().saturating_sub(1000)..];
                     let fallback = s.answers.count(PlanStatus::FallbackShifted);
+                    // the live max_state_age_s: no state for twice that (at least 1 s) is an outage
+                    let stale_after_s = (2.0 * controller.config().max_state_age_s).max(1.0);
                     let h = health.report(started.elapsed().as_secs_f64(), controller.has_policy(), stale_after_s);
                     let kv = |k: &str, v: String| KeyValue { key: k.into(), value: v };
                     let status = DiagnosticStatus {
@@ -365,7 +366,7 @@ fn run() -> AnyResult<()> {
                     rec.write("/goal", now_secs(&clock), &g);
                     match controller.set_goal_at(&goal_from_msg(&g), Some(now_secs(&clock))) {
                         Ok(()) => {
-                            health.set_goal(true);
+                            health.set_goal(Some(started.elapsed().as_secs_f64()));
                             throttle.info("goal", &format!("goal: x_target {:?}, t_go {} s (stamp {:.3})", g.x_target, g.t_go, ros::secs_from_time(&g.header.stamp)));
                         }
                         Err(e) => {

@@ -152,6 +152,11 @@ fn run() -> AnyResult<bool> {
             spin(&mut node);
             std::thread::sleep(Duration::from_millis(10));
         }
+        // the clock first: a node that checks a goal's stamp against its clock must not see the
+        // next episode's goal (1 s after the last tick) ahead of a clock still at the last tick
+        publish_clock(t_base);
+        spin(&mut node);
+        std::thread::sleep(Duration::from_millis(20));
         goal_pub.publish(&goal_msg(stamp_now(t_base)))?;
         let mut answered = false;
         while wait_start.elapsed().as_secs_f64() < sim.wait_for_controller_s {

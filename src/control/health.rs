@@ -4,9 +4,12 @@
 //! Levels follow the diagnostic_msgs conventions (0 OK, 1 WARN, 2 ERROR) and describe the
 //! recent window (the answers since the previous report), not the whole run:
 //! - **ERROR**: no usable policy; a streak of at least [`FAILED_STREAK_ERROR`] FAILED answers in
-//!   a row (the node is publishing the safe command, not plans); or a goal is set and no state
-//!   has arrived for more than `stale_after_s` (the estimator or its link is down).
-//! - **WARN**: any FAILED, FALLBACK_SHIFTED or late answer in the window, or no goal yet.
+//!   a row with a goal set (the node is publishing the safe command, not plans); or a goal is
+//!   set and no state has arrived for more than `stale_after_s` since the later of the goal and
+//!   the last state (the estimator or its link is down), unless the last answer was in the
+//!   terminal phase (landed: WARN).
+//! - **WARN**: no goal yet (states answered FAILED `no_goal` meanwhile are expected, not a
+//!   streak); any FAILED, FALLBACK_SHIFTED or late answer in the window.
 //! - **OK** otherwise.
 //!
 //! The last refusal's reason ([`Rejected::reason`]) and text stay in the key values until a later
@@ -38,7 +41,9 @@ pub struct Health {
     failed_streak: u64,
     last_failure: Option<(String, String)>,
     last_state_at: Option<f64>,
-    has_goal: bool,
+    /// When the goal was set, if one is.
+    goal_at: Option<f64>,
+    last_status: Option<PlanStatus>,
 }
 
 /// One diagnostics report.
@@ -63,9 +68,12 @@ impl Health {
     /// [`Self::report`]'s).
     pub fn record(&mut self, out: &CycleOutcome, now: f64) {
         self.last_state_at = Some(now);
+        self.last_status = Some(out.plan.status);
         self.window.answers += 1;
         self.window.late += u64::from(out.late);
         match out.plan.status {
+            // before a goal every state is answered FAILED by design: not a failure streak
+            PlanStatus::Failed if matches!(out.rejected, Some(Rejected::NoGoal)) => self.window.failed += 1,
             PlanStatus::Failed => {
                 self.window.failed += 1;
                 self.failed_streak += 1;
@@ -88,9 +96,10 @@ impl Health {
         self.failure(r);
     }
 
-    /// Records that a goal is set (`true`) or not.
-    pub fn set_goal(&mut self, has_goal: bool) {
-        self.has_goal = has_goal;
+    /// Records that a goal was set at `now` [s] (the clock of [`Self::record`]), or that none is
+    /// (`None`).
+    pub fn set_goal(&mut self, now: Option<f64>) {
+        self.goal_at = now;
     }
 
     fn failure(&mut self, r: &Rejected) {
@@ -102,12 +111,19 @@ impl Health {
     pub fn report(&mut self, now: f64, has_policy: bool, stale_after_s: f64) -> HealthReport {
         let w = std::mem::take(&mut self.window);
         let state_age_s = self.last_state_at.map(|t| (now - t).max(0.0));
-        let stale = self.has_goal && state_age_s.is_none_or(|a| a > stale_after_s);
+        // quiet since the later of the goal and the last state
+        let quiet_s = self.goal_at.map(|g| now - self.last_state_at.map_or(g, |t| t.max(g)));
+        let stale = quiet_s.is_some_and(|q| q > stale_after_s);
+        let landed = self.last_status == Some(PlanStatus::Terminal);
         let (level, cause) = if !has_policy {
             (2, "no usable policy: every answer is the safe command (check the model parameter and the log)".to_string())
+        } else if self.goal_at.is_none() {
+            (1, "no goal yet: publish a Goal on `goal`".to_string())
         } else if self.failed_streak >= FAILED_STREAK_ERROR {
             let why = self.last_failure.as_ref().map(|(_, t)| t.as_str()).unwrap_or("see the log");
             (2, format!("{} FAILED answers in a row: {why}", self.failed_streak))
+        } else if stale && landed {
+            (1, format!("no state for {:.1} s since the terminal phase (landed?)", quiet_s.unwrap_or_default()))
         } else if stale {
             (
                 2,
@@ -118,8 +134,6 @@ impl Health {
             )
         } else if w.failed + w.fallback + w.late > 0 {
             (1, format!("in the last window: {} FAILED, {} fallback, {} late of {} answers", w.failed, w.fallback, w.late, w.answers))
-        } else if !self.has_goal {
-            (1, "no goal yet: publish a Goal on `goal`".to_string())
         } else {
             (0, format!("{} answers in the last window, all on time", w.answers))
         };
@@ -151,9 +165,15 @@ mod tests {
     fn levels_follow_the_window_streaks_and_staleness() {
         let mut h = Health::default();
         assert_eq!(h.report(0.0, false, 0.5).level, 2, "no policy");
-        assert_eq!(h.report(0.0, true, 0.5).level, 1, "no goal yet");
-        h.set_goal(true);
-        assert_eq!(h.report(0.1, true, 0.5).level, 2, "a goal and no state");
+        // states before a goal are answered FAILED `no_goal`: expected, WARN, not a streak
+        for k in 0..10 {
+            h.record(&outcome(PlanStatus::Failed, Some(Rejected::NoGoal), false), 0.01 * k as f64);
+        }
+        let r = h.report(0.1, true, 0.5);
+        assert_eq!((r.level, r.failed_streak), (1, 0), "{r:?}");
+        h.set_goal(Some(0.2));
+        assert_eq!(h.report(0.3, true, 0.5).level, 0, "a goal just set, no state yet: not stale");
+        assert_eq!(h.report(0.8, true, 0.5).level, 2, "a goal and no state for 0.6 s");
         h.record(&outcome(PlanStatus::Converged, None, false), 1.0);
         let r = h.report(1.1, true, 0.5);
         assert_eq!((r.level, r.window.answers), (0, 1), "{r:?}");
@@ -181,5 +201,8 @@ mod tests {
         assert_eq!(r.last_failure.map(|f| f.0), Some("stale".into()));
         // states stop arriving
         assert_eq!(h.report(5.0, true, 0.5).level, 2);
+        // after the terminal phase they stop by design (landed): WARN
+        h.record(&outcome(PlanStatus::Terminal, None, false), 6.0);
+        assert_eq!(h.report(9.0, true, 0.5).level, 1);
     }
 }

@@ -111,9 +111,10 @@ pub enum Rejected {
         want: String,
     },
     /// A new goal sooner after the previous new goal than
-    /// `controller.plausibility.min_goal_interval_s` (each new goal drops the plan).
+    /// `controller.plausibility.min_goal_interval_s` (each new goal drops the plan): held, the
+    /// newest one, and taken by the first state after the interval.
     #[error(
-        "new goal {since_s:.3} s after the previous new goal, sooner than min_goal_interval_s = {min_s} s (a new goal drops the plan); the previous goal stays"
+        "new goal {since_s:.3} s after the previous new goal, sooner than min_goal_interval_s = {min_s} s (a new goal drops the plan); the previous goal stays until then, and the newest goal held is taken then"
     )]
     GoalRateLimited {
         /// Time since the previous new goal [s].

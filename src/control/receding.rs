@@ -108,6 +108,8 @@ pub struct RecedingHorizon {
     out_of_order: bool,
     /// When the last new goal was taken, on the controller's clock [s] (the goal rate limit).
     new_goal_at: Option<f64>,
+    /// The newest goal refused by the rate limit, taken once the interval has passed.
+    held_goal: Option<GoalInput>,
 }
 
 /// How a replayed cycle is timed (`trc replay --deadline recorded`, [`crate::bag::replay`]):
@@ -189,6 +191,7 @@ impl RecedingHorizon {
             timing: ReplayTiming::Live,
             out_of_order: false,
             new_goal_at: None,
+            held_goal: None,
         })
     }
 
@@ -263,15 +266,22 @@ impl RecedingHorizon {
         }
         let goal = Goal { x_target: self.mission.check_goal(g)?, stamp: g.stamp, t_go: g.t_go };
         if self.goal.as_ref() != Some(&goal) || self.out_of_order {
-            // a new goal drops the plan: a sender that changes it faster than this would keep
-            // the vehicle without one (a re-sent identical goal is not limited)
-            if let (Some(now), Some(at)) = (now, self.new_goal_at) {
+            // a new target drops the plan: a sender that changes it faster than this would keep
+            // the vehicle without one. Not limited: the same target and t_go with a new stamp
+            // (a restart of the goal's clock, as trc_sim sends after its handshake). A limited
+            // goal is held, the newest one, and taken by the first state after the interval.
+            let restart = self.goal.as_ref().is_some_and(|c| c.x_target == goal.x_target && c.t_go == goal.t_go);
+            if let (Some(now), Some(at), false) = (now, self.new_goal_at, restart) {
                 let min_s = self.cfg.plausibility.min_goal_interval_s;
                 if now >= at && now - at < min_s {
+                    self.held_goal = Some(g.clone());
                     return Err(Rejected::GoalRateLimited { since_s: now - at, min_s });
                 }
             }
-            self.new_goal_at = now;
+            self.held_goal = None;
+            if !restart {
+                self.new_goal_at = now;
+            }
             self.out_of_order = false;
             self.mission.start_goal(g);
             self.goal = Some(goal);
@@ -289,11 +299,17 @@ impl RecedingHorizon {
     pub fn reset(&mut self) {
         self.goal = None;
         self.new_goal_at = None;
+        self.held_goal = None;
         self.last = None;
         self.pending.clear();
         self.reference = None;
         self.fresh = None;
         self.sent = None;
+    }
+
+    /// The current goal's target as checked (descent: the mass entry set to the dry mass), `[n]`.
+    pub fn goal_target(&self) -> Option<&DVector<f64>> {
+        self.goal.as_ref().map(|g| &g.x_target)
     }
 
     /// Descent landing time t_land [s], once known.
@@ -341,6 +357,13 @@ impl RecedingHorizon {
     /// `use_sim_time`). Never fails: see the module docs for the statuses.
     pub fn step(&mut self, s: &StateInput, now: f64) -> CycleOutcome {
         let start = Instant::now();
+        let due = self.held_goal.is_some() && self.new_goal_at.is_none_or(|at| now < at || now - at >= self.cfg.plausibility.min_goal_interval_s);
+        if let Some(g) = if due { self.held_goal.take() } else { None } {
+            match self.set_goal_at(&g, Some(now)) {
+                Ok(()) => log::info!("goal held by the rate limit taken: x_target {:?}, t_go {} s", g.x_target, g.t_go),
+                Err(e) => log::warn!("goal held by the rate limit refused now: {e}"),
+            }
+        }
         let (x, x_target) = match self.guard(s, now) {
             Ok(v) => v,
             Err((x, r)) => {
@@ -738,14 +761,22 @@ mod tests {
         assert_eq!(ctl.last_plan().map(|p| p.stamp), Some(101.0), "a refused goal keeps the plan");
         assert!(ctl.step(&state(101.3, &[1.0, 0.0]), 101.3).rejected.is_none(), "the old goal is still flown");
         // within the lead, and 1.4 s after the last new goal: taken
-        let soon = GoalInput { stamp: 101.4 + 0.5, ..site.clone() };
+        let soon = GoalInput { stamp: 101.4 + 0.5, x_target: vec![1.0, 0.0], ..site.clone() };
         assert!(ctl.set_goal_at(&soon, Some(101.4)).is_ok());
-        // another new goal 0.5 s later: rate-limited; the same goal again is not
+        // the same target with a new stamp (a restart of its clock, as trc_sim sends): not limited
+        let restarted = GoalInput { stamp: 101.6, ..soon.clone() };
+        assert!(ctl.set_goal_at(&restarted, Some(101.6)).is_ok(), "a restart is not limited");
+        // another new target 0.5 s after the last new one: rate-limited and held; the goal in
+        // force re-sent as it is meanwhile changes nothing
         let next = GoalInput { stamp: 101.9, x_target: vec![3.0, 0.0], ..site };
         let e = ctl.set_goal_at(&next, Some(101.9)).unwrap_err();
         assert_eq!(e.reason(), "goal_rate_limited", "{e}");
-        assert!(ctl.set_goal_at(&soon, Some(101.9)).is_ok(), "the same goal again is not limited");
-        assert!(ctl.set_goal_at(&next, Some(102.5)).is_ok(), "1.1 s after the last new goal");
+        assert!(ctl.set_goal_at(&restarted, Some(101.95)).is_ok(), "the same goal again is not limited");
+        // the held goal is taken by the first state after the interval, not before
+        ctl.step(&state(102.2, &[1.0, 0.0]), 102.2);
+        assert_eq!(ctl.goal_target().map(|t| t[0]), Some(1.0), "0.8 s after the last new goal: the goal in force stays");
+        ctl.step(&state(102.5, &[1.0, 0.0]), 102.5);
+        assert_eq!(ctl.goal_target().map(|t| t[0]), Some(3.0), "1.1 s after: the held goal is taken");
     }
 
     #[test]

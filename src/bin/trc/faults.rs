@@ -165,7 +165,7 @@ pub fn catalogue(root: &Path) -> AnyResult<(String, bool)> {
     });
     // diagnostics: a FAILED streak is an ERROR
     let mut health = Health::default();
-    health.set_goal(true);
+    health.set_goal(Some(0.0));
     for k in 0..25 {
         let out = state(&mut ctl, &mut t, vec![f64::NAN; 7], FRAME, 0.0);
         health.record(&out, k as f64 * 0.1);

@@ -80,6 +80,13 @@ pub fn launch(problem: ProblemKind, args: &[String]) -> AnyResult<ExitStatus> {
     let main = if children.iter().any(|(n, _)| n == "trc_sim") { "trc_sim" } else { "trc_node" };
     let idx = children.iter().position(|(n, _)| n == main).expect("started above");
     let status = loop {
+        // first: a Ctrl-C reaches the children too (one process group), and one that exits on it
+        // must not read as the launch's own end
+        if stop.load(Ordering::Relaxed) {
+            log::info!("launch: signal received; stopping {} and waiting for them", children.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>().join(", "));
+            stop_all(children);
+            return Err("launch stopped by a signal (SIGINT/SIGTERM); every node it started was stopped".into());
+        }
         if let Some(st) = children[idx].1.try_wait()? {
             break st;
         }
@@ -95,11 +102,6 @@ pub fn launch(problem: ProblemKind, args: &[String]) -> AnyResult<ExitStatus> {
         if let Some(e) = early {
             stop_all(children);
             return Err(e.into());
-        }
-        if stop.load(Ordering::Relaxed) {
-            log::info!("launch: signal received; stopping {} and waiting for them", children.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>().join(", "));
-            stop_all(children);
-            return Err("launch stopped by a signal (SIGINT/SIGTERM); every node it started was stopped".into());
         }
         std::thread::sleep(Duration::from_millis(100));
     };

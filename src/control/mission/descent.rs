@@ -58,7 +58,12 @@
 //!   a gate), horizontal `m (-v_xy / 1 s - 0.25 (r_xy - r_t) / s^2)` with the tilt held to 90% of
 //!   the pointing limit, projected onto the thrust annulus and pointing cone, with the mass
 //!   clamped to `[m_dry, m_wet]`; without a valid state `0.95 m_wet |g|` upright.
-//! - **Mass guard**: a state mass outside `[0.5 m_dry, 1.5 m_wet]` is refused.
+//! - **Plausibility gates** (`controller.plausibility`): a state whose mass is outside
+//!   `[m_dry (1 - tol), m_wet (1 + tol)]` (tol = `mass_tolerance`, 5%: [1430, 2000] kg for the
+//!   default vehicle; a vehicle model heavier than that must say so in `problem.descent`), that
+//!   is lower than `min_altitude_m` above the site, farther than `max_range_m` from it or faster
+//!   than `max_speed_factor v_max`, or whose `t_land - stamp` is longer than any flight, is
+//!   refused; goals are checked in `check_goal` (docs/reliability.md).
 
 use std::time::Instant;
 
