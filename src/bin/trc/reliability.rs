@@ -68,7 +68,9 @@ pub fn reliability(out: &Path, soak_s: f64, rate_hz: f64, busy: bool, burst_s: f
             "-p",
             &format!("sim.rate_hz:={rate_hz}"),
             "-p",
-            "sim.episodes:=1000",
+            // enough for the soak (an episode lasts 25-60 s); trc_sim solves each one's LCvx
+            // reference before the first flies
+            &format!("sim.episodes:={}", (soak_s / 20.0).ceil() as u64 + 2),
             "-p",
             &format!("sim.results_file:={}", results.display()),
         ])
@@ -79,7 +81,8 @@ pub fn reliability(out: &Path, soak_s: f64, rate_hz: f64, busy: bool, burst_s: f
     let mut rss: Vec<(f64, f64)> = Vec::new();
     let bar = indicatif::ProgressBar::new(soak_s as u64).with_message("soak");
     while started.elapsed().as_secs_f64() < soak_s {
-        if let Some(m) = rss_mib(node.id()) {
+        // from 10 s on: the node has loaded its model and warmed up
+        if let Some(m) = rss_mib(node.id()).filter(|_| started.elapsed().as_secs_f64() >= 10.0) {
             rss.push((started.elapsed().as_secs_f64(), m));
         }
         if let Ok(Some(st)) = node.try_wait() {
@@ -96,8 +99,17 @@ pub fn reliability(out: &Path, soak_s: f64, rate_hz: f64, busy: bool, burst_s: f
     }
     let text = std::fs::read_to_string(&results).unwrap_or_default();
     let (mut episodes, mut landed, mut cycles, mut late, mut failed, mut fallback, mut e2e_p99) = (0u64, 0u64, 0u64, 0u64, 0u64, 0u64, 0.0f64);
+    let mut cut = 0u64;
     for doc in serde_yaml::Deserializer::from_str(&text) {
         let v = <serde_yaml::Value as serde::Deserialize>::deserialize(doc)?;
+        // the episode the end of the soak interrupted: not flown to its end
+        if !v["result"]["touched_down"].as_bool().unwrap_or(false)
+            && !v["result"]["success"].as_bool().unwrap_or(false)
+            && v["cycles"].as_u64().unwrap_or(0) == 0
+        {
+            cut += 1;
+            continue;
+        }
         episodes += 1;
         landed += u64::from(v["result"]["success"].as_bool().unwrap_or(false));
         cycles += v["cycles"].as_u64().unwrap_or(0);
@@ -149,8 +161,9 @@ pub fn reliability(out: &Path, soak_s: f64, rate_hz: f64, busy: bool, burst_s: f
     let mut md = String::from("## Soak and burst over DDS\n\n");
     let _ = writeln!(
         md,
-        "Command: `trc bench reliability --soak-s {soak_s} --rate-hz {rate_hz}{} --burst-s {burst_s}` (release build, {} cores): trc_node (shipped descent model, CPU, `config/descent.yaml`) and trc_sim as separate processes over loopback Fast DDS in real time{}; then an r2r probe publishing states to the same node as fast as it can for {burst_s} s. Memory: trc_node's resident set (VmRSS) sampled every 5 s.\n",
+        "Command: `trc bench reliability --soak-s {soak_s} --rate-hz {rate_hz}{} --burst-s {burst_s}` ({} build, {} cores): trc_node (shipped descent model, CPU, `config/descent.yaml`) and trc_sim as separate processes over loopback Fast DDS in real time{}; then an r2r probe publishing states to the same node as fast as it can for {burst_s} s. Memory: trc_node's resident set (VmRSS) sampled every 5 s.\n",
         if busy { " --busy" } else { "" },
+        if cfg!(debug_assertions) { "debug" } else { "release" },
         std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
         if busy { ", with a busy process (`yes`) pinned to core 1" } else { "" }
     );
@@ -159,7 +172,8 @@ pub fn reliability(out: &Path, soak_s: f64, rate_hz: f64, busy: bool, burst_s: f
         (rss.first().map(|r| r.1).unwrap_or(f64::NAN), rss.iter().map(|r| r.1).fold(f64::NAN, f64::max), rss.last().map(|r| r.1).unwrap_or(f64::NAN));
     let _ = writeln!(
         md,
-        "| soak at {rate_hz} Hz | {soak_s:.0} | {cycles} | {late} | {failed} | {fallback} | {landed} of {episodes} finished | {e2e_p99:.2} | {r0:.1} / {rmax:.1} / {r1:.1} |"
+        "| soak at {rate_hz} Hz | {soak_s:.0} | {cycles} | {late} | {failed} | {fallback} | {landed} of {episodes} flown to the end{} | {e2e_p99:.2} | {r0:.1} / {rmax:.1} / {r1:.1} |",
+        if cut > 0 { format!(" ({cut} cut off by the end of the soak)") } else { String::new() }
     );
     let _ = writeln!(
         md,
