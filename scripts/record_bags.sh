@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Records the shipped bags (docs/rosbags.md), with the debug binaries the tests use:
-#   tests/data/landing  trc_sim + trc_node + trc record over loopback DDS, one closed-loop
+#   tests/data/landing  trc_sim + trc_node (deadline 0.5 s: no answer cut by the clock, so the
+#                       plans do not depend on the machine) + trc record over loopback DDS, one closed-loop
 #                       landing of scenarios/short_landing.yaml (sim time x2, shipped model and
 #                       config/descent.yaml), the whole flight (trc_sim waits for both subscribers);
 #   tests/data/faults   trc make-fault-bag from it (NaN state, stale stamp, goal change,
@@ -15,7 +16,7 @@ B="${CARGO_TARGET_DIR:-target}/debug"
 export ROS_DOMAIN_ID="${BAG_DOMAIN_ID:-77}" ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST
 W=$(mktemp -d); trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$W"' EXIT
 rm -rf tests/data/landing tests/data/faults
-"$B/trc_node" --ros-args --params-file config/descent.yaml -p use_sim_time:=true > "$W/node.log" 2>&1 &
+"$B/trc_node" --ros-args --params-file config/descent.yaml -p use_sim_time:=true -p controller.deadline_s:=0.5 > "$W/node.log" 2>&1 &
 NODE=$!
 "$B/trc" record -o tests/data/landing --use-sim-time > "$W/record.log" 2>&1 &
 REC=$!

@@ -157,7 +157,17 @@ fn run() -> AnyResult<bool> {
         publish_clock(t_base);
         spin(&mut node);
         std::thread::sleep(Duration::from_millis(20));
-        goal_pub.publish(&goal_msg(stamp_now(t_base)))?;
+        // under sim time the goal is stamped at the flight's start, one step after the handshake
+        // state: answered in the first round, the flight starts on it without a second goal
+        // (a second goal next to the first flight state races it across topics in a bag played back)
+        let handshake_goal = if sim_time { t_base + 0.1 } else { stamp_now(t_base) };
+        goal_pub.publish(&goal_msg(handshake_goal))?;
+        // the goal ahead of the first state (DDS does not order messages across topics)
+        let t_goal = Instant::now();
+        while t_goal.elapsed() < Duration::from_millis(50) {
+            spin(&mut node);
+            std::thread::sleep(Duration::from_millis(5));
+        }
         let mut answered = false;
         while wait_start.elapsed().as_secs_f64() < sim.wait_for_controller_s {
             publish_clock(t_base);
@@ -185,9 +195,21 @@ fn run() -> AnyResult<bool> {
             );
         }
         let _ = commands.latest();
-        // start: fresh goal clock
+        // start: fresh goal clock, one step after the answered handshake state (the flight's
+        // first state must not share its stamp: a node that drains its queue keeps one of two
+        // states with one stamp, and a bag of the flight would then not replay over DDS)
+        if sim_time {
+            // the clock moves first, so that a recorder logs the goal after the answered state
+            // (a bag played back then delivers them in that order)
+            t_base += 0.1;
+            publish_clock(t_base);
+            spin(&mut node);
+            std::thread::sleep(Duration::from_millis(20));
+        }
         let t_start = stamp_now(t_base);
-        goal_pub.publish(&goal_msg(t_start))?;
+        if !(sim_time && (t_start - handshake_goal).abs() < 1e-9) {
+            goal_pub.publish(&goal_msg(t_start))?;
+        }
         spin(&mut node);
         std::thread::sleep(Duration::from_millis(20));
         spin(&mut node);
