@@ -2,6 +2,7 @@
 
     ros2 launch trc_control descent.launch.py                       # the controller alone
     ros2 launch trc_control descent.launch.py sim:=true episodes:=5 # closed loop against trc_sim
+    ros2 launch trc_control descent.launch.py namespace:=vehicle_1  # one controller per vehicle
 
 The project's own launcher (`trc launch descent ...`, used by `make demo`) reads the same
 arguments and starts the same executables with the same parameter file; tests/launch.rs keeps
@@ -26,11 +27,13 @@ def generate_launch_description():
         DeclareLaunchArgument('results_file', default_value='', description='trc_sim: append episode results (YAML) here'),
         DeclareLaunchArgument('model', default_value='', description='trc_node: checkpoint stem (empty: models/descent)'),
         DeclareLaunchArgument('device', default_value='auto', description='trc_node: auto, cpu or cuda'),
+        DeclareLaunchArgument('namespace', default_value='', description='Namespace of both nodes (one vehicle each: vehicle_1 -> /vehicle_1/state, ...)'),
     ]
     trc_node = Node(
         package='trc_control',
         executable='trc_node',
         name='trc_node',
+        namespace=LaunchConfiguration('namespace'),
         output='screen',
         parameters=[config, {
             'use_sim_time': LaunchConfiguration('use_sim_time'),
@@ -42,6 +45,7 @@ def generate_launch_description():
         package='trc_control',
         executable='trc_sim',
         name='trc_sim',
+        namespace=LaunchConfiguration('namespace'),
         output='screen',
         condition=IfCondition(LaunchConfiguration('sim')),
         parameters=[config, {

@@ -1,15 +1,20 @@
 #!/usr/bin/env bash
 # GPU check: one call on a GPU machine proves the ROS-free `trc` sees CUDA, trains on it, and
-# measures it; everything small comes back under $OUT (at most 8 files).
+# measures it; everything small comes back under $OUT (small files only).
 #
 #   make gpu-bundle                                   # here: target/gpu-bundle/ (< 20 MB)
 #   OUT=/some/dir target/gpu-bundle/scripts/gpu_check.sh   # there (bundle or repository root)
 #
 # Needs on that machine: an NVIDIA driver and a Python with torch 2.11.0 (the libtorch this
 # binary was built against; docs/gpu.md), or LIBTORCH_LIB pointing at its lib folder.
-# Writes: $OUT/gpu_report.md (device, every command and its numbers), $OUT/gpu_check.log, and the
-# short training's checkpoint and figures (paper_descent.*). Sizes stay small on purpose
-# (CHECK_COUNT demos, CHECK_EPOCHS epochs): this checks the machinery, it does not ship a model.
+# Writes: $OUT/gpu_report.md (device, every command and its numbers: batch-1 latency p50/p99 of
+# the shipped descent model and of the `paper` preset at K = 3, batched inference up to
+# B = 4096 with the per-vehicle time at B = 1000, on the GPU and the CPU), $OUT/gpu_check.log,
+# and the trainings' checkpoints, cards and figures (paper_descent.*, paper_vanderpol.*).
+# Sizes (env): CHECK_COUNT descent demos (600), CHECK_VDP_COUNT Van der Pol demos (0: skip that
+# training), CHECK_EPOCHS epochs (8), CHECK_BATCHES (1,8,64,512,1000,4096). The defaults fit one
+# 10-minute call on an H200 with room to spare; a shippable `paper` model needs the full sets
+# (CHECK_COUNT=5000 CHECK_VDP_COUNT=5000 CHECK_EPOCHS=15, several calls: train with --resume).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -24,6 +29,9 @@ COUNT="${CHECK_COUNT:-600}"
 EPOCHS="${CHECK_EPOCHS:-8}"
 DEVICE="${CHECK_DEVICE:-cuda}"   # cpu: try the script itself on a machine without a GPU
 INSTANCES="${CHECK_INSTANCES:-10}"
+VDP_COUNT="${CHECK_VDP_COUNT:-0}"
+BATCHES="${CHECK_BATCHES:-1,8,64,512,1000,4096}"
+CPU_BATCHES="${CHECK_CPU_BATCHES:-1,8,64,512}"
 mkdir -p "$OUT"
 WORK="$(mktemp -d)"
 trap 'rm -rf "$WORK"' EXIT
@@ -72,6 +80,15 @@ step "held-out eval" "$TRC" eval --model "$OUT/paper_descent" --test "$D/test.sa
 step "inference latency, paper preset, $DEVICE" "$TRC" bench inference --preset paper --device "$DEVICE" --instances "$INSTANCES" --reps 20 --out "$WORK/inf_paper_cuda.md"
 step "inference latency, paper preset, cpu" "$TRC" bench inference --preset paper --device cpu --instances "$INSTANCES" --reps 20 --out "$WORK/inf_paper_cpu.md"
 step "inference latency, shipped descent model, $DEVICE" "$TRC" bench inference --model models/descent --device "$DEVICE" --instances "$INSTANCES" --reps 20 --out "$WORK/inf_shipped_cuda.md"
+step "batched inference, shipped descent model, $DEVICE" "$TRC" bench inference --model models/descent --batch "$BATCHES" --device "$DEVICE" --instances "$INSTANCES" --reps 20 --out "$WORK/batch_shipped_dev.md"
+step "batched inference, paper preset K = 3, $DEVICE" "$TRC" bench inference --preset paper --batch "$BATCHES" --device "$DEVICE" --instances "$INSTANCES" --reps 20 --out "$WORK/batch_paper_dev.md"
+step "batched inference, shipped descent model, cpu" "$TRC" bench inference --model models/descent --batch "$CPU_BATCHES" --device cpu --instances "$INSTANCES" --reps 10 --out "$WORK/batch_shipped_cpu.md"
+if [ "$VDP_COUNT" -gt 0 ]; then
+  step "Van der Pol demonstrations" "$TRC" gen-data --problem vanderpol --count "$VDP_COUNT" --seed 1 --split train --out "$D/vdp_train.safetensors"
+  step "Van der Pol demonstrations (val, test)" bash -c "'$TRC' gen-data --problem vanderpol --count 200 --seed 1 --split val --out '$D/vdp_val.safetensors' && '$TRC' gen-data --problem vanderpol --count 200 --seed 1 --split test --out '$D/vdp_test.safetensors'"
+  step "train paper preset, Van der Pol, $DEVICE" "$TRC" train --train "$D/vdp_train.safetensors" --val "$D/vdp_val.safetensors" --preset paper --epochs "$EPOCHS" --device "$DEVICE" --seed 0 --out "$OUT/paper_vanderpol"
+  step "held-out eval, Van der Pol" "$TRC" eval --model "$OUT/paper_vanderpol" --test "$D/vdp_test.safetensors" --ks 1,3,5
+fi
 step "closed loop, shipped model, node.device auto" "$TRC" closed-loop --problem descent --config config/descent.yaml --model models/descent --episodes 3 --out "$WORK/closed_loop.md"
 
 {
@@ -81,14 +98,18 @@ step "closed loop, shipped model, node.device auto" "$TRC" closed-loop --problem
   echo
   grep -h "device Cuda\|device Cpu\|policy: .* on " "$LOG" | sed 's/^/    /' | sort -u | head -5
   echo
-  for f in inf_paper_cuda inf_paper_cpu inf_shipped_cuda closed_loop; do
+  for f in inf_paper_cuda inf_paper_cpu inf_shipped_cuda batch_shipped_dev batch_paper_dev batch_shipped_cpu closed_loop; do
     echo "## $f"
     sed -n '2,$p' "$WORK/$f.md"
     echo
   done
   echo "## Held-out eval of the short training (not a shipped model)"
   sed -n '1,40p' "$OUT/paper_descent.eval.md"
+  if [ -f "$OUT/paper_vanderpol.eval.md" ]; then
+    echo "## Held-out eval, Van der Pol"
+    sed -n '1,40p' "$OUT/paper_vanderpol.eval.md"
+  fi
 } >>"$REPORT"
-rm -f "$OUT"/paper_descent.train.csv
+rm -f "$OUT"/paper_*.train.csv "$OUT"/*.resume.*
 echo "gpu_check: report $REPORT"
 ls -la "$OUT"

@@ -73,6 +73,7 @@ pub fn spec(problem: ProblemKind) -> LaunchSpec {
             LaunchArg { name: "results_file", default: "" },
             LaunchArg { name: "model", default: "" },
             LaunchArg { name: "device", default: "auto" },
+            LaunchArg { name: "namespace", default: "" },
         ],
         nodes: vec![
             NodeLaunch {
@@ -106,6 +107,9 @@ pub struct NodeCommand {
 
 /// The processes for `spec` with `name:=value` launch arguments, parameter files under
 /// `package_root/config`. Empty string values are left out (they equal the config defaults).
+/// `namespace:=vehicle_1` puts every node in `/vehicle_1` (`-r __ns:=/vehicle_1`, as
+/// `Node(namespace=...)` does): its relative topics become `/vehicle_1/state` and so on (one
+/// controller per vehicle; README "Several vehicles").
 ///
 /// # Errors
 /// [`LaunchError`] for an unknown argument or bad syntax.
@@ -126,8 +130,15 @@ pub fn resolve(spec: &LaunchSpec, launch_args: &[String], package_root: &Path) -
         .iter()
         .filter(|n| n.condition.is_none_or(|c| matches!(get(c).to_ascii_lowercase().as_str(), "true" | "1")))
         .map(|n| {
-            let mut args =
-                vec!["--ros-args".to_string(), "-r".into(), format!("__node:={}", n.executable), "--params-file".into(), config.display().to_string()];
+            let mut args = vec!["--ros-args".to_string(), "-r".into(), format!("__node:={}", n.executable)];
+            let ns = get("namespace");
+            let ns = ns.trim_matches('/');
+            if !ns.is_empty() {
+                args.push("-r".into());
+                args.push(format!("__ns:=/{ns}"));
+            }
+            args.push("--params-file".into());
+            args.push(config.display().to_string());
             for (param, arg) in &n.params {
                 let v = get(arg);
                 if !v.is_empty() {

@@ -6,19 +6,15 @@
 mod common;
 
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use futures::{FutureExt, StreamExt};
-use r2r::builtin_interfaces::msg::Time;
 use r2r::diagnostic_msgs::msg::DiagnosticArray;
 use r2r::std_msgs::msg::Header;
 use r2r::trc_control::msg::{Goal, State};
 use r2r::QosProfile;
 
-fn now() -> Time {
-    let d = SystemTime::now().duration_since(UNIX_EPOCH).expect("clock after 1970");
-    Time { sec: d.as_secs() as i32, nanosec: d.subsec_nanos() }
-}
+use trc_control::ros::wall_time_now as now;
 
 #[test]
 fn a_failed_streak_is_an_error_and_the_report_keeps_its_period_under_a_flood() {

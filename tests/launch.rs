@@ -63,6 +63,10 @@ fn launch_files_and_the_launcher_agree() {
         let py = py_nodes(&text);
         assert_eq!(py.len(), s.nodes.len(), "{}: node count", s.file);
         let known: Vec<String> = cfg.parameters().into_iter().map(|(n, _)| n).collect();
+        let blocks: Vec<&str> = text.split(" = Node(").skip(1).collect();
+        for b in &blocks {
+            assert!(b.contains("namespace=LaunchConfiguration('namespace')"), "{}: every node follows the `namespace` argument", s.file);
+        }
         for (p, r) in py.iter().zip(&s.nodes) {
             assert_eq!(p.executable, r.executable);
             assert_eq!(p.condition.as_deref(), r.condition, "{}: condition of {}", s.file, r.executable);
@@ -94,6 +98,14 @@ fn the_launcher_builds_the_commands_ros2_launch_would() {
     assert!(node.iter().any(|a| a == "node.model:=models/descent"));
     assert!(with_sim[1].args.iter().any(|a| a == "sim.episodes:=3"));
     assert!(!node.iter().any(|a| a.ends_with(":=")), "empty values are left to the config defaults");
+    assert!(!node.iter().any(|a| a.starts_with("__ns:=")), "no namespace by default");
+    // one vehicle per namespace: both nodes move, with or without the leading slash
+    for ns in ["vehicle_1", "/vehicle_1"] {
+        let v = resolve(&s, &["sim:=true".into(), format!("namespace:={ns}")], root).unwrap();
+        for c in &v {
+            assert!(c.args.windows(2).any(|w| w[0] == "-r" && w[1] == "__ns:=/vehicle_1"), "{}: {:?}", c.executable, c.args);
+        }
+    }
     assert!(resolve(&s, &["episode:=3".into()], root).unwrap_err().to_string().contains("unknown launch argument `episode`"));
     assert!(resolve(&s, &["sim=true".into()], root).is_err());
 }

@@ -6,7 +6,7 @@ use rand_chacha::ChaCha8Rng;
 use tch::{nn, Device, Kind, Tensor};
 use trc_control::config::{ProblemConfig, ProblemKind};
 use trc_control::data::{generate, Dataset, GenerateOptions, Split};
-use trc_control::model::checkpoint::{self, ModelCard, Provenance};
+use trc_control::model::checkpoint::{self, ModelCard};
 use trc_control::model::trc::parameter_count;
 use trc_control::model::{projection, ModelConfig, Normalizer, Trc};
 use trc_control::problems::{DescentParams, PoweredDescent, Problem};
@@ -91,16 +91,7 @@ fn paper_checkpoint_is_under_10_mb_and_save_load_is_exact() {
     let ds = dataset(ProblemKind::Vanderpol, 4, Split::Train);
     for cfg in [ModelConfig::tiny(), ModelConfig::paper()] {
         let (vs, model) = build(ProblemKind::Vanderpol, &cfg, &ds);
-        let card = ModelCard {
-            version: checkpoint::CARD_VERSION,
-            problem: ProblemConfig::new(ProblemKind::Vanderpol),
-            model: cfg.clone(),
-            normalizer: model.normalizer().clone(),
-            parameters: parameter_count(&vs),
-            training: Default::default(),
-            provenance: Provenance::default(),
-            metrics: Default::default(),
-        };
+        let card = ModelCard::untrained(ProblemConfig::new(ProblemKind::Vanderpol), cfg.clone(), model.normalizer().clone(), &vs);
         let stem = std::env::temp_dir().join(format!("trc_model_test_{}_{}", std::process::id(), cfg.latent));
         checkpoint::save(&stem, &vs, &card).unwrap();
         let size = std::fs::metadata(stem.with_extension("safetensors")).unwrap().len();
@@ -275,16 +266,7 @@ fn corrupt_checkpoints_are_refused_at_load_not_at_the_first_state() {
     let ds = dataset(ProblemKind::Vanderpol, 4, Split::Train);
     let cfg = ModelConfig::tiny();
     let (vs, model) = build(ProblemKind::Vanderpol, &cfg, &ds);
-    let card = ModelCard {
-        version: checkpoint::CARD_VERSION,
-        problem: ProblemConfig::new(ProblemKind::Vanderpol),
-        model: cfg.clone(),
-        normalizer: model.normalizer().clone(),
-        parameters: parameter_count(&vs),
-        training: Default::default(),
-        provenance: Provenance::default(),
-        metrics: Default::default(),
-    };
+    let card = ModelCard::untrained(ProblemConfig::new(ProblemKind::Vanderpol), cfg.clone(), model.normalizer().clone(), &vs);
     let stem = std::env::temp_dir().join(format!("trc_corrupt_test_{}", std::process::id()));
     let problem = ProblemConfig::new(ProblemKind::Vanderpol);
     let load = |vs: &nn::VarStore, card: &ModelCard| {

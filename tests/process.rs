@@ -7,7 +7,7 @@ mod common;
 
 use std::collections::HashSet;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use futures::{FutureExt, StreamExt};
 use r2r::builtin_interfaces::msg::Time;
@@ -89,10 +89,7 @@ fn trc_launch_stops_its_nodes_when_it_is_stopped() {
     assert!(log.contains("stopped by a signal"), "the launch says why it stopped:\n{log}");
 }
 
-fn now() -> Time {
-    let d = SystemTime::now().duration_since(UNIX_EPOCH).expect("clock after 1970");
-    Time { sec: d.as_secs() as i32, nanosec: d.subsec_nanos() }
-}
+use trc_control::ros::wall_time_now as now;
 
 #[test]
 fn answers_carry_their_states_stamp_exactly() {

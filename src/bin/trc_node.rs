@@ -44,6 +44,15 @@ use trc_control::ros::{self, descent_state_from_odometry, goal_from_msg, plan_to
 
 type AnyResult<T> = Result<T, Box<dyn std::error::Error>>;
 
+/// The control loop's bookkeeping: log throttling, health for `/diagnostics`, cycles in the
+/// current report window and cycle times [ms].
+struct LoopState {
+    throttle: Throttle,
+    window_cycles: u64,
+    health: Health,
+    cycle_ms: Vec<f64>,
+}
+
 fn main() -> ExitCode {
     ros::logging::init("trc_node");
     match run() {
@@ -209,6 +218,8 @@ fn run() -> AnyResult<()> {
         _ => Command::Scalar(node.create_publisher::<Float64>("command", QosProfile::default().keep_last(10))?),
     };
     let diag_pub = node.create_publisher::<DiagnosticArray>("/diagnostics", QosProfile::default())?;
+    // the node's full name (`/vehicle_1/trc_node` in a namespace): one status per vehicle on /diagnostics
+    let diag_name = node.fully_qualified_name().map(|n| n.trim_start_matches('/').to_string()).unwrap_or_else(|_| "trc_node".into());
     // Sim time: follow /clock ourselves (r2r's TimeSource is compiled in only when its build
     // script emitted the rosgraph_msgs cfg, which a cached re-run of that script skips).
     let mut clock_sub = if cfg.use_sim_time {
@@ -246,18 +257,15 @@ fn run() -> AnyResult<()> {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
         let mut mass: Option<f64> = None;
-        let mut throttle = Throttle::default();
-        let mut window_cycles = 0u64;
-        // the controller's health for /diagnostics (src/control/health.rs), on the node's
-        // monotonic time since start
-        let mut health = Health::default();
+        // the loop's own bookkeeping, shared by the state and odometry branches and the report
+        let mut lp = LoopState { throttle: Throttle::default(), window_cycles: 0, health: Health::default(), cycle_ms: Vec::new() };
         let started = Instant::now();
-        let mut cycle_ms: Vec<f64> = Vec::new();
         let mut last_diag = Instant::now();
         // `stamp`: the state message's own header stamp, copied into the answers to it: a
         // float of seconds since the epoch resolves 240 ns, so seconds -> Time is not exact
-        #[allow(clippy::too_many_arguments)]
-        let cycle = |controller: &mut RecedingHorizon, s: StateInput, stamp: Time, throttle: &mut Throttle, cycle_ms: &mut Vec<f64>, rec: &mut Recorder, health: &mut Health| {
+        let cycle = |controller: &mut RecedingHorizon, s: StateInput, stamp: Time, lp: &mut LoopState, rec: &mut Recorder| {
+            let LoopState { throttle, cycle_ms, health, window_cycles } = lp;
+            *window_cycles += 1;
             let t_in = Instant::now();
             let out: CycleOutcome = controller.step(&s, now_secs(&clock));
             health.record(&out, started.elapsed().as_secs_f64());
@@ -320,16 +328,16 @@ fn run() -> AnyResult<()> {
                     let fallback = s.answers.count(PlanStatus::FallbackShifted);
                     // the live max_state_age_s: no state for twice that (at least 1 s) is an outage
                     let stale_after_s = (2.0 * controller.config().max_state_age_s).max(1.0);
-                    let h = health.report(started.elapsed().as_secs_f64(), controller.has_policy(), stale_after_s);
+                    let h = lp.health.report(started.elapsed().as_secs_f64(), controller.has_policy(), stale_after_s);
                     let kv = |k: &str, v: String| KeyValue { key: k.into(), value: v };
                     let status = DiagnosticStatus {
                         level: h.level,
-                        name: "trc_node: receding-horizon controller".into(),
+                        name: format!("{diag_name}: receding-horizon controller"),
                         message: h.message.clone(),
                         hardware_id: controller.policy_name(),
                         values: vec![
                             kv("cycles", a.total().to_string()),
-                            kv("rate_hz", format!("{:.2}", window_cycles as f64 / dt)),
+                            kv("rate_hz", format!("{:.2}", lp.window_cycles as f64 / dt)),
                             kv("converged", s.answers.count(PlanStatus::Converged).to_string()),
                             kv("anytime", s.answers.count(PlanStatus::Anytime).to_string()),
                             kv("fallback_shifted", fallback.to_string()),
@@ -340,8 +348,8 @@ fn run() -> AnyResult<()> {
                             kv("deadline_ms", format!("{:.1}", controller.config().deadline_s * 1e3)),
                             kv("solve_ms_p50", format!("{:.3}", percentile(solve, 0.5))),
                             kv("solve_ms_p99", format!("{:.3}", percentile(solve, 0.99))),
-                            kv("cycle_ms_p50", format!("{:.3}", percentile(&cycle_ms, 0.5))),
-                            kv("cycle_ms_p99", format!("{:.3}", percentile(&cycle_ms, 0.99))),
+                            kv("cycle_ms_p50", format!("{:.3}", percentile(&lp.cycle_ms, 0.5))),
+                            kv("cycle_ms_p99", format!("{:.3}", percentile(&lp.cycle_ms, 0.99))),
                             kv("window_answers", h.window.answers.to_string()),
                             kv("window_failed", h.window.failed.to_string()),
                             kv("window_fallback_shifted", h.window.fallback.to_string()),
@@ -352,8 +360,8 @@ fn run() -> AnyResult<()> {
                             kv("state_age_s", h.state_age_s.map(|a| format!("{a:.3}")).unwrap_or_else(|| "none yet".into())),
                         ],
                     };
-                    window_cycles = 0;
-                    if cycle_ms.len() > 5000 { cycle_ms.drain(..2500); }
+                    lp.window_cycles = 0;
+                    if lp.cycle_ms.len() > 5000 { lp.cycle_ms.drain(..2500); }
                     let diag = DiagnosticArray { header: Header { stamp: ros::time_from_secs(now_secs(&clock)), frame_id: String::new() }, status: vec![status] };
                     rec.write("/diagnostics", now_secs(&clock), &diag);
                     let _ = diag_pub.publish(&diag);
@@ -366,12 +374,12 @@ fn run() -> AnyResult<()> {
                     rec.write("/goal", now_secs(&clock), &g);
                     match controller.set_goal_at(&goal_from_msg(&g), Some(now_secs(&clock))) {
                         Ok(()) => {
-                            health.set_goal(Some(started.elapsed().as_secs_f64()));
-                            throttle.info("goal", &format!("goal: x_target {:?}, t_go {} s (stamp {:.3})", g.x_target, g.t_go, ros::secs_from_time(&g.header.stamp)));
+                            lp.health.set_goal(Some(started.elapsed().as_secs_f64()));
+                            lp.throttle.info("goal", &format!("goal: x_target {:?}, t_go {} s (stamp {:.3})", g.x_target, g.t_go, ros::secs_from_time(&g.header.stamp)));
                         }
                         Err(e) => {
-                            health.goal_refused(&e);
-                            throttle.warn(&format!("goal:{}", e.reason()), &format!("goal refused, the previous goal stays: {e}"));
+                            lp.health.goal_refused(&e);
+                            lp.throttle.warn(&format!("goal:{}", e.reason()), &format!("goal refused, the previous goal stays: {e}"));
                         }
                     }
                 }
@@ -379,22 +387,21 @@ fn run() -> AnyResult<()> {
                     rec.write("/state", now_secs(&clock), &msg);
                     let mut latest = msg;
                     while let Some(Some(m)) = state_sub.next().now_or_never() { rec.write("/state", now_secs(&clock), &m); latest = m; }
-                    cycle(&mut controller, state_from_msg(&latest), latest.header.stamp.clone(), &mut throttle, &mut cycle_ms, &mut rec, &mut health);
-                    window_cycles += 1;
+                    cycle(&mut controller, state_from_msg(&latest), latest.header.stamp.clone(), &mut lp, &mut rec);
                 }
                 Some(o) = odom_sub.next() => {
                     rec.write("/odom", now_secs(&clock), &o);
                     let mut o = o;
                     while let Some(Some(m)) = odom_sub.next().now_or_never() { rec.write("/odom", now_secs(&clock), &m); o = m; }
                     match descent_state_from_odometry(&o, mass) {
-                        Some(s) if cfg.problem.name == ProblemKind::Descent => { cycle(&mut controller, s, o.header.stamp.clone(), &mut throttle, &mut cycle_ms, &mut rec, &mut health); window_cycles += 1; }
-                        Some(_) => throttle.warn("odom-problem", "odom received but the problem is not descent; ignored"),
-                        None => throttle.warn("odom-mass", "odom received but no mass yet on `mass` (std_msgs/Float64); ignored"),
+                        Some(s) if cfg.problem.name == ProblemKind::Descent => cycle(&mut controller, s, o.header.stamp.clone(), &mut lp, &mut rec),
+                        Some(_) => lp.throttle.warn("odom-problem", "odom received but the problem is not descent; ignored"),
+                        None => lp.throttle.warn("odom-mass", "odom received but no mass yet on `mass` (std_msgs/Float64); ignored"),
                     }
                 }
                 Some(m) = mass_sub.next() => {
                     rec.write("/mass", now_secs(&clock), &m);
-                    if m.data.is_finite() && m.data > 0.0 { mass = Some(m.data); } else { throttle.warn("mass", &format!("mass {} kg refused", m.data)); }
+                    if m.data.is_finite() && m.data > 0.0 { mass = Some(m.data); } else { lp.throttle.warn("mass", &format!("mass {} kg refused", m.data)); }
                 }
                 Some((name, _)) = param_events.next() => {
                     let c = live.lock().map(|c| c.controller.clone());

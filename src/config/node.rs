@@ -32,7 +32,10 @@ impl std::fmt::Display for PolicyKind {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum DeviceChoice {
-    /// CUDA when libtorch sees a GPU, else the CPU (the choice and its reason are logged).
+    /// Measured at start-up: with a CUDA device, batch-1 refinements are timed on the CPU and on
+    /// CUDA and CUDA is taken only when at least 20% faster (`control::auto_device_rule`); without
+    /// one, the CPU. The choice and both timings are logged. (`trc train/eval --device auto`: CUDA
+    /// whenever available, since training is batched.)
     #[default]
     Auto,
     /// The CPU.
@@ -60,7 +63,7 @@ pub struct NodeConfig {
     /// Checkpoint stem of the TRC model; empty = `models/<problem>`. A relative path is looked
     /// up from the working directory, then from the package root (the config file's `..`).
     pub model: String,
-    /// Inference device: `auto` (CUDA if available), `cpu`, `cuda`.
+    /// Inference device: `auto` (measured at start-up: CUDA only when faster at batch 1), `cpu`, `cuda`.
     pub device: DeviceChoice,
     /// Forward passes run at start-up before the first state (warm-up). Default 5.
     pub warmup_passes: u32,

@@ -21,8 +21,8 @@ pub use crate::config::ControllerConfig;
 pub use io::{CycleOutcome, GoalInput, Rejected, StateInput, Stats, StatusCounts};
 pub use mission::{mission_for, DescentMission, FixedHorizonMission, Mission, Phase};
 pub use policy::{
-    policy_from_config, resolve_device, DelayKnob, InjectedDelay, Iterate, PlanRequest, Policy, PolicyError, ReplayPolicy, SolverPolicy, TrcPolicy,
-    ZemZevPolicy,
+    auto_device_rule, policy_from_config, resolve_device, DelayKnob, InjectedDelay, Iterate, PlanRequest, Policy, PolicyError, ReplayPolicy, SolverPolicy,
+    TrcPolicy, ZemZevPolicy,
 };
 pub use receding::{shift_controls, RecedingHorizon, ReplayTiming};
 pub use worker::{InferenceWorker, WorkerEvent};

@@ -88,7 +88,7 @@ pub struct InjectedDelay {
 /// The TRC network as a policy: K outer iterations on the model's device, batch 1.
 #[derive(Debug)]
 pub struct TrcPolicy {
-    _vs: tch::nn::VarStore,
+    vs: tch::nn::VarStore,
     model: Trc,
     card: ModelCard,
     outer: i64,
@@ -106,7 +106,14 @@ impl TrcPolicy {
     pub fn load(stem: &Path, problem: &ProblemConfig, device: Device, outer: Option<u32>) -> Result<Self, PolicyError> {
         let (vs, model, card) = checkpoint::load(stem, device, Some(problem))?;
         let outer = outer.map(i64::from).unwrap_or(card.model.outer);
-        Ok(Self { _vs: vs, model, card, outer, stem: stem.display().to_string(), delay: InjectedDelay::default() })
+        Ok(Self { vs, model, card, outer, stem: stem.display().to_string(), delay: InjectedDelay::default() })
+    }
+
+    /// A policy from a model already built (e.g. a preset with random weights, timed by `trc
+    /// bench inference`): `vs` holds `model`'s weights, `card` describes it, `outer` = K,
+    /// `name` labels it in logs.
+    pub fn from_parts(vs: tch::nn::VarStore, model: Trc, card: ModelCard, outer: i64, name: &str) -> Self {
+        Self { vs, model, card, outer, stem: name.to_string(), delay: InjectedDelay::default() }
     }
 
     /// The model card.
@@ -123,6 +130,77 @@ impl TrcPolicy {
             let _ = self.refine(&req, &mut |_| true);
         }
         self.delay = delay;
+    }
+
+    /// The model's device.
+    pub fn device(&self) -> Device {
+        self.model.device()
+    }
+
+    /// Runs the network in `kind` from now on (`Kind::Float`, as trained and shipped, or
+    /// `Kind::Double`: float64 inference, slower, for checks where f32 rounding would hide what is
+    /// compared, e.g. batched against batch-1 results in `tests/batch.rs`).
+    pub fn set_kind(&mut self, kind: Kind) {
+        self.vs.set_kind(kind);
+    }
+
+    /// Refines B requests in one model call (several vehicles, one pass): the inputs are stacked
+    /// to `x0`, `x_target` `[B, n]`, `t_go` `[B]` and u^(0) `[B, N, m]` on the model's device and
+    /// run through K outer iterations together (the in-loop rollout batched on the device; no
+    /// per-request loop). Requests without a warm start get the InitialDecoder's guess, those
+    /// with one their own: each result equals [`Policy::refine`]'s last iterate for the same
+    /// request alone, to float rounding (`tests/batch.rs`). Returns u^(K) `[N, m]` per request,
+    /// in order; an empty slice gives an empty vector. Injected delays are not applied.
+    ///
+    /// # Errors
+    /// [`PolicyError::Inference`] naming the request whose inputs have the wrong shape or whose
+    /// result is not finite (one bad request fails the call: check inputs first, as the node does).
+    pub fn refine_batch(&mut self, reqs: &[PlanRequest]) -> Result<Vec<DMatrix<f64>>, PolicyError> {
+        if reqs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let _guard = tch::no_grad_guard();
+        let dev = self.model.device();
+        // each request checked alone first (a wrong shape is named, never a libtorch panic)
+        let mut rows = Vec::with_capacity(reqs.len());
+        for (i, r) in reqs.iter().enumerate() {
+            let x0 = tensor::from_dvector(&r.x0, dev).unsqueeze(0);
+            let xt = tensor::from_dvector(&r.x_target, dev).unsqueeze(0);
+            let t_go = tch::Tensor::from_slice(&[r.t_go]).to_kind(Kind::Float).to_device(dev);
+            let warm = r.u_warm.as_ref().map(|u| tensor::from_dmatrix(u, dev).unsqueeze(0));
+            self.model.check_inputs(&x0, &xt, &t_go, warm.as_ref()).map_err(|e| PolicyError::Inference(format!("request {i}: {e}")))?;
+            rows.push((x0, xt, t_go, warm));
+        }
+        let x0 = tch::Tensor::cat(&rows.iter().map(|r| &r.0).collect::<Vec<_>>(), 0);
+        let xt = tch::Tensor::cat(&rows.iter().map(|r| &r.1).collect::<Vec<_>>(), 0);
+        let t_go = tch::Tensor::cat(&rows.iter().map(|r| &r.2).collect::<Vec<_>>(), 0);
+        let warm = if reqs.iter().all(|r| r.u_warm.is_none()) {
+            None
+        } else {
+            // rows without a warm start take the InitialDecoder's guess (already projected; the
+            // projection of the warm start leaves it as it is)
+            let guess = self.model.initial_guess(&x0, &xt, &t_go);
+            Some(tch::Tensor::cat(
+                &rows
+                    .iter()
+                    .enumerate()
+                    .map(|(i, r)| match &r.3 {
+                        Some(u) => u.to_kind(guess.kind()),
+                        None => guess.narrow(0, i as i64, 1),
+                    })
+                    .collect::<Vec<_>>(),
+                0,
+            ))
+        };
+        let out = self.model.forward_t(&x0, &xt, &t_go, warm.as_ref(), self.outer, false);
+        let u = out.u.last().ok_or_else(|| PolicyError::Inference("the model returned no iterate".into()))?.to_device(Device::Cpu);
+        (0..reqs.len())
+            .map(|i| match tensor::to_dmatrix(&u.get(i as i64)) {
+                Ok(u) if u.iter().all(|v| v.is_finite()) => Ok(u),
+                Ok(_) => Err(PolicyError::Inference(format!("request {i}: a NaN or infinite control"))),
+                Err(e) => Err(PolicyError::Inference(format!("request {i}: {e}"))),
+            })
+            .collect()
     }
 }
 
@@ -295,6 +373,48 @@ pub fn resolve_device(choice: DeviceChoice) -> Result<(Device, &'static str), Po
     }
 }
 
+/// Timed batch-1 passes per device when `node.device = auto` finds a CUDA device.
+pub const AUTO_TIMED_PASSES: usize = 7;
+
+/// CUDA must be this much faster than the CPU at batch 1 to be chosen by `node.device = auto`
+/// (its latency varies more: kernel launches, host syncs, a shared GPU): 0.8 = 20% faster.
+pub const AUTO_CUDA_ADVANTAGE: f64 = 0.8;
+
+/// The rule of `node.device = auto`, from the median batch-1 refinement time measured on each
+/// device at start-up [ms] (`cuda_ms` `None`: no CUDA device): CUDA only when it is at least 20%
+/// faster ([`AUTO_CUDA_ADVANTAGE`]), else the CPU; returns the device and the reason the node logs.
+/// At batch 1 the small shipped network is launch-bound on a GPU (docs/gpu.md), so on most
+/// machines this keeps the CPU.
+pub fn auto_device_rule(cpu_ms: f64, cuda_ms: Option<f64>) -> (Device, String) {
+    match cuda_ms {
+        None => (Device::Cpu, "node.device = auto and libtorch sees no CUDA device".to_string()),
+        Some(g) if g.is_finite() && (!cpu_ms.is_finite() || g < AUTO_CUDA_ADVANTAGE * cpu_ms) => (
+            Device::Cuda(0),
+            format!("node.device = auto: measured batch-1 refinement {g:.3} ms on CUDA against {cpu_ms:.3} ms on the CPU (CUDA chosen: at least 20% faster)"),
+        ),
+        Some(g) => (
+            Device::Cpu,
+            format!("node.device = auto: measured batch-1 refinement {cpu_ms:.3} ms on the CPU against {g:.3} ms on CUDA (CPU kept: CUDA is not at least 20% faster)"),
+        ),
+    }
+}
+
+/// Median wall time of `n` full refinements of `req` [ms] (CUDA work finishes before the plan
+/// reaches the host, so the clock includes it); infinite when a refinement fails.
+fn time_refine(p: &mut TrcPolicy, req: &PlanRequest, n: usize) -> f64 {
+    let mut t: Vec<f64> = (0..n.max(1))
+        .map(|_| {
+            let t0 = std::time::Instant::now();
+            match p.refine(req, &mut |_| true) {
+                Ok(()) => t0.elapsed().as_secs_f64() * 1e3,
+                Err(_) => f64::INFINITY,
+            }
+        })
+        .collect();
+    t.sort_by(f64::total_cmp);
+    t[t.len() / 2]
+}
+
 /// Builds the policy a config asks for (`node.policy`, `node.model`, `node.device`, injected
 /// delays) and warms it up with `node.warmup_passes` forward passes. Relative model paths are
 /// tried from the working directory, then from `package_root`. Called on the inference thread
@@ -316,18 +436,40 @@ pub fn policy_from_config(cfg: &TrcConfig, package_root: Option<&Path>) -> Resul
             path = root.join(&stem);
         }
     }
-    let (device, why) = resolve_device(node.device)?;
     if node.torch_threads > 0 {
         tch::set_num_threads(node.torch_threads.min(i32::MAX as u32) as i32);
     }
     let outer = (cfg.controller.outer > 0).then_some(cfg.controller.outer);
-    let mut p = TrcPolicy::load(&path, &cfg.problem, device, outer)?;
     let problem = cfg.problem.build().map_err(|e| PolicyError::Inference(e.to_string()))?;
     let inst = crate::data::sample_instance(&cfg.problem, 0, crate::data::Split::Val, 0);
-    p.warm_up(&inst.x0, &problem.default_target(), problem.default_t_go(), cfg.node.warmup_passes as usize);
+    let req = PlanRequest { x0: inst.x0.clone(), x_target: problem.default_target(), t_go: problem.default_t_go(), u_warm: None };
+    let passes = cfg.node.warmup_passes as usize;
+    let (mut p, why) = if node.device == DeviceChoice::Auto && tch::Cuda::is_available() {
+        // measured, not guessed: the same warm-up on both devices, then timed passes
+        let mut cpu = TrcPolicy::load(&path, &cfg.problem, Device::Cpu, outer)?;
+        cpu.warm_up(&req.x0, &req.x_target, req.t_go, passes);
+        let cpu_ms = time_refine(&mut cpu, &req, AUTO_TIMED_PASSES);
+        let cuda_ms = TrcPolicy::load(&path, &cfg.problem, Device::Cuda(0), outer).map(|mut g| {
+            g.warm_up(&req.x0, &req.x_target, req.t_go, passes.max(3));
+            let ms = time_refine(&mut g, &req, AUTO_TIMED_PASSES);
+            (g, ms)
+        });
+        match cuda_ms {
+            Ok((g, ms)) => match auto_device_rule(cpu_ms, Some(ms)) {
+                (Device::Cpu, why) => (cpu, why),
+                (_, why) => (g, why),
+            },
+            Err(e) => (cpu, format!("node.device = auto: the model did not load on CUDA ({e}); CPU")),
+        }
+    } else {
+        let (device, why) = resolve_device(node.device)?;
+        let mut p = TrcPolicy::load(&path, &cfg.problem, device, outer)?;
+        p.warm_up(&req.x0, &req.x_target, req.t_go, passes);
+        (p, why.to_string())
+    };
     p.delay =
         InjectedDelay { before: Duration::from_secs_f64(node.inject_delay_ms * 1e-3), between: Duration::from_secs_f64(node.inject_delay_between_ms * 1e-3) };
-    log::info!("policy: {} on {device:?} ({why})", p.name());
+    log::info!("policy: {} on {:?} ({why})", p.name(), p.device());
     Ok(Box::new(p))
 }
 
@@ -392,5 +534,22 @@ impl Policy for ReplayPolicy {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn auto_keeps_the_cpu_unless_cuda_is_measured_clearly_faster() {
+        assert_eq!(auto_device_rule(2.0, None).0, Device::Cpu, "no CUDA device");
+        assert_eq!(auto_device_rule(2.0, Some(1.9)).0, Device::Cpu, "5% faster is within the GPU's jitter");
+        assert_eq!(auto_device_rule(2.0, Some(1.5)).0, Device::Cuda(0), "25% faster");
+        assert_eq!(auto_device_rule(2.0, Some(5.0)).0, Device::Cpu, "launch-bound at batch 1");
+        assert_eq!(auto_device_rule(f64::INFINITY, Some(5.0)).0, Device::Cuda(0), "the CPU failed its passes");
+        assert_eq!(auto_device_rule(2.0, Some(f64::INFINITY)).0, Device::Cpu, "CUDA failed its passes");
+        let (_, why) = auto_device_rule(2.0, Some(1.5));
+        assert!(why.contains("1.500 ms on CUDA") && why.contains("2.000 ms on the CPU"), "{why}");
     }
 }

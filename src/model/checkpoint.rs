@@ -62,6 +62,24 @@ pub struct ModelCard {
     pub metrics: BTreeMap<String, f64>,
 }
 
+impl ModelCard {
+    /// The card of a model no training produced (tests, latency benches of a preset with random
+    /// weights): this version, the architecture, the normaliser and the parameter count of `vs`;
+    /// no training settings, provenance or metrics.
+    pub fn untrained(problem: ProblemConfig, model: ModelConfig, normalizer: Normalizer, vs: &nn::VarStore) -> Self {
+        Self {
+            version: CARD_VERSION,
+            problem,
+            model,
+            normalizer,
+            parameters: crate::model::trc::parameter_count(vs),
+            training: BTreeMap::new(),
+            provenance: Provenance::default(),
+            metrics: BTreeMap::new(),
+        }
+    }
+}
+
 /// Errors loading or saving checkpoints.
 #[derive(Debug, Error)]
 pub enum CheckpointError {

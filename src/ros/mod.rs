@@ -32,6 +32,13 @@ pub enum MsgError {
     Status(u8),
 }
 
+/// The wall clock now as a `builtin_interfaces/Time`, exact to the nanosecond (no f64 on the
+/// way: for stamps a test or a bench compares bit for bit with what comes back).
+pub fn wall_time_now() -> Time {
+    let d = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    Time { sec: d.as_secs() as i32, nanosec: d.subsec_nanos() }
+}
+
 /// Seconds as a `builtin_interfaces/Time`.
 pub fn time_from_secs(t: f64) -> Time {
     let sec = t.floor();

@@ -173,9 +173,15 @@ pub fn datasets(out: &Path, count: u64, data_dir: &Path) -> AnyResult<()> {
 /// Batch-1 TRC latency vs LCvx on the same descent instances; the network on `device` (`auto`,
 /// `cpu`, `cuda`).
 #[allow(clippy::too_many_arguments)]
-pub fn inference(stem: Option<&Path>, preset: &str, newton: &str, out: &Path, instances: u64, reps: usize, device: &str) -> AnyResult<()> {
-    let dev = crate::learn::device(device)?;
-    let (_vs, model, card, label) = match stem {
+/// The model a latency bench times: the checkpoint `stem`, or the `preset` architecture (with
+/// `newton` features) with random weights when there is none; with its card and a label.
+fn timed_model(
+    stem: Option<&Path>,
+    preset: &str,
+    newton: &str,
+    dev: tch::Device,
+) -> AnyResult<(tch::nn::VarStore, trc_control::model::Trc, checkpoint::ModelCard, String)> {
+    Ok(match stem {
         Some(stem) => {
             let card = trc_control::model::checkpoint::read_card(stem)?;
             let cfg = card.problem.clone();
@@ -200,19 +206,15 @@ pub fn inference(stem: Option<&Path>, preset: &str, newton: &str, out: &Path, in
             let vs = tch::nn::VarStore::new(dev);
             let norm = trc_control::model::Normalizer::fit(&norm_ds);
             let model = trc_control::model::Trc::new(&vs.root(), &mcfg, &cfg, norm.clone())?;
-            let card = trc_control::model::checkpoint::ModelCard {
-                version: trc_control::model::checkpoint::CARD_VERSION,
-                problem: cfg,
-                model: mcfg,
-                normalizer: norm,
-                parameters: trc_control::model::trc::parameter_count(&vs),
-                training: Default::default(),
-                provenance: Default::default(),
-                metrics: Default::default(),
-            };
+            let card = checkpoint::ModelCard::untrained(cfg, mcfg, norm, &vs);
             (vs, model, card, format!("the `{preset}` preset (newton = {newton}) with random weights (latency only, not a trained model)"))
         }
-    };
+    })
+}
+
+pub fn inference(stem: Option<&Path>, preset: &str, newton: &str, out: &Path, instances: u64, reps: usize, device: &str) -> AnyResult<()> {
+    let dev = crate::learn::device(device)?;
+    let (_vs, model, card, label) = timed_model(stem, preset, newton, dev)?;
     let cfg = card.problem.clone();
     let p = PoweredDescent::new(cfg.descent.clone())?;
     let mut lcvx = LcvxSolver::new(p, SolverSettings::default(), TfSearch::default())?;
@@ -256,8 +258,10 @@ pub fn inference(stem: Option<&Path>, preset: &str, newton: &str, out: &Path, in
         }
     }
     let what = stem.map_or(format!("--preset {preset} --newton {newton}"), |s| format!("--model {}", s.display()));
-    let mut md =
-        header("TRC inference latency vs LCvx (descent)", &format!("trc bench inference {what} --instances {instances} --reps {reps} --device {device}"));
+    let mut md = header(
+        "TRC inference latency vs LCvx (descent)",
+        &format!("trc bench inference {what} --instances {instances} --reps {reps} --device {device} --torch-threads {}", tch::get_num_threads()),
+    );
     let dev_label = match dev {
         tch::Device::Cpu => "CPU".to_string(),
         d => format!("{d:?} (the network; LCvx and the correction on the CPU)"),
@@ -271,6 +275,96 @@ pub fn inference(stem: Option<&Path>, preset: &str, newton: &str, out: &Path, in
         percentile(&trc_tc, 0.5), percentile(&trc_tc, 0.99), percentile(&one, 0.5), percentile(&one, 0.99), percentile(&search, 0.5), percentile(&search, 0.99),
         percentile(&one, 0.5) / percentile(&trc, 0.5), percentile(&search, 0.5) / percentile(&trc, 0.5)
     );
+    write_out(out, &md)
+}
+
+/// Batched inference (several vehicles refined in one call, `TrcPolicy::refine_batch`): for each
+/// B in `batches`, per-call p50/p99 and per-vehicle time over `reps` timed calls (fewer when a
+/// size takes over 20 s), next to B batch-1 calls; instances cycle over `instances` test states
+/// (seed 7) with the LCvx minimum-fuel t_f as t_go.
+#[allow(clippy::too_many_arguments)]
+pub fn inference_batch(
+    stem: Option<&Path>,
+    preset: &str,
+    newton: &str,
+    out: &Path,
+    batches: &[usize],
+    instances: u64,
+    reps: usize,
+    device: &str,
+) -> AnyResult<()> {
+    use trc_control::control::policy::{PlanRequest, TrcPolicy};
+    let dev = crate::learn::device(device)?;
+    let (vs, model, card, label) = timed_model(stem, preset, newton, dev)?;
+    let cfg = card.problem.clone();
+    let k = card.model.outer;
+    let (params, latent) = (card.parameters, card.model.latent);
+    let mut policy = TrcPolicy::from_parts(vs, model, card, k, &label);
+    let p = PoweredDescent::new(cfg.descent.clone())?;
+    let mut lcvx = LcvxSolver::new(p, SolverSettings::default(), TfSearch::default())?;
+    let mut pool = Vec::new();
+    for i in 0..instances.max(1) * 2 {
+        let inst = sample_instance(&cfg, 7, Split::Test, i);
+        if let Ok(sol) = lcvx.solve(&inst) {
+            pool.push(PlanRequest { x0: inst.x0, x_target: inst.x_target, t_go: sol.t_go, u_warm: None });
+        }
+        if pool.len() as u64 >= instances.max(1) {
+            break;
+        }
+    }
+    if pool.is_empty() {
+        return Err("no feasible test instance for the batched bench".into());
+    }
+    let sync = |d: tch::Device| {
+        if let tch::Device::Cuda(i) = d {
+            tch::Cuda::synchronize(i as i64);
+        }
+    };
+    let mut rows = Vec::new();
+    let mut batch1_p50 = None;
+    for &b in batches {
+        let reqs: Vec<_> = (0..b).map(|i| pool[i % pool.len()].clone()).collect();
+        for _ in 0..2 {
+            policy.refine_batch(&reqs)?; // warm-up (allocator, kernels)
+        }
+        let mut t = Vec::new();
+        let t_all = Instant::now();
+        for _ in 0..reps.max(1) {
+            let t0 = Instant::now();
+            let u = policy.refine_batch(&reqs)?;
+            sync(dev);
+            t.push(t0.elapsed().as_secs_f64() * 1e3);
+            std::hint::black_box(u);
+            if t_all.elapsed().as_secs_f64() > 20.0 && t.len() >= 3 {
+                break;
+            }
+        }
+        let (p50, p99) = (percentile(&t, 0.5), percentile(&t, 0.99));
+        if b == 1 {
+            batch1_p50 = Some(p50);
+        }
+        log::info!("batch {b}: p50 {p50:.3} ms, p99 {p99:.3} ms per call ({} calls)", t.len());
+        rows.push((b, t.len(), p50, p99));
+    }
+    let what = stem.map_or(format!("--preset {preset} --newton {newton}"), |s| format!("--model {}", s.display()));
+    let list = batches.iter().map(|b| b.to_string()).collect::<Vec<_>>().join(",");
+    let mut md = header(
+        &format!("Batched TRC inference, {} (descent)", if dev == tch::Device::Cpu { "CPU".to_string() } else { format!("{dev:?}") }),
+        &format!(
+            "trc bench inference {what} --batch {list} --instances {instances} --reps {reps} --device {device} --torch-threads {}",
+            tch::get_num_threads()
+        ),
+    );
+    let _ = writeln!(
+        md,
+        "Model {label} ({params} parameters, latent {latent}, K = {k}), device {dev:?}, libtorch intra-op threads {}. One call refines B descent problems at once (`TrcPolicy::refine_batch`: inputs stacked to `[B, ...]`, K outer iterations with the in-loop rollout batched; results equal B batch-1 calls, `tests/batch.rs`); the B problems cycle over {} test states (seed 7) at their LCvx t_f. Timed: the call until the plans are on the host. `vs B batch-1 calls`: B x the batch-1 p50 over the batched p50 (above 1: batching pays).\n\n| B | calls | p50 per call [ms] | p99 per call [ms] | p50 per vehicle [ms] | vehicles per second | vs B batch-1 calls |\n|---|---|---|---|---|---|---|",
+        tch::get_num_threads(),
+        pool.len()
+    );
+    for (b, n, p50, p99) in rows {
+        let speedup = batch1_p50.map_or("-".to_string(), |one| format!("{:.1}x", one * b as f64 / p50));
+        let _ = writeln!(md, "| {b} | {n} | {p50:.3} | {p99:.3} | {:.4} | {:.0} | {speedup} |", p50 / b as f64, 1e3 * b as f64 / p50);
+    }
     write_out(out, &md)
 }
 

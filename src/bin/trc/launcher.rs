@@ -22,7 +22,8 @@ pub fn package_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-fn interrupt(child: &mut Child) {
+/// SIGINT to `child`, up to 5 s for it to exit, then SIGKILL.
+pub(crate) fn interrupt(child: &mut Child) {
     let _ = Command::new("kill").args(["-INT", &child.id().to_string()]).status();
     for _ in 0..50 {
         if let Ok(Some(_)) = child.try_wait() {

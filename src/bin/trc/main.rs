@@ -486,7 +486,8 @@ enum BenchCmd {
         #[arg(long, default_value_t = 1)]
         episodes: u32,
     },
-    /// Batch-1 TRC inference latency (K outer iterations) next to one LCvx solve, same instances.
+    /// Batch-1 TRC inference latency (K outer iterations) next to one LCvx solve, same instances;
+    /// with --batch, the batched table instead (several vehicles refined in one call).
     Inference {
         /// Checkpoint stem of a descent model; without one, the --preset architecture with
         /// random weights is timed (latency does not depend on the weights; labelled as such).
@@ -499,9 +500,14 @@ enum BenchCmd {
         /// the card's).
         #[arg(long, default_value = "off")]
         newton: String,
-        /// Output markdown fragment.
-        #[arg(long, default_value = "bench/inference.md")]
-        out: PathBuf,
+        /// Output markdown fragment [default: bench/inference.md, with --batch
+        /// bench/inference_batch_<device>.md].
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Batch sizes B (comma-separated, e.g. 1,8,64,512,4096): one call refines B problems at
+        /// once (`TrcPolicy::refine_batch`); reports p50/p99 per call and per vehicle.
+        #[arg(long, value_delimiter = ',')]
+        batch: Vec<usize>,
         /// Instances (test split, seed 7).
         #[arg(long, default_value_t = 50)]
         instances: u64,
@@ -511,6 +517,11 @@ enum BenchCmd {
         /// Device of the network: auto (CUDA if available), cpu, cuda.
         #[arg(long, default_value = "cpu")]
         device: String,
+        /// libtorch intra-op threads (0 = libtorch's default, one per core). Default 1, as the
+        /// node (`node.torch_threads`): with a core busy elsewhere, more threads wait on each
+        /// other at every parallel region.
+        #[arg(long, default_value_t = 1)]
+        torch_threads: i32,
     },
     /// Soak and burst over DDS (docs/reliability.md): trc_sim + trc_node in real time for
     /// --soak-s with an optional busy process on core 1, then states at about 1 kHz for
@@ -728,8 +739,17 @@ fn main() -> ExitCode {
                 bench::closed_loop(&out, episodes, seed, &policies, &cells, budget_min, report_only)
             }
             BenchCmd::Latency { out, episodes } => bench::latency(&out, episodes),
-            BenchCmd::Inference { model, preset, newton, out, instances, reps, device } => {
-                bench::inference(model.as_deref(), &preset, &newton, &out, instances, reps, &device)
+            BenchCmd::Inference { model, preset, newton, out, batch, instances, reps, device, torch_threads } => {
+                if torch_threads > 0 {
+                    tch::set_num_threads(torch_threads);
+                }
+                if batch.is_empty() {
+                    let out = out.unwrap_or_else(|| PathBuf::from("bench/inference.md"));
+                    bench::inference(model.as_deref(), &preset, &newton, &out, instances, reps, &device)
+                } else {
+                    let out = out.unwrap_or_else(|| PathBuf::from(format!("bench/inference_batch_{device}.md")));
+                    bench::inference_batch(model.as_deref(), &preset, &newton, &out, &batch, instances, reps, &device)
+                }
             }
         }),
     }

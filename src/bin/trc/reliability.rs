@@ -8,14 +8,16 @@
 
 use std::fmt::Write as _;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 use futures::{FutureExt, StreamExt};
-use r2r::builtin_interfaces::msg::Time;
 use r2r::std_msgs::msg::Header;
 use r2r::trc_control::msg::{ControlSequence, Goal, State};
 use r2r::QosProfile;
+use trc_control::ros::wall_time_now as now;
+
+use crate::launcher::interrupt;
 
 type AnyResult<T> = Result<T, Box<dyn std::error::Error>>;
 
@@ -24,24 +26,6 @@ fn rss_mib(pid: u32) -> Option<f64> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let kb: f64 = s.lines().find(|l| l.starts_with("VmRSS:"))?.split_whitespace().nth(1)?.parse().ok()?;
     Some(kb / 1024.0)
-}
-
-fn now() -> Time {
-    let d = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
-    Time { sec: d.as_secs() as i32, nanosec: d.subsec_nanos() }
-}
-
-fn interrupt(c: &mut Child) {
-    let _ = Command::new("kill").args(["-INT", &c.id().to_string()]).status();
-    let t = Instant::now();
-    while t.elapsed() < Duration::from_secs(5) {
-        if let Ok(Some(_)) = c.try_wait() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let _ = c.kill();
-    let _ = c.wait();
 }
 
 /// Runs both parts and writes the markdown fragment to `out`.
