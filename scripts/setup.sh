@@ -44,6 +44,10 @@ command -v cmake >/dev/null || need_apt+=(cmake)
 command -v clang >/dev/null || need_apt+=(clang)
 command -v g++   >/dev/null || need_apt+=(g++)
 dpkg -s libclang-dev >/dev/null 2>&1 || need_apt+=(libclang-dev)
+# The SDF validator of the Gazebo assets' test (`ign sdf -k`, spec up to 1.9; Gazebo itself is
+# not installable here, docs/gazebo.md): ignition-tools + libsdformat-dev (~8 MB).
+command -v ign >/dev/null || need_apt+=(ignition-tools)
+dpkg -s libsdformat-dev >/dev/null 2>&1 || need_apt+=(libsdformat-dev)
 # The Python the venv is made from needs venv/ensurepip, a shared libpython (the ROS wheels load
 # it) and Python.h (rosidl's Python generator). Debian's python3 needs python3-venv and python3-dev.
 if command -v "$PY_BASE" >/dev/null; then

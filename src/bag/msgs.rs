@@ -205,8 +205,8 @@ pub struct TwistWithCovariance {
     pub covariance: [[f64; 6]; 6],
 }
 
-/// `nav_msgs/msg/Odometry`: the descent state from a simulator or estimator (position and
-/// linear velocity in the landing frame; mass comes on `mass`).
+/// `nav_msgs/msg/Odometry`: the descent state from a simulator or estimator (position in the
+/// landing frame, the twist in `child_frame_id` per REP 105; mass comes on `mass`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct OdometryMsg {
     /// Stamp, frame of the pose.
@@ -286,8 +286,10 @@ impl OdometryMsg {
     /// The descent state `[r, v, m]` (the node's `ros::descent_state_from_odometry`); `None`
     /// without a mass.
     pub fn to_descent_input(&self, mass: Option<f64>) -> Option<StateInput> {
-        let (p, v) = (&self.pose.position, &self.twist.linear);
-        Some(StateInput { stamp: self.header.stamp.secs(), frame_id: self.header.frame_id.clone(), x: vec![p.x, p.y, p.z, v.x, v.y, v.z, mass?] })
+        let (p, v, q) = (&self.pose.position, &self.twist.linear, &self.pose.orientation);
+        let in_child = !self.child_frame_id.is_empty() && self.child_frame_id != self.header.frame_id;
+        let v = crate::control::io::odometry_velocity([v.x, v.y, v.z], [q.x, q.y, q.z, q.w], in_child);
+        Some(StateInput { stamp: self.header.stamp.secs(), frame_id: self.header.frame_id.clone(), x: vec![p.x, p.y, p.z, v[0], v[1], v[2], mass?] })
     }
 }
 

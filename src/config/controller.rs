@@ -46,6 +46,18 @@ pub struct ControllerConfig {
     /// Sink rate of the terminal descent below the gate [m/s] (> 0 when the gate is on).
     /// Default 0.35 (below the 0.5 m/s success speed with margin for thrust errors).
     pub gate_sink_rate_mps: f64,
+    /// Largest thrust tilt from vertical the final descent's sink law commands [deg] (its
+    /// horizontal correction toward the site). 0 = 90% of the problem's pointing limit (40.5 deg
+    /// for the default vehicle), right for a plant that points its thrust at once (trc_sim). A
+    /// vehicle that turns its engine through an attitude loop needs less: measured against the
+    /// MuJoCo lander (docs/mujoco.md), 40.5 deg commands at 1 m made its tilt overshoot to 80 deg.
+    pub gate_max_tilt_deg: f64,
+    /// Velocity gain of the sink law's horizontal correction [1/s] (`k_v`; its position gain is
+    /// `k_p = k_v^2 / 8`, damping ratio 1.4). Default 2 (trc_sim). It closes a loop through the
+    /// vehicle's attitude: a vehicle whose engine turns slower than about 4 rad/s needs less
+    /// (measured against the MuJoCo lander, docs/mujoco.md: 2 /s oscillated at +-1.5 m/s below
+    /// the gate, 1 /s did not).
+    pub gate_lateral_gain_per_s: f64,
     /// Descent disturbance observer: time constant [s] of the estimate of the unmodelled
     /// acceleration `b` (measured velocity change minus the model's, low-pass filtered, see
     /// `src/control/mission/observer.rs`); the terminal correction and the sink aim with gravity
@@ -147,6 +159,8 @@ impl Default for ControllerConfig {
             terminal_correction: TerminalCorrection::default(),
             gate_altitude_m: 1.0,
             gate_sink_rate_mps: 0.35,
+            gate_max_tilt_deg: 0.0,
+            gate_lateral_gain_per_s: 2.0,
             disturbance_observer_s: 2.0,
             position_filter_gain: 0.2,
             warm_correction: true,
@@ -186,6 +200,17 @@ impl ControllerConfig {
             return Err(ConfigError::invalid("controller.gate_altitude_m", format!("must be <= 100 m, got {}", self.gate_altitude_m)));
         }
         non_negative("controller.gate_sink_rate_mps", self.gate_sink_rate_mps)?;
+        non_negative("controller.gate_max_tilt_deg", self.gate_max_tilt_deg)?;
+        positive("controller.gate_lateral_gain_per_s", self.gate_lateral_gain_per_s)?;
+        if self.gate_lateral_gain_per_s > 20.0 {
+            return Err(ConfigError::invalid("controller.gate_lateral_gain_per_s", format!("must be <= 20 /s, got {}", self.gate_lateral_gain_per_s)));
+        }
+        if self.gate_max_tilt_deg >= 90.0 {
+            return Err(ConfigError::invalid(
+                "controller.gate_max_tilt_deg",
+                format!("must be < 90 deg (0: 90% of the pointing limit), got {}", self.gate_max_tilt_deg),
+            ));
+        }
         if self.gate_sink_rate_mps > 10.0 {
             return Err(ConfigError::invalid("controller.gate_sink_rate_mps", format!("must be <= 10 m/s, got {}", self.gate_sink_rate_mps)));
         }

@@ -116,6 +116,8 @@ pub const LIVE_PARAMETERS: &[&str] = &[
     "controller.command_hold_s",
     "controller.gate_altitude_m",
     "controller.gate_sink_rate_mps",
+    "controller.gate_max_tilt_deg",
+    "controller.gate_lateral_gain_per_s",
     "controller.disturbance_observer_s",
     "controller.position_filter_gain",
     "controller.warm_correction",

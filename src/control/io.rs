@@ -223,3 +223,18 @@ pub struct Stats {
     /// Plans finished by the mission (the denominator of `correction_steps`).
     pub finished: u64,
 }
+
+/// The linear velocity of a `nav_msgs/Odometry` in its header frame [m/s] (the odometry adapters
+/// of the node and of the bag replay): REP 105 puts the twist in `child_frame_id`, so a twist
+/// `v` there is turned by the pose's orientation `q_xyzw` (x, y, z, w; normalised here); with
+/// `twist_in_child` false (an empty child frame, or the header's own) it is returned as it is,
+/// as it is for an all-zero or non-finite orientation (unset: identity).
+pub fn odometry_velocity(v: [f64; 3], q_xyzw: [f64; 4], twist_in_child: bool) -> [f64; 3] {
+    let [x, y, z, w] = q_xyzw;
+    let norm = (w * w + x * x + y * y + z * z).sqrt();
+    if !twist_in_child || !norm.is_finite() || norm < 1e-9 {
+        return v;
+    }
+    let r = nalgebra::UnitQuaternion::from_quaternion(nalgebra::Quaternion::new(w, x, y, z)) * nalgebra::Vector3::from(v);
+    [r[0], r[1], r[2]]
+}

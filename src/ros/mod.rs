@@ -121,17 +121,22 @@ pub fn goal_from_msg(msg: &r2r::trc_control::msg::Goal) -> crate::control::GoalI
 }
 
 /// The odometry adapter (Gazebo, robots): descent state `[r, v, m]` from `nav_msgs/Odometry`
-/// (pose position [m] and twist linear velocity [m/s], both read in the header frame: publish
-/// the twist in the landing frame, z up) and the latest mass [kg] (`mass` topic,
-/// `std_msgs/Float64`). `None` until a mass has been received.
+/// and the latest mass [kg] (`mass` topic, `std_msgs/Float64`). The position is the pose's, in
+/// the header frame (the landing frame, z up). The velocity follows REP 105: the twist is in
+/// `child_frame_id` (Gazebo's OdometryPublisher and robot estimators publish the body-frame
+/// velocity) and is turned into the header frame by the pose's orientation; a twist already in
+/// the header frame says so with an empty `child_frame_id` or one equal to the header's. An
+/// all-zero orientation (unset) counts as identity. `None` until a mass has been received.
 pub fn descent_state_from_odometry(msg: &r2r::nav_msgs::msg::Odometry, mass: Option<f64>) -> Option<crate::control::StateInput> {
     let m = mass?;
     let p = &msg.pose.pose.position;
-    let v = &msg.twist.twist.linear;
+    let (v, q) = (&msg.twist.twist.linear, &msg.pose.pose.orientation);
+    let in_child = !msg.child_frame_id.is_empty() && msg.child_frame_id != msg.header.frame_id;
+    let v = crate::control::io::odometry_velocity([v.x, v.y, v.z], [q.x, q.y, q.z, q.w], in_child);
     Some(crate::control::StateInput {
         stamp: secs_from_time(&msg.header.stamp),
         frame_id: msg.header.frame_id.clone(),
-        x: vec![p.x, p.y, p.z, v.x, v.y, v.z, m],
+        x: vec![p.x, p.y, p.z, v[0], v[1], v[2], m],
     })
 }
 
@@ -155,6 +160,33 @@ pub fn wrench_to_thrust(w: &r2r::geometry_msgs::msg::WrenchStamped) -> nalgebra:
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn odometry_twist_is_read_in_the_child_frame_and_turned_into_the_landing_frame() {
+        let mut o = r2r::nav_msgs::msg::Odometry::default();
+        o.header.frame_id = "landing_site".into();
+        o.pose.pose.position.z = 100.0;
+        o.twist.twist.linear.x = 2.0; // body x
+                                      // body frame turned 90 deg about z: body x is landing-frame y
+        let h = std::f64::consts::FRAC_1_SQRT_2;
+        (o.pose.pose.orientation.w, o.pose.pose.orientation.z) = (h, h);
+        o.child_frame_id = "base_link".into();
+        let s = descent_state_from_odometry(&o, Some(1800.0)).unwrap();
+        assert!((s.x[3]).abs() < 1e-12 && (s.x[4] - 2.0).abs() < 1e-12, "{:?}", s.x);
+        // the same twist declared in the header frame (empty or equal child frame): as it is
+        for child in ["", "landing_site"] {
+            o.child_frame_id = child.into();
+            let s = descent_state_from_odometry(&o, Some(1800.0)).unwrap();
+            assert_eq!((s.x[3], s.x[4]), (2.0, 0.0), "child frame `{child}`");
+        }
+        // an unset (all-zero) orientation is identity, never a NaN
+        o.child_frame_id = "base_link".into();
+        o.pose.pose.orientation = Default::default();
+        o.pose.pose.orientation.w = 0.0;
+        let s = descent_state_from_odometry(&o, Some(1800.0)).unwrap();
+        assert_eq!((s.x[3], s.x[4]), (2.0, 0.0));
+        assert!(descent_state_from_odometry(&o, None).is_none(), "no mass yet");
+    }
 
     #[test]
     fn status_constants_match_the_message() {

@@ -29,6 +29,8 @@ mod fly;
 mod launcher;
 mod learn;
 #[cfg(feature = "ros")]
+mod mujoco;
+#[cfg(feature = "ros")]
 mod reliability;
 
 /// trc_control command line.
@@ -523,6 +525,30 @@ enum BenchCmd {
         #[arg(long, default_value_t = 1)]
         torch_threads: i32,
     },
+    /// The controller against an independent physics engine (docs/mujoco.md): trc_node over DDS
+    /// fed by mujoco/lander_plant.py (6-DoF MuJoCo lander, Odometry/Wrench), next to the same
+    /// episodes in lockstep against trc_sim's plant.
+    #[cfg(feature = "ros")]
+    Mujoco {
+        /// Output markdown fragment.
+        #[arg(long, default_value = "bench/mujoco.md")]
+        out: PathBuf,
+        /// Episodes (the first feasible test-split states of --seed).
+        #[arg(long, default_value_t = 50)]
+        episodes: usize,
+        /// Seed (test split).
+        #[arg(long, default_value_t = 31)]
+        seed: u64,
+        /// Sim time per wall time.
+        #[arg(long, default_value_t = 2.0)]
+        time_scale: f64,
+        /// The node's deadline per cycle [ms] (wall time; sim time runs --time-scale faster).
+        #[arg(long, default_value_t = 50.0)]
+        deadline_ms: f64,
+        /// More trc_node parameters, `name:=value` (repeatable), e.g. `controller.gate_max_tilt_deg:=15`.
+        #[arg(long = "param")]
+        params: Vec<String>,
+    },
     /// Soak and burst over DDS (docs/reliability.md): trc_sim + trc_node in real time for
     /// --soak-s with an optional busy process on core 1, then states at about 1 kHz for
     /// --burst-s; answers, late, FAILED, landings and the node's memory.
@@ -733,6 +759,10 @@ fn main() -> ExitCode {
             BenchCmd::Datasets { out, count, data_dir } => bench::datasets(&out, count, &data_dir),
             BenchCmd::Report { dir, out } => bench::report(&dir, &out),
             BenchCmd::Faults { out } => faults::faults(&out),
+            #[cfg(feature = "ros")]
+            BenchCmd::Mujoco { out, episodes, seed, time_scale, deadline_ms, params } => {
+                mujoco::bench(&out, episodes, seed, time_scale, deadline_ms * 1e-3, &params)
+            }
             #[cfg(feature = "ros")]
             BenchCmd::Reliability { out, soak_s, rate_hz, busy, burst_s } => reliability::reliability(&out, soak_s, rate_hz, busy, burst_s),
             BenchCmd::ClosedLoop { out, episodes, seed, policies, cells, budget_min, report_only } => {

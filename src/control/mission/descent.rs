@@ -54,9 +54,12 @@
 //! - **Safe command** (a FAILED cycle): with a previous plan, its continuation at the state's
 //!   time (the safest thing a lander can do with a bad input is keep flying the last good plan;
 //!   after `t_land` that plan is the sink); without one, or when the landing time has passed
-//!   without a gate ([`Rejected::PastLandingTime`]), the sink: vertical thrust `m (|g| + (-s - v_z) / 1 s)` (`s` the gate's sink rate, 1 m/s without
-//!   a gate), horizontal `m (-v_xy / 1 s - 0.25 (r_xy - r_t) / s^2)` with the tilt held to 90% of
-//!   the pointing limit, projected onto the thrust annulus and pointing cone, with the mass
+//!   without a gate ([`Rejected::PastLandingTime`]), the sink: vertical thrust
+//!   `m (|g| + k_v (-s - v_z))` (`s` the gate's sink rate, 1 m/s without a gate; braking harder
+//!   when needed to reach `s` 0.1 m above the site; `k_v` = 2 /s), horizontal
+//!   `m (-k_l v_xy - k_l^2 / 8 (r_xy - r_t))` (`k_l` = `gate_lateral_gain_per_s`, 2 /s by
+//!   default) with the tilt held to `gate_max_tilt_deg` (0, the default:
+//!   90% of the pointing limit), projected onto the thrust annulus and pointing cone, with the mass
 //!   clamped to `[m_dry, m_wet]`; without a valid state `0.95 m_wet |g|` upright.
 //! - **Plausibility gates** (`controller.plausibility`): a state whose mass is outside
 //!   `[m_dry (1 - tol), m_wet (1 + tol)]` (tol = `mass_tolerance`, 5%: [1430, 2000] kg for the
@@ -139,11 +142,9 @@ struct GoalState {
 /// (see `DescentMission::sink`).
 const BRAKE_FLOOR_M: f64 = 0.1;
 
-/// Velocity gain [1/s] of the sink law (vertical: toward the sink rate; horizontal: toward 0).
+/// Vertical velocity gain [1/s] of the sink law (toward the sink rate; the horizontal gains are
+/// `controller.gate_lateral_gain_per_s`).
 const SINK_KV: f64 = 2.0;
-/// Horizontal position gain [1/s^2] of the sink law (toward the site; with `SINK_KV`, damping
-/// ratio 1.4).
-const SINK_KP: f64 = 0.5;
 
 /// The Euclidean norm of a 3-vector `v`.
 fn norm3(v: &[f64]) -> f64 {
@@ -233,15 +234,17 @@ impl DescentMission {
             })
             .unwrap_or(0.95 * g)
             .max(0.0);
+        // horizontal: k_v = gate_lateral_gain_per_s, k_p = k_v^2 / 8 (damping 1.4)
+        let kv = self.cfg.gate_lateral_gain_per_s;
+        let kp = kv * kv / 8.0;
         let (ax, ay) = match (x, x_target) {
-            (Some(x), Some(t)) => {
-                (-SINK_KV * x[idx::VEL] - SINK_KP * (x[idx::POS] - t[idx::POS]), -SINK_KV * x[idx::VEL + 1] - SINK_KP * (x[idx::POS + 1] - t[idx::POS + 1]))
-            }
-            (Some(x), None) => (-SINK_KV * x[idx::VEL], -SINK_KV * x[idx::VEL + 1]),
+            (Some(x), Some(t)) => (-kv * x[idx::VEL] - kp * (x[idx::POS] - t[idx::POS]), -kv * x[idx::VEL + 1] - kp * (x[idx::POS + 1] - t[idx::POS + 1])),
+            (Some(x), None) => (-kv * x[idx::VEL], -kv * x[idx::VEL + 1]),
             _ => (0.0, 0.0),
         };
         let (ax, ay) = (ax - b.x, ay - b.y);
-        let h_max = a * (0.9 * p.pointing_max_deg.to_radians()).min(1.5).tan();
+        let tilt_max = if self.cfg.gate_max_tilt_deg > 0.0 { self.cfg.gate_max_tilt_deg.to_radians() } else { 0.9 * p.pointing_max_deg.to_radians() };
+        let h_max = a * tilt_max.min(0.9 * p.pointing_max_deg.to_radians()).min(1.5).tan();
         let h = ax.hypot(ay);
         let (ax, ay) = if h > h_max && h > 0.0 { (ax * h_max / h, ay * h_max / h) } else { (ax, ay) };
         let (ax, ay) = if ax.is_finite() && ay.is_finite() { (ax, ay) } else { (0.0, 0.0) };
