@@ -187,7 +187,7 @@ tmp="$ENV_FILE.tmp"
   echo "export ROS_AUTOMATIC_DISCOVERY_RANGE=\${ROS_AUTOMATIC_DISCOVERY_RANGE:-LOCALHOST}"
   echo "export RMW_IMPLEMENTATION=\${RMW_IMPLEMENTATION:-rmw_fastrtps_cpp}"
   # r2r generates Rust bindings only for these interface packages (keeps its build small).
-  echo "export IDL_PACKAGE_FILTER='std_msgs;builtin_interfaces;geometry_msgs;nav_msgs;diagnostic_msgs;rosgraph_msgs;rcl_interfaces;trc_control'"
+  echo "export IDL_PACKAGE_FILTER='std_msgs;builtin_interfaces;geometry_msgs;nav_msgs;diagnostic_msgs;rosgraph_msgs;rcl_interfaces;sensor_msgs;visualization_msgs;lifecycle_msgs;trc_control'"
   # The wheels' librcl pulls in rosidl_generator_py libraries that need CPython symbols;
   # build.rs links libpython into every binary when this is set.
   [ "$MODE" = wheels ] && echo "export TRC_LINK_PYTHON='$PY_LIBDIR:python$PY_VER'"

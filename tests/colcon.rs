@@ -48,7 +48,7 @@ fn colcon_builds_the_package_and_installs_what_ros2_launch_needs() {
         std::fs::copy(path, pkg.join("target/release").join(exe)).unwrap();
     }
     std::os::unix::fs::symlink(&venv, pkg.join(".venv")).unwrap(); // a clone has its .venv inside
-    // the README, "colcon": AMENT_PREFIX_PATH / CMAKE_PREFIX_PATH = the wheels' prefix (.venv)
+                                                                   // the README, "colcon": AMENT_PREFIX_PATH / CMAKE_PREFIX_PATH = the wheels' prefix (.venv)
     let wheels = pkg.join(".venv").display().to_string();
     let out = Command::new(&colcon)
         .args(["build", "--packages-select", "trc_control", "--cmake-args", "-DTRC_ROSIDL_WHEELS=ON"])

@@ -37,6 +37,7 @@ use r2r::{QosProfile, WrappedTypesupport};
 use trc_control::bag::{schema::MsgPath, BagWriter, Qos};
 use trc_control::config::ProblemKind;
 use trc_control::control::health::Health;
+use trc_control::control::lifecycle::{LifecycleState, Transition};
 use trc_control::control::{CycleOutcome, RecedingHorizon, StateInput};
 use trc_control::plan::PlanStatus;
 use trc_control::ros::params::{node_startup_config, ParamStore};
@@ -186,9 +187,69 @@ fn now_secs(clock: &Clock) -> f64 {
     }
 }
 
+use r2r::lifecycle_msgs::msg::{
+    State as LcState, Transition as LcTransition, TransitionDescription as LcTransitionDescription, TransitionEvent as LcTransitionEvent,
+};
+use r2r::lifecycle_msgs::srv::{
+    ChangeState as LcChangeState, GetAvailableStates as LcGetAvailableStates, GetAvailableTransitions as LcGetAvailableTransitions, GetState as LcGetState,
+};
+
+fn lc_state(s: LifecycleState) -> LcState {
+    LcState { id: s.id(), label: s.label().into() }
+}
+
+/// The work of lifecycle transition `t`: configure loads the model from the current (live)
+/// configuration without warm-up and applies a goal held while unconfigured; activate runs the
+/// warm-up passes; cleanup and shutdown drop the model; deactivate only stops answering.
+/// `Err` says why the transition failed (the node then stays in, or goes back to, its start state).
+fn transition(
+    t: Transition,
+    controller: &mut Option<RecedingHorizon>,
+    live: &Arc<Mutex<trc_control::config::TrcConfig>>,
+    package_root: Option<&std::path::Path>,
+    pending_goal: &mut Option<Goal>,
+    clock: &Clock,
+) -> Result<(), String> {
+    let cfg = live.lock().map_err(|_| "the configuration lock is poisoned".to_string())?.clone();
+    match t {
+        Transition::Configure => {
+            let mut load_cfg = cfg.clone();
+            load_cfg.node.warmup_passes = 0; // activate warms up
+            let mut c = RecedingHorizon::from_config(&load_cfg, package_root).map_err(|e| e.to_string())?;
+            if !c.has_policy() {
+                return Err(format!("no policy: {}", c.policy_name()));
+            }
+            if let Some(g) = pending_goal.take() {
+                if let Err(e) = c.set_goal_at(&goal_from_msg(&g), Some(now_secs(clock))) {
+                    log::warn!("the goal held while unconfigured is refused: {e}");
+                }
+            }
+            *controller = Some(c);
+            Ok(())
+        }
+        Transition::Activate => {
+            let c = controller.as_mut().ok_or("no controller (configure first)")?;
+            let passes = cfg.node.warmup_passes;
+            if passes > 0 {
+                let ms = c.warm_up(passes, Duration::from_secs(60)).ok_or("the warm-up passes did not finish within 60 s")?;
+                log::info!("lifecycle: {passes} warm-up passes, the last {ms:.2} ms");
+            }
+            Ok(())
+        }
+        Transition::Deactivate => Ok(()),
+        Transition::Cleanup | Transition::UnconfiguredShutdown | Transition::InactiveShutdown | Transition::ActiveShutdown => {
+            *controller = None;
+            Ok(())
+        }
+    }
+}
+
 fn run() -> AnyResult<()> {
     let ctx = r2r::Context::create()?;
     let mut node = r2r::Node::create(ctx, "trc_node", "")?;
+    if let Err(e) = ros::logging::attach_rosout(&mut node) {
+        log::warn!("no /rosout publisher ({e}); logs go to the console only");
+    }
     let cfg = node_startup_config(&node)?;
     // the package root: the params file's folder's parent (config/descent.yaml -> .)
     let args: Vec<String> = std::env::args().collect();
@@ -213,6 +274,11 @@ fn run() -> AnyResult<()> {
     let mut mass_sub = node.subscribe::<Float64>("mass", QosProfile::default().best_effort().keep_last(1))?;
     let mut goal_sub = node.subscribe::<Goal>("goal", QosProfile::default().keep_last(1).transient_local())?;
     let seq_pub = node.create_publisher::<ControlSequence>("control_sequence", QosProfile::default().keep_last(10))?;
+    let marker_pub = if cfg.node.markers && cfg.problem.name == ProblemKind::Descent {
+        Some(node.create_publisher::<r2r::visualization_msgs::msg::MarkerArray>("plan_markers", QosProfile::default().keep_last(1))?)
+    } else {
+        None
+    };
     let command = match cfg.problem.name {
         ProblemKind::Descent => Command::Thrust(node.create_publisher::<WrenchStamped>("command", QosProfile::default().keep_last(10))?),
         _ => Command::Scalar(node.create_publisher::<Float64>("command", QosProfile::default().keep_last(10))?),
@@ -232,7 +298,20 @@ fn run() -> AnyResult<()> {
 
     // the model on its own thread (loaded and warmed up there); a model that cannot be loaded
     // leaves the node up, answering every state FAILED with the safe command
-    let mut controller = RecedingHorizon::from_config(&cfg, package_root.as_deref())?;
+    // lifecycle (node.autostart false): the standard lifecycle_msgs services on ~/; the model
+    // loads in configure and warms up in activate; only an active node answers
+    let mut change_state_srv = node.create_service::<LcChangeState::Service>("~/change_state", QosProfile::default())?;
+    let mut get_state_srv = node.create_service::<LcGetState::Service>("~/get_state", QosProfile::default())?;
+    let mut get_states_srv = node.create_service::<LcGetAvailableStates::Service>("~/get_available_states", QosProfile::default())?;
+    let mut get_transitions_srv = node.create_service::<LcGetAvailableTransitions::Service>("~/get_available_transitions", QosProfile::default())?;
+    let transition_pub = node.create_publisher::<LcTransitionEvent>("~/transition_event", QosProfile::default().keep_last(10))?;
+    let (mut controller, mut lstate) = if cfg.node.autostart {
+        (Some(RecedingHorizon::from_config(&cfg, package_root.as_deref())?), LifecycleState::Active)
+    } else {
+        log::info!("lifecycle: unconfigured (node.autostart false); waiting for configure on ~/change_state");
+        (None, LifecycleState::Unconfigured)
+    };
+    let mut pending_goal: Option<Goal> = None;
     let mut rec = Recorder::open(&cfg.node.record_to, package_root.as_deref(), cfg.problem.name == ProblemKind::Descent);
 
     // DDS on its own thread
@@ -304,6 +383,10 @@ fn run() -> AnyResult<()> {
             if let Err(e) = sent {
                 throttle.warn("publish", &format!("cannot publish command: {e}"));
             }
+            if let Some(p) = &marker_pub {
+                let site = controller.goal_target().cloned();
+                let _ = p.publish(&trc_control::ros::markers::plan_markers(&out.plan, site.as_ref(), &u_cmd, seq.header.stamp.clone()));
+            }
             let now = now_secs(&clock);
             rec.write("/control_sequence", now, &seq);
             if let Some(w) = &w {
@@ -322,43 +405,60 @@ fn run() -> AnyResult<()> {
                 _ = diag_tick.tick() => {
                     let dt = last_diag.elapsed().as_secs_f64().max(1e-9);
                     last_diag = Instant::now();
-                    let s = controller.stats();
-                    let a = &s.answers;
-                    let solve = &a.solve_ms[a.solve_ms.len().saturating_sub(1000)..];
-                    let fallback = s.answers.count(PlanStatus::FallbackShifted);
-                    // the live max_state_age_s: no state for twice that (at least 1 s) is an outage
-                    let stale_after_s = (2.0 * controller.config().max_state_age_s).max(1.0);
-                    let h = lp.health.report(started.elapsed().as_secs_f64(), controller.has_policy(), stale_after_s);
                     let kv = |k: &str, v: String| KeyValue { key: k.into(), value: v };
-                    let status = DiagnosticStatus {
-                        level: h.level,
-                        name: format!("{diag_name}: receding-horizon controller"),
-                        message: h.message.clone(),
-                        hardware_id: controller.policy_name(),
-                        values: vec![
-                            kv("cycles", a.total().to_string()),
-                            kv("rate_hz", format!("{:.2}", lp.window_cycles as f64 / dt)),
-                            kv("converged", s.answers.count(PlanStatus::Converged).to_string()),
-                            kv("anytime", s.answers.count(PlanStatus::Anytime).to_string()),
-                            kv("fallback_shifted", fallback.to_string()),
-                            kv("failed", s.answers.count(PlanStatus::Failed).to_string()),
-                            kv("terminal_phase", s.answers.count(PlanStatus::Terminal).to_string()),
-                            kv("landing_time_moves", s.retimed.to_string()),
-                            kv("deadline_misses", a.late.to_string()),
-                            kv("deadline_ms", format!("{:.1}", controller.config().deadline_s * 1e3)),
-                            kv("solve_ms_p50", format!("{:.3}", percentile(solve, 0.5))),
-                            kv("solve_ms_p99", format!("{:.3}", percentile(solve, 0.99))),
-                            kv("cycle_ms_p50", format!("{:.3}", percentile(&lp.cycle_ms, 0.5))),
-                            kv("cycle_ms_p99", format!("{:.3}", percentile(&lp.cycle_ms, 0.99))),
-                            kv("window_answers", h.window.answers.to_string()),
-                            kv("window_failed", h.window.failed.to_string()),
-                            kv("window_fallback_shifted", h.window.fallback.to_string()),
-                            kv("window_late", h.window.late.to_string()),
-                            kv("failed_streak", h.failed_streak.to_string()),
-                            kv("last_failure_reason", h.last_failure.as_ref().map(|f| f.0.clone()).unwrap_or_default()),
-                            kv("last_failure", h.last_failure.as_ref().map(|f| f.1.clone()).unwrap_or_default()),
-                            kv("state_age_s", h.state_age_s.map(|a| format!("{a:.3}")).unwrap_or_else(|| "none yet".into())),
-                        ],
+                    let status = if let Some(controller) = controller.as_ref() {
+                        let s = controller.stats();
+                        let a = &s.answers;
+                        let solve = &a.solve_ms[a.solve_ms.len().saturating_sub(1000)..];
+                        let fallback = s.answers.count(PlanStatus::FallbackShifted);
+                        // the live max_state_age_s: no state for twice that (at least 1 s) is an outage
+                        let stale_after_s = (2.0 * controller.config().max_state_age_s).max(1.0);
+                        let h = lp.health.report(started.elapsed().as_secs_f64(), controller.has_policy(), stale_after_s);
+                        let mut status = DiagnosticStatus {
+                            level: h.level,
+                            name: format!("{diag_name}: receding-horizon controller"),
+                            message: h.message.clone(),
+                            hardware_id: controller.policy_name(),
+                            values: vec![
+                                kv("cycles", a.total().to_string()),
+                                kv("rate_hz", format!("{:.2}", lp.window_cycles as f64 / dt)),
+                                kv("converged", s.answers.count(PlanStatus::Converged).to_string()),
+                                kv("anytime", s.answers.count(PlanStatus::Anytime).to_string()),
+                                kv("fallback_shifted", fallback.to_string()),
+                                kv("failed", s.answers.count(PlanStatus::Failed).to_string()),
+                                kv("terminal_phase", s.answers.count(PlanStatus::Terminal).to_string()),
+                                kv("landing_time_moves", s.retimed.to_string()),
+                                kv("deadline_misses", a.late.to_string()),
+                                kv("deadline_ms", format!("{:.1}", controller.config().deadline_s * 1e3)),
+                                kv("solve_ms_p50", format!("{:.3}", percentile(solve, 0.5))),
+                                kv("solve_ms_p99", format!("{:.3}", percentile(solve, 0.99))),
+                                kv("cycle_ms_p50", format!("{:.3}", percentile(&lp.cycle_ms, 0.5))),
+                                kv("cycle_ms_p99", format!("{:.3}", percentile(&lp.cycle_ms, 0.99))),
+                                kv("window_answers", h.window.answers.to_string()),
+                                kv("window_failed", h.window.failed.to_string()),
+                                kv("window_fallback_shifted", h.window.fallback.to_string()),
+                                kv("window_late", h.window.late.to_string()),
+                                kv("failed_streak", h.failed_streak.to_string()),
+                                kv("last_failure_reason", h.last_failure.as_ref().map(|f| f.0.clone()).unwrap_or_default()),
+                                kv("last_failure", h.last_failure.as_ref().map(|f| f.1.clone()).unwrap_or_default()),
+                                kv("state_age_s", h.state_age_s.map(|a| format!("{a:.3}")).unwrap_or_else(|| "none yet".into())),
+                            ],
+                        };
+                        status.values.push(kv("lifecycle_state", lstate.label().into()));
+                        if lstate != LifecycleState::Active {
+                            // not answering is what an inactive node does: no error for it
+                            status.level = DiagnosticStatus::OK as u8;
+                            status.message = format!("{}: not answering (lifecycle; activate to answer)", lstate.label());
+                        }
+                        status
+                    } else {
+                        DiagnosticStatus {
+                            level: DiagnosticStatus::OK as u8,
+                            name: format!("{diag_name}: receding-horizon controller"),
+                            message: format!("{}: no model loaded (lifecycle; configure loads it)", lstate.label()),
+                            hardware_id: String::new(),
+                            values: vec![kv("lifecycle_state", lstate.label().into())],
+                        }
                     };
                     lp.window_cycles = 0;
                     if lp.cycle_ms.len() > 5000 { lp.cycle_ms.drain(..2500); }
@@ -372,6 +472,11 @@ fn run() -> AnyResult<()> {
                 }
                 Some(g) = goal_sub.next() => {
                     rec.write("/goal", now_secs(&clock), &g);
+                    let Some(controller) = controller.as_mut() else {
+                        lp.throttle.info("goal-unconfigured", "goal held until configure (the node is unconfigured)");
+                        pending_goal = Some(g);
+                        continue;
+                    };
                     match controller.set_goal_at(&goal_from_msg(&g), Some(now_secs(&clock))) {
                         Ok(()) => {
                             lp.health.set_goal(Some(started.elapsed().as_secs_f64()));
@@ -387,14 +492,20 @@ fn run() -> AnyResult<()> {
                     rec.write("/state", now_secs(&clock), &msg);
                     let mut latest = msg;
                     while let Some(Some(m)) = state_sub.next().now_or_never() { rec.write("/state", now_secs(&clock), &m); latest = m; }
-                    cycle(&mut controller, state_from_msg(&latest), latest.header.stamp.clone(), &mut lp, &mut rec);
+                    match (lstate, controller.as_mut()) {
+                        (LifecycleState::Active, Some(c)) => cycle(c, state_from_msg(&latest), latest.header.stamp.clone(), &mut lp, &mut rec),
+                        _ => lp.throttle.info("not-active", &format!("state not answered: trc_node is {} (lifecycle)", lstate.label())),
+                    }
                 }
                 Some(o) = odom_sub.next() => {
                     rec.write("/odom", now_secs(&clock), &o);
                     let mut o = o;
                     while let Some(Some(m)) = odom_sub.next().now_or_never() { rec.write("/odom", now_secs(&clock), &m); o = m; }
                     match descent_state_from_odometry(&o, mass) {
-                        Some(s) if cfg.problem.name == ProblemKind::Descent => cycle(&mut controller, s, o.header.stamp.clone(), &mut lp, &mut rec),
+                        Some(s) if cfg.problem.name == ProblemKind::Descent => match (lstate, controller.as_mut()) {
+                            (LifecycleState::Active, Some(c)) => cycle(c, s, o.header.stamp.clone(), &mut lp, &mut rec),
+                            _ => lp.throttle.info("not-active", &format!("odom not answered: trc_node is {} (lifecycle)", lstate.label())),
+                        },
                         Some(_) => lp.throttle.warn("odom-problem", "odom received but the problem is not descent; ignored"),
                         None => lp.throttle.warn("odom-mass", "odom received but no mass yet on `mass` (std_msgs/Float64); ignored"),
                     }
@@ -405,12 +516,56 @@ fn run() -> AnyResult<()> {
                 }
                 Some((name, _)) = param_events.next() => {
                     let c = live.lock().map(|c| c.controller.clone());
-                    if let Ok(c) = c {
+                    if let (Ok(c), Some(controller)) = (c, controller.as_mut()) {
                         match controller.set_config(c) {
                             Ok(()) => log::info!("controller settings updated ({name})"),
                             Err(e) => log::warn!("controller settings refused: {e}"),
                         }
                     }
+                }
+                Some(req) = change_state_srv.next() => {
+                    let (id, label) = (req.message.transition.id, req.message.transition.label.clone());
+                    let ok = match lstate.resolve(id, &label) {
+                        Err(e) => {
+                            log::warn!("lifecycle: {e}");
+                            false
+                        }
+                        Ok(t) => {
+                            let start = lstate;
+                            let done = transition(t, &mut controller, &live, package_root.as_deref(), &mut pending_goal, &clock);
+                            lstate = t.outcome(done.is_ok());
+                            match &done {
+                                Ok(()) => log::info!("lifecycle: {} -> {} ({})", start.label(), lstate.label(), t.label()),
+                                Err(reason) => log::error!("lifecycle: {} failed, back to {}: {reason}", t.label(), lstate.label()),
+                            }
+                            let stamp_ns = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0);
+                            let _ = transition_pub.publish(&LcTransitionEvent {
+                                timestamp: stamp_ns,
+                                transition: LcTransition { id: t.id(), label: t.label().into() },
+                                start_state: lc_state(start),
+                                goal_state: lc_state(lstate),
+                            });
+                            done.is_ok()
+                        }
+                    };
+                    let _ = req.respond(LcChangeState::Response { success: ok });
+                    if lstate == LifecycleState::Finalized {
+                        break;
+                    }
+                }
+                Some(req) = get_state_srv.next() => {
+                    let _ = req.respond(LcGetState::Response { current_state: lc_state(lstate) });
+                }
+                Some(req) = get_states_srv.next() => {
+                    let _ = req.respond(LcGetAvailableStates::Response { available_states: LifecycleState::ALL.iter().map(|s| lc_state(*s)).collect() });
+                }
+                Some(req) = get_transitions_srv.next() => {
+                    let available_transitions = lstate
+                        .available()
+                        .into_iter()
+                        .map(|t| LcTransitionDescription { transition: LcTransition { id: t.id(), label: t.label().into() }, start_state: lc_state(t.start()), goal_state: lc_state(t.goal()) })
+                        .collect();
+                    let _ = req.respond(LcGetAvailableTransitions::Response { available_transitions });
                 }
                 _ = int.recv() => break,
                 _ = term.recv() => break,
@@ -421,9 +576,11 @@ fn run() -> AnyResult<()> {
     running.store(false, Ordering::Relaxed);
     let _ = spinner.join();
     rec.close();
-    let s = controller.stats();
-    let counts: Vec<String> = PlanStatus::ALL.iter().map(|st| format!("{} {}", s.answers.count(*st), st.name())).collect();
-    log::info!("trc_node: {} cycles: {}; {} late, {} landing-time moves", s.answers.total(), counts.join(", "), s.answers.late, s.retimed);
+    if let Some(controller) = &controller {
+        let s = controller.stats();
+        let counts: Vec<String> = PlanStatus::ALL.iter().map(|st| format!("{} {}", s.answers.count(*st), st.name())).collect();
+        log::info!("trc_node: {} cycles: {}; {} late, {} landing-time moves", s.answers.total(), counts.join(", "), s.answers.late, s.retimed);
+    }
     drop(controller); // ends the inference thread before libtorch's static teardown
     result
 }

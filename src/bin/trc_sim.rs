@@ -81,6 +81,9 @@ impl CommandSub {
 fn run() -> AnyResult<bool> {
     let ctx = r2r::Context::create()?;
     let mut node = r2r::Node::create(ctx, "trc_sim", "")?;
+    if let Err(e) = ros::logging::attach_rosout(&mut node) {
+        log::warn!("no /rosout publisher ({e}); logs go to the console only");
+    }
     let mut cfg = node_startup_config(&node)?;
     // the package root: the params file's folder's parent (config/descent.yaml -> .)
     let package_root = std::env::args()

@@ -84,6 +84,15 @@ pub struct NodeConfig {
     /// `_<Unix seconds>` suffix is added when it exists); empty = off. Log times are the node's clock
     /// (sim time under use_sim_time). Default off. `docs/rosbags.md`.
     pub record_to: String,
+    /// Publish `plan_markers` (`visualization_msgs/MarkerArray`: the predicted trajectory, the
+    /// landing site and the thrust, in the plan's frame; `ros::markers`) with every answer for
+    /// RViz or Foxglove. Default true (descent only).
+    pub markers: bool,
+    /// Start active, as an unmanaged node (load, warm up, answer). `false`: a managed
+    /// (lifecycle) node that starts unconfigured and waits for `configure` (loads the model) and
+    /// `activate` (warm-up, then answers) on its `lifecycle_msgs` services (README "Lifecycle").
+    /// Default true.
+    pub autostart: bool,
 }
 
 impl Default for NodeConfig {
@@ -98,6 +107,8 @@ impl Default for NodeConfig {
             inject_delay_between_ms: 0.0,
             diagnostics_period_s: 1.0,
             record_to: String::new(),
+            markers: true,
+            autostart: true,
         }
     }
 }

@@ -12,6 +12,7 @@
 pub mod correction;
 pub mod health;
 pub mod io;
+pub mod lifecycle;
 pub mod mission;
 pub mod policy;
 pub mod receding;

@@ -234,6 +234,26 @@ impl RecedingHorizon {
         self.worker.is_ok()
     }
 
+    /// Runs `passes` full refinements of a representative request (a validation-split state of
+    /// the problem to its default target and t_go) on the inference thread and waits for each,
+    /// up to `timeout` in all: the managed node's activate, so that the first answer finds the
+    /// kernels and the allocator warm. Call it between cycles (no job of `step` pending).
+    /// Returns the last pass's wall time [ms], or `None` without a policy or when no pass
+    /// finished in time.
+    pub fn warm_up(&mut self, passes: u32, timeout: std::time::Duration) -> Option<f64> {
+        let worker = self.worker.as_mut().ok()?;
+        let inst = crate::data::sample_instance(&self.problem_cfg, 0, crate::data::Split::Val, 0);
+        let (target, t_go) = (self.problem.default_target(), self.problem.default_t_go());
+        let until = Instant::now() + timeout;
+        let mut last = None;
+        for _ in 0..passes {
+            let t = Instant::now();
+            worker_plan(worker, &inst.x0, &target, t_go, until)?;
+            last = Some(t.elapsed().as_secs_f64() * 1e3);
+        }
+        last
+    }
+
     /// Sets the goal. A new goal drops the last plan (it answered another target); a re-sent
     /// identical goal keeps it (and the terminal phase).
     ///

@@ -1,8 +1,51 @@
 //! The `log` -> ROS 2 logging bridge for the nodes: every record goes through rcutils logging
-//! (console output in the ROS format, and `/rosout` once the node exists). `RUST_LOG` sets the
-//! level (`error`, `warn`, `info`, `debug`, `trace`; default `info`).
+//! (console output in the ROS format) and, once [`attach_rosout`] has run, is published on
+//! `/rosout` (`rcl_interfaces/msg/Log`, the standard QoS: reliable, transient local, keep last
+//! 1000), where `ros2 topic echo /rosout`, rqt_console and Foxglove read it. Since Iron the rosout
+//! publisher is the client library's job, and r2r 0.9 creates none: this bridge is it.
+//! `RUST_LOG` sets the level (`error`, `warn`, `info`, `debug`, `trace`; default `info`).
+
+use std::sync::{Mutex, OnceLock};
 
 use log::{Level, LevelFilter, Log, Metadata, Record};
+
+/// The node's `/rosout` publisher, once attached.
+static ROSOUT: OnceLock<Mutex<r2r::Publisher<r2r::rcl_interfaces::msg::Log>>> = OnceLock::new();
+
+/// Publishes every later record on `/rosout` through `node` (call once, after the node exists).
+///
+/// # Errors
+/// r2r's error when the publisher cannot be created.
+pub fn attach_rosout(node: &mut r2r::Node) -> r2r::Result<()> {
+    let qos = r2r::QosProfile::default().reliable().transient_local().keep_last(1000);
+    let publisher = node.create_publisher::<r2r::rcl_interfaces::msg::Log>("/rosout", qos)?;
+    let _ = ROSOUT.set(Mutex::new(publisher));
+    Ok(())
+}
+
+fn to_rosout(r: &Record<'_>, name: &str) {
+    let Some(publisher) = ROSOUT.get() else { return };
+    let level = match r.level() {
+        Level::Error => r2r::rcl_interfaces::msg::Log::ERROR as u8,
+        Level::Warn => r2r::rcl_interfaces::msg::Log::WARN as u8,
+        Level::Info => r2r::rcl_interfaces::msg::Log::INFO as u8,
+        Level::Debug | Level::Trace => r2r::rcl_interfaces::msg::Log::DEBUG as u8,
+    };
+    let d = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let msg = r2r::rcl_interfaces::msg::Log {
+        stamp: r2r::builtin_interfaces::msg::Time { sec: d.as_secs() as i32, nanosec: d.subsec_nanos() },
+        level,
+        name: name.to_string(),
+        msg: r.args().to_string(),
+        file: r.file().unwrap_or("?").to_string(),
+        function: r.target().to_string(),
+        line: r.line().unwrap_or(0),
+    };
+    // a DDS write does not block; r2r's own records never come here (no recursion)
+    if let Ok(p) = publisher.lock() {
+        let _ = p.publish(&msg);
+    }
+}
 
 struct RosLogger {
     name: String,
@@ -26,6 +69,7 @@ impl Log for RosLogger {
             Level::Debug | Level::Trace => r2r::LogSeverity::Debug,
         };
         r2r::log(&r.args().to_string(), &self.name, r.file().unwrap_or("?"), r.line().unwrap_or(0), sev);
+        to_rosout(r, &self.name);
     }
 
     fn flush(&self) {}

@@ -8,6 +8,7 @@ use r2r::trc_control::msg::ControlSequence;
 use thiserror::Error;
 
 pub mod logging;
+pub mod markers;
 pub mod params;
 
 use crate::plan::{Plan, PlanStatus};
