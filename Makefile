@@ -57,14 +57,23 @@ clean-env:
 BENCH_INSTANCES ?= 50
 LOSSLESS_SAMPLES ?= 1000
 DATA_COUNT ?= 5000
-.PHONY: bench bench-solvers bench-datasets bench-closed-loop bench-latency bench-faults
-bench: bench-solvers bench-datasets bench-inference bench-closed-loop bench-latency bench-faults
+.PHONY: bench bench-solvers bench-datasets bench-closed-loop bench-latency bench-faults bench-mujoco bench-batch
+bench: bench-solvers bench-datasets bench-inference bench-batch bench-closed-loop bench-latency bench-faults bench-mujoco
 	source ./trc-env.sh && cargo run --release --bin trc -- bench report
 
 # Soak and burst over DDS (about 11 minutes; not in CI): issue 12's load check and issue 14's memory.
 .PHONY: bench-reliability
 bench-reliability: setup
 	source ./trc-env.sh && cargo build --release --bins && target/release/trc bench reliability --busy --out bench/reliability.md && target/release/trc bench report
+
+# The controller against the 6-DoF MuJoCo lander over DDS (about 25 minutes; docs/mujoco.md).
+MUJOCO_EPISODES ?= 50
+bench-mujoco: setup
+	source ./trc-env.sh && cargo build --release --bins && target/release/trc bench mujoco --episodes $(MUJOCO_EPISODES) --seed 37 && target/release/trc bench report
+
+# Batched inference on the CPU (several vehicles per call; issue 15's table).
+bench-batch: setup
+	source ./trc-env.sh && cargo run --release --bin trc -- bench inference --model models/descent --batch 1,8,64,512 --reps 20 --device cpu
 
 bench-faults: setup
 	source ./trc-env.sh && cargo run --release --bin trc -- bench faults --out bench/faults.md && cargo run --release --bin trc -- bench report

@@ -5,7 +5,6 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use futures::{FutureExt, StreamExt};
@@ -19,21 +18,7 @@ use trc_control::ros::wall_time_now as now;
 #[test]
 fn a_failed_streak_is_an_error_and_the_report_keeps_its_period_under_a_flood() {
     let domain = common::isolate_ros_domain();
-    let node = Command::new(env!("CARGO_BIN_EXE_trc_node"))
-        .args([
-            "--ros-args",
-            "--params-file",
-            &format!("{}/config/descent.yaml", env!("CARGO_MANIFEST_DIR")),
-            "-p",
-            "node.device:=cpu",
-            "-p",
-            "node.diagnostics_period_s:=0.5",
-        ])
-        .env("ROS_DOMAIN_ID", domain.to_string())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start trc_node");
+    let node = common::spawn_node(env!("CARGO_BIN_EXE_trc_node"), "descent", &["node.device:=cpu", "node.diagnostics_period_s:=0.5"], domain);
     let ctx = r2r::Context::create().expect("rcl context");
     let mut probe = r2r::Node::create(ctx, "trc_diag_probe", "").expect("probe node");
     let goal_pub = probe.create_publisher::<Goal>("/goal", QosProfile::default().keep_last(1).transient_local()).expect("goal publisher");

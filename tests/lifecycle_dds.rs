@@ -17,18 +17,8 @@ fn python() -> String {
 /// Runs the client in `mode` against a managed trc_node with `extra` parameters; returns the
 /// client's JSON, the node's exit status (if it exited) and its log.
 fn drive(mode: &str, extra: &[&str], domain: u32) -> (serde_json::Value, Option<std::process::ExitStatus>, String) {
-    let mut args = vec!["--ros-args".to_string(), "--params-file".into(), format!("{}/config/descent.yaml", env!("CARGO_MANIFEST_DIR"))];
-    for p in ["node.autostart:=false", "node.device:=cpu", "controller.deadline_s:=0.5"].iter().chain(extra) {
-        args.push("-p".into());
-        args.push(p.to_string());
-    }
-    let node = Command::new(env!("CARGO_BIN_EXE_trc_node"))
-        .args(&args)
-        .env("ROS_DOMAIN_ID", domain.to_string())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start trc_node");
+    let params: Vec<&str> = ["node.autostart:=false", "node.device:=cpu", "controller.deadline_s:=0.5"].iter().chain(extra).copied().collect();
+    let node = common::spawn_node(env!("CARGO_BIN_EXE_trc_node"), "descent", &params, domain);
     let mut client = Command::new(python())
         .args([concat!(env!("CARGO_MANIFEST_DIR"), "/tests/ros/rclpy_lifecycle.py"), mode])
         .env("ROS_DOMAIN_ID", domain.to_string())

@@ -15,10 +15,6 @@ use r2r::std_msgs::msg::Header;
 use r2r::trc_control::msg::{ControlSequence, Goal, State};
 use r2r::QosProfile;
 
-fn root() -> &'static str {
-    env!("CARGO_MANIFEST_DIR")
-}
-
 /// `(pid, comm, state)` of every process whose parent is `ppid` (from /proc/*/stat).
 fn children_of(ppid: u32) -> Vec<(u32, String, char)> {
     let mut out = Vec::new();
@@ -94,13 +90,7 @@ use trc_control::ros::wall_time_now as now;
 #[test]
 fn answers_carry_their_states_stamp_exactly() {
     let domain = common::isolate_ros_domain();
-    let node = Command::new(env!("CARGO_BIN_EXE_trc_node"))
-        .args(["--ros-args", "--params-file", &format!("{}/config/descent.yaml", root()), "-p", "node.device:=cpu"])
-        .env("ROS_DOMAIN_ID", domain.to_string())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start trc_node");
+    let node = common::spawn_node(env!("CARGO_BIN_EXE_trc_node"), "descent", &["node.device:=cpu"], domain);
     let ctx = r2r::Context::create().expect("rcl context");
     let mut probe = r2r::Node::create(ctx, "trc_stamp_probe", "").expect("probe node");
     let goal_pub = probe.create_publisher::<Goal>("/goal", QosProfile::default().keep_last(1).transient_local()).expect("goal publisher");

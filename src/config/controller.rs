@@ -58,6 +58,10 @@ pub struct ControllerConfig {
     /// (measured against the MuJoCo lander, docs/mujoco.md: 2 /s oscillated at +-1.5 m/s below
     /// the gate, 1 /s did not).
     pub gate_lateral_gain_per_s: f64,
+    /// Position gain of the sink law's horizontal correction [1/s^2] (`k_p`); 0 (the default)
+    /// = `k_v^2 / 8` (damping ratio 1.4). `k_v^2 / 4` is critically damped: a vehicle with a low
+    /// `k_v` still pulls a gate arrival's offset in within the sink (docs/mujoco.md).
+    pub gate_lateral_position_gain_per_s2: f64,
     /// Descent disturbance observer: time constant [s] of the estimate of the unmodelled
     /// acceleration `b` (measured velocity change minus the model's, low-pass filtered, see
     /// `src/control/mission/observer.rs`); the terminal correction and the sink aim with gravity
@@ -161,6 +165,7 @@ impl Default for ControllerConfig {
             gate_sink_rate_mps: 0.35,
             gate_max_tilt_deg: 0.0,
             gate_lateral_gain_per_s: 2.0,
+            gate_lateral_position_gain_per_s2: 0.0,
             disturbance_observer_s: 2.0,
             position_filter_gain: 0.2,
             warm_correction: true,
@@ -202,6 +207,13 @@ impl ControllerConfig {
         non_negative("controller.gate_sink_rate_mps", self.gate_sink_rate_mps)?;
         non_negative("controller.gate_max_tilt_deg", self.gate_max_tilt_deg)?;
         positive("controller.gate_lateral_gain_per_s", self.gate_lateral_gain_per_s)?;
+        non_negative("controller.gate_lateral_position_gain_per_s2", self.gate_lateral_position_gain_per_s2)?;
+        if self.gate_lateral_position_gain_per_s2 > 100.0 {
+            return Err(ConfigError::invalid(
+                "controller.gate_lateral_position_gain_per_s2",
+                format!("must be <= 100 /s^2 (0: k_v^2 / 8), got {}", self.gate_lateral_position_gain_per_s2),
+            ));
+        }
         if self.gate_lateral_gain_per_s > 20.0 {
             return Err(ConfigError::invalid("controller.gate_lateral_gain_per_s", format!("must be <= 20 /s, got {}", self.gate_lateral_gain_per_s)));
         }

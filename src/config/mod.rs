@@ -118,6 +118,7 @@ pub const LIVE_PARAMETERS: &[&str] = &[
     "controller.gate_sink_rate_mps",
     "controller.gate_max_tilt_deg",
     "controller.gate_lateral_gain_per_s",
+    "controller.gate_lateral_position_gain_per_s2",
     "controller.disturbance_observer_s",
     "controller.position_filter_gain",
     "controller.warm_correction",

@@ -53,3 +53,20 @@ pub fn stop(mut c: std::process::Child, grace: std::time::Duration) -> String {
     }
     out + &err
 }
+
+/// Starts the node binary `exe` with `config/<config>.yaml` and the `-p` overrides `params` on
+/// ROS domain `domain`, stdout and stderr piped (read them with [`stop`]).
+pub fn spawn_node(exe: &str, config: &str, params: &[&str], domain: u32) -> std::process::Child {
+    let mut args = vec!["--ros-args".to_string(), "--params-file".into(), format!("{}/config/{config}.yaml", env!("CARGO_MANIFEST_DIR"))];
+    for p in params {
+        args.push("-p".into());
+        args.push(p.to_string());
+    }
+    std::process::Command::new(exe)
+        .args(&args)
+        .env("ROS_DOMAIN_ID", domain.to_string())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("start {exe}: {e}"))
+}

@@ -537,8 +537,11 @@ enum BenchCmd {
         #[arg(long, default_value_t = 50)]
         episodes: usize,
         /// Seed (test split).
-        #[arg(long, default_value_t = 31)]
+        #[arg(long, default_value_t = 37)]
         seed: u64,
+        /// First test-split index of the seed (the episodes are the feasible ones from it on).
+        #[arg(long, default_value_t = 0)]
+        first_episode: u64,
         /// Sim time per wall time.
         #[arg(long, default_value_t = 2.0)]
         time_scale: f64,
@@ -760,8 +763,8 @@ fn main() -> ExitCode {
             BenchCmd::Report { dir, out } => bench::report(&dir, &out),
             BenchCmd::Faults { out } => faults::faults(&out),
             #[cfg(feature = "ros")]
-            BenchCmd::Mujoco { out, episodes, seed, time_scale, deadline_ms, params } => {
-                mujoco::bench(&out, episodes, seed, time_scale, deadline_ms * 1e-3, &params)
+            BenchCmd::Mujoco { out, episodes, seed, first_episode, time_scale, deadline_ms, params } => {
+                mujoco::bench(&out, episodes, (seed, first_episode), time_scale, deadline_ms * 1e-3, &params)
             }
             #[cfg(feature = "ros")]
             BenchCmd::Reliability { out, soak_s, rate_hz, busy, burst_s } => reliability::reliability(&out, soak_s, rate_hz, busy, burst_s),

@@ -164,15 +164,16 @@ fn read_results(path: &Path) -> AnyResult<Vec<MujocoEpisode>> {
     Ok(out)
 }
 
-/// `trc bench mujoco`: `episodes` episodes of `seed` flown against the MuJoCo plant over DDS and,
+/// `trc bench mujoco`: `episodes` episodes of `seed` (the feasible test-split states from index
+/// `first` on) flown against the MuJoCo plant over DDS and,
 /// for the row beside it, in lockstep against trc_sim's plant; writes the fragment to `out`.
 ///
 /// # Errors
 /// As [`fly_mujoco`]; a controller that cannot be built.
-pub fn bench(out: &Path, episodes: usize, seed: u64, time_scale: f64, deadline_s: f64, params: &[String]) -> AnyResult<()> {
+pub fn bench(out: &Path, episodes: usize, (seed, first): (u64, u64), time_scale: f64, deadline_s: f64, params: &[String]) -> AnyResult<()> {
     let root = package_root();
     let cfg = TrcConfig::from_file(root.join("config/descent.yaml"))?;
-    let specs = episode_specs(&cfg.problem, seed, 0, episodes);
+    let specs = episode_specs(&cfg.problem, seed, first, episodes);
     let started = Instant::now();
     let mj = fly_mujoco(&cfg, &specs, time_scale, deadline_s, params)?;
     let mj_s = started.elapsed().as_secs_f64();
@@ -182,13 +183,14 @@ pub fn bench(out: &Path, episodes: usize, seed: u64, time_scale: f64, deadline_s
     let mut ctl = RecedingHorizon::from_config(&lock_cfg, None)?;
     let lock: Vec<_> = specs.iter().map(|s| fly(&mut ctl, &lock_cfg.problem, &lock_cfg.sim, s)).collect::<Result<_, _>>()?;
     let mut md = format!(
-        "## The controller against an independent physics engine (MuJoCo)\n\nCommand: `trc bench mujoco --episodes {episodes} --seed {seed} --time-scale {time_scale} --deadline-ms {:.0}` ({} build, {} cores); MuJoCo plant {mj_s:.0} s.\n\n",
+        "## The controller against an independent physics engine (MuJoCo)\n\nCommand: `trc bench mujoco --episodes {episodes} --seed {seed}{} --time-scale {time_scale} --deadline-ms {:.0}` ({} build, {} cores); MuJoCo plant {mj_s:.0} s.\n\n",
+        if first > 0 { format!(" --first-episode {first}") } else { String::new() },
         deadline_s * 1e3,
         if cfg!(debug_assertions) { "debug" } else { "release" },
         std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
     );
     let extra = if params.is_empty() { String::new() } else { format!(", and `{}`", params.join("`, `")) };
-    let _ = write!(md, "trc_node (shipped model, `config/descent.yaml` with the overrides of `{VEHICLE_OVERRIDES}`{extra}: touchdown gate 3 m at 0.4 m/s, sink tilt up to 15 deg, lateral gain 1 /s; CPU) ");
+    let _ = write!(md, "trc_node (shipped model, `config/descent.yaml` with the overrides of `{VEHICLE_OVERRIDES}`{extra}: touchdown gate 3 m at 0.4 m/s, sink tilt up to 15 deg, lateral gains 1 /s and 0.25 /s^2; CPU) ");
     md.push_str("over DDS in sim time against `mujoco/lander_plant.py`: the lander as a 6-DoF MuJoCo rigid body (RK4, 2 ms), the engine along the body axis with a 0.1 s thrust lag, the body turned toward the commanded direction by an attitude loop (4 rad/s, damping 0.8, torque limited to a 10 deg gimbal at the current thrust over the 1.5 m arm plus 500 N m), mass falling as |T| / (Isp g0), the base (landing-leg plane) reported as `nav_msgs/Odometry` with the twist in the body frame and the mass on `mass`: the Gazebo bridge's interface, read by the node's Odometry adapter (docs/mujoco.md). The same episodes (the first feasible test-split states of the seed, LCvx t_f as the goal's t_go) are flown in lockstep against trc_sim's 3-DoF plant with `config/descent.yaml` alone (its 1 m gate). Success on MuJoCo: touchdown of the base within 1 m of the site under 0.5 m/s, tilt at most 10 deg, never more than 0.27 m under the glide-slope cone. Fuel gap: propellant burned over the LCvx optimum to the ground (the gate's sink included in what is flown).\n\n");
     md.push_str("| plant | episodes | success | touchdown error p50 / p95 [m] | touchdown speed p50 / p95 [m/s] | tilt at touchdown p50 / max [deg] | fuel gap mean / median | flight time mean [s] | ends |\n|---|---|---|---|---|---|---|---|---|\n");
     let pct = |n: usize, d: usize| 100.0 * n as f64 / d.max(1) as f64;

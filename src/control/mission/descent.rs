@@ -57,8 +57,9 @@
 //!   without a gate ([`Rejected::PastLandingTime`]), the sink: vertical thrust
 //!   `m (|g| + k_v (-s - v_z))` (`s` the gate's sink rate, 1 m/s without a gate; braking harder
 //!   when needed to reach `s` 0.1 m above the site; `k_v` = 2 /s), horizontal
-//!   `m (-k_l v_xy - k_l^2 / 8 (r_xy - r_t))` (`k_l` = `gate_lateral_gain_per_s`, 2 /s by
-//!   default) with the tilt held to `gate_max_tilt_deg` (0, the default:
+//!   `m (-k_l v_xy - k_p (r_xy - r_t))` (`k_l` = `gate_lateral_gain_per_s`, 2 /s by default;
+//!   `k_p` = `gate_lateral_position_gain_per_s2`, by default `k_l^2 / 8`) with the tilt held to
+//!   `gate_max_tilt_deg` (0, the default:
 //!   90% of the pointing limit), projected onto the thrust annulus and pointing cone, with the mass
 //!   clamped to `[m_dry, m_wet]`; without a valid state `0.95 m_wet |g|` upright.
 //! - **Plausibility gates** (`controller.plausibility`): a state whose mass is outside
@@ -234,9 +235,10 @@ impl DescentMission {
             })
             .unwrap_or(0.95 * g)
             .max(0.0);
-        // horizontal: k_v = gate_lateral_gain_per_s, k_p = k_v^2 / 8 (damping 1.4)
+        // horizontal: k_v = gate_lateral_gain_per_s, k_p = gate_lateral_position_gain_per_s2
+        // (0: k_v^2 / 8, damping 1.4)
         let kv = self.cfg.gate_lateral_gain_per_s;
-        let kp = kv * kv / 8.0;
+        let kp = if self.cfg.gate_lateral_position_gain_per_s2 > 0.0 { self.cfg.gate_lateral_position_gain_per_s2 } else { kv * kv / 8.0 };
         let (ax, ay) = match (x, x_target) {
             (Some(x), Some(t)) => (-kv * x[idx::VEL] - kp * (x[idx::POS] - t[idx::POS]), -kv * x[idx::VEL + 1] - kp * (x[idx::POS + 1] - t[idx::POS + 1])),
             (Some(x), None) => (-kv * x[idx::VEL], -kv * x[idx::VEL + 1]),
