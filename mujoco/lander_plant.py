@@ -3,7 +3,8 @@
 
 Speaks exactly what a Gazebo bridge gives the node (gazebo/bridge.yaml, README "Gazebo"):
 
-    out  odom   nav_msgs/Odometry       pose of the base (landing-leg plane centre) in `landing_site`,
+    out  odom   nav_msgs/Odometry       pose of the navigation point (the centre of mass, its height
+                                        counted from where it stands on the pad) in `landing_site`,
                                         twist in the body frame `base_link` (REP 105, as Gazebo's
                                         OdometryPublisher), best effort
     out  mass   std_msgs/Float64        vehicle mass [kg]
@@ -17,8 +18,8 @@ only: its magnitude follows the command through a first-order lag (`engine_tau_s
 axis is turned toward the commanded direction by an attitude loop (PD on the tilt error, natural
 frequency `att_wn`, damping `att_zeta`, torque limited to the engine gimbal's authority
 `gimbal_deg` at the current thrust over the 1.5 m arm, plus `rcs_torque_nm`). The commanded
-direction is therefore flown late and the position reported is the base, which swings with the
-attitude: the guidance's point-mass model is not this plant. Mass falls as |T| / (Isp g0).
+direction is therefore flown late, and the thrust lags the command: the guidance's point-mass
+model is not this plant. Touchdown is the base (landing-leg plane) crossing the ground. Mass falls as |T| / (Isp g0).
 
 Usage (`trc bench mujoco` writes the episodes file and starts this; see docs/mujoco.md):
 

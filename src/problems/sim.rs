@@ -401,5 +401,36 @@ pub fn cost_gauss_newton(p: &dyn Problem, x0: &DVector<f64>, u: &DMatrix<f64>, d
     Ok(DMatrix::zeros(steps, m))
 }
 
+/// Up to `max_steps` projected Gauss-Newton steps ([`cost_gauss_newton`]) on a quadratic tracking
+/// cost from `u` `[N, m]` (physical units), stopping at the first step that no longer lowers `J`
+/// by a relative `1e-9`: a classical refinement after the network for Van der Pol and the double
+/// integrator (the cost counterpart of descent's terminal correction). Returns the refined
+/// controls (inside the box) and the number of steps that lowered `J`.
+///
+/// # Errors
+/// [`ProblemError::Shape`] for wrong dimensions, or a problem without a quadratic cost.
+pub fn cost_gauss_newton_refine(
+    p: &dyn Problem,
+    x0: &DVector<f64>,
+    u: &DMatrix<f64>,
+    dt: f64,
+    xt: &DVector<f64>,
+    max_steps: usize,
+) -> Result<(DMatrix<f64>, usize), ProblemError> {
+    let mut u = u.clone();
+    let mut j = p.cost(&p.rollout(x0, &u, dt)?, &u, xt, dt);
+    for step in 0..max_steps {
+        let du = cost_gauss_newton(p, x0, &u, dt, xt)?;
+        let next = &u + du;
+        let j_next = p.cost(&p.rollout(x0, &next, dt)?, &next, xt, dt);
+        if !(j_next < j - 1e-9 * j.abs()) {
+            return Ok((u, step));
+        }
+        u = next;
+        j = j_next;
+    }
+    Ok((u, max_steps))
+}
+
 /// Largest batch the f64 rollout path takes (see [`Simulator::rollout`]).
 pub const FAST_BATCH: i64 = 8;

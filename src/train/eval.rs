@@ -89,12 +89,15 @@ pub struct EvalResult {
     pub continuous_success: Option<(f64, f64)>,
     /// Descent: touchdown position / speed error in the evaluation model (median).
     pub landing_error_median: Option<(f64, f64)>,
-    /// The same final controls after the terminal correction ([`crate::control::correction`]), for
-    /// problems with a terminal equality (descent); `None` otherwise.
+    /// The same final controls after the classical step after the network: the terminal
+    /// correction ([`crate::control::correction`]) for problems with a terminal equality
+    /// (descent), the cost Gauss-Newton refinement (at most [`COST_REFINE_STEPS`] steps) for
+    /// problems with a quadratic cost (Van der Pol, double integrator).
     pub corrected: Option<CorrectedEval>,
 }
 
-/// Metrics of TRC's final controls after the terminal correction (same samples, same models).
+/// Metrics of TRC's final controls after the terminal correction or the cost refinement (same
+/// samples, same models; [`EvalResult::corrected`]).
 #[derive(Debug, Clone, Serialize)]
 pub struct CorrectedEval {
     /// Relative cost gap `(J - J*) / J*`.
@@ -143,6 +146,10 @@ fn rows(t: &Tensor) -> Vec<DMatrix<f64>> {
     (0..t.size()[0]).map(|b| crate::tensor::to_dmatrix(&t.get(b)).expect("2-D")).collect()
 }
 
+/// Most projected Gauss-Newton steps of the cost refinement after the network for problems with
+/// a quadratic cost ([`crate::problems::cost_gauss_newton_refine`]; [`EvalResult::corrected`]).
+pub const COST_REFINE_STEPS: usize = 5;
+
 /// Evaluates the model with `outer` iterations on `test`, in batches of `batch`.
 pub fn evaluate(model: &Trc, test: &Dataset, outer: i64, batch: usize, landing_weight: f64) -> EvalResult {
     let _guard = tch::no_grad_guard();
@@ -161,6 +168,9 @@ pub fn evaluate(model: &Trc, test: &Dataset, outer: i64, batch: usize, landing_w
     let corrector = TerminalCorrector::new(model.problem_config(), TerminalCorrection { model: CorrectionModel::InLoop, ..Default::default() })
         .expect("the model's problem is valid");
     let has_terminal = p.terminal_equality().is_some();
+    // a quadratic cost (Van der Pol, double integrator): the classical step after the network is
+    // the projected cost Gauss-Newton refinement instead
+    let has_cost = !has_terminal && p.quadratic_cost().is_some();
     let (mut c_gaps, mut c_pos, mut c_vel) = (Vec::new(), Vec::new(), Vec::new());
     let (mut c_ok, mut c_cv, mut c_sv, mut c_cont, mut c_iters) = (0usize, 0usize, 0usize, 0usize, 0usize);
     let mut per_iter = vec![0.0; outer as usize + 1];
@@ -231,6 +241,19 @@ pub fn evaluate(model: &Trc, test: &Dataset, outer: i64, batch: usize, landing_w
                 let xcc = p.rollout(&x0, &uc, dt).expect("dims");
                 c_cont += p.is_success(&xcc.row(nn).transpose(), &xt) as usize;
             }
+            if has_cost {
+                let (uc, steps) = crate::problems::cost_gauss_newton_refine(p, &x0, uj, dt, &xt, COST_REFINE_STEPS).expect("a quadratic cost, checked above");
+                c_iters += steps;
+                let xc = sim.rollout_one(&x0, &uc, dt).expect("dimensions match the model");
+                let jc = p.cost(&xc, &uc, &xt, dt);
+                sum_jc += jc;
+                c_gaps.push((jc - j_star) / j_star.abs().max(1e-12));
+                c_ok += p.is_success(&xc.row(nn).transpose(), &xt) as usize;
+                let vc = p.check_constraints(&xc, &uc, &xt);
+                c_cv += vc.iter().any(|v| is_ctrl(&v.kind)) as usize;
+                c_sv += vc.iter().any(|v| !is_ctrl(&v.kind)) as usize;
+                c_cont += p.is_success(&xc.row(nn).transpose(), &xt) as usize;
+            }
             if p.kind() == ProblemKind::Descent {
                 pos_err.push((last.rows(0, 3) - xt.rows(0, 3)).norm());
                 vel_err.push((last.rows(3, 3) - xt.rows(3, 3)).norm());
@@ -263,7 +286,7 @@ pub fn evaluate(model: &Trc, test: &Dataset, outer: i64, batch: usize, landing_w
         monotone_fraction: mono as f64 / s,
         continuous_success: descent.then(|| (cont as f64 / s, cont_opt as f64 / s)),
         landing_error_median: descent.then(|| (Stats::of(&pos_err).median, Stats::of(&vel_err).median)),
-        corrected: has_terminal.then(|| CorrectedEval {
+        corrected: (has_terminal || has_cost).then(|| CorrectedEval {
             cost_gap: Stats::of(&c_gaps),
             total_gap: sum_jc / sum_j_star.abs().max(1e-12) - 1.0,
             success: c_ok as f64 / s,

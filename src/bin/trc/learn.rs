@@ -10,7 +10,7 @@ use trc_control::model::checkpoint::{self, ModelCard, Provenance};
 use trc_control::model::trc::parameter_count;
 use trc_control::model::{ModelConfig, Normalizer, Trc};
 use trc_control::plot::{self, Panel, Series};
-use trc_control::train::eval::{evaluate, k_sweep, latent_pca, CorrectedEval, EvalResult, LatentPca, Stats, SweepRow, MONOTONE_COST_TOL, MONOTONE_ERROR_TOL};
+use trc_control::train::eval::{evaluate, k_sweep, latent_pca, CorrectedEval, EvalResult, LatentPca, Stats, SweepRow, COST_REFINE_STEPS, MONOTONE_COST_TOL, MONOTONE_ERROR_TOL};
 use trc_control::train::{self, Tensors, TrainConfig};
 
 type AnyResult<T> = Result<T, Box<dyn std::error::Error>>;
@@ -262,8 +262,9 @@ fn row(name: &str, r: &EvalResult) -> String {
 }
 
 fn corrected_row(name: &str, r: &EvalResult, c: &CorrectedEval) -> String {
-    let land = format!("{:.2} m, {:.3} m/s", c.landing_error_median.0, c.landing_error_median.1);
-    let cont = format!("{:.1}% / {:.1}%", 100.0 * c.continuous_success, r.continuous_success.map_or(f64::NAN, |x| 100.0 * x.1));
+    let descent = r.landing_error_median.is_some();
+    let land = if descent { format!("{:.2} m, {:.3} m/s", c.landing_error_median.0, c.landing_error_median.1) } else { "-".into() };
+    let cont = if descent { format!("{:.1}% / {:.1}%", 100.0 * c.continuous_success, r.continuous_success.map_or(f64::NAN, |x| 100.0 * x.1)) } else { "-".into() };
     let iters = format!("({:.1} Gauss-Newton steps)", c.mean_iterations);
     table_row(name, r.outer, &c.cost_gap, c.total_gap, c.success, r.success_optimum, (c.control_violations, c.state_violations), &land, &cont, &iters, "-")
 }
@@ -314,7 +315,7 @@ pub fn eval(stem: &Path, test_path: &Path, ks: &[i64], compare: Option<&Path>, r
         card.model.outer,
         card.model.inner
     );
-    md.push_str("Success and cost are rolled out in the demonstrations' discrete model (RK4 for Van der Pol / double integrator; the LCvx acceleration-hold model for descent), and the optimum is held to the same criterion. `continuous` re-simulates the thrust through the RK4 thrust-hold plant (TRC / optimum). J^(k) is the training cost relative to J* (descent: fuel plus landing-error term). Rows `+ terminal correction` take the same final controls through the projected Gauss-Newton correction onto the terminal constraint (`src/control/correction.rs`; descent only): a classical step after the network, reported separately from the raw network.\n\n");
+    md.push_str(&format!("Success and cost are rolled out in the demonstrations' discrete model (RK4 for Van der Pol / double integrator; the LCvx acceleration-hold model for descent), and the optimum is held to the same criterion. `continuous` re-simulates the thrust through the RK4 thrust-hold plant (TRC / optimum). J^(k) is the training cost relative to J* (descent: fuel plus landing-error term). Rows `+ terminal correction` take the same final controls through the projected Gauss-Newton correction onto the terminal constraint (`src/control/correction.rs`; descent); rows `+ cost Gauss-Newton refinement` take them through at most {COST_REFINE_STEPS} projected Gauss-Newton steps on the quadratic cost (`cost_gauss_newton_refine` in `src/problems/sim.rs`; Van der Pol, double integrator): classical steps after the network, reported separately from the raw network.\n\n"));
     md.push_str("| model | K | gap mean | gap median | gap p95 | gap of totals | success | optimum success | control violations | state violations | landing error (median) | continuous success | J^(0) -> J^(K) | monotone |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
     let mut at_trained = None;
     let mut state_kinds = Vec::new();
@@ -343,7 +344,8 @@ pub fn eval(stem: &Path, test_path: &Path, ks: &[i64], compare: Option<&Path>, r
                 100.0 * c.success,
                 c.mean_iterations
             );
-            md.push_str(&corrected_row(&format!("`{}` + terminal correction", stem.display()), &r, c));
+            let what = if r.landing_error_median.is_some() { "terminal correction".to_string() } else { format!("cost Gauss-Newton refinement (<= {COST_REFINE_STEPS} steps)") };
+            md.push_str(&corrected_row(&format!("`{}` + {what}", stem.display()), &r, c));
         }
         if k == card.model.outer {
             at_trained = Some(r);
@@ -504,12 +506,14 @@ pub fn eval(stem: &Path, test_path: &Path, ks: &[i64], compare: Option<&Path>, r
                 c.metrics.insert(format!("{prefix}_sweep_k{}_terminal_error", last.k), last.terminal_error);
             }
             if let Some(tc) = &r.corrected {
-                // the same controls after the terminal correction (a classical step, not the network)
-                c.metrics.insert(format!("{prefix}_with_terminal_correction_success_rate"), tc.success);
-                c.metrics.insert(format!("{prefix}_with_terminal_correction_cost_gap_mean"), tc.cost_gap.mean);
-                c.metrics.insert(format!("{prefix}_with_terminal_correction_control_violations"), tc.control_violations as f64);
-                c.metrics.insert(format!("{prefix}_with_terminal_correction_state_violations"), tc.state_violations as f64);
-                c.metrics.insert(format!("{prefix}_with_terminal_correction_gauss_newton_steps"), tc.mean_iterations);
+                // the same controls after the terminal correction or the cost refinement (a
+                // classical step, not the network)
+                let w = if r.landing_error_median.is_some() { "with_terminal_correction" } else { "with_cost_refinement" };
+                c.metrics.insert(format!("{prefix}_{w}_success_rate"), tc.success);
+                c.metrics.insert(format!("{prefix}_{w}_cost_gap_mean"), tc.cost_gap.mean);
+                c.metrics.insert(format!("{prefix}_{w}_control_violations"), tc.control_violations as f64);
+                c.metrics.insert(format!("{prefix}_{w}_state_violations"), tc.state_violations as f64);
+                c.metrics.insert(format!("{prefix}_{w}_gauss_newton_steps"), tc.mean_iterations);
             }
             let (_, cpath) = checkpoint::paths(stem);
             std::fs::write(&cpath, format!("# trc_control model card (written by trc train / trc eval --update-card)\n{}", serde_yaml::to_string(&c)?))?;
