@@ -122,6 +122,7 @@ pub const LIVE_PARAMETERS: &[&str] = &[
     "controller.disturbance_observer_s",
     "controller.position_filter_gain",
     "controller.warm_correction",
+    "controller.cost_refinement_steps",
     "controller.terminal_correction.enabled",
     "controller.terminal_correction.model",
     "controller.terminal_correction.max_iterations",

@@ -311,20 +311,9 @@ pub fn position_sensitivities(
     }
 }
 
-/// One Gauss-Newton step on a quadratic tracking cost ([`Problem::quadratic_cost`]) of an RK4
-/// problem: `x0` (length n), `u` `[N, m]`, step `dt` [s], target `xt` -> the step `du` `[N, m]`
-/// (physical units) that minimises the cost linearised about `u` (the states' sensitivity
-/// `S_j = d x_j / d u` by the chain rule through [`Problem::step_jacobian`];
-/// `H = sum_j S_j' W_j S_j + R I`, `g = sum_j S_j' W_j (x_j - x_t) + R u`, `du = -H^-1 g`),
-/// as a projected Newton step for the box (Bertsekas 1982, "Projected Newton methods for
-/// optimization problems with simple constraints"): components at a bound the gradient pushes
-/// against are held, and the step is searched along the projection arc (the first of
-/// s = 1, 1/2, .., 1/32 that lowers J; no step if none does). The returned step keeps `u + du`
-/// inside the box.
-///
-/// # Errors
-/// [`ProblemError::Shape`] for wrong dimensions, or a problem without a quadratic cost.
-pub fn cost_gauss_newton(p: &dyn Problem, x0: &DVector<f64>, u: &DMatrix<f64>, dt: f64, xt: &DVector<f64>) -> Result<DMatrix<f64>, ProblemError> {
+/// The Gauss-Newton model of the quadratic tracking cost of an RK4 problem about `u` `[N, m]`
+/// (see [`cost_gauss_newton`] for the equations).
+fn cost_gn_system(p: &dyn Problem, x0: &DVector<f64>, u: &DMatrix<f64>, dt: f64, xt: &DVector<f64>) -> Result<CostGnSystem, ProblemError> {
     let Some((q, r, q_f)) = p.quadratic_cost() else {
         return Err(super::shape_err(p.kind(), "cost_gauss_newton", "a quadratic tracking cost".into(), "none".into()));
     };
@@ -357,6 +346,56 @@ pub fn cost_gauss_newton(p: &dyn Problem, x0: &DVector<f64>, u: &DMatrix<f64>, d
         h[(i, i)] += r;
     }
     g += &u_flat * r;
+    Ok(CostGnSystem { h, g, u_flat, j: p.cost(&traj, u, xt, dt) })
+}
+
+/// The Gauss-Newton model of a quadratic tracking cost about `u` ([`cost_gn_system`]): `H`
+/// `[N m, N m]`, the gradient `g` `[N m]`, `u` flattened row-major and `J(u)`.
+struct CostGnSystem {
+    h: DMatrix<f64>,
+    g: DVector<f64>,
+    u_flat: DVector<f64>,
+    j: f64,
+}
+
+/// The control box of `p` per flattened component (`None` for a problem without a box).
+fn box_of(p: &dyn Problem, m: usize) -> Option<impl Fn(usize) -> (f64, f64)> {
+    match p.control_constraint() {
+        super::ControlConstraint::Box { lower, upper } => Some(move |i: usize| (lower[i % m], upper[i % m])),
+        _ => None,
+    }
+}
+
+/// Components at a bound the gradient pushes against (held by the projected Newton step).
+fn held_set(bound: Option<&impl Fn(usize) -> (f64, f64)>, u_flat: &DVector<f64>, g: &DVector<f64>) -> Vec<bool> {
+    (0..u_flat.len())
+        .map(|i| {
+            bound.is_some_and(|b| {
+                let (lo, hi) = b(i);
+                let tol = 1e-6 * (hi - lo).abs().max(1.0);
+                (u_flat[i] >= hi - tol && g[i] < 0.0) || (u_flat[i] <= lo + tol && g[i] > 0.0)
+            })
+        })
+        .collect()
+}
+
+/// One Gauss-Newton step on a quadratic tracking cost ([`Problem::quadratic_cost`]) of an RK4
+/// problem: `x0` (length n), `u` `[N, m]`, step `dt` [s], target `xt` -> the step `du` `[N, m]`
+/// (physical units) that minimises the cost linearised about `u` (the states' sensitivity
+/// `S_j = d x_j / d u` by the chain rule through [`Problem::step_jacobian`];
+/// `H = sum_j S_j' W_j S_j + R I`, `g = sum_j S_j' W_j (x_j - x_t) + R u`, `du = -H^-1 g`),
+/// as a projected Newton step for the box (Bertsekas 1982, "Projected Newton methods for
+/// optimization problems with simple constraints"): components at a bound the gradient pushes
+/// against are held, and the step is searched along the projection arc (the first of
+/// s = 1, 1/2, .., 1/32 that lowers J; no step if none does). The returned step keeps `u + du`
+/// inside the box.
+///
+/// # Errors
+/// [`ProblemError::Shape`] for wrong dimensions, or a problem without a quadratic cost.
+pub fn cost_gauss_newton(p: &dyn Problem, x0: &DVector<f64>, u: &DMatrix<f64>, dt: f64, xt: &DVector<f64>) -> Result<DMatrix<f64>, ProblemError> {
+    let CostGnSystem { h, g, u_flat, j: j0 } = cost_gn_system(p, x0, u, dt, xt)?;
+    let (steps, m) = (u.nrows(), u.ncols());
+    let nm = steps * m;
     let bounds = match p.control_constraint() {
         super::ControlConstraint::Box { lower, upper } => Some((lower, upper)),
         _ => None,
@@ -390,7 +429,6 @@ pub fn cost_gauss_newton(p: &dyn Problem, x0: &DVector<f64>, u: &DMatrix<f64>, d
         }),
         None => v,
     };
-    let j0 = p.cost(&traj, u, xt, dt);
     for s in [1.0, 0.5, 0.25, 0.125, 0.0625, 0.03125] {
         let us_flat = clip(&u_flat + &du * s);
         let us = DMatrix::from_row_slice(steps, m, us_flat.as_slice());
@@ -401,11 +439,17 @@ pub fn cost_gauss_newton(p: &dyn Problem, x0: &DVector<f64>, u: &DMatrix<f64>, d
     Ok(DMatrix::zeros(steps, m))
 }
 
-/// Up to `max_steps` projected Gauss-Newton steps ([`cost_gauss_newton`]) on a quadratic tracking
-/// cost from `u` `[N, m]` (physical units), stopping at the first step that no longer lowers `J`
-/// by a relative `1e-9`: a classical refinement after the network for Van der Pol and the double
-/// integrator (the cost counterpart of descent's terminal correction). Returns the refined
-/// controls (inside the box) and the number of steps that lowered `J`.
+/// Up to `max_steps` Levenberg-Marquardt steps on a quadratic tracking cost from `u` `[N, m]`
+/// (physical units): the Gauss-Newton model of [`cost_gauss_newton`] with the components at a
+/// bound the gradient pushes against held, `(H_free + lambda d I) du = -g_free` (`d` the mean of
+/// `H_free`'s diagonal, `lambda` from 1e-3, divided by 3 after a step taken and multiplied by 4,
+/// up to 8 times, while a step is refused), the result clipped into the box. A step is taken
+/// only if it lowers `J` by a relative `1e-9` and keeps the terminal state inside the success
+/// region when it was inside (the success criterion is not part of `J`). A classical refinement
+/// after the network for Van der Pol and the double integrator (the cost counterpart of
+/// descent's terminal correction; Nocedal & Wright, "Numerical Optimization", 2nd ed., 10.3).
+/// No step starts after `deadline` (if any). Returns the refined controls and the number of
+/// steps taken.
 ///
 /// # Errors
 /// [`ProblemError::Shape`] for wrong dimensions, or a problem without a quadratic cost.
@@ -416,20 +460,66 @@ pub fn cost_gauss_newton_refine(
     dt: f64,
     xt: &DVector<f64>,
     max_steps: usize,
+    deadline: Option<std::time::Instant>,
 ) -> Result<(DMatrix<f64>, usize), ProblemError> {
+    let (steps, m) = (u.nrows(), u.ncols());
+    let nm = steps * m;
+    let bound = box_of(p, m);
+    let judge = |u: &DMatrix<f64>| -> Result<(f64, bool), ProblemError> {
+        let x = p.rollout(x0, u, dt)?;
+        Ok((p.cost(&x, u, xt, dt), p.is_success(&x.row(steps).transpose(), xt)))
+    };
     let mut u = u.clone();
-    let mut j = p.cost(&p.rollout(x0, &u, dt)?, &u, xt, dt);
-    for step in 0..max_steps {
-        let du = cost_gauss_newton(p, x0, &u, dt, xt)?;
-        let next = &u + du;
-        let j_next = p.cost(&p.rollout(x0, &next, dt)?, &next, xt, dt);
-        if !(j_next < j - 1e-9 * j.abs()) {
-            return Ok((u, step));
+    let (_, mut ok) = judge(&u)?;
+    let mut lambda = 1e-3;
+    let mut taken = 0;
+    for _ in 0..max_steps {
+        if deadline.is_some_and(|d| std::time::Instant::now() >= d) {
+            break;
         }
-        u = next;
-        j = j_next;
+        let sys = cost_gn_system(p, x0, &u, dt, xt)?;
+        let held = held_set(bound.as_ref(), &sys.u_flat, &sys.g);
+        let free: Vec<usize> = (0..nm).filter(|&i| !held[i]).collect();
+        if free.is_empty() {
+            break;
+        }
+        let hf = DMatrix::from_fn(free.len(), free.len(), |a, b| sys.h[(free[a], free[b])]);
+        let gf = DVector::from_fn(free.len(), |a, _| -sys.g[free[a]]);
+        let d = (0..free.len()).map(|a| hf[(a, a)]).sum::<f64>() / free.len() as f64;
+        let mut accepted = false;
+        for _ in 0..8 {
+            let mut damped = hf.clone();
+            for a in 0..free.len() {
+                damped[(a, a)] += lambda * d;
+            }
+            if let Some(ch) = damped.cholesky() {
+                let df = ch.solve(&gf);
+                let mut cand = sys.u_flat.clone();
+                for (a, &i) in free.iter().enumerate() {
+                    cand[i] += df[a];
+                    if let Some(b) = &bound {
+                        let (lo, hi) = b(i);
+                        cand[i] = cand[i].clamp(lo, hi);
+                    }
+                }
+                let cand = DMatrix::from_row_slice(steps, m, cand.as_slice());
+                let (jc, okc) = judge(&cand)?;
+                if jc < sys.j - 1e-9 * sys.j.abs() && (okc || !ok) {
+                    u = cand;
+                    ok = okc;
+                    lambda = (lambda / 3.0).max(1e-9);
+                    accepted = true;
+                    break;
+                }
+            }
+            lambda *= 4.0;
+        }
+        if !accepted {
+            break;
+        }
+        taken += 1;
     }
-    Ok((u, max_steps))
+    Ok((u, taken))
 }
 
 /// Largest batch the f64 rollout path takes (see [`Simulator::rollout`]).

@@ -146,9 +146,10 @@ fn rows(t: &Tensor) -> Vec<DMatrix<f64>> {
     (0..t.size()[0]).map(|b| crate::tensor::to_dmatrix(&t.get(b)).expect("2-D")).collect()
 }
 
-/// Most projected Gauss-Newton steps of the cost refinement after the network for problems with
-/// a quadratic cost ([`crate::problems::cost_gauss_newton_refine`]; [`EvalResult::corrected`]).
-pub const COST_REFINE_STEPS: usize = 5;
+/// Most Levenberg-Marquardt steps of the cost refinement after the network for problems with a
+/// quadratic cost ([`crate::problems::cost_gauss_newton_refine`]; [`EvalResult::corrected`]): the
+/// controller's default `controller.cost_refinement_steps`.
+pub const COST_REFINE_STEPS: usize = 10;
 
 /// Evaluates the model with `outer` iterations on `test`, in batches of `batch`.
 pub fn evaluate(model: &Trc, test: &Dataset, outer: i64, batch: usize, landing_weight: f64) -> EvalResult {
@@ -242,7 +243,7 @@ pub fn evaluate(model: &Trc, test: &Dataset, outer: i64, batch: usize, landing_w
                 c_cont += p.is_success(&xcc.row(nn).transpose(), &xt) as usize;
             }
             if has_cost {
-                let (uc, steps) = crate::problems::cost_gauss_newton_refine(p, &x0, uj, dt, &xt, COST_REFINE_STEPS).expect("a quadratic cost, checked above");
+                let (uc, steps) = crate::problems::cost_gauss_newton_refine(p, &x0, uj, dt, &xt, COST_REFINE_STEPS, None).expect("a quadratic cost, checked above");
                 c_iters += steps;
                 let xc = sim.rollout_one(&x0, &uc, dt).expect("dimensions match the model");
                 let jc = p.cost(&xc, &uc, &xt, dt);

@@ -374,7 +374,7 @@ fn accuracy_section(models: &Path) -> AnyResult<String> {
     let mut md = String::from(
         "## TRC held-out accuracy (shipped models)\n\nProduced by `make models` (`scripts/train_models.sh`: `trc train`, then `trc eval --update-card`); ",
     );
-    md.push_str("read from the `metrics` of each `models/<problem>.yaml`, measured on the test split (disjoint from the training and validation streams; `instances`: the feasible test instances evaluated) at the trained K; full tables (K in {1, 2, 3, 5}, latent PCA) and figures in `models/<problem>.eval.md` / `.eval.png`. Gap: `(J - J*) / J*` per instance; `gap of totals`: `sum J / sum J* - 1`. `+ terminal correction`: the same controls after the classical correction (descent), not the network alone.\n\n");
+    md.push_str("read from the `metrics` of each `models/<problem>.yaml`, measured on the test split (disjoint from the training and validation streams; `instances`: the feasible test instances evaluated) at the trained K; full tables (K in {1, 2, 3, 5}, latent PCA) and figures in `models/<problem>.eval.md` / `.eval.png`. Gap: `(J - J*) / J*` per instance; `gap of totals`: `sum J / sum J* - 1`. `+ terminal correction`: the same controls after the classical correction (descent), not the network alone; `+ cost refinement`: after at most 10 Levenberg-Marquardt steps on the quadratic cost (Van der Pol, double integrator; `controller.cost_refinement_steps`, what the controller publishes), not the network alone.\n\n");
     md.push_str("Columns: `RK4 plant` = the same plans flown open loop in the RK4 thrust-hold plant (descent; TRC / optimum); `monotone` = share of instances whose J^(k) never rose over k = 0..K, then over k = 0..10 in the `trc eval` K sweep (which also holds the terminal error); `K = 10` = the same chain run to k = 10 (success, mean J^(k)/J* at the trained K -> at k = 10); `GN steps` = the terminal correction's Gauss-Newton steps per plan. `test_seed2` rows: a second test split generated from seed 2.\n\n");
     md.push_str("| model | split | K | instances | success | RK4 plant | target | gap mean | gap median | gap of totals | target | monotone 0..K / 0..10 (target 95%) | K = 10: success, J/J* (trained K -> 10) | control violations | state violations |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
     let pct = |v: Option<&f64>, d: usize| v.map_or("-".to_string(), |v| format!("{:.*}%", d, 100.0 * v));
@@ -427,17 +427,18 @@ fn accuracy_section(models: &Path) -> AnyResult<String> {
                     None => count(g("state_violations")),
                 },
             );
-            if let Some(sr) = g("with_terminal_correction_success_rate") {
+            for (w, label, steps) in [("with_terminal_correction", "terminal correction", "GN steps"), ("with_cost_refinement", "cost refinement", "LM steps")] {
+                let Some(sr) = g(&format!("{w}_success_rate")) else { continue };
                 let _ = writeln!(
                     md,
-                    "| `models/{p}` + terminal correction ({} GN steps) | {split} | {} | {} | {} | - | {success_target} | {} | - | - | {gap_target} | - | - | {} | {} |",
-                    g("with_terminal_correction_gauss_newton_steps").map_or("-".to_string(), |v| format!("{v:.1}")),
+                    "| `models/{p}` + {label} ({} {steps}) | {split} | {} | {} | {} | - | {success_target} | {} | - | - | {gap_target} | - | - | {} | {} |",
+                    g(&format!("{w}_gauss_newton_steps")).map_or("-".to_string(), |v| format!("{v:.1}")),
                     card.model.outer,
                     count(g("samples")),
                     pct(Some(sr), 1),
-                    pct(g("with_terminal_correction_cost_gap_mean"), 2),
-                    count(g("with_terminal_correction_control_violations")),
-                    count(g("with_terminal_correction_state_violations")),
+                    pct(g(&format!("{w}_cost_gap_mean")), 2),
+                    count(g(&format!("{w}_control_violations"))),
+                    count(g(&format!("{w}_state_violations"))),
                 );
             }
         }

@@ -142,18 +142,23 @@ pub fn demo(problem: ProblemKind, episodes: u32, seed: u64, time_scale: f64, mod
     let e2e = (rows.iter().map(|r| r.e2e_ms_p50).collect::<Vec<_>>(), rows.iter().map(|r| r.e2e_ms_p99).collect::<Vec<_>>());
     let (succ, gap_mean, gap_med, pos_med, speed_med) = fly::summary(&rows);
     println!("\n{}", fly::table(problem, &rows));
-    println!(
-        "{} of {} episodes successful ({:.0}%) | fuel gap mean {:+.2}%, median {:+.2}% | median touchdown error {:.2} m, speed {:.2} m/s | end-to-end state -> sequence p50 {:.2} ms, worst p99 {:.2} ms",
-        rows.iter().filter(|r| r.result.success).count(),
-        rows.len(),
-        succ * 100.0,
-        gap_mean * 100.0,
-        gap_med * 100.0,
-        pos_med,
-        speed_med,
-        trc_control::closed_loop::percentile(&e2e.0, 0.5),
-        e2e.1.iter().copied().fold(f64::NAN, f64::max)
-    );
+    let landed = rows.iter().filter(|r| r.result.success).count();
+    let (e2e_p50, e2e_p99) = (trc_control::closed_loop::percentile(&e2e.0, 0.5), e2e.1.iter().copied().fold(f64::NAN, f64::max));
+    if problem == ProblemKind::Descent {
+        println!(
+            "{landed} of {} episodes successful ({:.0}%) | fuel gap mean {:+.2}%, median {:+.2}% | median touchdown error {pos_med:.2} m, speed {speed_med:.2} m/s | end-to-end state -> sequence p50 {e2e_p50:.2} ms, worst p99 {e2e_p99:.2} ms",
+            rows.len(),
+            succ * 100.0,
+            gap_mean * 100.0,
+            gap_med * 100.0,
+        );
+    } else {
+        println!(
+            "{landed} of {} episodes successful ({:.0}%) | median final error |x_N - x_target| {pos_med:.3} | end-to-end state -> sequence p50 {e2e_p50:.2} ms, worst p99 {e2e_p99:.2} ms",
+            rows.len(),
+            succ * 100.0,
+        );
+    }
     fly::plot(problem, &rows, plot)?;
     println!("trajectory plot: {}  (episode results: {})", plot.display(), results.display());
     if !status.success() && rows.len() < episodes as usize {

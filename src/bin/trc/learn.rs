@@ -315,7 +315,7 @@ pub fn eval(stem: &Path, test_path: &Path, ks: &[i64], compare: Option<&Path>, r
         card.model.outer,
         card.model.inner
     );
-    md.push_str(&format!("Success and cost are rolled out in the demonstrations' discrete model (RK4 for Van der Pol / double integrator; the LCvx acceleration-hold model for descent), and the optimum is held to the same criterion. `continuous` re-simulates the thrust through the RK4 thrust-hold plant (TRC / optimum). J^(k) is the training cost relative to J* (descent: fuel plus landing-error term). Rows `+ terminal correction` take the same final controls through the projected Gauss-Newton correction onto the terminal constraint (`src/control/correction.rs`; descent); rows `+ cost Gauss-Newton refinement` take them through at most {COST_REFINE_STEPS} projected Gauss-Newton steps on the quadratic cost (`cost_gauss_newton_refine` in `src/problems/sim.rs`; Van der Pol, double integrator): classical steps after the network, reported separately from the raw network.\n\n"));
+    md.push_str(&format!("Success and cost are rolled out in the demonstrations' discrete model (RK4 for Van der Pol / double integrator; the LCvx acceleration-hold model for descent), and the optimum is held to the same criterion. `continuous` re-simulates the thrust through the RK4 thrust-hold plant (TRC / optimum). J^(k) is the training cost relative to J* (descent: fuel plus landing-error term). Rows `+ terminal correction` take the same final controls through the projected Gauss-Newton correction onto the terminal constraint (`src/control/correction.rs`; descent); rows `+ cost Gauss-Newton refinement` take them through at most {COST_REFINE_STEPS} Levenberg-Marquardt (damped Gauss-Newton) steps on the quadratic cost, each kept only if it lowers J and keeps a successful terminal state successful (`cost_gauss_newton_refine` in `src/problems/sim.rs`; Van der Pol, double integrator): classical steps after the network, reported separately from the raw network.\n\n"));
     md.push_str("| model | K | gap mean | gap median | gap p95 | gap of totals | success | optimum success | control violations | state violations | landing error (median) | continuous success | J^(0) -> J^(K) | monotone |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
     let mut at_trained = None;
     let mut state_kinds = Vec::new();
@@ -338,13 +338,8 @@ pub fn eval(stem: &Path, test_path: &Path, ks: &[i64], compare: Option<&Path>, r
             state_kinds.push(format!("K = {k}: {}", kinds.join(", ")));
         }
         if let Some(c) = &r.corrected {
-            log::info!(
-                "K = {k} + terminal correction: gap mean {:.2}%, success {:.1}%, {:.1} steps",
-                100.0 * c.cost_gap.mean,
-                100.0 * c.success,
-                c.mean_iterations
-            );
             let what = if r.landing_error_median.is_some() { "terminal correction".to_string() } else { format!("cost Gauss-Newton refinement (<= {COST_REFINE_STEPS} steps)") };
+            log::info!("K = {k} + {what}: gap mean {:.2}%, success {:.1}%, {:.1} steps", 100.0 * c.cost_gap.mean, 100.0 * c.success, c.mean_iterations);
             md.push_str(&corrected_row(&format!("`{}` + {what}", stem.display()), &r, c));
         }
         if k == card.model.outer {

@@ -858,19 +858,23 @@ fn closed_loop(
         started.elapsed().as_secs_f64()
     );
     md.push_str(&fly::table(kind, &rows));
-    md.push_str(&format!(
-        "\nSuccess {:.1}% | fuel gap mean {:+.2}%, median {:+.2}% | median touchdown error {:.2} m, speed {:.2} m/s | solve p50 {:.2} ms, p99 {:.2} ms\n",
-        succ * 100.0,
-        gap_mean * 100.0,
-        gap_med * 100.0,
-        pos_med,
-        speed_med,
-        trc_control::closed_loop::percentile(&solve, 0.5),
-        trc_control::closed_loop::percentile(&solve, 0.99)
-    ));
+    let (p50, p99) = (trc_control::closed_loop::percentile(&solve, 0.5), trc_control::closed_loop::percentile(&solve, 0.99));
+    md.push_str(&if kind == ProblemKind::Descent {
+        format!(
+            "\nSuccess {:.1}% | fuel gap mean {:+.2}%, median {:+.2}% | median touchdown error {:.2} m, speed {:.2} m/s | solve p50 {p50:.2} ms, p99 {p99:.2} ms\n",
+            succ * 100.0,
+            gap_mean * 100.0,
+            gap_med * 100.0,
+            pos_med,
+            speed_med,
+        )
+    } else {
+        format!("\nSuccess {:.1}% | median final error |x_N - x_target| {pos_med:.3} | solve p50 {p50:.2} ms, p99 {p99:.2} ms (policy and cost refinement)\n", succ * 100.0)
+    });
     let steps: Vec<f64> = rows.iter().map(|r| r.correction_steps_per_plan).filter(|v| v.is_finite()).collect();
     if !steps.is_empty() {
-        md.push_str(&format!("Terminal correction: {:.2} Gauss-Newton steps per plan (mean over episodes).\n", steps.iter().sum::<f64>() / steps.len() as f64));
+        let what = if kind == ProblemKind::Descent { "Terminal correction: {} Gauss-Newton" } else { "Cost refinement: {} Levenberg-Marquardt" };
+        md.push_str(&format!("{} steps per plan (mean over episodes).\n", what.replace("{}", &format!("{:.2}", steps.iter().sum::<f64>() / steps.len() as f64))));
     }
     println!("{md}");
     if let Some(o) = out {

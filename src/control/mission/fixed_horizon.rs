@@ -1,7 +1,9 @@
 //! The fixed-horizon mission (Van der Pol, the double integrator): a receding horizon of constant
-//! length `t_go = N dt`, aim = the goal's target, always [`Phase::Refine`], `finish` the identity
-//! (their optimum puts the terminal state in the cost, so there is no terminal equality to
-//! correct), safe command `u = 0`.
+//! length `t_go = N dt`, aim = the goal's target, always [`Phase::Refine`], safe command `u = 0`.
+//! Their optimum puts the terminal state in the cost (no terminal equality to correct), so
+//! `finish` is the cost refinement: at most `controller.cost_refinement_steps`
+//! Levenberg-Marquardt steps on the quadratic cost, none started after the deadline
+//! ([`crate::problems::cost_gauss_newton_refine`]; 0 steps = the identity).
 
 use std::time::Instant;
 
@@ -18,6 +20,8 @@ use crate::problems::Problem;
 #[derive(Debug)]
 pub struct FixedHorizonMission {
     problem: Box<dyn Problem>,
+    /// `controller.cost_refinement_steps`.
+    refine_steps: usize,
 }
 
 impl FixedHorizonMission {
@@ -26,12 +30,14 @@ impl FixedHorizonMission {
     /// # Errors
     /// [`ConfigError`] for an invalid problem config.
     pub fn new(problem: &ProblemConfig) -> Result<Self, ConfigError> {
-        Ok(Self { problem: problem.build()? })
+        Ok(Self { problem: problem.build()?, refine_steps: ControllerConfig::default().cost_refinement_steps })
     }
 }
 
 impl Mission for FixedHorizonMission {
-    fn set_config(&mut self, _cfg: &ControllerConfig) {}
+    fn set_config(&mut self, cfg: &ControllerConfig) {
+        self.refine_steps = cfg.cost_refinement_steps;
+    }
 
     fn check_goal(&self, goal: &GoalInput) -> Result<DVector<f64>, Rejected> {
         check_finite("goal.x_target", &goal.x_target)?;
@@ -65,14 +71,24 @@ impl Mission for FixedHorizonMission {
     fn finish(
         &mut self,
         _stamp: f64,
-        _x: &DVector<f64>,
-        _aim: &DVector<f64>,
+        x: &DVector<f64>,
+        aim: &DVector<f64>,
         t_go: f64,
         u: DMatrix<f64>,
-        _deadline: Instant,
+        deadline: Instant,
         _replan: &mut super::Replan<'_>,
     ) -> Finished {
-        Finished { u, t_go, retimed_s: None, correction_steps: 0 }
+        if self.refine_steps == 0 || self.problem.quadratic_cost().is_none() {
+            return Finished { u, t_go, retimed_s: None, correction_steps: 0 };
+        }
+        let dt = t_go / u.nrows().max(1) as f64;
+        match crate::problems::cost_gauss_newton_refine(self.problem.as_ref(), x, &u, dt, aim, self.refine_steps, Some(deadline)) {
+            Ok((refined, steps)) => Finished { u: refined, t_go, retimed_s: None, correction_steps: steps },
+            Err(e) => {
+                log::warn!("cost refinement skipped: {e}");
+                Finished { u, t_go, retimed_s: None, correction_steps: 0 }
+            }
+        }
     }
 
     fn safe_command(&self, _x: Option<&DVector<f64>>, _x_target: Option<&DVector<f64>>, _last: Option<&Plan>, _stamp: f64, _why: &Rejected) -> DVector<f64> {
@@ -90,8 +106,9 @@ mod tests {
     }
 
     #[test]
-    fn horizon_is_fixed_and_finish_is_the_identity() {
+    fn horizon_is_fixed_and_finish_without_refinement_is_the_identity() {
         let mut m = mission();
+        m.set_config(&ControllerConfig { cost_refinement_steps: 0, ..Default::default() });
         let x = DVector::from_vec(vec![1.0, -0.5]);
         let aim = m.check_goal(&GoalInput { frame_id: String::new(), stamp: 0.0, x_target: vec![0.0, 0.0], t_go: 0.0 }).unwrap();
         assert_eq!(m.aim(&aim), aim);
@@ -103,6 +120,23 @@ mod tests {
         let f = m.finish(10.0, &x, &aim, t0, u.clone(), Instant::now(), &mut |_| None);
         assert_eq!((f.u, f.t_go, f.retimed_s, f.correction_steps), (u, t0, None, 0));
         assert_eq!(m.safe_command(Some(&x), Some(&aim), None, 0.0, &Rejected::NoGoal), DVector::zeros(1));
+    }
+
+    #[test]
+    fn finish_refines_the_cost_within_the_deadline() {
+        let mut m = mission();
+        let p = ProblemConfig::new(ProblemKind::Vanderpol).build().unwrap();
+        let (x, aim) = (DVector::from_vec(vec![1.5, -1.0]), DVector::zeros(2));
+        let t_go = m.t_go(0.0, &x, &aim).unwrap();
+        let dt = t_go / 100.0;
+        let u = DMatrix::zeros(100, 1);
+        let j = |u: &DMatrix<f64>| p.cost(&p.rollout(&x, u, dt).unwrap(), u, &aim, dt);
+        let f = m.finish(0.0, &x, &aim, t_go, u.clone(), Instant::now() + std::time::Duration::from_secs(5), &mut |_| None);
+        assert!(f.correction_steps >= 1 && j(&f.u) < 0.9 * j(&u), "J {} -> {} in {} steps", j(&u), j(&f.u), f.correction_steps);
+        assert!(f.u.iter().all(|v| v.abs() <= 2.0 + 1e-12), "inside the box |u| <= 2");
+        // a deadline already past: nothing starts, the candidate is published as it is
+        let late = m.finish(0.0, &x, &aim, t_go, u.clone(), Instant::now(), &mut |_| None);
+        assert_eq!((late.u, late.correction_steps), (u, 0));
     }
 
     #[test]

@@ -150,7 +150,11 @@ pub trait Mission: Send + std::fmt::Debug {
 pub fn mission_for(problem: &ProblemConfig, cfg: &ControllerConfig) -> Result<Box<dyn Mission>, ConfigError> {
     Ok(match problem.name {
         ProblemKind::Descent => Box::new(DescentMission::new(problem, cfg)?),
-        ProblemKind::Vanderpol | ProblemKind::DoubleIntegrator => Box::new(FixedHorizonMission::new(problem)?),
+        ProblemKind::Vanderpol | ProblemKind::DoubleIntegrator => {
+            let mut m = FixedHorizonMission::new(problem)?;
+            m.set_config(cfg);
+            Box::new(m)
+        }
     })
 }
 
