@@ -243,7 +243,8 @@ pub fn evaluate(model: &Trc, test: &Dataset, outer: i64, batch: usize, landing_w
                 c_cont += p.is_success(&xcc.row(nn).transpose(), &xt) as usize;
             }
             if has_cost {
-                let (uc, steps) = crate::problems::cost_gauss_newton_refine(p, &x0, uj, dt, &xt, COST_REFINE_STEPS, None).expect("a quadratic cost, checked above");
+                let (uc, steps) =
+                    crate::problems::cost_gauss_newton_refine(p, &x0, uj, dt, &xt, COST_REFINE_STEPS, None).expect("a quadratic cost, checked above");
                 c_iters += steps;
                 let xc = sim.rollout_one(&x0, &uc, dt).expect("dimensions match the model");
                 let jc = p.cost(&xc, &uc, &xt, dt);

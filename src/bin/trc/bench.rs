@@ -427,7 +427,8 @@ fn accuracy_section(models: &Path) -> AnyResult<String> {
                     None => count(g("state_violations")),
                 },
             );
-            for (w, label, steps) in [("with_terminal_correction", "terminal correction", "GN steps"), ("with_cost_refinement", "cost refinement", "LM steps")] {
+            for (w, label, steps) in [("with_terminal_correction", "terminal correction", "GN steps"), ("with_cost_refinement", "cost refinement", "LM steps")]
+            {
                 let Some(sr) = g(&format!("{w}_success_rate")) else { continue };
                 let _ = writeln!(
                     md,

@@ -10,7 +10,9 @@ use trc_control::model::checkpoint::{self, ModelCard, Provenance};
 use trc_control::model::trc::parameter_count;
 use trc_control::model::{ModelConfig, Normalizer, Trc};
 use trc_control::plot::{self, Panel, Series};
-use trc_control::train::eval::{evaluate, k_sweep, latent_pca, CorrectedEval, EvalResult, LatentPca, Stats, SweepRow, COST_REFINE_STEPS, MONOTONE_COST_TOL, MONOTONE_ERROR_TOL};
+use trc_control::train::eval::{
+    evaluate, k_sweep, latent_pca, CorrectedEval, EvalResult, LatentPca, Stats, SweepRow, COST_REFINE_STEPS, MONOTONE_COST_TOL, MONOTONE_ERROR_TOL,
+};
 use trc_control::train::{self, Tensors, TrainConfig};
 
 type AnyResult<T> = Result<T, Box<dyn std::error::Error>>;
@@ -264,7 +266,8 @@ fn row(name: &str, r: &EvalResult) -> String {
 fn corrected_row(name: &str, r: &EvalResult, c: &CorrectedEval) -> String {
     let descent = r.landing_error_median.is_some();
     let land = if descent { format!("{:.2} m, {:.3} m/s", c.landing_error_median.0, c.landing_error_median.1) } else { "-".into() };
-    let cont = if descent { format!("{:.1}% / {:.1}%", 100.0 * c.continuous_success, r.continuous_success.map_or(f64::NAN, |x| 100.0 * x.1)) } else { "-".into() };
+    let cont =
+        if descent { format!("{:.1}% / {:.1}%", 100.0 * c.continuous_success, r.continuous_success.map_or(f64::NAN, |x| 100.0 * x.1)) } else { "-".into() };
     let iters = format!("({:.1} Gauss-Newton steps)", c.mean_iterations);
     table_row(name, r.outer, &c.cost_gap, c.total_gap, c.success, r.success_optimum, (c.control_violations, c.state_violations), &land, &cont, &iters, "-")
 }
@@ -338,7 +341,11 @@ pub fn eval(stem: &Path, test_path: &Path, ks: &[i64], compare: Option<&Path>, r
             state_kinds.push(format!("K = {k}: {}", kinds.join(", ")));
         }
         if let Some(c) = &r.corrected {
-            let what = if r.landing_error_median.is_some() { "terminal correction".to_string() } else { format!("cost Gauss-Newton refinement (<= {COST_REFINE_STEPS} steps)") };
+            let what = if r.landing_error_median.is_some() {
+                "terminal correction".to_string()
+            } else {
+                format!("cost Gauss-Newton refinement (<= {COST_REFINE_STEPS} steps)")
+            };
             log::info!("K = {k} + {what}: gap mean {:.2}%, success {:.1}%, {:.1} steps", 100.0 * c.cost_gap.mean, 100.0 * c.success, c.mean_iterations);
             md.push_str(&corrected_row(&format!("`{}` + {what}", stem.display()), &r, c));
         }

@@ -874,7 +874,10 @@ fn closed_loop(
     let steps: Vec<f64> = rows.iter().map(|r| r.correction_steps_per_plan).filter(|v| v.is_finite()).collect();
     if !steps.is_empty() {
         let what = if kind == ProblemKind::Descent { "Terminal correction: {} Gauss-Newton" } else { "Cost refinement: {} Levenberg-Marquardt" };
-        md.push_str(&format!("{} steps per plan (mean over episodes).\n", what.replace("{}", &format!("{:.2}", steps.iter().sum::<f64>() / steps.len() as f64))));
+        md.push_str(&format!(
+            "{} steps per plan (mean over episodes).\n",
+            what.replace("{}", &format!("{:.2}", steps.iter().sum::<f64>() / steps.len() as f64))
+        ));
     }
     println!("{md}");
     if let Some(o) = out {
