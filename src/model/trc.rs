@@ -252,7 +252,8 @@ impl Trc {
     /// features at `u` `[B, N, m]` for `x0`, `x_target` `[B, n]`, `t_go` `[B]`, computed per
     /// sample in f64 (`per_sample_f64`, what the CPU runs) or as batched tensors (what a GPU
     /// runs); tests hold the two equal. For a quadratic cost (Van der Pol, double integrator) the
-    /// step is the cost's Gauss-Newton step, the same on both paths and without a trust radius;
+    /// step is one damped (Levenberg-Marquardt) Gauss-Newton step on the cost, the same on both
+    /// paths and without a trust radius;
     /// if a sample's f64 system fails the batched form runs. Needs a model with `newton` not
     /// `off` only for its use, not for this call.
     pub fn newton_features(&self, x0: &Tensor, x_target: &Tensor, t_go: &Tensor, u: &Tensor, per_sample_f64: bool) -> Tensor {

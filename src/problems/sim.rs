@@ -127,8 +127,9 @@ impl Simulator {
         })
     }
 
-    /// Batched cost step ([`cost_gauss_newton`], or one step of [`cost_gauss_newton_refine`] per
-    /// `COST_NEWTON_STEP`): `x0`, `xt` `[B, n]`, `u` `[B, N, m]`, `dt` `[B]` -> the
+    /// Batched cost step: one Levenberg-Marquardt step of [`cost_gauss_newton_refine`] per sample
+    /// (the projected Gauss-Newton step with a line search, [`cost_gauss_newton`], stalled on Van
+    /// der Pol: docs/refinement-log.md, session of 2026-12-07): `x0`, `xt` `[B, n]`, `u` `[B, N, m]`, `dt` `[B]` -> the
     /// steps `[B, N, m]` (physical units) on `u`'s device and dtype; `None` for a problem without a
     /// quadratic cost (descent). Computed per sample in f64 on the CPU whatever the device (the
     /// dense `[N m, N m]` Gauss-Newton matrix has no batched tensor form worth its memory).
@@ -145,10 +146,7 @@ impl Simulator {
                 let x = DVector::from_column_slice(&xv[i * n..(i + 1) * n]);
                 let target = DVector::from_column_slice(&tv[i * n..(i + 1) * n]);
                 let um = DMatrix::from_row_slice(steps, m, &uv[i * steps * m..(i + 1) * steps * m]);
-                let du = match COST_NEWTON_STEP {
-                    CostStep::LineSearch => cost_gauss_newton(p.as_ref(), &x, &um, dv[i], &target).ok()?,
-                    CostStep::LevenbergMarquardt => cost_gauss_newton_refine(p.as_ref(), &x, &um, dv[i], &target, 1, None).ok()?.0 - &um,
-                };
+                let du = cost_gauss_newton_refine(p.as_ref(), &x, &um, dv[i], &target, 1, None).ok()?.0 - &um;
                 Some(du.transpose().as_slice().to_vec())
             })
             .collect();
@@ -525,20 +523,6 @@ pub fn cost_gauss_newton_refine(
     }
     Ok((u, taken))
 }
-
-/// Which step on a quadratic cost the sensitivity features use ([`Simulator::cost_newton`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum CostStep {
-    /// [`cost_gauss_newton`]: projected Gauss-Newton with a line search on the projection arc.
-    #[allow(dead_code)]
-    LineSearch,
-    /// One step of [`cost_gauss_newton_refine`] (damped; stalls less on Van der Pol:
-    /// docs/refinement-log.md, session of 2026-12-07).
-    LevenbergMarquardt,
-}
-
-/// The step of [`Simulator::cost_newton`].
-const COST_NEWTON_STEP: CostStep = CostStep::LevenbergMarquardt;
 
 /// Largest batch the f64 rollout path takes (see [`Simulator::rollout`]).
 pub const FAST_BATCH: i64 = 8;
