@@ -57,7 +57,8 @@ fn the_shipped_model_converges_and_a_missed_deadline_shifts_its_plan() {
     let problem = cfg.problem.clone();
     let before = Arc::new(AtomicU64::new(0));
     let b = before.clone();
-    let ctl_cfg = ControllerConfig { deadline_s: 0.25, ..Default::default() };
+    // no cost refinement after the network: the shifted plan must be the first plan, shifted
+    let ctl_cfg = ControllerConfig { deadline_s: 0.25, cost_refinement_steps: 0, ..Default::default() };
     let mut ctl = RecedingHorizon::with_policy(&cfg.problem, ctl_cfg, move || {
         let inner = TrcPolicy::load(std::path::Path::new(&format!("{}/models/double_integrator", root())), &problem, Device::Cpu, None)?;
         Ok(Delayed { inner, before_us: b })

@@ -724,7 +724,8 @@ mod tests {
     fn di_controller(knob: Arc<DelayKnob>) -> RecedingHorizon {
         let problem = ProblemConfig::new(ProblemKind::DoubleIntegrator);
         let p = problem.clone();
-        let cfg = ControllerConfig { deadline_s: DEADLINE_S, ..Default::default() };
+        // no cost refinement: these tests follow the replayed plans through the shift mechanics
+        let cfg = ControllerConfig { deadline_s: DEADLINE_S, cost_refinement_steps: 0, ..Default::default() };
         RecedingHorizon::with_policy(&problem, cfg, move || Ok(ReplayPolicy::new(&p, vec![di_plan() * 0.5, di_plan()], knob))).unwrap()
     }
 
