@@ -10,7 +10,8 @@
 # Writes: $OUT/gpu_report.md (device, every command and its numbers: batch-1 latency p50/p99 of
 # the shipped descent model and of the `paper` preset at K = 3, batched inference up to
 # B = 4096 with the per-vehicle time at B = 1000, on the GPU and the CPU), $OUT/gpu_check.log,
-# and the trainings' checkpoints, cards and figures (paper_descent.*, paper_vanderpol.*).
+# and the trainings' checkpoints, cards and figures (paper_descent.*, paper_vanderpol.*), each
+# trained with its shipped recipe (scripts/recipes.sh) at the `paper` preset.
 # Sizes (env): CHECK_COUNT descent demos (600), CHECK_VDP_COUNT Van der Pol demos (0: skip that
 # training), CHECK_EPOCHS epochs (8), CHECK_BATCHES (1,8,64,512,1000,4096). The defaults fit one
 # 10-minute call on an H200 with room to spare; a shippable `paper` model needs the full sets
@@ -47,6 +48,18 @@ fi
 export LD_LIBRARY_PATH="$LIBTORCH_LIB${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 export RUST_LOG="${RUST_LOG:-info}"
 
+# the shipped training recipes (what `make models` trains), here at the `paper` preset with
+# CHECK_EPOCHS epochs
+# shellcheck source=scripts/recipes.sh
+source "$ROOT/scripts/recipes.sh"
+recipe() { # recipe PROBLEM: the training flags of scripts/recipes.sh, less the epochs
+  local e l la tw fl
+  read -r e l la tw fl <<<"$(settings_for "$1")"
+  echo "--lambda $la --lr $l --terminal-weight $tw --bc-relative-floor $fl $(operator_for "$1")"
+}
+read -r -a RECIPE_DESCENT <<<"$(recipe descent)"
+read -r -a RECIPE_VDP <<<"$(recipe vanderpol)"
+
 step() { # step TITLE CMD...: runs CMD, logs it, adds its wall time to the report
   local title="$1"; shift
   echo "== $title: $*" | tee -a "$LOG"
@@ -75,19 +88,19 @@ mkdir -p "$D"
 step "demonstrations (train)" "$TRC" gen-data --problem descent --config config/descent.yaml --count "$COUNT" --seed 1 --split train --out "$D/train.safetensors"
 step "demonstrations (val)" "$TRC" gen-data --problem descent --config config/descent.yaml --count 100 --seed 1 --split val --out "$D/val.safetensors"
 step "demonstrations (test)" "$TRC" gen-data --problem descent --config config/descent.yaml --count 100 --seed 1 --split test --out "$D/test.safetensors"
-step "train paper preset on $DEVICE" "$TRC" train --train "$D/train.safetensors" --val "$D/val.safetensors" --preset paper --epochs "$EPOCHS" --device "$DEVICE" --seed 0 --out "$OUT/paper_descent"
+step "train paper preset on $DEVICE" "$TRC" train --train "$D/train.safetensors" --val "$D/val.safetensors" --preset paper --epochs "$EPOCHS" --device "$DEVICE" --seed 0 --out "$OUT/paper_descent" "${RECIPE_DESCENT[@]}"
 step "held-out eval" "$TRC" eval --model "$OUT/paper_descent" --test "$D/test.safetensors" --ks 1,3,5
-step "inference latency, paper preset, $DEVICE" "$TRC" bench inference --preset paper --device "$DEVICE" --instances "$INSTANCES" --reps 20 --out "$WORK/inf_paper_cuda.md"
-step "inference latency, paper preset, cpu" "$TRC" bench inference --preset paper --device cpu --instances "$INSTANCES" --reps 20 --out "$WORK/inf_paper_cpu.md"
+step "inference latency, paper preset (trained above), $DEVICE" "$TRC" bench inference --model "$OUT/paper_descent" --device "$DEVICE" --instances "$INSTANCES" --reps 20 --out "$WORK/inf_paper_cuda.md"
+step "inference latency, paper preset (trained above), cpu" "$TRC" bench inference --model "$OUT/paper_descent" --device cpu --instances "$INSTANCES" --reps 20 --out "$WORK/inf_paper_cpu.md"
 step "inference latency, shipped descent model, $DEVICE" "$TRC" bench inference --model models/descent --device "$DEVICE" --instances "$INSTANCES" --reps 20 --out "$WORK/inf_shipped_cuda.md"
 step "batched inference, shipped descent model, $DEVICE" "$TRC" bench inference --model models/descent --batch "$BATCHES" --device "$DEVICE" --instances "$INSTANCES" --reps 20 --out "$WORK/batch_shipped_dev.md"
-step "batched inference, paper preset K = 3, $DEVICE" "$TRC" bench inference --preset paper --batch "$BATCHES" --device "$DEVICE" --instances "$INSTANCES" --reps 20 --out "$WORK/batch_paper_dev.md"
+step "batched inference, paper preset (trained above) K = 3, $DEVICE" "$TRC" bench inference --model "$OUT/paper_descent" --batch "$BATCHES" --device "$DEVICE" --instances "$INSTANCES" --reps 20 --out "$WORK/batch_paper_dev.md"
 step "batched inference, shipped descent model, cpu" "$TRC" bench inference --model models/descent --batch "$CPU_BATCHES" --device cpu --instances "$INSTANCES" --reps 10 --out "$WORK/batch_shipped_cpu.md"
 if [ "$VDP_COUNT" -gt 0 ]; then
   step "Van der Pol demonstrations" "$TRC" gen-data --problem vanderpol --count "$VDP_COUNT" --seed 1 --split train --out "$D/vdp_train.safetensors"
   step "Van der Pol demonstrations (val, test)" bash -c "'$TRC' gen-data --problem vanderpol --count 200 --seed 1 --split val --out '$D/vdp_val.safetensors' && '$TRC' gen-data --problem vanderpol --count 200 --seed 1 --split test --out '$D/vdp_test.safetensors'"
-  step "train paper preset, Van der Pol, $DEVICE" "$TRC" train --train "$D/vdp_train.safetensors" --val "$D/vdp_val.safetensors" --preset paper --epochs "$EPOCHS" --device "$DEVICE" --seed 0 --out "$OUT/paper_vanderpol"
-  step "held-out eval, Van der Pol" "$TRC" eval --model "$OUT/paper_vanderpol" --test "$D/vdp_test.safetensors" --ks 1,3,5
+  step "train paper preset, Van der Pol, $DEVICE" "$TRC" train --train "$D/vdp_train.safetensors" --val "$D/vdp_val.safetensors" --preset paper --epochs "$EPOCHS" --device "$DEVICE" --seed 0 --out "$OUT/paper_vanderpol" "${RECIPE_VDP[@]}"
+  step "held-out eval, Van der Pol" "$TRC" eval --model "$OUT/paper_vanderpol" --test "$D/vdp_test.safetensors" --ks 3,8
 fi
 step "closed loop, shipped model, node.device auto" "$TRC" closed-loop --problem descent --config config/descent.yaml --model models/descent --episodes 3 --out "$WORK/closed_loop.md"
 
