@@ -258,7 +258,8 @@ pub struct EpisodeReport {
     pub e2e_ms_p50: f64,
     /// See `e2e_ms_p50`.
     pub e2e_ms_p99: f64,
-    /// Mean Gauss-Newton steps of the terminal correction per finished plan (lockstep loop; NaN
+    /// Mean steps of the mission's classical finish per finished plan (terminal correction or
+    /// cost refinement, [`crate::control::Stats`]`::correction_steps`; lockstep loop; NaN
     /// where the controller is in another process).
     #[serde(default)]
     pub correction_steps_per_plan: f64,

@@ -112,7 +112,7 @@ proptest! {
     #[test]
     fn any_value_at_a_controller_key_parses_or_is_refused_by_name(key in prop::sample::select(vec![
         "deadline_s", "max_state_age_s", "terminal_phase_s", "outer", "warm_start", "command_hold_s", "gate_altitude_m",
-        "gate_sink_rate_mps", "disturbance_observer_s", "position_filter_gain", "warm_correction",
+        "gate_sink_rate_mps", "disturbance_observer_s", "position_filter_gain", "warm_correction", "cost_refinement_steps",
     ]), value in prop_oneof![
         Just("-1".to_string()), Just("0".to_string()), Just("1e308".to_string()), Just(".nan".to_string()), Just(".inf".to_string()),
         Just("true".to_string()), Just("\"text\"".to_string()), Just("[1, 2]".to_string()), Just("{a: 1}".to_string()), Just("~".to_string()),

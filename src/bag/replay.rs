@@ -22,7 +22,7 @@
 //! refused all the same (the node's clock is not in the bag: under use_sim_time its first state
 //! can arrive before its first `/clock`). What cannot be reproduced either way: an inference the
 //! recorded node finished after its deadline and adopted in a later cycle (livelock guard), and
-//! a terminal correction cut short by the deadline; `docs/rosbags.md` states the tolerances.
+//! a terminal correction or cost refinement cut short by the deadline; `docs/rosbags.md` states the tolerances.
 
 use std::collections::{HashMap, VecDeque};
 

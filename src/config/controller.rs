@@ -79,8 +79,9 @@ pub struct ControllerConfig {
     /// Van der Pol and the double integrator (problems with a quadratic cost): at most this
     /// many Levenberg-Marquardt steps on the cost after the policy, on the control thread, none
     /// started after the cycle's deadline (`cost_gauss_newton_refine` in `src/problems/sim.rs`;
-    /// the fixed-horizon mission's finish). 0 = off. Default 10 (Van der Pol validation split,
-    /// shipped model: mean cost gap 14.9% -> 1.2%, 100% success; docs/refinement-log.md).
+    /// the fixed-horizon mission's finish). 0 = off. Default 10 (Van der Pol validation split:
+    /// the previous 2-step model's mean cost gap 14.9% -> 1.2% at 100% success, the shipped
+    /// operator's 0.15% -> 0.01%; docs/refinement-log.md).
     pub cost_refinement_steps: usize,
     /// Plausibility gates on states and goals: inputs no vehicle of the problem can be in are
     /// refused with their own reason, the last good plan kept.
@@ -157,6 +158,10 @@ impl Plausibility {
     }
 }
 
+/// Default of `controller.cost_refinement_steps` (and the step count of `trc eval`'s cost
+/// refinement rows).
+pub const DEFAULT_COST_REFINEMENT_STEPS: usize = 10;
+
 impl Default for ControllerConfig {
     fn default() -> Self {
         Self {
@@ -175,7 +180,7 @@ impl Default for ControllerConfig {
             disturbance_observer_s: 2.0,
             position_filter_gain: 0.2,
             warm_correction: true,
-            cost_refinement_steps: 10,
+            cost_refinement_steps: DEFAULT_COST_REFINEMENT_STEPS,
             plausibility: Plausibility::default(),
         }
     }

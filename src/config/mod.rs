@@ -17,7 +17,7 @@ mod sim;
 
 pub use crate::error::{non_negative, positive};
 pub use crate::problems::{ProblemConfig, ProblemKind};
-pub use controller::{ControllerConfig, CorrectionModel, Plausibility, TerminalCorrection};
+pub use controller::{ControllerConfig, CorrectionModel, Plausibility, TerminalCorrection, DEFAULT_COST_REFINEMENT_STEPS};
 pub use node::{DeviceChoice, NodeConfig, PolicyKind};
 pub use sim::{Disturbances, SimConfig};
 

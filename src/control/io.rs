@@ -218,7 +218,8 @@ pub struct Stats {
     pub answers: StatusCounts,
     /// Cycles that moved the landing time (descent retiming).
     pub retimed: u64,
-    /// Gauss-Newton steps of the terminal correction, summed over the finished plans.
+    /// Steps of the mission's classical finish (descent's terminal correction: Gauss-Newton; the
+    /// fixed-horizon cost refinement: Levenberg-Marquardt), summed over the finished plans.
     pub correction_steps: u64,
     /// Plans finished by the mission (the denominator of `correction_steps`).
     pub finished: u64,

@@ -21,7 +21,8 @@
 //!    is the last refined plan resampled to the state's time (TERMINAL); in
 //!    [`Phase::FinalDescent`] the mission's final-descent command (TERMINAL, not finished).
 //! 4. **One finish** ([`Mission::finish`]; descent: terminal correction and landing-time
-//!    retiming) turns the candidate into the plan.
+//!    retiming; Van der Pol and the double integrator: the cost refinement) turns the candidate
+//!    into the plan.
 //!
 //! **Warm start** (`controller.warm_start`): u^(0) = the previous plan shifted to this state's
 //! time, else the policy's own initial guess. The predicted states of every plan are rolled out

@@ -447,11 +447,13 @@ pub fn cost_gauss_newton(p: &dyn Problem, x0: &DVector<f64>, u: &DMatrix<f64>, d
 /// `H_free`'s diagonal, `lambda` from 1e-3, divided by 3 after a step taken and multiplied by 4,
 /// up to 8 times, while a step is refused), the result clipped into the box. A step is taken
 /// only if it lowers `J` by a relative `1e-9` and keeps the terminal state inside the success
-/// region when it was inside (the success criterion is not part of `J`). A classical refinement
+/// region when it was inside (the success criterion is not part of `J`). `d` is the mean of the
+/// diagonal of `H` restricted to the free components. A classical refinement
 /// after the network for Van der Pol and the double integrator (the cost counterpart of
 /// descent's terminal correction; Nocedal & Wright, "Numerical Optimization", 2nd ed., 10.3).
-/// No step starts after `deadline` (if any). Returns the refined controls and the number of
-/// steps taken.
+/// With a `deadline`, no damped solve starts after it and no step starts unless the previous
+/// step's duration still fits before it. Returns the refined controls and the number of steps
+/// taken.
 ///
 /// # Errors
 /// [`ProblemError::Shape`] for wrong dimensions, or a problem without a quadratic cost.
@@ -475,8 +477,12 @@ pub fn cost_gauss_newton_refine(
     let (_, mut ok) = judge(&u)?;
     let mut lambda = 1e-3;
     let mut taken = 0;
+    // a step is started only if the previous one would still end before the deadline
+    let mut last_step = std::time::Duration::ZERO;
+    let past = |extra: std::time::Duration| deadline.is_some_and(|d| std::time::Instant::now() + extra >= d);
     for _ in 0..max_steps {
-        if deadline.is_some_and(|d| std::time::Instant::now() >= d) {
+        let t0 = std::time::Instant::now();
+        if past(last_step) {
             break;
         }
         let sys = cost_gn_system(p, x0, &u, dt, xt)?;
@@ -490,6 +496,9 @@ pub fn cost_gauss_newton_refine(
         let d = (0..free.len()).map(|a| hf[(a, a)]).sum::<f64>() / free.len() as f64;
         let mut accepted = false;
         for _ in 0..8 {
+            if past(std::time::Duration::ZERO) {
+                break;
+            }
             let mut damped = hf.clone();
             for a in 0..free.len() {
                 damped[(a, a)] += lambda * d;
@@ -506,7 +515,9 @@ pub fn cost_gauss_newton_refine(
                 }
                 let cand = DMatrix::from_row_slice(steps, m, cand.as_slice());
                 let (jc, okc) = judge(&cand)?;
-                if jc < sys.j - 1e-9 * sys.j.abs() && (okc || !ok) {
+                // a lower J (any finite J when the current one is not finite)
+                let lower = if sys.j.is_finite() { jc < sys.j - 1e-9 * sys.j.abs() } else { jc.is_finite() };
+                if lower && (okc || !ok) {
                     u = cand;
                     ok = okc;
                     lambda = (lambda / 3.0).max(1e-9);
@@ -520,6 +531,7 @@ pub fn cost_gauss_newton_refine(
             break;
         }
         taken += 1;
+        last_step = t0.elapsed();
     }
     Ok((u, taken))
 }

@@ -91,7 +91,7 @@ pub struct EvalResult {
     pub landing_error_median: Option<(f64, f64)>,
     /// The same final controls after the classical step after the network: the terminal
     /// correction ([`crate::control::correction`]) for problems with a terminal equality
-    /// (descent), the cost Gauss-Newton refinement (at most [`COST_REFINE_STEPS`] steps) for
+    /// (descent), the cost refinement (at most [`COST_REFINE_STEPS`] Levenberg-Marquardt steps) for
     /// problems with a quadratic cost (Van der Pol, double integrator).
     pub corrected: Option<CorrectedEval>,
 }
@@ -114,7 +114,7 @@ pub struct CorrectedEval {
     pub continuous_success: f64,
     /// Touchdown position / speed error in the evaluation model (median) [m, m/s].
     pub landing_error_median: (f64, f64),
-    /// Mean Gauss-Newton steps taken.
+    /// Mean steps taken (terminal correction: Gauss-Newton; cost refinement: Levenberg-Marquardt).
     pub mean_iterations: f64,
 }
 
@@ -149,7 +149,7 @@ fn rows(t: &Tensor) -> Vec<DMatrix<f64>> {
 /// Most Levenberg-Marquardt steps of the cost refinement after the network for problems with a
 /// quadratic cost ([`crate::problems::cost_gauss_newton_refine`]; [`EvalResult::corrected`]): the
 /// controller's default `controller.cost_refinement_steps`.
-pub const COST_REFINE_STEPS: usize = 10;
+pub const COST_REFINE_STEPS: usize = crate::config::DEFAULT_COST_REFINEMENT_STEPS;
 
 /// Evaluates the model with `outer` iterations on `test`, in batches of `batch`.
 pub fn evaluate(model: &Trc, test: &Dataset, outer: i64, batch: usize, landing_weight: f64) -> EvalResult {
@@ -170,7 +170,7 @@ pub fn evaluate(model: &Trc, test: &Dataset, outer: i64, batch: usize, landing_w
         .expect("the model's problem is valid");
     let has_terminal = p.terminal_equality().is_some();
     // a quadratic cost (Van der Pol, double integrator): the classical step after the network is
-    // the projected cost Gauss-Newton refinement instead
+    // the cost refinement (Levenberg-Marquardt) instead
     let has_cost = !has_terminal && p.quadratic_cost().is_some();
     let (mut c_gaps, mut c_pos, mut c_vel) = (Vec::new(), Vec::new(), Vec::new());
     let (mut c_ok, mut c_cv, mut c_sv, mut c_cont, mut c_iters) = (0usize, 0usize, 0usize, 0usize, 0usize);

@@ -268,7 +268,7 @@ fn corrected_row(name: &str, r: &EvalResult, c: &CorrectedEval) -> String {
     let land = if descent { format!("{:.2} m, {:.3} m/s", c.landing_error_median.0, c.landing_error_median.1) } else { "-".into() };
     let cont =
         if descent { format!("{:.1}% / {:.1}%", 100.0 * c.continuous_success, r.continuous_success.map_or(f64::NAN, |x| 100.0 * x.1)) } else { "-".into() };
-    let iters = format!("({:.1} Gauss-Newton steps)", c.mean_iterations);
+    let iters = format!("({:.1} {} steps)", c.mean_iterations, if descent { "Gauss-Newton" } else { "Levenberg-Marquardt" });
     table_row(name, r.outer, &c.cost_gap, c.total_gap, c.success, r.success_optimum, (c.control_violations, c.state_violations), &land, &cont, &iters, "-")
 }
 
@@ -363,6 +363,9 @@ pub fn eval(stem: &Path, test_path: &Path, ks: &[i64], compare: Option<&Path>, r
         ));
         other_model = Some((vs2, m2, c2, other));
     }
+    // the corrector of the Newton modes: Gauss-Newton on the terminal error (descent), one
+    // Levenberg-Marquardt step on a quadratic cost (Van der Pol, double integrator)
+    let gn_part = if model.simulator().problem().quadratic_cost().is_some() { "Levenberg-Marquardt part" } else { "Gauss-Newton part" };
     // ablation of the Newton-structured decoder: the same model with its learned move zeroed
     // (residual_decoder's output layer = 0), i.e. the Gauss-Newton part alone from the same u^(0)
     use trc_control::model::Newton;
@@ -399,7 +402,7 @@ pub fn eval(stem: &Path, test_path: &Path, ks: &[i64], compare: Option<&Path>, r
             }
         });
         let r = evaluate(&m3, &test, c3.model.outer, 256, lw);
-        md.push_str(&row(&format!("`{}` Gauss-Newton part alone (learned move zeroed)", stem.display()), &r));
+        md.push_str(&row(&format!("`{}` {gn_part} alone (learned move zeroed)", stem.display()), &r));
         Some((vs3, m3))
     } else {
         None
@@ -418,8 +421,8 @@ pub fn eval(stem: &Path, test_path: &Path, ks: &[i64], compare: Option<&Path>, r
         sweep_series.push(Series::line(format!("{} success", stem.display()), sweep_rows.iter().map(|r| (r.k as f64, 100.0 * r.success)).collect()));
         if let Some((_, m3)) = &gn_only {
             let rows3 = k_sweep(m3, &test, sweep, 256, lw);
-            sweep_table(&mut md, &format!("`{}` Gauss-Newton part alone", stem.display()), &rows3, card.model.outer);
-            sweep_series.push(Series::line("Gauss-Newton part alone success", rows3.iter().map(|r| (r.k as f64, 100.0 * r.success)).collect()));
+            sweep_table(&mut md, &format!("`{}` {gn_part} alone", stem.display()), &rows3, card.model.outer);
+            sweep_series.push(Series::line(format!("{gn_part} alone success"), rows3.iter().map(|r| (r.k as f64, 100.0 * r.success)).collect()));
         }
         if let Some((_, m5, c5, label)) = &flipped {
             let rows5 = k_sweep(m5, &test, sweep, 256, lw);

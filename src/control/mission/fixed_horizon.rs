@@ -25,12 +25,13 @@ pub struct FixedHorizonMission {
 }
 
 impl FixedHorizonMission {
-    /// The mission for `problem`.
+    /// The mission for `problem` with the controller settings `cfg` (its
+    /// `cost_refinement_steps`).
     ///
     /// # Errors
     /// [`ConfigError`] for an invalid problem config.
-    pub fn new(problem: &ProblemConfig) -> Result<Self, ConfigError> {
-        Ok(Self { problem: problem.build()?, refine_steps: ControllerConfig::default().cost_refinement_steps })
+    pub fn new(problem: &ProblemConfig, cfg: &ControllerConfig) -> Result<Self, ConfigError> {
+        Ok(Self { problem: problem.build()?, refine_steps: cfg.cost_refinement_steps })
     }
 }
 
@@ -82,7 +83,9 @@ impl Mission for FixedHorizonMission {
             return Finished { u, t_go, retimed_s: None, correction_steps: 0 };
         }
         let dt = t_go / u.nrows().max(1) as f64;
-        match crate::problems::cost_gauss_newton_refine(self.problem.as_ref(), x, &u, dt, aim, self.refine_steps, Some(deadline)) {
+        // a margin for the rollout and the publication after the finish
+        let until = deadline.checked_sub(std::time::Duration::from_millis(2)).unwrap_or(deadline);
+        match crate::problems::cost_gauss_newton_refine(self.problem.as_ref(), x, &u, dt, aim, self.refine_steps, Some(until)) {
             Ok((refined, steps)) => Finished { u: refined, t_go, retimed_s: None, correction_steps: steps },
             Err(e) => {
                 log::warn!("cost refinement skipped: {e}");
@@ -102,7 +105,7 @@ mod tests {
     use crate::config::ProblemKind;
 
     fn mission() -> FixedHorizonMission {
-        FixedHorizonMission::new(&ProblemConfig::new(ProblemKind::Vanderpol)).unwrap()
+        FixedHorizonMission::new(&ProblemConfig::new(ProblemKind::Vanderpol), &ControllerConfig::default()).unwrap()
     }
 
     #[test]

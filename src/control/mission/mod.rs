@@ -13,7 +13,8 @@
 //!   a final descent that needs no plan;
 //! - the safe command ([`Mission::safe_command`]) and the final-descent command;
 //! - [`Mission::finish`]: the one step that turns a candidate into the published plan (descent:
-//!   terminal correction and landing-time retiming; identity for fixed-horizon problems).
+//!   terminal correction and landing-time retiming; fixed-horizon problems: the cost refinement,
+//!   `controller.cost_refinement_steps` Levenberg-Marquardt steps on the quadratic cost).
 //!
 //! Two implementations: [`DescentMission`] (powered descent) and [`FixedHorizonMission`] (Van der
 //! Pol, the double integrator). [`mission_for`] picks the one a problem config asks for. A new
@@ -57,8 +58,9 @@ pub struct Finished {
     pub t_go: f64,
     /// The landing time moved by this many seconds (descent retiming), if it moved.
     pub retimed_s: Option<f64>,
-    /// Gauss-Newton steps the terminal correction took in this finish (0 without one): what the
-    /// network left the classical layer to do.
+    /// Steps the classical layer took in this finish (0 without one): descent's terminal
+    /// correction (Gauss-Newton), the fixed-horizon cost refinement (Levenberg-Marquardt); what
+    /// the network left it to do.
     pub correction_steps: usize,
 }
 
@@ -150,11 +152,7 @@ pub trait Mission: Send + std::fmt::Debug {
 pub fn mission_for(problem: &ProblemConfig, cfg: &ControllerConfig) -> Result<Box<dyn Mission>, ConfigError> {
     Ok(match problem.name {
         ProblemKind::Descent => Box::new(DescentMission::new(problem, cfg)?),
-        ProblemKind::Vanderpol | ProblemKind::DoubleIntegrator => {
-            let mut m = FixedHorizonMission::new(problem)?;
-            m.set_config(cfg);
-            Box::new(m)
-        }
+        ProblemKind::Vanderpol | ProblemKind::DoubleIntegrator => Box::new(FixedHorizonMission::new(problem, cfg)?),
     })
 }
 
