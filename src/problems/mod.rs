@@ -17,7 +17,7 @@ mod sim;
 mod van_der_pol;
 
 pub use config::{ProblemConfig, ProblemKind};
-pub use sim::{cost_gauss_newton, cost_gauss_newton_refine, position_sensitivities, terminal_sensitivity, Simulator, FAST_BATCH};
+pub use sim::{cost_gauss_newton_refine, position_sensitivities, terminal_sensitivity, Simulator, FAST_BATCH};
 
 pub use double_integrator::{DoubleIntegrator, DoubleIntegratorParams};
 pub use powered_descent::{fuel_batch, DescentParams, LcvxDiscretization, PoweredDescent};
@@ -143,7 +143,7 @@ pub trait Problem: Send + Sync + std::fmt::Debug {
     /// The problem's cost as a quadratic tracking cost, if it is one: `(Q, R, Q_f)` with
     /// `J = sum_{k<N} (x_k - x_t)' Q (x_k - x_t) + R |u_k|^2 + (x_N - x_t)' Q_f (x_N - x_t)`
     /// (diagonal Q, Q_f of length n; scalar R), used by the Gauss-Newton steps on the cost
-    /// ([`crate::problems::cost_gauss_newton`], [`crate::problems::cost_gauss_newton_refine`]).
+    /// ([`crate::problems::cost_gauss_newton_refine`]).
     /// `None` (the default) otherwise.
     fn quadratic_cost(&self) -> Option<(Vec<f64>, f64, Vec<f64>)> {
         None

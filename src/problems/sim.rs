@@ -128,7 +128,7 @@ impl Simulator {
     }
 
     /// Batched cost step: one Levenberg-Marquardt step of [`cost_gauss_newton_refine`] per sample
-    /// (the projected Gauss-Newton step with a line search, [`cost_gauss_newton`], stalled on Van
+    /// (the undamped projected Gauss-Newton step with a line search it replaced stalled on Van
     /// der Pol: docs/refinement-log.md, session of 2026-12-07): `x0`, `xt` `[B, n]`, `u` `[B, N, m]`, `dt` `[B]` -> the
     /// steps `[B, N, m]` (physical units) on `u`'s device and dtype; `None` for a problem without a
     /// quadratic cost (descent). Computed per sample in f64 on the CPU whatever the device (the
@@ -313,11 +313,12 @@ pub fn position_sensitivities(
     }
 }
 
-/// The Gauss-Newton model of the quadratic tracking cost of an RK4 problem about `u` `[N, m]`
-/// (see [`cost_gauss_newton`] for the equations).
+/// The Gauss-Newton model of the quadratic tracking cost of an RK4 problem about `u` `[N, m]`:
+/// the states' sensitivity `S_j = d x_j / d u` by the chain rule through
+/// [`Problem::step_jacobian`], `H = sum_j S_j' W_j S_j + R I`, `g = sum_j S_j' W_j (x_j - x_t) + R u`.
 fn cost_gn_system(p: &dyn Problem, x0: &DVector<f64>, u: &DMatrix<f64>, dt: f64, xt: &DVector<f64>) -> Result<CostGnSystem, ProblemError> {
     let Some((q, r, q_f)) = p.quadratic_cost() else {
-        return Err(super::shape_err(p.kind(), "cost_gauss_newton", "a quadratic tracking cost".into(), "none".into()));
+        return Err(super::shape_err(p.kind(), "cost_gauss_newton_refine", "a quadratic tracking cost".into(), "none".into()));
     };
     let traj = p.rollout(x0, u, dt)?;
     let (steps, m, n) = (u.nrows(), u.ncols(), x0.len());
@@ -381,68 +382,8 @@ fn held_set(bound: Option<&impl Fn(usize) -> (f64, f64)>, u_flat: &DVector<f64>,
         .collect()
 }
 
-/// One Gauss-Newton step on a quadratic tracking cost ([`Problem::quadratic_cost`]) of an RK4
-/// problem: `x0` (length n), `u` `[N, m]`, step `dt` [s], target `xt` -> the step `du` `[N, m]`
-/// (physical units) that minimises the cost linearised about `u` (the states' sensitivity
-/// `S_j = d x_j / d u` by the chain rule through [`Problem::step_jacobian`];
-/// `H = sum_j S_j' W_j S_j + R I`, `g = sum_j S_j' W_j (x_j - x_t) + R u`, `du = -H^-1 g`),
-/// as a projected Newton step for the box (Bertsekas 1982, "Projected Newton methods for
-/// optimization problems with simple constraints"): components at a bound the gradient pushes
-/// against are held, and the step is searched along the projection arc (the first of
-/// s = 1, 1/2, .., 1/32 that lowers J; no step if none does). The returned step keeps `u + du`
-/// inside the box.
-///
-/// # Errors
-/// [`ProblemError::Shape`] for wrong dimensions, or a problem without a quadratic cost.
-pub fn cost_gauss_newton(p: &dyn Problem, x0: &DVector<f64>, u: &DMatrix<f64>, dt: f64, xt: &DVector<f64>) -> Result<DMatrix<f64>, ProblemError> {
-    let CostGnSystem { h, g, u_flat, j: j0 } = cost_gn_system(p, x0, u, dt, xt)?;
-    let (steps, m) = (u.nrows(), u.ncols());
-    let nm = steps * m;
-    let bounds = match p.control_constraint() {
-        super::ControlConstraint::Box { lower, upper } => Some((lower, upper)),
-        _ => None,
-    };
-    let bound = |i: usize| bounds.as_ref().map(|(lo, hi)| (lo[i % m], hi[i % m]));
-    // projected Newton (Bertsekas 1982): components at a bound the gradient pushes against are
-    // held; the reduced Newton step on the rest is searched along the projection arc
-    // u(s) = clip(u + s du), s = 1, 1/2, .., 1/32, taking the first that lowers J (none: no step)
-    let mut held = vec![false; nm];
-    if bounds.is_some() {
-        for (i, hold) in held.iter_mut().enumerate() {
-            let (lo, hi) = bound(i).expect("box");
-            let tol = 1e-6 * (hi - lo).abs().max(1.0);
-            *hold = (u_flat[i] >= hi - tol && g[i] < 0.0) || (u_flat[i] <= lo + tol && g[i] > 0.0);
-        }
-    }
-    let free: Vec<usize> = (0..nm).filter(|&i| !held[i]).collect();
-    let hf = DMatrix::from_fn(free.len(), free.len(), |a, b| h[(free[a], free[b])]);
-    let gf = DVector::from_fn(free.len(), |a, _| -g[free[a]]);
-    let mut du = DVector::<f64>::zeros(nm);
-    if let Some(ch) = hf.cholesky() {
-        let df = ch.solve(&gf);
-        for (a, &i) in free.iter().enumerate() {
-            du[i] = df[a];
-        }
-    }
-    let clip = |v: DVector<f64>| match &bounds {
-        Some(_) => DVector::from_fn(nm, |i, _| {
-            let (lo, hi) = bound(i).expect("box");
-            v[i].clamp(lo, hi)
-        }),
-        None => v,
-    };
-    for s in [1.0, 0.5, 0.25, 0.125, 0.0625, 0.03125] {
-        let us_flat = clip(&u_flat + &du * s);
-        let us = DMatrix::from_row_slice(steps, m, us_flat.as_slice());
-        if p.cost(&p.rollout(x0, &us, dt)?, &us, xt, dt) < j0 {
-            return Ok(DMatrix::from_row_slice(steps, m, (us_flat - &u_flat).as_slice()));
-        }
-    }
-    Ok(DMatrix::zeros(steps, m))
-}
-
 /// Up to `max_steps` Levenberg-Marquardt steps on a quadratic tracking cost from `u` `[N, m]`
-/// (physical units): the Gauss-Newton model of [`cost_gauss_newton`] with the components at a
+/// (physical units): the Gauss-Newton model of the cost (`H`, `g` above) with the components at a
 /// bound the gradient pushes against held, `(H_free + lambda d I) du = -g_free` (`d` the mean of
 /// `H_free`'s diagonal, `lambda` from 1e-3, divided by 3 after a step taken and multiplied by 4,
 /// up to 8 times, while a step is refused), the result clipped into the box. A step is taken

@@ -172,19 +172,19 @@ mod tests {
         let h = std::f64::consts::FRAC_1_SQRT_2;
         (o.pose.pose.orientation.w, o.pose.pose.orientation.z) = (h, h);
         o.child_frame_id = "base_link".into();
-        let s = descent_state_from_odometry(&o, Some(1800.0)).unwrap();
+        let Some(s) = descent_state_from_odometry(&o, Some(1800.0)) else { panic!("a state from a full Odometry") };
         assert!((s.x[3]).abs() < 1e-12 && (s.x[4] - 2.0).abs() < 1e-12, "{:?}", s.x);
         // the same twist declared in the header frame (empty or equal child frame): as it is
         for child in ["", "landing_site"] {
             o.child_frame_id = child.into();
-            let s = descent_state_from_odometry(&o, Some(1800.0)).unwrap();
+            let Some(s) = descent_state_from_odometry(&o, Some(1800.0)) else { panic!("child frame `{child}`: no state") };
             assert_eq!((s.x[3], s.x[4]), (2.0, 0.0), "child frame `{child}`");
         }
         // an unset (all-zero) orientation is identity, never a NaN
         o.child_frame_id = "base_link".into();
         o.pose.pose.orientation = Default::default();
         o.pose.pose.orientation.w = 0.0;
-        let s = descent_state_from_odometry(&o, Some(1800.0)).unwrap();
+        let Some(s) = descent_state_from_odometry(&o, Some(1800.0)) else { panic!("an all-zero orientation still gives a state") };
         assert_eq!((s.x[3], s.x[4]), (2.0, 0.0));
         assert!(descent_state_from_odometry(&o, None).is_none(), "no mass yet");
     }
