@@ -95,7 +95,7 @@ fn colcon_builds_the_package_and_installs_what_ros2_launch_needs() {
         .args(["-p", "node.device:=cpu"])
         .current_dir(&ws)
         .env("LD_LIBRARY_PATH", ld)
-        .env("ROS_DOMAIN_ID", (common::isolate_ros_domain() + 171).to_string())
+        .env("ROS_DOMAIN_ID", common::offset_ros_domain(171).to_string())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()

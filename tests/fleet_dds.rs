@@ -36,7 +36,7 @@ fn start(exe: &str, ns: &str, extra: &[String], domain: u32) -> Child {
 
 #[test]
 fn two_namespaced_vehicles_land_side_by_side_over_dds() {
-    let domain = common::isolate_ros_domain() + 151;
+    let domain = common::offset_ros_domain(151);
     let dir = std::env::temp_dir().join(format!("trc-fleet-dds-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let mut vehicles = Vec::new();

@@ -85,7 +85,7 @@ fn a_managed_node_answers_only_while_active() {
 
 #[test]
 fn a_failed_configure_says_why_and_stays_unconfigured() {
-    let domain = common::isolate_ros_domain() + 37;
+    let domain = common::offset_ros_domain(37);
     let (v, _, log) = drive("bad_model", &["node.model:=/nonexistent/trc_model"], domain);
     let steps = v["steps"].as_array().unwrap();
     let configure = steps[1].as_array().unwrap();

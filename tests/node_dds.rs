@@ -40,7 +40,7 @@ fn stop(c: Child) -> String {
 fn trc_sim_and_trc_node_land_a_descent_episode_over_dds() {
     // the two tests of this file run concurrently in one process: this one puts its children
     // on a domain of their own (the process-wide ROS_DOMAIN_ID belongs to the rclpy test)
-    let domain = common::isolate_ros_domain() + 101;
+    let domain = common::offset_ros_domain(101);
     let dir = std::env::temp_dir().join(format!("trc-node-dds-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let results = dir.join("results.yaml");

@@ -42,7 +42,7 @@ fn alive(pid: u32) -> bool {
 #[test]
 fn trc_launch_stops_its_nodes_when_it_is_stopped() {
     // this test's children on a domain of their own (the process-wide one is the stamp test's)
-    let domain = common::isolate_ros_domain() + 101;
+    let domain = common::offset_ros_domain(101);
     let mut launch = Command::new(env!("CARGO_BIN_EXE_trc"))
         .args(["launch", "descent", "device:=cpu"])
         .env("ROS_DOMAIN_ID", domain.to_string())

@@ -92,7 +92,7 @@ fn let_start(node: &mut Child) {
 
 #[test]
 fn a_closed_loop_recorded_over_dds_replays_plan_for_plan_and_reads_independently() {
-    let domain = common::isolate_ros_domain() + 101;
+    let domain = common::offset_ros_domain(101);
     let bag_dir = tmp("flight");
     let own_dir = tmp("node-own");
     let record_to = format!("node.record_to:={}", own_dir.display());
@@ -180,7 +180,7 @@ fn answers_by_stamp(bag: &Path) -> HashMap<i64, ControlSequenceMsg> {
 
 #[test]
 fn playing_the_shipped_bag_drives_trc_node_to_the_bag_plans() {
-    let domain = common::isolate_ros_domain() + 131;
+    let domain = common::offset_ros_domain(131);
     let out = tmp("answers");
     let mut node = spawn(env!("CARGO_BIN_EXE_trc_node"), &ros_args(&["use_sim_time:=true", "node.device:=cpu", "controller.deadline_s:=0.5"]), domain);
     let_start(&mut node);

@@ -4,6 +4,16 @@
 use nalgebra::DMatrix;
 use trc_control::plan::{Plan, PlanStatus};
 
+/// Largest ROS domain id Fast DDS accepts with the default port base (its port formula
+/// overflows above 232: "Calculated port number is too high").
+pub const MAX_DOMAIN_ID: u32 = 232;
+
+/// A domain for the processes a test starts, `offset` away from this process's own
+/// ([`isolate_ros_domain`]), wrapped into 1..=[`MAX_DOMAIN_ID`].
+pub fn offset_ros_domain(offset: u32) -> u32 {
+    (isolate_ros_domain() - 1 + offset) % MAX_DOMAIN_ID + 1
+}
+
 /// Puts this test process on its own ROS domain (from TRC_TEST_DOMAIN_ID, else derived from the
 /// pid) and keeps discovery on localhost, before any rcl context exists. Returns the domain id.
 pub fn isolate_ros_domain() -> u32 {
