@@ -29,7 +29,9 @@ operator_for() {
     # the same operator with the Levenberg-Marquardt step on the cost as its corrector, trained
     # and selected at K = 8 (docs/refinement-log.md, session of 2026-12-07: the 2-step `off`
     # model left a 15% mean cost gap; trained at K = 3 the operator reached 0.9% only at K = 10)
-    vanderpol) echo "--newton corrected --accept --init-weight 1.0 --outer 8 --outer-max 8 --start-mix 0.5 --truncate";;
+    # (session of 2026-12-07 (third): --joint-monotone holds the terminal error in the acceptance
+    # too, with the error-holding cost step as a further candidate)
+    vanderpol) echo "--newton corrected --accept --joint-monotone --init-weight 1.0 --outer 8 --outer-max 8 --start-mix 0.5 --truncate";;
     # the paper's 2-step training; the written model runs the monotone acceptance (K sweep
     # monotone, K = 10 no worse than K = 2; in training it starves the second iteration)
     *) echo "--accept-at-inference";;

@@ -182,6 +182,8 @@ pub struct RunAs {
     pub newton: Option<Newton>,
     /// Monotone acceptance on or off ([`crate::model::ModelConfig::accept`]).
     pub accept: Option<bool>,
+    /// Joint monotone acceptance on or off ([`crate::model::ModelConfig::joint_monotone`]).
+    pub joint_monotone: Option<bool>,
 }
 
 /// [`load`], run as `run_as` says: another use of the sensitivity features than the one trained
@@ -195,6 +197,9 @@ pub fn load_as(stem: &Path, device: Device, expect: Option<&ProblemConfig>, run_
     let mut card = read_card(stem)?;
     if let Some(a) = run_as.accept {
         card.model.accept = a;
+    }
+    if let Some(j) = run_as.joint_monotone {
+        card.model.joint_monotone = j;
     }
     if let Some(nw) = run_as.newton {
         if (nw == Newton::Off) != (card.model.newton == Newton::Off) {

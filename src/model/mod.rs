@@ -62,6 +62,16 @@ pub struct ModelConfig {
     /// the same; the merit cannot rise. Default off.
     #[serde(default)]
     pub accept: bool,
+    /// With [`ModelConfig::accept`], for a quadratic cost in the predictor-corrector modes (Van der
+    /// Pol, double integrator in `step` / `corrected`): the acceptance also refuses a rise of the
+    /// terminal error (as for descent), and one Levenberg-Marquardt step on the cost that holds the
+    /// linearised terminal state on its ray toward the target
+    /// ([`crate::problems::cost_lm_step_error_held`]) is a further candidate, so that a chain
+    /// whose learned move trades the terminal error for cost goes on instead of stalling. Then
+    /// both `J^(k)` and the terminal error are non-increasing in k per instance. Default off
+    /// (the acceptance judges `J` alone for a quadratic cost).
+    #[serde(default)]
+    pub joint_monotone: bool,
 }
 
 /// How TRC uses the sensitivity of the terminal state to its controls, computed every outer
@@ -109,20 +119,20 @@ impl Newton {
 impl ModelConfig {
     /// CI-fast preset: latent 32, 1 block, K = 2, n = 2, 5 tokens.
     pub fn tiny() -> Self {
-        Self { latent: 32, heads: 2, layers: 1, mlp_ratio: 2, hidden: 64, tokens: 5, outer: 2, inner: 2, newton: Newton::Off, accept: false }
+        Self { latent: 32, heads: 2, layers: 1, mlp_ratio: 2, hidden: 64, tokens: 5, outer: 2, inner: 2, newton: Newton::Off, accept: false, joint_monotone: false }
     }
 
     /// The paper's scale (Jain & Linares 2025, §4: latent 256, K = 3, n = 4..6, ~1.5M
     /// parameters): latent 256, 4 heads, 2 blocks with MLP ratio 2, encoder width 320, 10 tokens, K = 3, n = 4.
     pub fn paper() -> Self {
-        Self { latent: 256, heads: 4, layers: 2, mlp_ratio: 2, hidden: 320, tokens: 10, outer: 3, inner: 4, newton: Newton::Off, accept: false }
+        Self { latent: 256, heads: 4, layers: 2, mlp_ratio: 2, hidden: 320, tokens: 10, outer: 3, inner: 4, newton: Newton::Off, accept: false, joint_monotone: false }
     }
 
     /// The CPU-trainable middle scale between `tiny` and `paper` (capacity ablation of the
     /// refinement issue; trains in about an hour on 2 cores for 5,000 Van der Pol demonstrations):
     /// latent 96, 4 heads, 2 blocks with MLP ratio 2, encoder width 192, 10 tokens, K = 2, n = 2.
     pub fn small() -> Self {
-        Self { latent: 96, heads: 4, layers: 2, mlp_ratio: 2, hidden: 192, tokens: 10, outer: 2, inner: 2, newton: Newton::Off, accept: false }
+        Self { latent: 96, heads: 4, layers: 2, mlp_ratio: 2, hidden: 192, tokens: 10, outer: 2, inner: 2, newton: Newton::Off, accept: false, joint_monotone: false }
     }
 
     /// A preset by name (`tiny`, `small`, `paper`).

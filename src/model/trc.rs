@@ -514,7 +514,16 @@ impl Trc {
                     if self.cfg.accept {
                         // globalisation: the Gauss-Newton step alone is the fallback candidate
                         let gn_only = self.project_st(&(&u + self.norm.du_inv(&nw.g.view([b, self.horizon, self.m]))));
-                        self.accept_best(&x0, &xt, &dt, &u, &traj, &[next, gn_only])
+                        let mut cands = vec![next, gn_only];
+                        if self.cfg.joint_monotone {
+                            // and, where both J and the terminal error are held, the cost step
+                            // that does not raise the terminal error
+                            let scale = &self.newton_scale_f64;
+                            if let Some(held) = self.sim.cost_newton_error_held(&x0, &u.detach(), &dt, &xt, &self.newton_idx, scale, ACCEPT_ERROR_SLACK) {
+                                cands.push(held);
+                            }
+                        }
+                        self.accept_best(&x0, &xt, &dt, &u, &traj, &cands)
                     } else {
                         next
                     }
@@ -593,10 +602,11 @@ impl Trc {
     /// (descent), and for any problem when the learned iterate is the only candidate (`off`,
     /// `input`), so that both the cost and the terminal error are non-increasing in k. With a
     /// Gauss-Newton step on a quadratic tracking cost in the loop (Van der Pol, double integrator
-    /// in `step` / `corrected`) the merit alone decides: the cost already prices the terminal
-    /// state, and the gate stalled those chains (docs/refinement-log.md, `vdp_cai`).
+    /// in `step` / `corrected`) the merit alone decides unless [`ModelConfig::joint_monotone`]
+    /// holds: the cost already prices the terminal state, and without the error-holding cost
+    /// step as a candidate the gate stalled those chains (docs/refinement-log.md, `vdp_cai`).
     fn error_gate(&self) -> bool {
-        self.terminal_equality || matches!(self.cfg.newton, Newton::Off | Newton::Input)
+        self.terminal_equality || self.cfg.joint_monotone || matches!(self.cfg.newton, Newton::Off | Newton::Input)
     }
 
     /// [`Trc::accept_best`]'s choice per sample in f64 on the CPU (0 = keep `u`, i = candidate

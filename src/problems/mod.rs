@@ -17,7 +17,7 @@ mod sim;
 mod van_der_pol;
 
 pub use config::{ProblemConfig, ProblemKind};
-pub use sim::{cost_gauss_newton_refine, position_sensitivities, terminal_sensitivity, Simulator, FAST_BATCH};
+pub use sim::{cost_gauss_newton_refine, cost_lm_step_error_held, position_sensitivities, terminal_sensitivity, Simulator, FAST_BATCH};
 
 pub use double_integrator::{DoubleIntegrator, DoubleIntegratorParams};
 pub use powered_descent::{fuel_batch, DescentParams, LcvxDiscretization, PoweredDescent};

@@ -154,6 +154,32 @@ impl Simulator {
         Some(Tensor::from_slice(&out).view([b as i64, steps as i64, m as i64]).to_kind(u.kind()).to_device(u.device()))
     }
 
+    /// Batched [`cost_lm_step_error_held`]: per sample, the controls after one
+    /// Levenberg-Marquardt step on the cost that does not raise the terminal error (components
+    /// `idx` over `scale`, by more than `slack`), or `u` itself where no such step is found.
+    /// `x0`, `xt` `[B, n]`, `u` `[B, N, m]`, `dt` `[B]` -> `[B, N, m]` on `u`'s device and dtype;
+    /// `None` for a problem without a quadratic cost. Per sample in f64 on the CPU.
+    pub fn cost_newton_error_held(&self, x0: &Tensor, u: &Tensor, dt: &Tensor, xt: &Tensor, idx: &[usize], scale: &[f64], slack: f64) -> Option<Tensor> {
+        let Simulator::Rk4(p) = self else { return None };
+        p.quadratic_cost()?;
+        let (b, n) = (x0.size()[0] as usize, x0.size()[1] as usize);
+        let (steps, m) = (u.size()[1] as usize, u.size()[2] as usize);
+        let flat = crate::tensor::flat_f64;
+        let (xv, uv, dv, tv) = (flat(x0)?, flat(u)?, flat(dt)?, flat(xt)?);
+        let per: Vec<Option<Vec<f64>>> = (0..b)
+            .into_par_iter()
+            .map(|i| {
+                let x = DVector::from_column_slice(&xv[i * n..(i + 1) * n]);
+                let target = DVector::from_column_slice(&tv[i * n..(i + 1) * n]);
+                let um = DMatrix::from_row_slice(steps, m, &uv[i * steps * m..(i + 1) * steps * m]);
+                let next = cost_lm_step_error_held(p.as_ref(), &x, &um, dv[i], &target, idx, scale, slack).ok()?.unwrap_or(um);
+                Some(next.transpose().as_slice().to_vec())
+            })
+            .collect();
+        let out: Vec<f64> = per.into_iter().collect::<Option<Vec<_>>>()?.concat();
+        Some(Tensor::from_slice(&out).view([b as i64, steps as i64, m as i64]).to_kind(u.kind()).to_device(u.device()))
+    }
+
     fn terminal_jacobian_f64(&self, x0: &Tensor, u: &Tensor, dt: &Tensor, idx: &[usize]) -> Option<Tensor> {
         let (b, n) = (x0.size()[0] as usize, x0.size()[1] as usize);
         let (steps, m) = (u.size()[1] as usize, u.size()[2] as usize);
@@ -349,16 +375,20 @@ fn cost_gn_system(p: &dyn Problem, x0: &DVector<f64>, u: &DMatrix<f64>, dt: f64,
         h[(i, i)] += r;
     }
     g += &u_flat * r;
-    Ok(CostGnSystem { h, g, u_flat, j: p.cost(&traj, u, xt, dt) })
+    let x_n = traj.row(steps).transpose();
+    Ok(CostGnSystem { h, g, u_flat, j: p.cost(&traj, u, xt, dt), s_n: s, x_n })
 }
 
 /// The Gauss-Newton model of a quadratic tracking cost about `u` ([`cost_gn_system`]): `H`
-/// `[N m, N m]`, the gradient `g` `[N m]`, `u` flattened row-major and `J(u)`.
+/// `[N m, N m]`, the gradient `g` `[N m]`, `u` flattened row-major, `J(u)`, the terminal
+/// state's sensitivity `S_N = d x_N / d u` `[n, N m]` and the terminal state `x_N` `[n]`.
 struct CostGnSystem {
     h: DMatrix<f64>,
     g: DVector<f64>,
     u_flat: DVector<f64>,
     j: f64,
+    s_n: DMatrix<f64>,
+    x_n: DVector<f64>,
 }
 
 /// The control box of `p` per flattened component (`None` for a problem without a box).
@@ -475,6 +505,115 @@ pub fn cost_gauss_newton_refine(
         last_step = t0.elapsed();
     }
     Ok((u, taken))
+}
+
+/// One Levenberg-Marquardt step on a quadratic tracking cost from `u` `[N, m]` (physical units)
+/// that lowers `J` without raising the terminal error: the step of [`cost_gauss_newton_refine`]
+/// with the linearised terminal state held on the ray toward the target. With
+/// `a = W (x_N - x_t)` on the components `idx` (`W = diag(1 / scale)`, the success tolerances),
+/// `e = |a|` and `C = W S_N` restricted to `idx`, the step solves
+/// `min 1/2 du' (H + lambda d I) du + g' du` subject to `C du = -beta a`: first with `beta` free
+/// (the terminal state may move only along `a`, `e` changes to first order by `-beta e`), then,
+/// if that `beta` lies outside `[0, 1]`, with `beta` at the nearer end (0: the terminal state held;
+/// 1: moved onto the target). The equality-constrained quadratic program is solved through its
+/// Schur complement (`[c, c]`, pseudo-inverse: the constraints of the free `beta` are rank `c - 1`).
+/// Components at a bound the gradient pushes against are held, the result is clipped into the
+/// box, and the damping grows (x4, up to 8 tries, from `lambda = 1e-3`) until the candidate lowers
+/// `J` by a relative `1e-9` and raises `e` by at most `slack` (and keeps a successful terminal
+/// state successful). Returns the candidate, or `None` where no damping gives one. A projected
+/// (constrained) Gauss-Newton step in the sense of Nocedal & Wright, "Numerical Optimization",
+/// 2nd ed., 16.1 / 18.1 (equality-constrained QP by the Schur complement); it lets a monotone
+/// acceptance that holds both `J` and the terminal error go on where the plain step would
+/// trade one against the other (docs/method.md "Monotone acceptance").
+///
+/// # Errors
+/// [`ProblemError::Shape`] for wrong dimensions, or a problem without a quadratic cost.
+#[allow(clippy::too_many_arguments)]
+pub fn cost_lm_step_error_held(
+    p: &dyn Problem,
+    x0: &DVector<f64>,
+    u: &DMatrix<f64>,
+    dt: f64,
+    xt: &DVector<f64>,
+    idx: &[usize],
+    scale: &[f64],
+    slack: f64,
+) -> Result<Option<DMatrix<f64>>, ProblemError> {
+    let (steps, m) = (u.nrows(), u.ncols());
+    let nm = steps * m;
+    let bound = box_of(p, m);
+    let err = |x_n: &DVector<f64>| idx.iter().zip(scale).map(|(&c, s)| ((x_n[c] - xt[c]) / s).powi(2)).sum::<f64>().sqrt();
+    let sys = cost_gn_system(p, x0, u, dt, xt)?;
+    let ok = p.is_success(&sys.x_n, xt);
+    let a = DVector::from_iterator(idx.len(), idx.iter().zip(scale).map(|(&c, s)| (sys.x_n[c] - xt[c]) / s));
+    let e = a.norm();
+    let held = held_set(bound.as_ref(), &sys.u_flat, &sys.g);
+    let free: Vec<usize> = (0..nm).filter(|&i| !held[i]).collect();
+    if free.is_empty() || !sys.j.is_finite() {
+        return Ok(None);
+    }
+    let nf = free.len();
+    let c_full = DMatrix::from_fn(idx.len(), nf, |r, col| sys.s_n[(idx[r], free[col])] / scale[r]);
+    let hf = DMatrix::from_fn(nf, nf, |i, j| sys.h[(free[i], free[j])]);
+    let gf = DVector::from_fn(nf, |i, _| -sys.g[free[i]]);
+    let d = (0..nf).map(|i| hf[(i, i)]).sum::<f64>() / nf as f64;
+    // the constraint rows with `beta` free: the part of `C du` across `a` is zero
+    let a_hat = if e > 1e-12 { Some(&a / e) } else { None };
+    let across = a_hat.as_ref().map(|ah| {
+        let proj = DMatrix::<f64>::identity(idx.len(), idx.len()) - ah * ah.transpose();
+        proj * &c_full
+    });
+    let mut lambda = 1e-3;
+    for _ in 0..8 {
+        let mut damped = hf.clone();
+        for i in 0..nf {
+            damped[(i, i)] += lambda * d;
+        }
+        if let Some(ch) = damped.cholesky() {
+            let h0 = ch.solve(&gf);
+            // minimiser of the damped model subject to `rows du = rhs`
+            let solve = |rows: &DMatrix<f64>, rhs: &DVector<f64>| -> Option<DVector<f64>> {
+                let y = ch.solve(&rows.transpose()); // [nf, c]
+                let schur = rows * &y;
+                let eps = 1e-12 * schur.norm().max(1e-300);
+                let pinv = schur.pseudo_inverse(eps).ok()?;
+                let nu = pinv * (rhs - rows * &h0);
+                Some(&h0 + y * nu)
+            };
+            let du = match (&across, &a_hat) {
+                (Some(rows), Some(ah)) => solve(rows, &DVector::zeros(idx.len())).and_then(|du| {
+                    let beta = -(ah.transpose() * (&c_full * &du))[0] / e;
+                    if beta < 0.0 {
+                        solve(&c_full, &DVector::zeros(idx.len()))
+                    } else if beta > 1.0 {
+                        solve(&c_full, &(-&a))
+                    } else {
+                        Some(du)
+                    }
+                }),
+                _ => solve(&c_full, &DVector::zeros(idx.len())),
+            };
+            if let Some(du) = du.filter(|v| v.iter().all(|x| x.is_finite())) {
+                let mut cand = sys.u_flat.clone();
+                for (k, &i) in free.iter().enumerate() {
+                    cand[i] += du[k];
+                    if let Some(b) = &bound {
+                        let (lo, hi) = b(i);
+                        cand[i] = cand[i].clamp(lo, hi);
+                    }
+                }
+                let cand = DMatrix::from_row_slice(steps, m, cand.as_slice());
+                let x = p.rollout(x0, &cand, dt)?;
+                let x_n = x.row(steps).transpose();
+                let jc = p.cost(&x, &cand, xt, dt);
+                if jc < sys.j - 1e-9 * sys.j.abs() && err(&x_n) <= e + slack && (p.is_success(&x_n, xt) || !ok) {
+                    return Ok(Some(cand));
+                }
+            }
+        }
+        lambda *= 4.0;
+    }
+    Ok(None)
 }
 
 /// Largest batch the f64 rollout path takes (see [`Simulator::rollout`]).

@@ -34,6 +34,8 @@ pub struct ArchOverrides {
     pub accept: bool,
     /// The written model runs the acceptance; training does not.
     pub accept_at_inference: bool,
+    /// The acceptance holds the terminal error too (ModelConfig::joint_monotone).
+    pub joint_monotone: bool,
 }
 
 /// The resume files of a run writing `out`: weights and state (see [`train::ResumeState`]).
@@ -76,6 +78,7 @@ pub fn train(
         model_cfg.inner = n;
     }
     model_cfg.accept |= arch.accept;
+    model_cfg.joint_monotone |= arch.joint_monotone;
     tch::manual_seed(cfg.seed as i64);
     let mut vs = nn::VarStore::new(dev);
     let norm = Normalizer::fit(&tr);
@@ -372,7 +375,7 @@ pub fn eval(stem: &Path, test_path: &Path, ks: &[i64], compare: Option<&Path>, r
     // ablation of the corrector: an `input` model run with a Gauss-Newton corrector step after
     // each learned move (newton = corrected, the same weights, never trained with it)
     let with_corrector = if card.model.newton == Newton::Input {
-        let (vs4, m4, c4) = checkpoint::load_as(stem, dev, Some(&test.meta.problem), checkpoint::RunAs { newton: Some(Newton::Corrected), accept: None })?;
+        let (vs4, m4, c4) = checkpoint::load_as(stem, dev, Some(&test.meta.problem), checkpoint::RunAs { newton: Some(Newton::Corrected), ..Default::default() })?;
         for &k in ks {
             let r = evaluate(&m4, &test, k, 256, lw);
             md.push_str(&row(&format!("`{}` with a Gauss-Newton corrector in the loop (untrained with it)", stem.display()), &r));
@@ -384,13 +387,30 @@ pub fn eval(stem: &Path, test_path: &Path, ks: &[i64], compare: Option<&Path>, r
     // the monotone acceptance (globalisation) switched the other way than trained: same weights
     let flipped = {
         let on = !card.model.accept;
-        let (vs5, m5, c5) = checkpoint::load_as(stem, dev, Some(&test.meta.problem), checkpoint::RunAs { newton: None, accept: Some(on) })?;
+        let (vs5, m5, c5) = checkpoint::load_as(stem, dev, Some(&test.meta.problem), checkpoint::RunAs { accept: Some(on), ..Default::default() })?;
         let label = format!("`{}` {} monotone acceptance", stem.display(), if on { "with" } else { "without" });
         for &k in ks {
             let r = evaluate(&m5, &test, k, 256, lw);
             md.push_str(&row(&label, &r));
         }
         Some((vs5, m5, c5, label))
+    };
+    // the joint monotone acceptance (cost and terminal error both held, with the error-holding
+    // cost step as a candidate) switched the other way than trained: same weights
+    let joint_flipped = if card.model.accept
+        && matches!(card.model.newton, Newton::Step | Newton::Corrected)
+        && model.simulator().problem().quadratic_cost().is_some()
+    {
+        let on = !card.model.joint_monotone;
+        let (vs6, m6, c6) = checkpoint::load_as(stem, dev, Some(&test.meta.problem), checkpoint::RunAs { joint_monotone: Some(on), ..Default::default() })?;
+        let label = format!("`{}` {} joint monotone acceptance (cost and terminal error)", stem.display(), if on { "with" } else { "without" });
+        for &k in ks {
+            let r = evaluate(&m6, &test, k, 256, lw);
+            md.push_str(&row(&label, &r));
+        }
+        Some((vs6, m6, c6, label))
+    } else {
+        None
     };
     let gn_only = if matches!(card.model.newton, Newton::Step | Newton::Corrected) {
         let (vs3, m3, c3) = checkpoint::load(stem, dev, Some(&test.meta.problem))?;
@@ -428,6 +448,11 @@ pub fn eval(stem: &Path, test_path: &Path, ks: &[i64], compare: Option<&Path>, r
             let rows5 = k_sweep(m5, &test, sweep, 256, lw);
             sweep_table(&mut md, label, &rows5, c5.model.outer);
             sweep_series.push(Series::line(label.replace('`', ""), rows5.iter().map(|r| (r.k as f64, 100.0 * r.success)).collect()));
+        }
+        if let Some((_, m6, c6, label)) = &joint_flipped {
+            let rows6 = k_sweep(m6, &test, sweep, 256, lw);
+            sweep_table(&mut md, label, &rows6, c6.model.outer);
+            sweep_series.push(Series::line(label.replace('`', ""), rows6.iter().map(|r| (r.k as f64, 100.0 * r.success)).collect()));
         }
         if let Some((_, m4, c4)) = &with_corrector {
             let rows4 = k_sweep(m4, &test, sweep, 256, lw);

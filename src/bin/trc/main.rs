@@ -352,6 +352,11 @@ enum Cmd {
         /// training it starves the later iterations of gradient; docs/refinement-log.md).
         #[arg(long, conflicts_with = "accept")]
         accept_at_inference: bool,
+        /// With --accept, for a quadratic cost in the step / corrected modes: the acceptance holds
+        /// the terminal error too, with an error-holding cost step as a further candidate (see
+        /// ModelConfig::joint_monotone).
+        #[arg(long, requires = "accept")]
+        joint_monotone: bool,
         /// TRM-style truncation (no gradient across outer iterations).
         #[arg(long)]
         truncate: bool,
@@ -724,6 +729,7 @@ fn main() -> ExitCode {
             init_weight,
             accept,
             accept_at_inference,
+            joint_monotone,
             truncate,
             seed,
             tokens,
@@ -751,7 +757,7 @@ fn main() -> ExitCode {
                 start_noise,
                 ..Default::default()
             };
-            let arch = learn::ArchOverrides { tokens, newton, outer, inner, accept, accept_at_inference };
+            let arch = learn::ArchOverrides { tokens, newton, outer, inner, accept, accept_at_inference, joint_monotone };
             exit(learn::train(&train, &val, &preset, &arch, &out, cfg, &device, resume))
         }
         Cmd::Eval { model, test, ks, compare, report, update_card, card_prefix, sweep } => {
