@@ -514,16 +514,9 @@ impl Trc {
                     if self.cfg.accept {
                         // globalisation: the Gauss-Newton step alone is the fallback candidate
                         let gn_only = self.project_st(&(&u + self.norm.du_inv(&nw.g.view([b, self.horizon, self.m]))));
-                        let mut cands = vec![next, gn_only];
-                        if self.cfg.joint_monotone {
-                            // and, where both J and the terminal error are held, the cost step
-                            // that does not raise the terminal error
-                            let scale = &self.newton_scale_f64;
-                            if let Some(held) = self.sim.cost_newton_error_held(&x0, &u.detach(), &dt, &xt, &self.newton_idx, scale, ACCEPT_ERROR_SLACK) {
-                                cands.push(held);
-                            }
-                        }
-                        self.accept_best(&x0, &xt, &dt, &u, &traj, &cands)
+                        // with the joint acceptance, where neither passes: the cost step that
+                        // does not raise the terminal error
+                        self.accept_best(&x0, &xt, &dt, &u, &traj, &[next, gn_only], self.cfg.joint_monotone)
                     } else {
                         next
                     }
@@ -533,7 +526,7 @@ impl Trc {
                     if self.cfg.accept {
                         // globalisation without a corrector: the learned iterate is the only
                         // candidate; a sample keeps its current plan where the move raises J
-                        self.accept_best(&x0, &xt, &dt, &u, &traj, &[next])
+                        self.accept_best(&x0, &xt, &dt, &u, &traj, &[next], false)
                     } else {
                         next
                     }
@@ -576,24 +569,40 @@ impl Trc {
     /// Monotone acceptance ([`ModelConfig::accept`]): per sample, the candidate `[B, N, m]` with
     /// the lowest merit among those that lower the merit of `u` (rollout `traj`) without raising
     /// its terminal error (beyond [`ACCEPT_ERROR_SLACK`]; where [`Trc::error_gate`] holds);
-    /// `u` itself where none does.
-    fn accept_best(&self, x0: &Tensor, xt: &Tensor, dt: &Tensor, u: &Tensor, traj: &Tensor, candidates: &[Tensor]) -> Tensor {
+    /// where none does and `fallback` is set ([`ModelConfig::joint_monotone`]), the
+    /// error-holding cost step from `u` ([`crate::problems::cost_lm_step_error_held`], computed
+    /// only for those samples on the CPU) if it passes the same test; else `u` itself.
+    #[allow(clippy::too_many_arguments)]
+    fn accept_best(&self, x0: &Tensor, xt: &Tensor, dt: &Tensor, u: &Tensor, traj: &Tensor, candidates: &[Tensor], fallback: bool) -> Tensor {
         if self.device == Device::Cpu {
-            if let Some(choice) = self.accept_choice_f64(x0, xt, dt, u, candidates) {
+            if let Some((choice, held)) = self.accept_choice_f64(x0, xt, dt, u, candidates, fallback) {
                 let choice = Tensor::from_slice(&choice).view([-1, 1, 1]);
-                return candidates.iter().enumerate().fold(u.shallow_clone(), |best, (i, c)| c.where_self(&choice.eq(i as i64 + 1), &best));
+                let picked = candidates.iter().enumerate().fold(u.shallow_clone(), |best, (i, c)| c.where_self(&choice.eq(i as i64 + 1), &best));
+                return match held {
+                    Some(h) => h.to_kind(u.kind()).to_device(u.device()).where_self(&choice.eq(candidates.len() as i64 + 1), &picked),
+                    None => picked,
+                };
             }
         }
         let fuel_ref = if self.problem_cfg.name == crate::config::ProblemKind::Descent { Some(crate::problems::fuel_batch(&u.detach(), dt)) } else { None };
         let (mut best_m, best_e) = self.merit(u, traj, xt, dt, fuel_ref.as_ref());
         let mut best = u.shallow_clone();
+        let mut none_taken = Tensor::ones([u.size()[0]], (Kind::Bool, u.device()));
         for c in candidates {
             let tr = self.sim.rollout(x0, &c.detach(), dt);
             let (m, e) = self.merit(c, &tr, xt, dt, fuel_ref.as_ref());
             let lower = m.lt_tensor(&best_m);
             let take = if self.error_gate() { lower.logical_and(&e.le_tensor(&(&best_e + ACCEPT_ERROR_SLACK))) } else { lower };
+            none_taken = none_taken.logical_and(&take.logical_not());
             best = c.where_self(&take.view([-1, 1, 1]), &best);
             best_m = m.where_self(&take, &best_m);
+        }
+        if fallback {
+            let (idx, scale) = (&self.newton_idx, &self.newton_scale_f64);
+            if let Some(h) = self.sim.cost_newton_error_held(x0, &u.detach(), dt, xt, idx, scale, ACCEPT_ERROR_SLACK) {
+                // the step itself holds J and the error (it returns `u` where it finds none)
+                best = h.where_self(&none_taken.view([-1, 1, 1]), &best);
+            }
         }
         best
     }
@@ -613,7 +622,10 @@ impl Trc {
     /// i - 1): the same merit and error as [`Trc::merit`], one nalgebra rollout per candidate
     /// instead of hundreds of small tensor kernels (the receding-horizon controller's batch 1).
     /// `None` if a rollout fails (the batched form then runs).
-    fn accept_choice_f64(&self, x0: &Tensor, xt: &Tensor, dt: &Tensor, u: &Tensor, candidates: &[Tensor]) -> Option<Vec<i64>> {
+    /// With `fallback`, a sample that keeps `u` tries the error-holding cost step (choice
+    /// `candidates.len() + 1`); the second value then holds those controls `[B, N, m]` (`u` for
+    /// the other samples).
+    fn accept_choice_f64(&self, x0: &Tensor, xt: &Tensor, dt: &Tensor, u: &Tensor, candidates: &[Tensor], fallback: bool) -> Option<(Vec<i64>, Option<Tensor>)> {
         use nalgebra::{DMatrix, DVector};
         use rayon::prelude::*;
         let flat = crate::tensor::flat_f64;
@@ -655,9 +667,28 @@ impl Trc {
                         (best_m, pick) = (mk, j as i64 + 1);
                     }
                 }
-                Some(pick)
+                if pick == 0 && fallback {
+                    // the step checks J and the error itself, in the same units and slack
+                    if let Ok(Some(h)) = crate::problems::cost_lm_step_error_held(p, &x, &u0, dv[i], &t, idx, scale, ACCEPT_ERROR_SLACK) {
+                        return Some((us.len() as i64, Some(h)));
+                    }
+                }
+                Some((pick, None))
             })
-            .collect()
+            .collect::<Option<Vec<_>>>()
+            .map(|per| {
+                let any = per.iter().any(|(_, h)| h.is_some());
+                let held = any.then(|| {
+                    let mut all = us[0].clone();
+                    for (i, (_, h)) in per.iter().enumerate() {
+                        if let Some(h) = h {
+                            all[i * steps * m..(i + 1) * steps * m].copy_from_slice(h.transpose().as_slice());
+                        }
+                    }
+                    Tensor::from_slice(&all).view([b as i64, steps as i64, m as i64])
+                });
+                (per.into_iter().map(|(c, _)| c).collect(), held)
+            })
     }
 
     /// Projection with a straight-through gradient: the value is exactly feasible, the backward
