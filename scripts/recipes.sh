@@ -30,7 +30,7 @@ operator_for() {
     # and selected at K = 8 (docs/refinement-log.md, session of 2026-12-07: the 2-step `off`
     # model left a 15% mean cost gap; trained at K = 3 the operator reached 0.9% only at K = 10)
     # (session of 2026-12-07 (third): --joint-monotone holds the terminal error in the acceptance
-    # too, with the error-holding cost step as a further candidate)
+    # too, with the error-holding cost step as the fallback; docs/refinement-log.md)
     vanderpol) echo "--newton corrected --accept --joint-monotone --init-weight 1.0 --outer 8 --outer-max 8 --start-mix 0.5 --truncate";;
     # the paper's 2-step training; the written model runs the monotone acceptance (K sweep
     # monotone, K = 10 no worse than K = 2; in training it starves the second iteration)

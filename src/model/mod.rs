@@ -64,10 +64,10 @@ pub struct ModelConfig {
     pub accept: bool,
     /// With [`ModelConfig::accept`], for a quadratic cost in the predictor-corrector modes (Van der
     /// Pol, double integrator in `step` / `corrected`): the acceptance also refuses a rise of the
-    /// terminal error (as for descent), and one Levenberg-Marquardt step on the cost that holds the
-    /// linearised terminal state on its ray toward the target
-    /// ([`crate::problems::cost_lm_step_error_held`]) is a further candidate, so that a chain
-    /// whose learned move trades the terminal error for cost goes on instead of stalling. Then
+    /// terminal error (as for descent), and where neither candidate passes, one
+    /// Levenberg-Marquardt step on the cost that holds the linearised terminal state on its ray
+    /// toward the target ([`crate::problems::cost_lm_step_error_held`]) is the fallback, so that
+    /// a chain whose learned move trades the terminal error for cost goes on instead of stalling. Then
     /// both `J^(k)` and the terminal error are non-increasing in k per instance. Default off
     /// (the acceptance judges `J` alone for a quadratic cost).
     #[serde(default)]

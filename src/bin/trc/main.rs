@@ -353,7 +353,7 @@ enum Cmd {
         #[arg(long, conflicts_with = "accept")]
         accept_at_inference: bool,
         /// With --accept, for a quadratic cost in the step / corrected modes: the acceptance holds
-        /// the terminal error too, with an error-holding cost step as a further candidate (see
+        /// the terminal error too, with an error-holding cost step as the fallback (see
         /// ModelConfig::joint_monotone).
         #[arg(long, requires = "accept")]
         joint_monotone: bool,
