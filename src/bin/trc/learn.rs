@@ -375,7 +375,8 @@ pub fn eval(stem: &Path, test_path: &Path, ks: &[i64], compare: Option<&Path>, r
     // ablation of the corrector: an `input` model run with a Gauss-Newton corrector step after
     // each learned move (newton = corrected, the same weights, never trained with it)
     let with_corrector = if card.model.newton == Newton::Input {
-        let (vs4, m4, c4) = checkpoint::load_as(stem, dev, Some(&test.meta.problem), checkpoint::RunAs { newton: Some(Newton::Corrected), ..Default::default() })?;
+        let (vs4, m4, c4) =
+            checkpoint::load_as(stem, dev, Some(&test.meta.problem), checkpoint::RunAs { newton: Some(Newton::Corrected), ..Default::default() })?;
         for &k in ks {
             let r = evaluate(&m4, &test, k, 256, lw);
             md.push_str(&row(&format!("`{}` with a Gauss-Newton corrector in the loop (untrained with it)", stem.display()), &r));
@@ -397,21 +398,19 @@ pub fn eval(stem: &Path, test_path: &Path, ks: &[i64], compare: Option<&Path>, r
     };
     // the joint monotone acceptance (cost and terminal error both held, with the error-holding
     // cost step as a candidate) switched the other way than trained: same weights
-    let joint_flipped = if card.model.accept
-        && matches!(card.model.newton, Newton::Step | Newton::Corrected)
-        && model.simulator().problem().quadratic_cost().is_some()
-    {
-        let on = !card.model.joint_monotone;
-        let (vs6, m6, c6) = checkpoint::load_as(stem, dev, Some(&test.meta.problem), checkpoint::RunAs { joint_monotone: Some(on), ..Default::default() })?;
-        let label = format!("`{}` {} joint monotone acceptance (cost and terminal error)", stem.display(), if on { "with" } else { "without" });
-        for &k in ks {
-            let r = evaluate(&m6, &test, k, 256, lw);
-            md.push_str(&row(&label, &r));
-        }
-        Some((vs6, m6, c6, label))
-    } else {
-        None
-    };
+    let joint_flipped =
+        if card.model.accept && matches!(card.model.newton, Newton::Step | Newton::Corrected) && model.simulator().problem().quadratic_cost().is_some() {
+            let on = !card.model.joint_monotone;
+            let (vs6, m6, c6) = checkpoint::load_as(stem, dev, Some(&test.meta.problem), checkpoint::RunAs { joint_monotone: Some(on), ..Default::default() })?;
+            let label = format!("`{}` {} joint monotone acceptance (cost and terminal error)", stem.display(), if on { "with" } else { "without" });
+            for &k in ks {
+                let r = evaluate(&m6, &test, k, 256, lw);
+                md.push_str(&row(&label, &r));
+            }
+            Some((vs6, m6, c6, label))
+        } else {
+            None
+        };
     let gn_only = if matches!(card.model.newton, Newton::Step | Newton::Corrected) {
         let (vs3, m3, c3) = checkpoint::load(stem, dev, Some(&test.meta.problem))?;
         tch::no_grad(|| {
