@@ -332,6 +332,69 @@ fn acceptance_of_an_off_model_keeps_cost_and_terminal_error_non_increasing() {
 }
 
 #[test]
+fn joint_acceptance_of_a_corrected_model_holds_cost_and_terminal_error() {
+    let _rng = serial();
+    // Van der Pol, `corrected` with the acceptance (ModelConfig::joint_monotone): an untrained
+    // network's moves; with the joint acceptance neither J nor the terminal error rises over k
+    // (the error-holding step is the fallback where neither candidate passes), and the chain
+    // still lowers J
+    let ds = dataset(ProblemKind::Vanderpol, 6, Split::Train);
+    let t = Tensors::new(&ds, Device::Cpu);
+    let slack = trc_control::model::trc::ACCEPT_ERROR_SLACK;
+    let problem = ProblemConfig::new(ProblemKind::Vanderpol);
+    let p = problem.build().unwrap();
+    let mut rises_without = 0;
+    for joint in [false, true] {
+        tch::manual_seed(0);
+        let vs = nn::VarStore::new(Device::Cpu);
+        let cfg = ModelConfig { accept: true, joint_monotone: joint, newton: Newton::Corrected, ..ModelConfig::tiny() };
+        let model = Trc::new(&vs.root(), &cfg, &problem, Normalizer::fit(&ds)).unwrap();
+        tch::manual_seed(11);
+        tch::no_grad(|| {
+            for (name, mut v) in vs.variables() {
+                if name.starts_with("residual_decoder.fc2") {
+                    v.copy_(&(Tensor::randn(v.size(), (Kind::Float, Device::Cpu)) * 0.3));
+                }
+            }
+        });
+        let out = tch::no_grad(|| model.forward_t(&t.x0, &t.x_target, &t.t_go, None, 6, false));
+        let (mut error_rises, mut lowered) = (0usize, 0usize);
+        for b in 0..ds.len() {
+            let x0 = nalgebra::DVector::from_row_slice(&ds.x0[b * ds.n..(b + 1) * ds.n]);
+            let xt = nalgebra::DVector::from_row_slice(&ds.x_target[b * ds.n..(b + 1) * ds.n]);
+            let dt = ds.t_go[b] / ds.horizon as f64;
+            let score: Vec<(f64, f64)> = out
+                .u
+                .iter()
+                .map(|u| {
+                    let u: Vec<f64> = Vec::try_from(u.get(b as i64).to_kind(Kind::Double).contiguous().view([-1])).unwrap();
+                    let u = nalgebra::DMatrix::from_row_slice(ds.horizon, ds.m, &u);
+                    let x = p.rollout(&x0, &u, dt).unwrap();
+                    let e = (x.row(ds.horizon).transpose() - &xt).norm() / problem.vanderpol.success_radius;
+                    (p.cost(&x, &u, &xt, dt), e)
+                })
+                .collect();
+            for k in 1..score.len() {
+                let ((j0, e0), (j1, e1)) = (score[k - 1], score[k]);
+                assert!(j1 <= j0 * (1.0 + 1e-6) + 1e-9, "joint {joint}, sample {b}, k = {k}: J {j0} -> {j1}");
+                let rose = e1 > e0 + slack + 1e-6 * (1.0 + e0);
+                error_rises += rose as usize;
+                if joint {
+                    assert!(!rose, "sample {b}, k = {k}: error {e0} -> {e1}");
+                }
+            }
+            lowered += usize::from(score[score.len() - 1].0 < 0.9 * score[0].0);
+        }
+        eprintln!("joint {joint}: terminal error rose {error_rises} times; J fell by 10% or more on {lowered} of {}", ds.len());
+        assert_eq!(lowered, ds.len(), "joint {joint}: the chain should still lower J on every sample");
+        if !joint {
+            rises_without = error_rises;
+        }
+    }
+    assert!(rises_without > 0, "without the joint acceptance the terminal error should rise somewhere (else this test checks nothing)");
+}
+
+#[test]
 fn levenberg_marquardt_cost_refinement_reaches_the_optimum_and_never_raises_j() {
     // the classical refinement after the network for quadratic costs (controller.cost_refinement_steps):
     // from optima perturbed by a smooth offset (Van der Pol) and from zero controls (the double

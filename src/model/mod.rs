@@ -68,7 +68,8 @@ pub struct ModelConfig {
     /// Levenberg-Marquardt step on the cost that holds the linearised terminal state on its ray
     /// toward the target ([`crate::problems::cost_lm_step_error_held`]) is the fallback, so that
     /// a chain whose learned move trades the terminal error for cost goes on instead of stalling. Then
-    /// both `J^(k)` and the terminal error are non-increasing in k per instance. Default off
+    /// both `J^(k)` and the terminal error are non-increasing in k per instance (the error up to
+    /// [`crate::model::trc::ACCEPT_ERROR_SLACK`] per iteration). Default off
     /// (the acceptance judges `J` alone for a quadratic cost).
     #[serde(default)]
     pub joint_monotone: bool,

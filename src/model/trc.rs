@@ -571,7 +571,9 @@ impl Trc {
     /// its terminal error (beyond [`ACCEPT_ERROR_SLACK`]; where [`Trc::error_gate`] holds);
     /// where none does and `fallback` is set ([`ModelConfig::joint_monotone`]), the
     /// error-holding cost step from `u` ([`crate::problems::cost_lm_step_error_held`], computed
-    /// only for those samples on the CPU) if it passes the same test; else `u` itself.
+    /// only for those samples), which passes a stricter form of the same test (a relative
+    /// decrease of `J`, and a successful terminal state kept successful) or is not taken; else
+    /// `u` itself.
     #[allow(clippy::too_many_arguments)]
     fn accept_best(&self, x0: &Tensor, xt: &Tensor, dt: &Tensor, u: &Tensor, traj: &Tensor, candidates: &[Tensor], fallback: bool) -> Tensor {
         if self.device == Device::Cpu {
@@ -599,8 +601,10 @@ impl Trc {
         }
         if fallback {
             let (idx, scale) = (&self.newton_idx, &self.newton_scale_f64);
-            if let Some(h) = self.sim.cost_newton_error_held(x0, &u.detach(), dt, xt, idx, scale, ACCEPT_ERROR_SLACK) {
-                // the step itself holds J and the error (it returns `u` where it finds none)
+            let rows: Option<Vec<bool>> = Vec::<bool>::try_from(none_taken.to_device(Device::Cpu)).ok();
+            if let Some(h) = self.sim.cost_newton_error_held(x0, &u.detach(), dt, xt, idx, scale, ACCEPT_ERROR_SLACK, rows.as_deref()) {
+                // computed only where no candidate was taken; the step itself holds J and the
+                // error (it returns `u` where it finds none)
                 best = h.where_self(&none_taken.view([-1, 1, 1]), &best);
             }
         }
@@ -613,7 +617,7 @@ impl Trc {
     /// Gauss-Newton step on a quadratic tracking cost in the loop (Van der Pol, double integrator
     /// in `step` / `corrected`) the merit alone decides unless [`ModelConfig::joint_monotone`]
     /// holds: the cost already prices the terminal state, and without the error-holding cost
-    /// step as a candidate the gate stalled those chains (docs/refinement-log.md, `vdp_cai`).
+    /// step as the fallback the gate stalled those chains (docs/refinement-log.md, `vdp_cai`).
     fn error_gate(&self) -> bool {
         self.terminal_equality || self.cfg.joint_monotone || matches!(self.cfg.newton, Newton::Off | Newton::Input)
     }

@@ -154,31 +154,49 @@ impl Simulator {
         Some(Tensor::from_slice(&out).view([b as i64, steps as i64, m as i64]).to_kind(u.kind()).to_device(u.device()))
     }
 
-    /// Batched [`cost_lm_step_error_held`]: per sample, the controls after one
-    /// Levenberg-Marquardt step on the cost that does not raise the terminal error (components
-    /// `idx` over `scale`, by more than `slack`), or `u` itself where no such step is found.
-    /// `x0`, `xt` `[B, n]`, `u` `[B, N, m]`, `dt` `[B]` -> `[B, N, m]` on `u`'s device and dtype;
-    /// `None` for a problem without a quadratic cost. Per sample in f64 on the CPU.
+    /// Batched [`cost_lm_step_error_held`]: per sample where `rows` is `true` (all where `None`),
+    /// the controls after one Levenberg-Marquardt step on the cost that does not raise the
+    /// terminal error (components `idx` over `scale`, equal lengths, by more than `slack` in those
+    /// units), or `u` itself where no such step is found, where the step reports an error, and
+    /// where `rows` is `false` (not computed). `x0`, `xt` `[B, n]`, `u` `[B, N, m]`, `dt` `[B]`,
+    /// `rows` `[B]` -> `[B, N, m]` on `u`'s device and dtype; `None` for a problem without a
+    /// quadratic cost or tensors that cannot be read as f64. Per sample in f64 on the CPU.
     #[allow(clippy::too_many_arguments)]
-    pub fn cost_newton_error_held(&self, x0: &Tensor, u: &Tensor, dt: &Tensor, xt: &Tensor, idx: &[usize], scale: &[f64], slack: f64) -> Option<Tensor> {
+    pub fn cost_newton_error_held(
+        &self,
+        x0: &Tensor,
+        u: &Tensor,
+        dt: &Tensor,
+        xt: &Tensor,
+        idx: &[usize],
+        scale: &[f64],
+        slack: f64,
+        rows: Option<&[bool]>,
+    ) -> Option<Tensor> {
         let Simulator::Rk4(p) = self else { return None };
         p.quadratic_cost()?;
         let (b, n) = (x0.size()[0] as usize, x0.size()[1] as usize);
         let (steps, m) = (u.size()[1] as usize, u.size()[2] as usize);
         let flat = crate::tensor::flat_f64;
         let (xv, uv, dv, tv) = (flat(x0)?, flat(u)?, flat(dt)?, flat(xt)?);
-        let per: Vec<Option<Vec<f64>>> = (0..b)
+        if xv.len() != b * n || tv.len() != b * n || uv.len() != b * steps * m || dv.len() != b || rows.is_some_and(|r| r.len() != b) {
+            return None;
+        }
+        let per: Vec<Vec<f64>> = (0..b)
             .into_par_iter()
             .map(|i| {
-                let x = DVector::from_column_slice(&xv[i * n..(i + 1) * n]);
-                let target = DVector::from_column_slice(&tv[i * n..(i + 1) * n]);
                 let um = DMatrix::from_row_slice(steps, m, &uv[i * steps * m..(i + 1) * steps * m]);
-                let next = cost_lm_step_error_held(p.as_ref(), &x, &um, dv[i], &target, idx, scale, slack).ok()?.unwrap_or(um);
-                Some(next.transpose().as_slice().to_vec())
+                let next = if rows.is_none_or(|r| r[i]) {
+                    let x = DVector::from_column_slice(&xv[i * n..(i + 1) * n]);
+                    let target = DVector::from_column_slice(&tv[i * n..(i + 1) * n]);
+                    cost_lm_step_error_held(p.as_ref(), &x, &um, dv[i], &target, idx, scale, slack).ok().flatten()
+                } else {
+                    None
+                };
+                next.unwrap_or(um).transpose().as_slice().to_vec()
             })
             .collect();
-        let out: Vec<f64> = per.into_iter().collect::<Option<Vec<_>>>()?.concat();
-        Some(Tensor::from_slice(&out).view([b as i64, steps as i64, m as i64]).to_kind(u.kind()).to_device(u.device()))
+        Some(Tensor::from_slice(&per.concat()).view([b as i64, steps as i64, m as i64]).to_kind(u.kind()).to_device(u.device()))
     }
 
     fn terminal_jacobian_f64(&self, x0: &Tensor, u: &Tensor, dt: &Tensor, idx: &[usize]) -> Option<Tensor> {
@@ -508,27 +526,34 @@ pub fn cost_gauss_newton_refine(
     Ok((u, taken))
 }
 
-/// One Levenberg-Marquardt step on a quadratic tracking cost from `u` `[N, m]` (physical units)
-/// that lowers `J` without raising the terminal error: the step of [`cost_gauss_newton_refine`]
-/// with the linearised terminal state held on the ray toward the target. With
-/// `a = W (x_N - x_t)` on the components `idx` (`W = diag(1 / scale)`, the success tolerances),
-/// `e = |a|` and `C = W S_N` restricted to `idx`, the step solves
-/// `min 1/2 du' (H + lambda d I) du + g' du` subject to `C du = -beta a`: first with `beta` free
-/// (the terminal state may move only along `a`, `e` changes to first order by `-beta e`), then,
-/// if that `beta` lies outside `[0, 1]`, with `beta` at the nearer end (0: the terminal state held;
-/// 1: moved onto the target). The equality-constrained quadratic program is solved through its
-/// Schur complement (`[c, c]`, pseudo-inverse: the constraints of the free `beta` are rank `c - 1`).
-/// Components at a bound the gradient pushes against are held, the result is clipped into the
-/// box, and the damping grows (x4, up to 8 tries, from `lambda = 1e-3`) until the candidate lowers
-/// `J` by a relative `1e-9` and raises `e` by at most `slack` (and keeps a successful terminal
-/// state successful). Returns the candidate, or `None` where no damping gives one. A projected
-/// (constrained) Gauss-Newton step in the sense of Nocedal & Wright, "Numerical Optimization",
-/// 2nd ed., 16.1 / 18.1 (equality-constrained QP by the Schur complement); it lets a monotone
-/// acceptance that holds both `J` and the terminal error go on where the plain step would
-/// trade one against the other (docs/method.md "Monotone acceptance").
+/// One Levenberg-Marquardt step on a quadratic tracking cost from `u` `[N, m]` (physical units;
+/// `x0`, `xt` `[n]`, `dt` s) that lowers `J` without raising the terminal error: the step of
+/// [`cost_gauss_newton_refine`] with the linearised terminal state held on the ray toward the
+/// target. With `a = W (x_N - x_t)` on the state components `idx` (`W = diag(1 / scale)`, `scale`
+/// of the same length as `idx`: the success tolerances, so `e = |a|` is in tolerance units, as is
+/// `slack`) and `C = W S_N` restricted to `idx` (`S_N = d x_N / d u`), the step solves
+/// `min 1/2 du' (H + lambda d I) du + g' du` (`H`, `g` the Gauss-Newton model of `J`, `d` the mean
+/// of `H`'s diagonal over the free components) subject to `C du = -beta a`: first with `beta`
+/// free (the terminal state may move only along `a`, `e` changes to first order by `-beta e`),
+/// then, if that `beta` lies outside `[0, 1]`, with `beta` at the nearer end (0: the terminal
+/// state held; 1: moved onto the target). The equality-constrained quadratic program is solved
+/// through its Schur complement (`[c, c]`, pseudo-inverse: the constraints of the free `beta`
+/// have rank `c - 1`). Components at a bound the gradient pushes against are held, the result is
+/// clipped into the box, and the damping grows (x4, up to 8 tries, from `lambda = 1e-3`) until the
+/// candidate lowers `J` by a relative `1e-9` and raises `e` by at most `slack` (and keeps a
+/// successful terminal state successful). Returns the candidate, or `None` where no damping gives
+/// one, where every component is held, or where `J(u)` is not finite. The terminal state is held
+/// to its ray (sideways moves are frozen too), so the step is conservative: a chain of these steps
+/// can stop short of `J*` where the optimum's terminal state lies off the ray, where the box clips
+/// the step, or once the error is below the optimum's (docs/refinement-log.md, session of
+/// 2026-12-07 (third)). Equality-constrained QP by the Schur complement: Nocedal & Wright,
+/// "Numerical Optimization", 2nd ed., 16.1-16.2. It lets a monotone acceptance that holds both
+/// `J` and the terminal error go on where the plain step would trade one against the other
+/// (docs/method.md "Monotone acceptance").
 ///
 /// # Errors
-/// [`ProblemError::Shape`] for wrong dimensions, or a problem without a quadratic cost.
+/// [`ProblemError::Shape`] for wrong dimensions (of `x0`, `xt`, `u`, or `idx` / `scale`), or a
+/// problem without a quadratic cost.
 #[allow(clippy::too_many_arguments)]
 pub fn cost_lm_step_error_held(
     p: &dyn Problem,
@@ -542,6 +567,17 @@ pub fn cost_lm_step_error_held(
 ) -> Result<Option<DMatrix<f64>>, ProblemError> {
     let (steps, m) = (u.nrows(), u.ncols());
     let nm = steps * m;
+    let n = p.state_dim();
+    let shape = |what: &'static str, want: String, got: String| super::shape_err(p.kind(), what, want, got);
+    if x0.len() != n || xt.len() != n {
+        return Err(shape("x0 / x_target", format!("[{n}]"), format!("[{}] / [{}]", x0.len(), xt.len())));
+    }
+    if u.ncols() != p.control_dim() {
+        return Err(shape("u", format!("[N, {}]", p.control_dim()), format!("[{steps}, {m}]")));
+    }
+    if idx.is_empty() || idx.len() != scale.len() || idx.iter().any(|&c| c >= n) {
+        return Err(shape("idx / scale", format!("equal lengths >= 1, components < {n}"), format!("{idx:?} / {scale:?}")));
+    }
     let bound = box_of(p, m);
     let err = |x_n: &DVector<f64>| idx.iter().zip(scale).map(|(&c, s)| ((x_n[c] - xt[c]) / s).powi(2)).sum::<f64>().sqrt();
     let sys = cost_gn_system(p, x0, u, dt, xt)?;
@@ -576,6 +612,9 @@ pub fn cost_lm_step_error_held(
             let solve = |rows: &DMatrix<f64>, rhs: &DVector<f64>| -> Option<DVector<f64>> {
                 let y = ch.solve(&rows.transpose()); // [nf, c]
                 let schur = rows * &y;
+                if !schur.iter().all(|v| v.is_finite()) {
+                    return None;
+                }
                 let eps = 1e-12 * schur.norm().max(1e-300);
                 let pinv = schur.pseudo_inverse(eps).ok()?;
                 let nu = pinv * (rhs - rows * &h0);

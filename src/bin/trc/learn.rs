@@ -397,7 +397,7 @@ pub fn eval(stem: &Path, test_path: &Path, ks: &[i64], compare: Option<&Path>, r
         Some((vs5, m5, c5, label))
     };
     // the joint monotone acceptance (cost and terminal error both held, with the error-holding
-    // cost step as a candidate) switched the other way than trained: same weights
+    // cost step as the fallback) switched the other way than trained: same weights
     let joint_flipped =
         if card.model.accept && matches!(card.model.newton, Newton::Step | Newton::Corrected) && model.simulator().problem().quadratic_cost().is_some() {
             let on = !card.model.joint_monotone;
