@@ -275,6 +275,37 @@ fn monotone_acceptance_never_raises_the_merit_or_the_terminal_error() {
     assert_eq!(rises[1], 0);
 }
 
+/// Sets the ResidualDecoder's output layer of an untrained model to seeded random weights, so that
+/// its learned move is a random one (the acceptance tests).
+fn randomize_learned_move(vs: &nn::VarStore) {
+    tch::manual_seed(11);
+    tch::no_grad(|| {
+        for (name, mut v) in vs.variables() {
+            if name.starts_with("residual_decoder.fc2") {
+                v.copy_(&(Tensor::randn(v.size(), (Kind::Float, Device::Cpu)) * 0.3));
+            }
+        }
+    });
+}
+
+/// `(J, terminal error)` of every iterate `us[k]` `[B, N, m]` of Van der Pol sample `b`, the error
+/// in the model's units (the state error over the success radius).
+fn vanderpol_chain_scores(ds: &Dataset, problem: &ProblemConfig, us: &[Tensor], b: usize) -> Vec<(f64, f64)> {
+    let p = problem.build().unwrap();
+    let x0 = nalgebra::DVector::from_row_slice(&ds.x0[b * ds.n..(b + 1) * ds.n]);
+    let xt = nalgebra::DVector::from_row_slice(&ds.x_target[b * ds.n..(b + 1) * ds.n]);
+    let dt = ds.t_go[b] / ds.horizon as f64;
+    us.iter()
+        .map(|u| {
+            let u: Vec<f64> = Vec::try_from(u.get(b as i64).to_kind(Kind::Double).contiguous().view([-1])).unwrap();
+            let u = nalgebra::DMatrix::from_row_slice(ds.horizon, ds.m, &u);
+            let x = p.rollout(&x0, &u, dt).unwrap();
+            let e = (x.row(ds.horizon).transpose() - &xt).norm() / problem.vanderpol.success_radius;
+            (p.cost(&x, &u, &xt, dt), e)
+        })
+        .collect()
+}
+
 #[test]
 fn acceptance_of_an_off_model_keeps_cost_and_terminal_error_non_increasing() {
     let _rng = serial();
@@ -285,38 +316,16 @@ fn acceptance_of_an_off_model_keeps_cost_and_terminal_error_non_increasing() {
     let t = Tensors::new(&ds, Device::Cpu);
     let slack = trc_control::model::trc::ACCEPT_ERROR_SLACK;
     let problem = ProblemConfig::new(ProblemKind::Vanderpol);
-    let p = problem.build().unwrap();
     let mut rises = [0usize; 2];
     for (a, accept) in [false, true].into_iter().enumerate() {
         tch::manual_seed(0);
         let vs = nn::VarStore::new(Device::Cpu);
         let cfg = ModelConfig { accept, ..ModelConfig::tiny() };
         let model = Trc::new(&vs.root(), &cfg, &problem, Normalizer::fit(&ds)).unwrap();
-        tch::manual_seed(11);
-        tch::no_grad(|| {
-            for (name, mut v) in vs.variables() {
-                if name.starts_with("residual_decoder.fc2") {
-                    v.copy_(&(Tensor::randn(v.size(), (Kind::Float, Device::Cpu)) * 0.3));
-                }
-            }
-        });
+        randomize_learned_move(&vs);
         let out = tch::no_grad(|| model.forward_t(&t.x0, &t.x_target, &t.t_go, None, 6, false));
         for b in 0..ds.len() {
-            let x0 = nalgebra::DVector::from_row_slice(&ds.x0[b * ds.n..(b + 1) * ds.n]);
-            let xt = nalgebra::DVector::from_row_slice(&ds.x_target[b * ds.n..(b + 1) * ds.n]);
-            let dt = ds.t_go[b] / ds.horizon as f64;
-            let score: Vec<(f64, f64)> = out
-                .u
-                .iter()
-                .map(|u| {
-                    let u: Vec<f64> = Vec::try_from(u.get(b as i64).to_kind(Kind::Double).contiguous().view([-1])).unwrap();
-                    let u = nalgebra::DMatrix::from_row_slice(ds.horizon, ds.m, &u);
-                    let x = p.rollout(&x0, &u, dt).unwrap();
-                    // in the model's units: the state error over the success radius
-                    let e = (x.row(ds.horizon).transpose() - &xt).norm() / problem.vanderpol.success_radius;
-                    (p.cost(&x, &u, &xt, dt), e)
-                })
-                .collect();
+            let score = vanderpol_chain_scores(&ds, &problem, &out.u, b);
             for k in 1..score.len() {
                 let ((j0, e0), (j1, e1)) = (score[k - 1], score[k]);
                 let rose = j1 > j0 * (1.0 + 1e-6) + 1e-9 || e1 > e0 + slack + 1e-6 * (1.0 + e0);
@@ -342,38 +351,17 @@ fn joint_acceptance_of_a_corrected_model_holds_cost_and_terminal_error() {
     let t = Tensors::new(&ds, Device::Cpu);
     let slack = trc_control::model::trc::ACCEPT_ERROR_SLACK;
     let problem = ProblemConfig::new(ProblemKind::Vanderpol);
-    let p = problem.build().unwrap();
     let mut rises_without = 0;
     for joint in [false, true] {
         tch::manual_seed(0);
         let vs = nn::VarStore::new(Device::Cpu);
         let cfg = ModelConfig { accept: true, joint_monotone: joint, newton: Newton::Corrected, ..ModelConfig::tiny() };
         let model = Trc::new(&vs.root(), &cfg, &problem, Normalizer::fit(&ds)).unwrap();
-        tch::manual_seed(11);
-        tch::no_grad(|| {
-            for (name, mut v) in vs.variables() {
-                if name.starts_with("residual_decoder.fc2") {
-                    v.copy_(&(Tensor::randn(v.size(), (Kind::Float, Device::Cpu)) * 0.3));
-                }
-            }
-        });
+        randomize_learned_move(&vs);
         let out = tch::no_grad(|| model.forward_t(&t.x0, &t.x_target, &t.t_go, None, 6, false));
         let (mut error_rises, mut lowered) = (0usize, 0usize);
         for b in 0..ds.len() {
-            let x0 = nalgebra::DVector::from_row_slice(&ds.x0[b * ds.n..(b + 1) * ds.n]);
-            let xt = nalgebra::DVector::from_row_slice(&ds.x_target[b * ds.n..(b + 1) * ds.n]);
-            let dt = ds.t_go[b] / ds.horizon as f64;
-            let score: Vec<(f64, f64)> = out
-                .u
-                .iter()
-                .map(|u| {
-                    let u: Vec<f64> = Vec::try_from(u.get(b as i64).to_kind(Kind::Double).contiguous().view([-1])).unwrap();
-                    let u = nalgebra::DMatrix::from_row_slice(ds.horizon, ds.m, &u);
-                    let x = p.rollout(&x0, &u, dt).unwrap();
-                    let e = (x.row(ds.horizon).transpose() - &xt).norm() / problem.vanderpol.success_radius;
-                    (p.cost(&x, &u, &xt, dt), e)
-                })
-                .collect();
+            let score = vanderpol_chain_scores(&ds, &problem, &out.u, b);
             for k in 1..score.len() {
                 let ((j0, e0), (j1, e1)) = (score[k - 1], score[k]);
                 assert!(j1 <= j0 * (1.0 + 1e-6) + 1e-9, "joint {joint}, sample {b}, k = {k}: J {j0} -> {j1}");

@@ -418,6 +418,20 @@ fn box_of(p: &dyn Problem, m: usize) -> Option<impl Fn(usize) -> (f64, f64)> {
     }
 }
 
+/// `u_flat` (`[N m]`, row-major) moved by `du` on the components `free` (`du[k]` moves
+/// `free[k]`) and clipped into the box, as `[N, m]`.
+fn step_in_box(u_flat: &DVector<f64>, free: &[usize], du: &DVector<f64>, bound: Option<&impl Fn(usize) -> (f64, f64)>, steps: usize, m: usize) -> DMatrix<f64> {
+    let mut cand = u_flat.clone();
+    for (k, &i) in free.iter().enumerate() {
+        cand[i] += du[k];
+        if let Some(b) = bound {
+            let (lo, hi) = b(i);
+            cand[i] = cand[i].clamp(lo, hi);
+        }
+    }
+    DMatrix::from_row_slice(steps, m, cand.as_slice())
+}
+
 /// Components at a bound the gradient pushes against (held by the projected Newton step).
 fn held_set(bound: Option<&impl Fn(usize) -> (f64, f64)>, u_flat: &DVector<f64>, g: &DVector<f64>) -> Vec<bool> {
     (0..u_flat.len())
@@ -495,15 +509,7 @@ pub fn cost_gauss_newton_refine(
             }
             if let Some(ch) = damped.cholesky() {
                 let df = ch.solve(&gf);
-                let mut cand = sys.u_flat.clone();
-                for (a, &i) in free.iter().enumerate() {
-                    cand[i] += df[a];
-                    if let Some(b) = &bound {
-                        let (lo, hi) = b(i);
-                        cand[i] = cand[i].clamp(lo, hi);
-                    }
-                }
-                let cand = DMatrix::from_row_slice(steps, m, cand.as_slice());
+                let cand = step_in_box(&sys.u_flat, &free, &df, bound.as_ref(), steps, m);
                 let (jc, okc) = judge(&cand)?;
                 // a lower J (any finite J when the current one is not finite)
                 let lower = if sys.j.is_finite() { jc < sys.j - 1e-9 * sys.j.abs() } else { jc.is_finite() };
@@ -634,15 +640,7 @@ pub fn cost_lm_step_error_held(
                 _ => solve(&c_full, &DVector::zeros(idx.len())),
             };
             if let Some(du) = du.filter(|v| v.iter().all(|x| x.is_finite())) {
-                let mut cand = sys.u_flat.clone();
-                for (k, &i) in free.iter().enumerate() {
-                    cand[i] += du[k];
-                    if let Some(b) = &bound {
-                        let (lo, hi) = b(i);
-                        cand[i] = cand[i].clamp(lo, hi);
-                    }
-                }
-                let cand = DMatrix::from_row_slice(steps, m, cand.as_slice());
+                let cand = step_in_box(&sys.u_flat, &free, &du, bound.as_ref(), steps, m);
                 let x = p.rollout(x0, &cand, dt)?;
                 let x_n = x.row(steps).transpose();
                 let jc = p.cost(&x, &cand, xt, dt);
