@@ -136,22 +136,7 @@ impl Simulator {
     pub fn cost_newton(&self, x0: &Tensor, u: &Tensor, dt: &Tensor, xt: &Tensor) -> Option<Tensor> {
         let Simulator::Rk4(p) = self else { return None };
         p.quadratic_cost()?;
-        let (b, n) = (x0.size()[0] as usize, x0.size()[1] as usize);
-        let (steps, m) = (u.size()[1] as usize, u.size()[2] as usize);
-        let flat = crate::tensor::flat_f64;
-        let (xv, uv, dv, tv) = (flat(x0)?, flat(u)?, flat(dt)?, flat(xt)?);
-        let per: Vec<Option<Vec<f64>>> = (0..b)
-            .into_par_iter()
-            .map(|i| {
-                let x = DVector::from_column_slice(&xv[i * n..(i + 1) * n]);
-                let target = DVector::from_column_slice(&tv[i * n..(i + 1) * n]);
-                let um = DMatrix::from_row_slice(steps, m, &uv[i * steps * m..(i + 1) * steps * m]);
-                let du = cost_gauss_newton_refine(p.as_ref(), &x, &um, dv[i], &target, 1, None).ok()?.0 - &um;
-                Some(du.transpose().as_slice().to_vec())
-            })
-            .collect();
-        let out: Vec<f64> = per.into_iter().collect::<Option<Vec<_>>>()?.concat();
-        Some(Tensor::from_slice(&out).view([b as i64, steps as i64, m as i64]).to_kind(u.kind()).to_device(u.device()))
+        per_sample_controls(x0, u, dt, xt, |_, x, um, dt, target| Some(cost_gauss_newton_refine(p.as_ref(), x, um, dt, target, 1, None).ok()?.0 - um))
     }
 
     /// Batched [`cost_lm_step_error_held`]: per sample where `rows` is `true` (all where `None`),
@@ -175,28 +160,13 @@ impl Simulator {
     ) -> Option<Tensor> {
         let Simulator::Rk4(p) = self else { return None };
         p.quadratic_cost()?;
-        let (b, n) = (x0.size()[0] as usize, x0.size()[1] as usize);
-        let (steps, m) = (u.size()[1] as usize, u.size()[2] as usize);
-        let flat = crate::tensor::flat_f64;
-        let (xv, uv, dv, tv) = (flat(x0)?, flat(u)?, flat(dt)?, flat(xt)?);
-        if xv.len() != b * n || tv.len() != b * n || uv.len() != b * steps * m || dv.len() != b || rows.is_some_and(|r| r.len() != b) {
+        if rows.is_some_and(|r| r.len() as i64 != x0.size()[0]) {
             return None;
         }
-        let per: Vec<Vec<f64>> = (0..b)
-            .into_par_iter()
-            .map(|i| {
-                let um = DMatrix::from_row_slice(steps, m, &uv[i * steps * m..(i + 1) * steps * m]);
-                let next = if rows.is_none_or(|r| r[i]) {
-                    let x = DVector::from_column_slice(&xv[i * n..(i + 1) * n]);
-                    let target = DVector::from_column_slice(&tv[i * n..(i + 1) * n]);
-                    cost_lm_step_error_held(p.as_ref(), &x, &um, dv[i], &target, idx, scale, slack).ok().flatten()
-                } else {
-                    None
-                };
-                next.unwrap_or(um).transpose().as_slice().to_vec()
-            })
-            .collect();
-        Some(Tensor::from_slice(&per.concat()).view([b as i64, steps as i64, m as i64]).to_kind(u.kind()).to_device(u.device()))
+        per_sample_controls(x0, u, dt, xt, |i, x, um, dt, target| {
+            let next = if rows.is_none_or(|r| r[i]) { cost_lm_step_error_held(p.as_ref(), x, um, dt, target, idx, scale, slack).ok().flatten() } else { None };
+            Some(next.unwrap_or_else(|| um.clone()))
+        })
     }
 
     fn terminal_jacobian_f64(&self, x0: &Tensor, u: &Tensor, dt: &Tensor, idx: &[usize]) -> Option<Tensor> {
@@ -231,6 +201,37 @@ impl Simulator {
         }
         Some(Tensor::from_slice(&out).view([b as i64, steps as i64 + 1, n as i64]).to_kind(x0.kind()))
     }
+}
+
+/// Runs `f(i, x0_i, u_i, dt_i, xt_i)` per sample in f64 on the CPU (rayon) and stacks the
+/// `[N, m]` results: `x0`, `xt` `[B, n]`, `u` `[B, N, m]`, `dt` `[B]` -> `[B, N, m]` on `u`'s device
+/// and dtype. `None` if a tensor cannot be read as f64, the sizes disagree, or `f` returns `None`
+/// for any sample.
+fn per_sample_controls(
+    x0: &Tensor,
+    u: &Tensor,
+    dt: &Tensor,
+    xt: &Tensor,
+    f: impl Fn(usize, &DVector<f64>, &DMatrix<f64>, f64, &DVector<f64>) -> Option<DMatrix<f64>> + Sync,
+) -> Option<Tensor> {
+    let (b, n) = (x0.size()[0] as usize, x0.size()[1] as usize);
+    let (steps, m) = (u.size()[1] as usize, u.size()[2] as usize);
+    let flat = crate::tensor::flat_f64;
+    let (xv, uv, dv, tv) = (flat(x0)?, flat(u)?, flat(dt)?, flat(xt)?);
+    if xv.len() != b * n || tv.len() != b * n || uv.len() != b * steps * m || dv.len() != b {
+        return None;
+    }
+    let per: Vec<Option<Vec<f64>>> = (0..b)
+        .into_par_iter()
+        .map(|i| {
+            let x = DVector::from_column_slice(&xv[i * n..(i + 1) * n]);
+            let target = DVector::from_column_slice(&tv[i * n..(i + 1) * n]);
+            let um = DMatrix::from_row_slice(steps, m, &uv[i * steps * m..(i + 1) * steps * m]);
+            Some(f(i, &x, &um, dv[i], &target)?.transpose().as_slice().to_vec())
+        })
+        .collect();
+    let out: Vec<f64> = per.into_iter().collect::<Option<Vec<_>>>()?.concat();
+    Some(Tensor::from_slice(&out).view([b as i64, steps as i64, m as i64]).to_kind(u.kind()).to_device(u.device()))
 }
 
 /// Rollout `[N+1, n]` of `u` `[N, m]` from `x0` in `sim`, and the Jacobian of the terminal state

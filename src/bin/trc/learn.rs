@@ -385,29 +385,25 @@ pub fn eval(stem: &Path, test_path: &Path, ks: &[i64], compare: Option<&Path>, r
     } else {
         None
     };
-    // the monotone acceptance (globalisation) switched the other way than trained: same weights
-    let flipped = {
-        let on = !card.model.accept;
-        let (vs5, m5, c5) = checkpoint::load_as(stem, dev, Some(&test.meta.problem), checkpoint::RunAs { accept: Some(on), ..Default::default() })?;
-        let label = format!("`{}` {} monotone acceptance", stem.display(), if on { "with" } else { "without" });
+    // an inference-time ablation of the same weights: its rows at every K, kept for the K sweep
+    let mut ablation = |run_as: checkpoint::RunAs, label: String| -> AnyResult<_> {
+        let (vs, m, c) = checkpoint::load_as(stem, dev, Some(&test.meta.problem), run_as)?;
         for &k in ks {
-            let r = evaluate(&m5, &test, k, 256, lw);
-            md.push_str(&row(&label, &r));
+            md.push_str(&row(&label, &evaluate(&m, &test, k, 256, lw)));
         }
-        Some((vs5, m5, c5, label))
+        Ok(Some((vs, m, c, label)))
     };
+    let with = |on: bool| if on { "with" } else { "without" };
+    // the monotone acceptance (globalisation) switched the other way than trained
+    let on = !card.model.accept;
+    let flipped = ablation(checkpoint::RunAs { accept: Some(on), ..Default::default() }, format!("`{}` {} monotone acceptance", stem.display(), with(on)))?;
     // the joint monotone acceptance (cost and terminal error both held, with the error-holding
-    // cost step as the fallback) switched the other way than trained: same weights
+    // cost step as the fallback) switched the other way than trained
     let joint_flipped =
         if card.model.accept && matches!(card.model.newton, Newton::Step | Newton::Corrected) && model.simulator().problem().quadratic_cost().is_some() {
             let on = !card.model.joint_monotone;
-            let (vs6, m6, c6) = checkpoint::load_as(stem, dev, Some(&test.meta.problem), checkpoint::RunAs { joint_monotone: Some(on), ..Default::default() })?;
-            let label = format!("`{}` {} joint monotone acceptance (cost and terminal error)", stem.display(), if on { "with" } else { "without" });
-            for &k in ks {
-                let r = evaluate(&m6, &test, k, 256, lw);
-                md.push_str(&row(&label, &r));
-            }
-            Some((vs6, m6, c6, label))
+            let label = format!("`{}` {} joint monotone acceptance (cost and terminal error)", stem.display(), with(on));
+            ablation(checkpoint::RunAs { joint_monotone: Some(on), ..Default::default() }, label)?
         } else {
             None
         };
