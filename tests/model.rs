@@ -3,6 +3,7 @@
 use nalgebra::{DMatrix, DVector};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use std::ops::ControlFlow;
 use tch::{nn, Device, Kind, Tensor};
 use trc_control::config::{ProblemConfig, ProblemKind};
 use trc_control::data::{generate, Dataset, GenerateOptions, Split};
@@ -195,7 +196,7 @@ fn a_short_training_run_lowers_validation_loss() {
     let (ttr, tva) = (Tensors::new(&tr, Device::Cpu), Tensors::new(&va, Device::Cpu));
     let cfg = TrainConfig { epochs: 8, batch_size: 16, lr: 5e-3, warmup_steps: 2, ..TrainConfig::default() };
     let (before, bc_before, _) = train::evaluate_loss(&model, &tva, &cfg);
-    let log = train::train(&model, &vs, &ttr, &tva, &cfg, false, None, |_, _, _| {}, |_, _| {}).unwrap();
+    let log = train::train(&model, &vs, &ttr, &tva, &cfg, false, None, |_, _, _| {}, |_, _| ControlFlow::Continue(())).unwrap();
     for e in &log {
         eprintln!("{e:?}");
     }

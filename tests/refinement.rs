@@ -2,6 +2,7 @@
 //! Jacobian, the Newton-structured decoder, operator-training starts, resumable training.
 //! Tiny preset, CPU, no trained weights.
 
+use std::ops::ControlFlow;
 use tch::{nn, Device, Kind, Tensor};
 use trc_control::config::{ProblemConfig, ProblemKind};
 use trc_control::data::{generate, Dataset, GenerateOptions, Split};
@@ -163,13 +164,31 @@ fn training_resumes_where_it_stopped() {
     let va = dataset(ProblemKind::Vanderpol, 8, Split::Val);
     let (vs, model) = build(ProblemKind::Vanderpol, Newton::Input, &tr);
     let (ttr, tva) = (Tensors::new(&tr, Device::Cpu), Tensors::new(&va, Device::Cpu));
-    let cfg = TrainConfig { epochs: 2, batch_size: 8, warmup_steps: 1, outer_max: 3, start_mix: 0.5, truncate: true, ..TrainConfig::default() };
+    let cfg = TrainConfig { epochs: 4, batch_size: 8, warmup_steps: 1, outer_max: 3, start_mix: 0.5, truncate: true, ..TrainConfig::default() };
     let mut saved = None;
-    let log = train::train(&model, &vs, &ttr, &tva, &cfg, false, None, |_, _, _| {}, |s, _| saved = Some(s.clone())).unwrap();
+    // stopped by the caller after epoch 2 (a wall-time budget, `trc train --budget-s`)
+    let log = train::train(
+        &model,
+        &vs,
+        &ttr,
+        &tva,
+        &cfg,
+        false,
+        None,
+        |_, _, _| {},
+        |s, _| {
+            saved = Some(s.clone());
+            if s.epoch == 2 {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
+        },
+    )
+    .unwrap();
     let state = saved.expect("a resume point after every epoch");
     assert_eq!((log.len(), state.epoch, state.step), (2, 2, 6));
-    let more = TrainConfig { epochs: 4, ..cfg };
-    let log = train::train(&model, &vs, &ttr, &tva, &more, false, Some(state), |_, _, _| {}, |_, _| {}).unwrap();
+    let log = train::train(&model, &vs, &ttr, &tva, &cfg, false, Some(state), |_, _, _| {}, |_, _| ControlFlow::Continue(())).unwrap();
     assert_eq!(log.iter().map(|e| e.epoch).collect::<Vec<_>>(), vec![1, 2, 3, 4]);
     assert!(log.iter().all(|e| e.wall_s > 0.0 && e.val_loss.is_finite()));
 }

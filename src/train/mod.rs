@@ -443,9 +443,11 @@ pub fn evaluate_loss(model: &Trc, data: &Tensors, cfg: &TrainConfig) -> (f64, f6
 
 /// Trains `model` (whose variables live in `vs`) and calls `on_best(epoch, log, vs)` whenever the
 /// validation relative cost of the final iterate improves (the caller saves a checkpoint), and
-/// `on_epoch(state, vs)` after every epoch (the caller saves the resume point). `resume`
-/// continues an interrupted run from its [`ResumeState`] (the caller has loaded its weights into
-/// `vs`). Returns the epoch log (all epochs, the resumed ones included).
+/// `on_epoch(state, vs)` after every epoch (the caller saves the resume point; returning
+/// `ControlFlow::Break(())` stops the run there, e.g. at the end of a wall-time budget, and
+/// `--resume` continues it later). `resume` continues an interrupted run from its
+/// [`ResumeState`] (the caller has loaded its weights into `vs`). Returns the epoch log (all
+/// epochs run so far, the resumed ones included).
 ///
 /// Batch order and the random starting points are seeded per epoch from `cfg.seed`, so a resumed
 /// run draws what the uninterrupted run would have.
@@ -462,7 +464,7 @@ pub fn train(
     progress: bool,
     resume: Option<ResumeState>,
     mut on_best: impl FnMut(u64, &EpochLog, &nn::VarStore),
-    mut on_epoch: impl FnMut(&ResumeState, &nn::VarStore),
+    mut on_epoch: impl FnMut(&ResumeState, &nn::VarStore) -> std::ops::ControlFlow<()>,
 ) -> Result<Vec<EpochLog>, ConfigError> {
     cfg.validate()?;
     if train_set.is_empty() || val_set.is_empty() {
@@ -535,7 +537,9 @@ pub fn train(
         state.log.push(entry);
         state.epoch = epoch;
         state.train_time_s += wall_s;
-        on_epoch(&state, vs);
+        if on_epoch(&state, vs).is_break() {
+            break;
+        }
     }
     bar.finish_and_clear();
     Ok(state.log)

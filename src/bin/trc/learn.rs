@@ -38,9 +38,50 @@ pub struct ArchOverrides {
     pub joint_monotone: bool,
 }
 
-/// The resume files of a run writing `out`: weights and state (see [`train::ResumeState`]).
-fn resume_paths(out: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
-    (checkpoint::sibling(out, "resume.safetensors"), checkpoint::sibling(out, "resume.yaml"))
+/// The resume point of a run writing `out`: `OUT.resume.yaml` holds the [`train::ResumeState`]
+/// and names the weights file of the same epoch, `OUT.resume.eNNNN.safetensors` (older resume
+/// points have no name and use `OUT.resume.safetensors`).
+#[derive(serde::Serialize, serde::Deserialize)]
+struct ResumeFile {
+    #[serde(flatten)]
+    state: train::ResumeState,
+    /// File name of the weights, in the directory of the state file.
+    #[serde(default)]
+    weights: Option<String>,
+}
+
+/// The state file of a run writing `out`.
+fn resume_state_path(out: &Path) -> std::path::PathBuf {
+    checkpoint::sibling(out, "resume.yaml")
+}
+
+/// Writes the resume point after `state.epoch` so that a kill at any moment leaves a whole one:
+/// the epoch's weights go to their own file, then the state file naming them is replaced by a
+/// rename (the commit point); the previous epoch's weights are removed after it.
+fn write_resume_point(out: &Path, state: &train::ResumeState, vs: &nn::VarStore) -> AnyResult<()> {
+    let rs = resume_state_path(out);
+    let weights = checkpoint::sibling(out, &format!("resume.e{:04}.safetensors", state.epoch));
+    let name = weights.file_name().and_then(|n| n.to_str()).ok_or("resume weights path has no file name")?.to_string();
+    let previous = read_resume_point(out).ok().map(|(_, w)| w);
+    vs.save(&weights)?;
+    let tmp = checkpoint::sibling(out, "resume.yaml.tmp");
+    std::fs::write(&tmp, serde_yaml::to_string(&ResumeFile { state: state.clone(), weights: Some(name) })?)?;
+    std::fs::rename(&tmp, &rs)?;
+    if let Some(prev) = previous.filter(|p| *p != weights) {
+        let _ = std::fs::remove_file(prev);
+    }
+    Ok(())
+}
+
+/// Reads the resume point of a run writing `out`: its state and the path of its weights.
+fn read_resume_point(out: &Path) -> AnyResult<(train::ResumeState, std::path::PathBuf)> {
+    let rs = resume_state_path(out);
+    let file: ResumeFile = serde_yaml::from_str(&std::fs::read_to_string(&rs)?)?;
+    let weights = match file.weights {
+        Some(name) => rs.parent().unwrap_or(Path::new("")).join(name),
+        None => checkpoint::sibling(out, "resume.safetensors"),
+    };
+    Ok((file.state, weights))
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -53,7 +94,11 @@ pub fn train(
     cfg: TrainConfig,
     device_name: &str,
     resume: bool,
+    budget_s: Option<f64>,
 ) -> AnyResult<()> {
+    if let Some(b) = budget_s.filter(|b| !(b.is_finite() && *b > 0.0)) {
+        return Err(format!("--budget-s {b}: give a positive number of seconds").into());
+    }
     let dev = device(device_name)?;
     let tr = Dataset::concat(train_paths.iter().map(Dataset::load).collect::<Result<Vec<_>, _>>()?)?;
     let va = Dataset::load(val_path)?;
@@ -85,13 +130,13 @@ pub fn train(
     let model = Trc::new(&vs.root(), &model_cfg, &tr.meta.problem, norm.clone())?;
     let params = parameter_count(&vs);
     log::info!("train: {} model, {preset} preset ({params} parameters), {} train / {} val samples, device {dev:?}", tr.meta.problem.name, tr.len(), va.len());
-    let (rw, rs) = resume_paths(out);
     let command = std::env::args().collect::<Vec<_>>().join(" ");
     let resumed = if resume {
-        if !rs.exists() || !rw.exists() {
-            return Err(format!("--resume: no resume point {} / {} (start the run without --resume)", rs.display(), rw.display()).into());
+        let rs = resume_state_path(out);
+        if !rs.exists() {
+            return Err(format!("--resume: no resume point {} (start the run without --resume)", rs.display()).into());
         }
-        let st: train::ResumeState = serde_yaml::from_str(&std::fs::read_to_string(&rs)?)?;
+        let (st, rw) = read_resume_point(out).map_err(|e| format!("--resume: cannot read the resume point {} ({e})", rs.display()))?;
         vs.load(&rw).map_err(|e| format!("--resume: {} does not fit this architecture ({e}); resume with the same command", rw.display()))?;
         log::info!("train: resuming after epoch {} of {} (best validation cost {:.4}; AdamW moments restart)", st.epoch, cfg.epochs, st.best);
         Some(st)
@@ -134,6 +179,7 @@ pub fn train(
     }
     let mut save_err = None;
     let mut resume_err = None;
+    let mut stopped_at = None;
     let log = train::train(
         &model,
         &vs,
@@ -153,17 +199,25 @@ pub fn train(
             }
         },
         |state, vs| {
-            let r = vs
-                .save(&rw)
-                .map_err(|e| e.to_string())
-                .and_then(|_| serde_yaml::to_string(state).map_err(|e| e.to_string()).and_then(|t| std::fs::write(&rs, t).map_err(|e| e.to_string())));
-            if let Err(e) = r {
-                resume_err = Some(e);
+            if let Err(e) = write_resume_point(out, state, vs) {
+                resume_err = Some(e.to_string());
             }
+            if budget_s.is_some_and(|b| started.elapsed().as_secs_f64() >= b) && state.epoch < cfg.epochs {
+                stopped_at = Some(state.epoch);
+                return std::ops::ControlFlow::Break(());
+            }
+            std::ops::ControlFlow::Continue(())
         },
     )?;
-    if let Some(e) = resume_err {
-        log::warn!("train: could not write the resume point {}: {e}", rs.display());
+    if let Some(e) = &resume_err {
+        log::warn!("train: could not write the resume point {}: {e}", resume_state_path(out).display());
+    }
+    if let Some(e) = stopped_at {
+        log::info!(
+            "train: wall-time budget spent: stopped after epoch {e} of {}; to go on, run the same command with --resume{}",
+            cfg.epochs,
+            if resume_err.is_some() { " (but the resume point could not be written, see above)" } else { "" }
+        );
     }
     if let Some(e) = save_err {
         return Err(e.into());
@@ -175,6 +229,8 @@ pub fn train(
     let mut final_card = checkpoint::read_card(out)?;
     final_card.provenance.train_time_s = prior_s + started.elapsed().as_secs_f64();
     final_card.metrics.insert("train_wall_s_per_epoch".into(), log.iter().map(|e| e.wall_s).sum::<f64>() / log.len().max(1) as f64);
+    // epochs run so far: below provenance.epochs while a budgeted run is still to be resumed
+    final_card.metrics.insert("train_epochs_done".into(), log.len() as f64);
     let (wpath, cpath) = checkpoint::paths(out);
     let text = serde_yaml::to_string(&final_card)?;
     std::fs::write(&cpath, format!("# trc_control model card (written by trc train; do not edit the weights' card by hand)\n{text}"))?;
@@ -361,7 +417,13 @@ pub fn eval(stem: &Path, test_path: &Path, ks: &[i64], compare: Option<&Path>, r
         let (vs2, m2, c2) = checkpoint::load(other, dev, Some(&test.meta.problem))?;
         let r = evaluate(&m2, &test, c2.model.outer, 256, lw);
         md.push_str(&row(
-            &format!("`{}` (lambda = {}, newton = {:?})", other.display(), c2.training.get("lambda").cloned().unwrap_or_default(), c2.model.newton),
+            &format!(
+                "`{}` ({} parameters, lambda = {}, newton = {:?})",
+                other.display(),
+                c2.parameters,
+                c2.training.get("lambda").cloned().unwrap_or_default(),
+                c2.model.newton
+            ),
             &r,
         ));
         other_model = Some((vs2, m2, c2, other));

@@ -390,6 +390,11 @@ enum Cmd {
         /// Continue an interrupted run of the same command from OUT.resume.* (written after every epoch).
         #[arg(long)]
         resume: bool,
+        /// Wall-time budget of this invocation [s]: stop after the first epoch that ends past it,
+        /// leaving the resume point (run the same command with --resume to go on). For long CPU
+        /// runs (the `paper` preset) spread over several sessions. Default: no budget.
+        #[arg(long)]
+        budget_s: Option<f64>,
     },
     /// Evaluate a model on a held-out dataset; writes a markdown report.
     Eval {
@@ -741,6 +746,7 @@ fn main() -> ExitCode {
             start_mix,
             start_noise,
             resume,
+            budget_s,
         } => {
             let cfg = trc_control::train::TrainConfig {
                 epochs,
@@ -758,7 +764,7 @@ fn main() -> ExitCode {
                 ..Default::default()
             };
             let arch = learn::ArchOverrides { tokens, newton, outer, inner, accept, accept_at_inference, joint_monotone };
-            exit(learn::train(&train, &val, &preset, &arch, &out, cfg, &device, resume))
+            exit(learn::train(&train, &val, &preset, &arch, &out, cfg, &device, resume, budget_s))
         }
         Cmd::Eval { model, test, ks, compare, report, update_card, card_prefix, sweep } => {
             exit(learn::eval(&model, &test, &ks, compare.as_deref(), report.as_deref(), update_card.then_some(card_prefix.as_str()), sweep))
