@@ -14,11 +14,14 @@
 # models/ablation/PROBLEM_PRESET.{safetensors,yaml}, its learning curve (wall time per epoch
 # included) in .train.csv/.png.
 #
-# Reports, each the shipped model against the larger one on the same split at the trained K:
-#   models/ablation/PROBLEM_capacity_val.md   validation split (the one a choice may use)
-#   models/ablation/PROBLEM_capacity.md       held-out test split (seed 1)
-# They are written once the run has finished all its epochs (or with REPORT=1, labelled by the
-# epochs done in the card, `train_epochs_done`).
+# Then, once the run has finished all its epochs (or with REPORT=1, for the checkpoint so far;
+# the card's `train_epochs_done` says how far it got):
+#   models/ablation/PROBLEM_PRESET.eval{,_seed2}.md  held-out test splits (seeds 1, 2) at the
+#       trained K, with the K sweep; their metrics go into the card (`trc eval --update-card`)
+#   models/ablation/PROBLEM_capacity_val.md   the shipped model and the larger one side by side
+#       on the validation split (the split a choice between them may use)
+#   bench/inference_PROBLEM_PRESET.md         batch-1 latency next to one LCvx solve (descent)
+# `trc bench report` puts both cards side by side in BENCHMARKS.md ("Capacity ablation").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 TRC=${TRC:-target/release/trc}
@@ -51,7 +54,12 @@ if [ "${REPORT:-0}" != 1 ]; then
   fi
 fi
 k=$(grep -m1 '^  outer:' "models/${PROBLEM}.yaml" | awk '{print $2}')
+seed2="data/${PROBLEM}_test_seed2.safetensors"
+[ -f "$seed2" ] || "$TRC" gen-data --problem "$PROBLEM" --count 500 --seed 2 --split test --out "$seed2"
+"$TRC" eval --model "$out" --test "data/${PROBLEM}_test.safetensors" --ks "$k" --update-card --report "${out}.eval.md"
+"$TRC" eval --model "$out" --test "$seed2" --ks "$k" --update-card --card-prefix test_seed2 --report "${out}.eval_seed2.md"
 "$TRC" eval --model "models/${PROBLEM}" --compare "$out" --test "data/${PROBLEM}_val.safetensors" --ks "$k" \
   --report "models/ablation/${PROBLEM}_capacity_val.md"
-"$TRC" eval --model "models/${PROBLEM}" --compare "$out" --test "data/${PROBLEM}_test.safetensors" --ks "$k" \
-  --report "models/ablation/${PROBLEM}_capacity.md"
+if [ "$PROBLEM" = descent ]; then
+  "$TRC" bench inference --model "$out" --out "bench/inference_${PROBLEM}_${PRESET}.md"
+fi
