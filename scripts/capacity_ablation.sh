@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The capacity ablation of the refinement issue: the shipped training recipe of PROBLEM
 # (scripts/recipes.sh, the same data, settings and seed as `make models`) at a larger preset
-# (default `paper`, 1.46M parameters), compared side by side with the shipped `tiny` model.
+# (default `paper`, about 1.5M parameters, by problem), compared side by side with the shipped `tiny` model.
 #
 #   scripts/capacity_ablation.sh                      # descent, paper preset, run to the end
 #   BUDGET_S=5400 scripts/capacity_ablation.sh        # stop after the epoch that ends past 1.5 h
@@ -10,7 +10,11 @@
 # On 2 CPU cores the paper preset takes tens of minutes per descent epoch, so the run is
 # resumable: every epoch leaves a resume point (models/ablation/PROBLEM_PRESET.resume.*) and
 # a rerun of this script continues from it (`trc train --resume`). BUDGET_S bounds one
-# invocation (`trc train --budget-s`). The best-on-validation checkpoint so far is always in
+# invocation (`trc train --budget-s`; the clock starts once the datasets are loaded and a run
+# ends up to one epoch past it). A resume point written with other settings (EPOCHS, LR,
+# OPERATOR) is refused; to start over, delete models/ablation/PROBLEM_PRESET.resume.*. The
+# AdamW moments and the replay buffer of operator training restart at each resume. The
+# best-on-validation checkpoint so far is always in
 # models/ablation/PROBLEM_PRESET.{safetensors,yaml}, its learning curve (wall time per epoch
 # included) in .train.csv/.png.
 #
@@ -29,7 +33,8 @@ PROBLEM=${PROBLEM:-descent}
 PRESET=${PRESET:-paper}
 # shellcheck source=scripts/recipes.sh
 source scripts/recipes.sh
-read -r epochs lr lambda tw fl <<<"$(settings_for "$PROBLEM")"
+settings=$(settings_for "$PROBLEM") # fails on an unknown problem
+read -r epochs lr lambda tw fl <<<"$settings"
 read -r -a op <<<"$(operator_for "$PROBLEM")"
 case "$PROBLEM" in double_integrator) n=4000;; *) n=5000;; esac
 sets=(--train "data/${PROBLEM}_train_${n}.safetensors")
@@ -48,12 +53,17 @@ if [ "${REPORT:-0}" != 1 ]; then
     --epochs "$epochs" --seed 0 --lambda "$lambda" --lr "$lr" --terminal-weight "$tw" --bc-relative-floor "$fl" \
     ${op[@]+"${op[@]}"} ${extra[@]+"${extra[@]}"}
   done_epochs=$(card_value "$out" train_epochs_done)
+  [[ $done_epochs =~ ^[0-9]+(\.0+)?$ ]] || { echo "capacity_ablation.sh: ${out}.yaml has no train_epochs_done: train with a current trc (cargo build --release)" >&2; exit 1; }
+  if [ -f "${out}.resume.yaml" ]; then
+    # the resume point counts the epochs done (the card is written at the best epoch and at the end)
+    done_epochs=$(awk '/^epoch:/ { print $2; exit }' "${out}.resume.yaml")
+  fi
   if [ "${done_epochs%.*}" -lt "$epochs" ]; then
     echo "capacity_ablation.sh: ${done_epochs%.*} of $epochs epochs done; rerun to continue (the resume point is ${out}.resume.yaml)"
     exit 0
   fi
 fi
-k=$(grep -m1 '^  outer:' "models/${PROBLEM}.yaml" | awk '{print $2}')
+k=$(grep -m1 '^  outer:' "${out}.yaml" | awk '{print $2}')
 seed2="data/${PROBLEM}_test_seed2.safetensors"
 [ -f "$seed2" ] || "$TRC" gen-data --problem "$PROBLEM" --count 500 --seed 2 --split test --out "$seed2"
 "$TRC" eval --model "$out" --test "data/${PROBLEM}_test.safetensors" --ks "$k" --update-card --report "${out}.eval.md"

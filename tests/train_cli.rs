@@ -38,26 +38,63 @@ fn a_budgeted_run_stops_after_an_epoch_and_resumes_to_the_end() {
         assert!(out.status.success(), "gen-data: {}", String::from_utf8_lossy(&out.stderr));
     }
     let stem = dir.path().join("m");
-    let (train, val, stem_s) = (d("train.safetensors"), d("val.safetensors"), stem.display().to_string());
-    let base = ["train", "--train", &train, "--val", &val, "--out", &stem_s, "--epochs", "3", "--batch-size", "8", "--device", "cpu"];
+    // `--out m` relative to the working directory (the resume point's paths are resolved in it)
+    let run = |extra: &[&str]| {
+        let args = [
+            &["train", "--train", "train.safetensors", "--val", "val.safetensors", "--out", "m", "--epochs", "3", "--batch-size", "8", "--device", "cpu"][..],
+            extra,
+        ]
+        .concat();
+        Command::new(env!("CARGO_BIN_EXE_trc")).args(&args).current_dir(dir.path()).env("RUST_LOG", "info").output().expect("trc runs")
+    };
+    let resume_epoch = || -> (u64, String) {
+        let v: serde_yaml::Value = serde_yaml::from_str(&std::fs::read_to_string(dir.path().join("m.resume.yaml")).unwrap()).unwrap();
+        (v["epoch"].as_u64().unwrap(), v["weights"].as_str().unwrap().to_string())
+    };
+    let resume_weights = || {
+        let mut w: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+            .filter(|n| n.starts_with("m.resume.e"))
+            .collect();
+        w.sort();
+        w
+    };
     // a budget no epoch fits in: the run stops after epoch 1 of 3
-    let out = trc(&[&base[..], &["--budget-s", "1e-3"]].concat());
+    let out = run(&["--budget-s", "1e-3"]);
     let log = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "budgeted run: {log}");
     assert!(log.contains("stopped after epoch 1 of 3"), "the stop is logged with what to do: {log}");
     assert_eq!(card_metric(&stem, "train_epochs_done"), 1.0);
-    let state: serde_yaml::Value = serde_yaml::from_str(&std::fs::read_to_string(dir.path().join("m.resume.yaml")).unwrap()).unwrap();
-    assert_eq!(state["epoch"].as_u64(), Some(1));
-    assert_eq!(state["weights"].as_str(), Some("m.resume.e0001.safetensors"), "the state names its epoch's weights");
-    assert!(dir.path().join("m.resume.e0001.safetensors").exists());
-    // the same command with --resume runs epochs 2 and 3
-    let out = trc(&[&base[..], &["--resume"]].concat());
+    assert_eq!(resume_epoch(), (1, "m.resume.e0001.safetensors".to_string()), "the state names its epoch's weights");
+    assert_eq!(resume_weights(), ["m.resume.e0001.safetensors"]);
+    // other settings do not continue this run
+    let out = run(&["--resume", "--lr", "5e-4"]);
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && log.contains("other settings (training.lr)"), "{log}");
+    // resumed and stopped again by its own budget: epoch 2, the weights of epoch 1 removed
+    let out = run(&["--resume", "--budget-s", "1e-3"]);
+    assert!(out.status.success(), "resumed budgeted run: {}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(resume_epoch().0, 2);
+    assert_eq!(resume_weights(), ["m.resume.e0002.safetensors"], "older epochs' resume weights are removed");
+    // the same command with --resume runs epoch 3
+    let out = run(&["--resume"]);
     assert!(out.status.success(), "resumed run: {}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(card_metric(&stem, "train_epochs_done"), 3.0);
     let csv = std::fs::read_to_string(dir.path().join("m.train.csv")).unwrap();
     assert_eq!(csv.lines().skip(1).map(|l| l.split(',').next().unwrap().to_string()).collect::<Vec<_>>(), ["1", "2", "3"]);
-    assert!(dir.path().join("m.resume.e0003.safetensors").exists());
-    assert!(!dir.path().join("m.resume.e0001.safetensors").exists(), "older epochs' resume weights are removed");
+    assert_eq!(resume_weights(), ["m.resume.e0003.safetensors"]);
+    // a finished run resumed again trains nothing and leaves its card as it was
+    let card = std::fs::read_to_string(stem.with_extension("yaml")).unwrap();
+    let out = run(&["--resume"]);
+    assert!(out.status.success() && String::from_utf8_lossy(&out.stderr).contains("nothing trained"));
+    assert_eq!(std::fs::read_to_string(stem.with_extension("yaml")).unwrap(), card);
+    // a fresh run removes the earlier run's resume point before it starts
+    let out = run(&["--budget-s", "1e-3"]);
+    assert!(out.status.success(), "fresh run: {}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(resume_epoch().0, 1);
+    assert_eq!(resume_weights(), ["m.resume.e0001.safetensors"]);
+    let base = ["train", "--train", &d("train.safetensors"), "--val", &d("val.safetensors"), "--out", &d("m")];
     // a bad budget is refused with what to give
     let out = trc(&[&base[..], &["--budget-s", "0"]].concat());
     assert!(!out.status.success());

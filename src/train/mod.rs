@@ -347,7 +347,8 @@ pub struct EpochLog {
 
 /// Where an interrupted training run stands (written after every epoch, read by `--resume`):
 /// the weights are saved beside it. The AdamW moments are not saved (tch cannot export them), so
-/// a resumed run restarts them: a warm restart at the scheduled learning rate.
+/// a resumed run restarts them: a warm restart at the scheduled learning rate. Neither is the
+/// replay buffer of operator training ([`Starts`]): it refills during the resumed run.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct ResumeState {
     /// Epochs finished.
@@ -450,7 +451,9 @@ pub fn evaluate_loss(model: &Trc, data: &Tensors, cfg: &TrainConfig) -> (f64, f6
 /// epochs run so far, the resumed ones included).
 ///
 /// Batch order and the random starting points are seeded per epoch from `cfg.seed`, so a resumed
-/// run draws what the uninterrupted run would have.
+/// run draws the batches and start kinds the uninterrupted run would have; the replay buffer of
+/// the model's own iterates ([`Starts`]) and the AdamW moments restart empty, so its training is
+/// not identical to the uninterrupted run's.
 ///
 /// # Errors
 /// [`ConfigError`] for invalid settings or an empty dataset.

@@ -464,9 +464,15 @@ fn capacity_section(models: &Path) -> AnyResult<String> {
         let larger = models.join("ablation").join(format!("{p}_paper"));
         let Ok(big) = checkpoint::read_card(&larger) else { continue };
         let Ok(shipped) = checkpoint::read_card(&models.join(p)) else { continue };
-        for (stem, card) in [(format!("models/{p}"), &shipped), (format!("models/ablation/{p}_paper"), &big)] {
+        for (stem, path, card) in [(format!("models/{p}"), models.join(p), &shipped), (format!("models/ablation/{p}_paper"), larger.clone(), &big)] {
             let m = &card.metrics;
-            let done = m.get("train_epochs_done").map_or(card.provenance.epochs as f64, |v| *v);
+            // epochs done: the resume point's count where a run is under way (a card is written at
+            // the best epoch and at the end), else the card's, else (older cards) all of them
+            let resumed = std::fs::read_to_string(checkpoint::sibling(&path, "resume.yaml"))
+                .ok()
+                .and_then(|t| serde_yaml::from_str::<serde_yaml::Value>(&t).ok())
+                .and_then(|v| v.get("epoch").and_then(serde_yaml::Value::as_f64));
+            let done = resumed.or(m.get("train_epochs_done").copied()).unwrap_or(card.provenance.epochs as f64);
             for split in ["test", "test_seed2"] {
                 let g = |k: &str| m.get(&format!("{split}_{k}"));
                 let _ = writeln!(
@@ -962,14 +968,20 @@ mod tests {
         assert_eq!(capacity_section(&dir).unwrap(), "", "no ablation card, no section");
         let mut big = shipped.clone();
         big.parameters = 1_472_613;
+        big.provenance.best_epoch = 3;
         big.metrics.clear();
         big.metrics.insert("train_epochs_done".into(), 3.0);
         big.metrics.insert("val_relative_cost".into(), 1.0123);
         std::fs::write(dir.join("ablation/descent_paper.yaml"), serde_yaml::to_string(&big).unwrap()).unwrap();
         let md = capacity_section(&dir).unwrap();
+        // a run under way: its resume point counts the epochs done
+        std::fs::write(dir.join("ablation/descent_paper.resume.yaml"), "epoch: 5\nstep: 700\nbest: 1.01\nlog: []\ntrain_time_s: 500.0\n").unwrap();
+        let md_resumed = capacity_section(&dir).unwrap();
         let _ = std::fs::remove_dir_all(&dir);
-        assert!(md.contains("| `models/descent` | 37908 | 15 / 15 (best 6) |"), "{md}");
-        assert!(md.contains("| `models/ablation/descent_paper` | 1472613 | 3 / 15 (best 6) | - | 1.0123 | test | - |"), "{md}");
+        assert!(md_resumed.contains("| `models/ablation/descent_paper` | 1472613 | 5 / "), "{md_resumed}");
+        let (n, e, best) = (shipped.parameters, shipped.provenance.epochs, shipped.provenance.best_epoch);
+        assert!(md.contains(&format!("| `models/descent` | {n} | {e} / {e} (best {best}) |")), "{md}");
+        assert!(md.contains(&format!("| `models/ablation/descent_paper` | 1472613 | 3 / {e} (best 3) | - | 1.0123 | test | - |")), "{md}");
         assert_eq!(md.lines().filter(|l| l.starts_with("| `models/")).count(), 4, "two splits per model: {md}");
     }
 

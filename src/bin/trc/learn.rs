@@ -40,7 +40,8 @@ pub struct ArchOverrides {
 
 /// The resume point of a run writing `out`: `OUT.resume.yaml` holds the [`train::ResumeState`]
 /// and names the weights file of the same epoch, `OUT.resume.eNNNN.safetensors` (older resume
-/// points have no name and use `OUT.resume.safetensors`).
+/// points have no name and use `OUT.resume.safetensors`), with the settings of the run, which a
+/// resumed run must repeat.
 #[derive(serde::Serialize, serde::Deserialize)]
 struct ResumeFile {
     #[serde(flatten)]
@@ -48,6 +49,39 @@ struct ResumeFile {
     /// File name of the weights, in the directory of the state file.
     #[serde(default)]
     weights: Option<String>,
+    /// Architecture, training settings and datasets of the run ([`run_settings`]); absent in
+    /// older resume points (not checked then).
+    #[serde(default)]
+    settings: Option<serde_yaml::Value>,
+}
+
+/// What a resumed run must share with the run it continues: the architecture, the training
+/// settings (`TrainConfig::to_card`) and the datasets (paths and SHA-256).
+fn run_settings(model: &ModelConfig, training: &std::collections::BTreeMap<String, String>, data: &[(String, String)]) -> AnyResult<serde_yaml::Value> {
+    let mut m = serde_yaml::Mapping::new();
+    m.insert("model".into(), serde_yaml::to_value(model)?);
+    m.insert("training".into(), serde_yaml::to_value(training)?);
+    m.insert("data".into(), serde_yaml::to_value(data)?);
+    Ok(serde_yaml::Value::Mapping(m))
+}
+
+/// The entries (`section.key`) in which two [`run_settings`] differ.
+fn settings_differences(a: &serde_yaml::Value, b: &serde_yaml::Value) -> Vec<String> {
+    let mut out = Vec::new();
+    for section in ["model", "training", "data"] {
+        match (a.get(section), b.get(section)) {
+            (Some(serde_yaml::Value::Mapping(x)), Some(serde_yaml::Value::Mapping(y))) => {
+                for k in x.keys().chain(y.keys().filter(|k| !x.contains_key(*k))) {
+                    if x.get(k) != y.get(k) {
+                        out.push(format!("{section}.{}", k.as_str().unwrap_or("?")));
+                    }
+                }
+            }
+            (x, y) if x != y => out.push(section.to_string()),
+            _ => {}
+        }
+    }
+    out
 }
 
 /// The state file of a run writing `out`.
@@ -55,33 +89,51 @@ fn resume_state_path(out: &Path) -> std::path::PathBuf {
     checkpoint::sibling(out, "resume.yaml")
 }
 
-/// Writes the resume point after `state.epoch` so that a kill at any moment leaves a whole one:
-/// the epoch's weights go to their own file, then the state file naming them is replaced by a
-/// rename (the commit point); the previous epoch's weights are removed after it.
-fn write_resume_point(out: &Path, state: &train::ResumeState, vs: &nn::VarStore) -> AnyResult<()> {
+/// Writes the resume point after `state.epoch` so that a kill of the process at any moment
+/// leaves a whole one: the epoch's weights are written to a temporary file and renamed to their
+/// own name, then the state file naming them is replaced by a rename (the commit point); the
+/// weights of every other epoch are removed after it. (Renames, no fsync: a power loss may lose
+/// the last epoch's point.)
+fn write_resume_point(out: &Path, state: &train::ResumeState, settings: &serde_yaml::Value, vs: &nn::VarStore) -> AnyResult<()> {
     let rs = resume_state_path(out);
     let weights = checkpoint::sibling(out, &format!("resume.e{:04}.safetensors", state.epoch));
     let name = weights.file_name().and_then(|n| n.to_str()).ok_or("resume weights path has no file name")?.to_string();
-    let previous = read_resume_point(out).ok().map(|(_, w)| w);
-    vs.save(&weights)?;
+    let wtmp = checkpoint::sibling(out, "resume.weights.tmp.safetensors");
+    vs.save(&wtmp)?;
+    std::fs::rename(&wtmp, &weights)?;
     let tmp = checkpoint::sibling(out, "resume.yaml.tmp");
-    std::fs::write(&tmp, serde_yaml::to_string(&ResumeFile { state: state.clone(), weights: Some(name) })?)?;
+    let file = ResumeFile { state: state.clone(), weights: Some(name.clone()), settings: Some(settings.clone()) };
+    std::fs::write(&tmp, serde_yaml::to_string(&file)?)?;
     std::fs::rename(&tmp, &rs)?;
-    if let Some(prev) = previous.filter(|p| *p != weights) {
-        let _ = std::fs::remove_file(prev);
-    }
+    remove_resume_weights(out, Some(&name));
     Ok(())
 }
 
-/// Reads the resume point of a run writing `out`: its state and the path of its weights.
-fn read_resume_point(out: &Path) -> AnyResult<(train::ResumeState, std::path::PathBuf)> {
+/// Removes the resume weights of a run writing `out` (`OUT.resume.e*.safetensors` and the older
+/// `OUT.resume.safetensors`), all but the file named `keep`.
+fn remove_resume_weights(out: &Path, keep: Option<&str>) {
+    let stem = checkpoint::sibling(out, "resume.");
+    let (Some(dir), Some(prefix)) = (stem.parent(), stem.file_name().and_then(|n| n.to_str())) else { return };
+    let dir = if dir.as_os_str().is_empty() { Path::new(".") } else { dir };
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().to_string();
+        let ours = name.strip_prefix(prefix).is_some_and(|rest| rest == "safetensors" || (rest.starts_with('e') && rest.ends_with(".safetensors")));
+        if ours && Some(name.as_str()) != keep {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+}
+
+/// Reads the resume point of a run writing `out`: its file and the path of its weights.
+fn read_resume_point(out: &Path) -> AnyResult<(ResumeFile, std::path::PathBuf)> {
     let rs = resume_state_path(out);
     let file: ResumeFile = serde_yaml::from_str(&std::fs::read_to_string(&rs)?)?;
-    let weights = match file.weights {
+    let weights = match &file.weights {
         Some(name) => rs.parent().unwrap_or(Path::new("")).join(name),
         None => checkpoint::sibling(out, "resume.safetensors"),
     };
-    Ok((file.state, weights))
+    Ok((file, weights))
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -131,18 +183,45 @@ pub fn train(
     let params = parameter_count(&vs);
     log::info!("train: {} model, {preset} preset ({params} parameters), {} train / {} val samples, device {dev:?}", tr.meta.problem.name, tr.len(), va.len());
     let command = std::env::args().collect::<Vec<_>>().join(" ");
+    let train_data = train_paths.iter().map(|p| Ok((p.display().to_string(), checkpoint::sha256_file(p)?))).collect::<AnyResult<Vec<_>>>()?;
+    let val_data = vec![(val_path.display().to_string(), checkpoint::sha256_file(val_path)?)];
+    let settings = run_settings(&model_cfg, &cfg.to_card(), &[train_data.clone(), val_data.clone()].concat())?;
     let resumed = if resume {
         let rs = resume_state_path(out);
         if !rs.exists() {
             return Err(format!("--resume: no resume point {} (start the run without --resume)", rs.display()).into());
         }
-        let (st, rw) = read_resume_point(out).map_err(|e| format!("--resume: cannot read the resume point {} ({e})", rs.display()))?;
+        let (file, rw) = read_resume_point(out)
+            .map_err(|e| format!("--resume: cannot read the resume point {} ({e}); delete it and start the run without --resume", rs.display()))?;
+        if let Some(before) = &file.settings {
+            let diff = settings_differences(before, &settings);
+            if !diff.is_empty() {
+                return Err(format!(
+                    "--resume: the resume point {} was written by a run with other settings ({}); rerun that run's command with --resume, or start over without --resume",
+                    rs.display(),
+                    diff.join(", ")
+                )
+                .into());
+            }
+        }
+        if !rw.exists() {
+            return Err(format!("--resume: the resume point {} names {}, which is missing; start the run without --resume", rs.display(), rw.display()).into());
+        }
         vs.load(&rw).map_err(|e| format!("--resume: {} does not fit this architecture ({e}); resume with the same command", rw.display()))?;
+        let st = file.state;
         log::info!("train: resuming after epoch {} of {} (best validation cost {:.4}; AdamW moments restart)", st.epoch, cfg.epochs, st.best);
         Some(st)
     } else {
+        if resume_state_path(out).exists() {
+            // a fresh run: the resume point of an earlier run writing `out` would otherwise stay
+            // until this run's first epoch replaces it, paired with this run's checkpoint
+            log::info!("train: starting over: removing the resume point of an earlier run ({})", resume_state_path(out).display());
+            std::fs::remove_file(resume_state_path(out))?;
+            remove_resume_weights(out, None);
+        }
         None
     };
+    let prior_epochs = resumed.as_ref().map_or(0, |s| s.log.len());
     let (ttr, tva) = (Tensors::new(&tr, dev), Tensors::new(&va, dev));
     let mut card = ModelCard {
         version: checkpoint::CARD_VERSION,
@@ -154,8 +233,8 @@ pub fn train(
         provenance: Provenance {
             command: std::env::args().collect::<Vec<_>>().join(" "),
             seed: cfg.seed,
-            train_data: train_paths.iter().map(|p| Ok((p.display().to_string(), checkpoint::sha256_file(p)?))).collect::<AnyResult<Vec<_>>>()?,
-            val_data: vec![(val_path.display().to_string(), checkpoint::sha256_file(val_path)?)],
+            train_data,
+            val_data,
             commit: checkpoint::git_commit(),
             device: format!("{dev:?}"),
             train_time_s: 0.0,
@@ -170,10 +249,11 @@ pub fn train(
     let prior_s = resumed.as_ref().map_or(0.0, |s| s.train_time_s);
     if resumed.is_some() {
         if let Ok(prev) = checkpoint::read_card(out) {
-            // keep the interrupted run's best checkpoint record (and its original command)
+            // keep the interrupted run's best checkpoint record (and its original command); not
+            // its held-out metrics, which belong to that checkpoint, not to a better one found now
             card.provenance.best_epoch = prev.provenance.best_epoch;
             card.provenance.command = prev.provenance.command;
-            card.metrics = prev.metrics;
+            card.metrics = prev.metrics.into_iter().filter(|(k, _)| k.starts_with("val_") || k.starts_with("train_")).collect();
         }
         card.provenance.command.push_str(&format!(" (resumed: {command})"));
     }
@@ -194,14 +274,15 @@ pub fn train(
             card.metrics.insert("val_loss".into(), entry.val_loss);
             card.metrics.insert("val_bc_mse".into(), entry.val_bc);
             card.metrics.insert("val_relative_cost".into(), entry.val_cost);
+            // epochs run when this checkpoint was written (the final card has the run's count)
+            card.metrics.insert("train_epochs_done".into(), epoch as f64);
             if let Err(e) = checkpoint::save(out, vs, &card) {
                 save_err = Some(e);
             }
         },
         |state, vs| {
-            if let Err(e) = write_resume_point(out, state, vs) {
-                resume_err = Some(e.to_string());
-            }
+            // the error of the last epoch's write only: an earlier failure was repaired by a later write
+            resume_err = write_resume_point(out, state, &settings, vs).err().map(|e| e.to_string());
             if budget_s.is_some_and(|b| started.elapsed().as_secs_f64() >= b) && state.epoch < cfg.epochs {
                 stopped_at = Some(state.epoch);
                 return std::ops::ControlFlow::Break(());
@@ -213,11 +294,19 @@ pub fn train(
         log::warn!("train: could not write the resume point {}: {e}", resume_state_path(out).display());
     }
     if let Some(e) = stopped_at {
-        log::info!(
-            "train: wall-time budget spent: stopped after epoch {e} of {}; to go on, run the same command with --resume{}",
-            cfg.epochs,
-            if resume_err.is_some() { " (but the resume point could not be written, see above)" } else { "" }
-        );
+        if resume_err.is_some() {
+            return Err(format!(
+                "--budget-s: stopped after epoch {e} of {}, but its resume point could not be written (see above): free the disk or fix the permissions of {}, then resume (from an earlier epoch's point if one exists) or start over",
+                cfg.epochs,
+                resume_state_path(out).display()
+            )
+            .into());
+        }
+        log::info!("train: wall-time budget spent: stopped after epoch {e} of {}; to go on, run the same command with --resume", cfg.epochs);
+    }
+    if log.len() == prior_epochs {
+        log::info!("train: all {} epochs were done already; nothing trained, the card is unchanged", cfg.epochs);
+        return Ok(());
     }
     if let Some(e) = save_err {
         return Err(e.into());
