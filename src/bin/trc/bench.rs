@@ -477,7 +477,7 @@ fn capacity_section(models: &Path) -> AnyResult<String> {
                 let g = |k: &str| m.get(&format!("{split}_{k}"));
                 let _ = writeln!(
                     rows,
-                    "| `{stem}` | {} | {done:.0} / {} (best {}) | {} | {} | {split} | {} | {} | {} | {} | {} |",
+                    "| `{stem}` | {} | {done:.0} / {} (best {}) | {} | {} | {split} | {} | {} | {} | {} | {} | {} |",
                     card.parameters,
                     card.provenance.epochs,
                     card.provenance.best_epoch,
@@ -491,6 +491,7 @@ fn capacity_section(models: &Path) -> AnyResult<String> {
                         (Some(a), Some(b)) => format!("{a:.4} -> {b:.4}"),
                         _ => "-".to_string(),
                     },
+                    card.training.get("lr").map_or("-", String::as_str),
                 );
             }
         }
@@ -499,8 +500,8 @@ fn capacity_section(models: &Path) -> AnyResult<String> {
         return Ok(rows);
     }
     let mut md = String::from("## Capacity ablation: the shipped recipes at the `paper` preset\n\n");
-    md.push_str("Produced by `scripts/capacity_ablation.sh` (`PROBLEM=<problem>`; resumable, `BUDGET_S` bounds one sitting): the problem's shipped training recipe (`scripts/recipes.sh`: same data, settings, seed) at the `paper` preset, on 2 CPU cores, against the shipped `tiny` model; read from the two cards. `epochs`: done / planned (a run still to be resumed has fewer done), with the epoch whose checkpoint was kept; `validation J/J*`: the selection metric of that checkpoint (final iterate's training cost relative to the optimum on the validation split, mean); test metrics at the trained K as in the table above (network alone, no correction). The validation reports side by side, every row of `trc eval`: `models/ablation/<problem>_capacity_val.md`.\n\n");
-    md.push_str("| model | parameters | epochs | wall per epoch | validation J/J* | split | success | gap mean | gap median | monotone 0..10 | J/J* trained K -> K = 10 |\n|---|---|---|---|---|---|---|---|---|---|---|\n");
+    md.push_str("Produced by `scripts/capacity_ablation.sh` (`PROBLEM=<problem>`; resumable, `BUDGET_S` bounds one sitting): the problem's shipped training recipe (`scripts/recipes.sh`: same data, settings, seed; a peak learning rate other than the shipped model's is an override, `LR=...`, named in the last column) at the `paper` preset, on 2 CPU cores, against the shipped `tiny` model; read from the two cards. `epochs`: done / planned (a run still to be resumed has fewer done), with the epoch whose checkpoint was kept; `validation J/J*`: the selection metric of that checkpoint (final iterate's training cost relative to the optimum on the validation split, mean); test metrics at the trained K as in the table above (network alone, no correction). The validation reports side by side, every row of `trc eval`: `models/ablation/<problem>_capacity_val.md`.\n\n");
+    md.push_str("| model | parameters | epochs | wall per epoch | validation J/J* | split | success | gap mean | gap median | monotone 0..10 | J/J* trained K -> K = 10 | peak lr |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n");
     md.push_str(&rows);
     md.push('\n');
     Ok(md)
