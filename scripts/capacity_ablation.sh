@@ -39,11 +39,17 @@ read -r -a op <<<"$(operator_for "$PROBLEM")"
 case "$PROBLEM" in double_integrator) n=4000;; *) n=5000;; esac
 sets=(--train "data/${PROBLEM}_train_${n}.safetensors")
 if [ "$PROBLEM" = descent ]; then sets+=(--train data/descent_mid_train.safetensors); fi
-for f in "data/${PROBLEM}_train_${n}.safetensors" "data/${PROBLEM}_val.safetensors" "data/${PROBLEM}_test.safetensors"; do
-  [ -f "$f" ] || { echo "capacity_ablation.sh: $f missing: run PROBLEMS=$PROBLEM make models (it generates the datasets) first" >&2; exit 1; }
+mkdir -p data models/ablation
+# the datasets of `make models` (scripts/train_models.sh; deterministic per seed: the hashes in
+# the shipped cards), generated where missing
+[ -f "data/${PROBLEM}_train_${n}.safetensors" ] || "$TRC" gen-data --problem "$PROBLEM" --count "$n" --seed 1 --split train --out "data/${PROBLEM}_train_${n}.safetensors"
+for s in val test; do
+  [ -f "data/${PROBLEM}_${s}.safetensors" ] || "$TRC" gen-data --problem "$PROBLEM" --count 500 --seed 1 --split "$s" --out "data/${PROBLEM}_${s}.safetensors"
 done
+if [ "$PROBLEM" = descent ] && [ ! -f data/descent_mid_train.safetensors ]; then
+  "$TRC" mid-flight --from data/descent_train_5000.safetensors --seed 2 --out data/descent_mid_train.safetensors
+fi
 out="models/ablation/${PROBLEM}_${PRESET}"
-mkdir -p models/ablation
 card_value() { awk -v k="  $2:" 'index($0, k) == 1 { print $2 }' "$1.yaml"; }
 if [ "${REPORT:-0}" != 1 ]; then
   extra=()
