@@ -42,3 +42,64 @@ pub fn to_dvector(t: &Tensor) -> Result<DVector<f64>, tch::TchError> {
     let data: Vec<f64> = Vec::<f64>::try_from(t.to_kind(Kind::Double).to_device(Device::Cpu).contiguous().view([-1]))?;
     Ok(DVector::from_vec(data))
 }
+
+/// A constant vector `values` `[len]` in `like`'s dtype on `like`'s device, made without a copy
+/// from host memory where `like` is on an accelerator: one fill kernel per value, then a
+/// concatenation (a single fill where all values are equal). A small copy from pageable host
+/// memory costs a host synchronisation on CUDA and cannot be captured in a CUDA graph
+/// ([`crate::model::cuda_graph`]); a fill can. On the CPU: the plain copy.
+pub fn const_vec(values: &[f64], like: &Tensor) -> Tensor {
+    let (dev, kind) = (like.device(), like.kind());
+    if dev == Device::Cpu || values.is_empty() {
+        return Tensor::from_slice(values).to_kind(kind);
+    }
+    if values.iter().all(|v| v.to_bits() == values[0].to_bits()) {
+        return Tensor::full([values.len() as i64], values[0], (kind, dev));
+    }
+    Tensor::cat(&values.iter().map(|v| Tensor::full([1], *v, (kind, dev))).collect::<Vec<_>>(), 0)
+}
+
+/// Device copies of constant host vectors, made once per (slot, device, dtype) and shared
+/// afterwards (shallow clones: callers must not modify them in place). For the constants used
+/// many times per refinement on an accelerator (the normaliser's rows): without it each use is a
+/// host-to-device copy, a synchronisation on CUDA and not capturable in a CUDA graph. On the CPU
+/// nothing is cached (the copy is cheap, and the CPU path stays as it was). Cloning gives an empty
+/// cache; two caches always compare equal (they hold nothing but derived copies).
+#[derive(Default)]
+pub struct ConstCache(std::sync::Mutex<Vec<(usize, Device, Kind, Tensor)>>);
+
+impl ConstCache {
+    /// `values` as a `[len]` tensor on `like`'s device and dtype; `slot` names the constant
+    /// (one per distinct `values` of the owner).
+    pub fn row(&self, slot: usize, values: &[f64], like: &Tensor) -> Tensor {
+        let (dev, kind) = (like.device(), like.kind());
+        if dev == Device::Cpu {
+            return Tensor::from_slice(values).to_kind(kind);
+        }
+        let mut held = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((.., t)) = held.iter().find(|(s, d, k, _)| *s == slot && *d == dev && *k == kind) {
+            return t.shallow_clone();
+        }
+        let t = const_vec(values, like);
+        held.push((slot, dev, kind, t.shallow_clone()));
+        t
+    }
+}
+
+impl Clone for ConstCache {
+    fn clone(&self) -> Self {
+        Self::default()
+    }
+}
+
+impl PartialEq for ConstCache {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl std::fmt::Debug for ConstCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ConstCache")
+    }
+}

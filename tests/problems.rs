@@ -358,3 +358,74 @@ fn step_jacobians_match_finite_differences() {
         }
     }
 }
+
+/// Descent's loop-free rollout (what an accelerator runs) equals the loop over steps: to 1e-9
+/// relative in f64 over random states and thrusts up to rho_max for long horizons, and its
+/// gradient too; in f32 to f32 rounding.
+#[test]
+fn fused_descent_rollout_equals_the_loop() {
+    let p = descent();
+    let mut rng = ChaCha8Rng::seed_from_u64(41);
+    let cases: Vec<_> = (0..8).map(|_| random_case(&p, &mut rng)).collect();
+    let x0 = Tensor::stack(&cases.iter().map(|c| from_dmatrix(&DMatrix::from_row_slice(1, 7, c.0.as_slice()), Device::Cpu).squeeze_dim(0)).collect::<Vec<_>>(), 0);
+    let u = Tensor::stack(&cases.iter().map(|c| from_dmatrix(&c.1, Device::Cpu)).collect::<Vec<_>>(), 0);
+    // one sample at full thrust straight up for 1.5 s steps: the most mass any history burns
+    let _ = u.get(0).fill_(0.0).narrow(1, 2, 1).fill_(p.params().rho2());
+    let dt = Tensor::from_slice(&cases.iter().map(|c| c.2).collect::<Vec<_>>());
+    let _ = dt.get(0).fill_(1.5);
+    let looped = p.rollout_accel_hold_batch(&x0, &u, &dt).unwrap();
+    let fused = p.rollout_accel_hold_fused(&x0, &u, &dt).unwrap();
+    assert_eq!(fused.size(), looped.size());
+    let rel = |a: &Tensor, b: &Tensor| f64::try_from((a - b).abs().max()).unwrap() / f64::try_from(b.abs().max()).unwrap();
+    assert!(rel(&fused, &looped) < 1e-9, "f64: fused vs loop {:e}", rel(&fused, &looped));
+    let burned = f64::try_from(looped.get(0).get(-1).get(6)).unwrap();
+    assert!(burned < 1905.0 - 400.0, "the full-thrust sample burns a lot of fuel ({burned} kg left), so the Picard passes are tested");
+    // gradients of the terminal state
+    let grad = |fused: bool| {
+        let ug = u.detach().set_requires_grad(true);
+        let tr = if fused { p.rollout_accel_hold_fused(&x0, &ug, &dt) } else { p.rollout_accel_hold_batch(&x0, &ug, &dt) }.unwrap();
+        let y = tr.select(1, tr.size()[1] - 1).sum(Kind::Double);
+        Tensor::run_backward(&[y], &[&ug], false, false).pop().unwrap()
+    };
+    let (gf, gl) = (grad(true), grad(false));
+    assert!(rel(&gf, &gl) < 1e-8, "gradients: fused vs loop {:e}", rel(&gf, &gl));
+    let (x32, u32, d32) = (x0.to_kind(Kind::Float), u.to_kind(Kind::Float), dt.to_kind(Kind::Float));
+    let f32_fused = p.rollout_accel_hold_fused(&x32, &u32, &d32).unwrap().to_kind(Kind::Double);
+    assert!(rel(&f32_fused, &looped) < 1e-5, "f32: fused vs f64 loop {:e}", rel(&f32_fused, &looped));
+}
+
+/// Descent's loop-free terminal Jacobian (what an accelerator runs, from the fused rollout)
+/// equals the per-sample f64 sensitivity the CPU runs, for every state component (position,
+/// velocity and mass rows), to 1e-9 relative.
+#[test]
+fn batched_descent_terminal_jacobian_equals_the_f64_sensitivity() {
+    let p = descent();
+    let sim = trc_control::problems::Simulator::AccelHold(p.clone());
+    let mut rng = ChaCha8Rng::seed_from_u64(43);
+    let cases: Vec<_> = (0..5).map(|_| random_case(&p, &mut rng)).collect();
+    let idx: Vec<usize> = (0..7).collect();
+    for (x0, u, dt) in &cases {
+        let (_, reference) = trc_control::problems::terminal_sensitivity(&sim, x0, u, *dt, &idx).unwrap();
+        let got = sim
+            .terminal_jacobian_batched(
+                &from_dmatrix(&DMatrix::from_row_slice(1, 7, x0.as_slice()), Device::Cpu),
+                &from_dmatrix(u, Device::Cpu).unsqueeze(0),
+                &Tensor::from_slice(&[*dt]),
+                &idx,
+            )
+            .expect("descent has the batched form");
+        assert_eq!(got.size(), vec![1, 7, (u.nrows() * 3) as i64]);
+        let got = to_dmatrix(&got.get(0)).unwrap();
+        // the f64 sensitivity's mass row is of z = ln m_N (the LCvx variable): d m_N = m_N dz
+        let mut reference = reference;
+        let m_n = p.rollout_accel_hold(x0, u, *dt).unwrap()[(u.nrows(), 6)];
+        reference.row_mut(6).scale_mut(m_n);
+        for r in 0..7 {
+            let err = (got.row(r) - reference.row(r)).amax() / reference.row(r).amax();
+            assert!(err < 1e-9, "row {r}: batched vs f64 terminal Jacobian differ by {err:e} relative");
+        }
+    }
+    let quadratic = trc_control::problems::Simulator::new(&trc_control::config::ProblemConfig::new(trc_control::config::ProblemKind::Vanderpol)).unwrap();
+    let none = quadratic.terminal_jacobian_batched(&Tensor::zeros([1, 2], (Kind::Double, Device::Cpu)), &Tensor::zeros([1, 100, 1], (Kind::Double, Device::Cpu)), &Tensor::ones([1], (Kind::Double, Device::Cpu)), &[0, 1]);
+    assert!(none.is_none(), "the RK4 problems have no batched form (the CPU path runs)");
+}

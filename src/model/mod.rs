@@ -9,11 +9,14 @@
 //!   ResidualDecoder, learned z_H / z_L, K outer x n inner iterations with the rollout simulated in
 //!   the loop.
 //! - [`checkpoint`]: safetensors weights + YAML model card.
+//! - [`cuda_graph`]: the refinement captured as one CUDA graph, autocast's dtype (bf16
+//!   training) and CUDA's sync debug mode, through a small C++ shim over libtorch.
 //!
 //! The discrete model simulated in the loop is [`crate::problems::Simulator`]; the classical
 //! terminal correction after the network is [`crate::control::correction`].
 
 pub mod checkpoint;
+pub mod cuda_graph;
 pub mod layers;
 pub mod newton;
 pub mod normalizer;

@@ -23,7 +23,15 @@ pub struct Normalizer {
     pub t_mean: f64,
     /// t_go std [s].
     pub t_std: f64,
+    /// The rows above as tensors on an accelerator, made once ([`crate::tensor::ConstCache`]).
+    #[serde(skip)]
+    cache: crate::tensor::ConstCache,
 }
+
+const X_MEAN: usize = 0;
+const X_STD: usize = 1;
+const U_MEAN: usize = 2;
+const U_STD: usize = 3;
 
 fn mean_std(data: &[f64], dim: usize) -> (Vec<f64>, Vec<f64>) {
     let rows = (data.len() / dim).max(1) as f64;
@@ -46,36 +54,42 @@ impl Normalizer {
         let (x_mean, x_std) = mean_std(&ds.x, ds.n);
         let (u_mean, u_std) = mean_std(&ds.u, ds.m);
         let (t, ts) = mean_std(&ds.t_go, 1);
-        Self { x_mean, x_std, u_mean, u_std, t_mean: t[0], t_std: ts[0].max(1e-3 * t[0].abs().max(1.0)) }
+        Self { x_mean, x_std, u_mean, u_std, t_mean: t[0], t_std: ts[0].max(1e-3 * t[0].abs().max(1.0)), cache: Default::default() }
     }
 
-    fn row(v: &[f64], like: &Tensor) -> Tensor {
-        Tensor::from_slice(v).to_kind(like.kind()).to_device(like.device())
+    fn row(&self, slot: usize, like: &Tensor) -> Tensor {
+        let v = match slot {
+            X_MEAN => &self.x_mean,
+            X_STD => &self.x_std,
+            U_MEAN => &self.u_mean,
+            _ => &self.u_std,
+        };
+        self.cache.row(slot, v, like)
     }
 
     /// `(x - mean) / std` on `[.., n]`.
     pub fn x(&self, x: &Tensor) -> Tensor {
-        (x - Self::row(&self.x_mean, x)) / Self::row(&self.x_std, x)
+        (x - self.row(X_MEAN, x)) / self.row(X_STD, x)
     }
 
     /// A state difference scaled by the state std (no shift), `[.., n]`.
     pub fn dx(&self, dx: &Tensor) -> Tensor {
-        dx / Self::row(&self.x_std, dx)
+        dx / self.row(X_STD, dx)
     }
 
     /// `(u - mean) / std` on `[.., m]`.
     pub fn u(&self, u: &Tensor) -> Tensor {
-        (u - Self::row(&self.u_mean, u)) / Self::row(&self.u_std, u)
+        (u - self.row(U_MEAN, u)) / self.row(U_STD, u)
     }
 
     /// Inverse of [`Normalizer::u`].
     pub fn u_inv(&self, un: &Tensor) -> Tensor {
-        un * Self::row(&self.u_std, un) + Self::row(&self.u_mean, un)
+        un * self.row(U_STD, un) + self.row(U_MEAN, un)
     }
 
     /// A control difference in normalised units -> physical units (no shift).
     pub fn du_inv(&self, dun: &Tensor) -> Tensor {
-        dun * Self::row(&self.u_std, dun)
+        dun * self.row(U_STD, dun)
     }
 
     /// `(t_go - mean) / std` on `[B]`.

@@ -14,8 +14,8 @@ use crate::problems::ControlConstraint;
 pub fn project(u: &Tensor, c: &ControlConstraint) -> Tensor {
     match c {
         ControlConstraint::Box { lower, upper } => {
-            let lo = Tensor::from_slice(lower.as_slice()).to_kind(u.kind()).to_device(u.device());
-            let hi = Tensor::from_slice(upper.as_slice()).to_kind(u.kind()).to_device(u.device());
+            let lo = crate::tensor::const_vec(lower.as_slice(), u);
+            let hi = crate::tensor::const_vec(upper.as_slice(), u);
             u.clamp_tensor(Some(&lo), Some(&hi))
         }
         ControlConstraint::ThrustAnnulusCone { rho_min, rho_max, max_tilt } => project_thrust(u, *rho_min, *rho_max, *max_tilt),

@@ -219,6 +219,11 @@ impl Trc {
         self.device
     }
 
+    /// The dtype the model computes in (its weights').
+    pub fn kind(&self) -> Kind {
+        self.pos.kind()
+    }
+
     /// The shared reasoning module L_theta on `[B, T, d]`: the blocks, then a LayerNorm so the
     /// latent states z_H / z_L stay bounded however many times the module is applied.
     fn reason(&self, xs: &Tensor) -> Tensor {
@@ -347,7 +352,9 @@ impl Trc {
             let a = jt.matmul(&jt.transpose(1, 2));
             let mu = a.diagonal(0, 1, 2).mean_dim(&[1i64][..], true, Kind::Double) * 1e-6 + 1e-12; // [B, 1]
             let a = a + &eye * mu.unsqueeze(2);
-            let y = Tensor::linalg_solve(&a, &e.unsqueeze(2), true);
+            // `_ex` without its error check: the checked form reads the status back to the host
+            // (a synchronisation on CUDA, and not capturable in a CUDA graph); `a` is regularised
+            let (y, _) = Tensor::linalg_solve_ex(&a, &e.unsqueeze(2), true, false);
             let g = -jt.transpose(1, 2).matmul(&y).squeeze_dim(2); // [B, N m]
             if pass < 3 {
                 let probe = (&u_flat + &g * &sigma).view([-1, self.horizon, self.m]);
@@ -370,8 +377,8 @@ impl Trc {
         let tilt_of = |t: &Tensor| (t.narrow(2, 2, 1) / norm_of(t).clamp_min(1e-12)).clamp(-1.0, 1.0).acos();
         match &self.constraint {
             ControlConstraint::Box { lower, upper } => {
-                let lo = Tensor::from_slice(lower.as_slice()).to_device(u.device()).view([1, 1, self.m]);
-                let hi = Tensor::from_slice(upper.as_slice()).to_device(u.device()).view([1, 1, self.m]);
+                let lo = crate::tensor::const_vec(lower.as_slice(), u).view([1, 1, self.m]);
+                let hi = crate::tensor::const_vec(upper.as_slice(), u).view([1, 1, self.m]);
                 let span = (&hi - &lo).abs().clamp_min(1e-12) * REL;
                 let out_hi = u.ge_tensor(&(&hi - &span)).logical_and(&probe.gt_tensor(u)).logical_or(&probe.gt_tensor(&hi));
                 let out_lo = u.le_tensor(&(&lo + &span)).logical_and(&probe.lt_tensor(u)).logical_or(&probe.lt_tensor(&lo));

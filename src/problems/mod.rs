@@ -270,9 +270,9 @@ impl QuadraticCost {
 
     pub(crate) fn eval_batch(&self, x: &Tensor, u: &Tensor, x_t: &Tensor) -> Tensor {
         let n_steps = u.size()[1];
-        let (kind, dev) = (x.kind(), x.device());
-        let q = Tensor::from_slice(&self.q).to_kind(kind).to_device(dev);
-        let q_f = Tensor::from_slice(&self.q_f).to_kind(kind).to_device(dev);
+        let kind = x.kind();
+        let q = crate::tensor::const_vec(&self.q, x);
+        let q_f = crate::tensor::const_vec(&self.q_f, x);
         let e = x - x_t.unsqueeze(1);
         let e2 = &e * &e;
         let stage = (e2.narrow(1, 0, n_steps) * q).sum_dim_intlist(&[1i64, 2][..], false, kind);
@@ -327,9 +327,10 @@ fn problem_name(kind: ProblemKind) -> &'static str {
     }
 }
 
-/// A constant vector as a `[1, len]` tensor on `like`'s device and dtype (for broadcasting).
+/// A constant vector as a `[1, len]` tensor on `like`'s device and dtype (for broadcasting),
+/// without a host-to-device copy on an accelerator ([`crate::tensor::const_vec`]).
 pub(crate) fn const_row(values: &[f64], like: &Tensor) -> Tensor {
-    Tensor::from_slice(values).to_kind(like.kind()).to_device(like.device()).unsqueeze(0)
+    crate::tensor::const_vec(values, like).unsqueeze(0)
 }
 
 /// Projects one control `u` (length m) onto the admissible set (box clip; the exact projection

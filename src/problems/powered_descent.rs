@@ -216,6 +216,10 @@ pub struct LcvxDiscretization {
     pub c: DVector<f64>,
 }
 
+/// Picard passes of [`PoweredDescent::rollout_accel_hold_fused`]'s mass recursion (its error
+/// falls as `burn^p / p!` with burn < 0.3: 16 passes are below f64 rounding).
+pub const FUSED_MASS_PASSES: usize = 16;
+
 /// The powered-descent problem (n = 7, m = 3).
 #[derive(Debug, Clone)]
 pub struct PoweredDescent {
@@ -327,6 +331,124 @@ impl PoweredDescent {
             states.push(Tensor::cat(&[&r, &v, &m], 1));
         }
         Ok(Tensor::stack(&states, 1))
+    }
+
+    /// [`PoweredDescent::rollout_accel_hold_batch`] without its loop over the N steps: the same
+    /// model in a few tens of batched kernels, for accelerators, where each of the loop's ~600
+    /// small kernels costs a launch (docs/gpu.md). `x0` `[B, 7]`, thrust `u` `[B, N, 3]`, `dt`
+    /// `[B]` -> `[B, N+1, 7]`, differentiable, on the inputs' device and dtype.
+    ///
+    /// With `s_k = ln m_k` and `c_k = alpha |T_k| dt`, the mass update `m+ = m exp(-c / m)` is
+    /// `s_k = s_0 - sum_{i<k} c_i exp(-s_i)`: a Volterra sum, solved by [`FUSED_MASS_PASSES`]
+    /// Picard passes from the first-order guess `s_0 - sum_{i<k} c_i / m_0` (pass p is exact in
+    /// its first p entries and shrinks the rest's error by `(burn)^p / p!`, burn = ln(m_0/m_N)
+    /// < 0.3 for any thrust history within rho_max: below f64 rounding after 16). Then
+    /// `a_k = T_k / m_k + g`, `v_{k+1} = v_0 + dt sum_{i<=k} a_i`,
+    /// `r_{k+1} = r_0 + sum_{i<=k} (v_i dt + a_i dt^2 / 2)`: cumulative sums. Tests hold it equal
+    /// to the loop to 1e-9 (f64).
+    ///
+    /// # Errors
+    /// As [`PoweredDescent::rollout_accel_hold_batch`].
+    pub fn rollout_accel_hold_fused(&self, x0: &Tensor, u: &Tensor, dt: &Tensor) -> Result<Tensor, crate::error::ProblemError> {
+        self.check_batch(x0, u, dt, "rollout_accel_hold_fused")?;
+        let n_steps = u.size()[1];
+        let kind = u.kind();
+        let dt3 = dt.view([-1, 1, 1]);
+        let (r0, v0, m0) = (x0.narrow(1, 0, 3).unsqueeze(1), x0.narrow(1, 3, 3).unsqueeze(1), x0.narrow(1, 6, 1).unsqueeze(1)); // [B, 1, .]
+        let t_norm = (u * u).sum_dim_intlist(&[2i64][..], true, kind).clamp_min(1e-20).sqrt(); // [B, N, 1]
+        let c = t_norm * (&dt3 * self.params.alpha());
+        let s0 = m0.log();
+        let excl = |z: &Tensor| z.cumsum(1, kind) - z;
+        let mut s = &s0 - excl(&c) / &m0; // s_0 .. s_{N-1}
+        for _ in 0..FUSED_MASS_PASSES {
+            s = &s0 - excl(&(&c * (-&s).exp()));
+        }
+        let burn = &c * (-&s).exp();
+        let m_next = (&s0 - burn.cumsum(1, kind)).exp(); // m_1 .. m_N
+        let m = s.exp(); // m_0 .. m_{N-1}
+        let g = const_row(&self.params.gravity, x0).unsqueeze(1); // [1, 1, 3]
+        let a = u / &m + g;
+        let v_next = &v0 + a.cumsum(1, kind) * &dt3; // v_1 .. v_N
+        let v = Tensor::cat(&[v0.shallow_clone(), v_next.narrow(1, 0, n_steps - 1)], 1); // v_0 .. v_{N-1}
+        let r_next = &r0 + (v * &dt3 + &a * (&dt3 * &dt3 * 0.5)).cumsum(1, kind);
+        let first = x0.unsqueeze(1);
+        Ok(Tensor::cat(&[first, Tensor::cat(&[r_next, v_next, m_next], 2)], 1))
+    }
+
+    /// The terminal Jacobian `d x_N[idx] / d u` `[B, c, N*3]` (row-major over steps, then thrust
+    /// components; physical units) of the acceleration-hold model
+    /// ([`PoweredDescent::rollout_accel_hold_batch`]) from a rollout `traj` `[B, N+1, 7]` of `u`
+    /// `[B, N, 3]` with steps `dt` `[B]`: batched tensor ops on their device, no loop over steps
+    /// and no host synchronisation (the form an accelerator and a CUDA graph need; the CPU uses
+    /// the per-sample f64 [`crate::problems::sim::terminal_sensitivity`], and tests hold the two
+    /// equal to 1e-9). Derivation (adjoint of one step, docs/method.md "Sensitivity features"):
+    /// the position and velocity adjoints are closed-form, `lambda_r = e_r`,
+    /// `lambda_v(k+1) = e_v + (N-1-k) dt e_r`; the mass adjoint obeys the linear recursion
+    /// `lambda_m(k) = A_k lambda_m(k+1) + beta_k`, `A_k = E_k (1 + c_k / m_k)` with
+    /// `E_k = m_{k+1} / m_k`, `beta_k = -(T_k / m_k^2) . (e_r dt^2/2 + lambda_v(k+1) dt)`, solved
+    /// with a cumulative product and a reverse cumulative sum; then
+    /// `d x_N / d T_k = (e_r dt^2/2 + lambda_v(k+1) dt) / m_k - lambda_m(k+1) alpha dt E_k T_k^T / |T_k|`.
+    ///
+    /// # Errors
+    /// [`crate::error::ProblemError::Shape`] for wrong shapes, an index past 6, or a non-zero
+    /// `planet_rotation`.
+    pub fn terminal_jacobian_accel_hold(&self, traj: &Tensor, u: &Tensor, dt: &Tensor, idx: &[usize]) -> Result<Tensor, crate::error::ProblemError> {
+        let (ts, us) = (traj.size(), u.size());
+        if us.len() != 3 || us[2] != 3 || ts.len() != 3 || ts[0] != us[0] || ts[1] != us[1] + 1 || ts[2] != 7 || dt.size() != [us[0]] || idx.iter().any(|&i| i > 6) {
+            return Err(super::shape_err(
+                self.kind(),
+                "terminal_jacobian_accel_hold(traj, u, dt, idx)",
+                "[B, N+1, 7], [B, N, 3], [B], indices < 7".into(),
+                format!("{ts:?}, {us:?}, {:?}, {idx:?}", dt.size()),
+            ));
+        }
+        self.check_no_rotation("terminal_jacobian_accel_hold")?;
+        let (b, n_steps, c) = (us[0], us[1], idx.len() as i64);
+        let kind = u.kind();
+        let alpha = self.params.alpha();
+        let dt3 = dt.view([-1, 1, 1]); // [B, 1, 1]
+        let dt4 = dt.view([-1, 1, 1, 1]);
+        let m = traj.narrow(1, 0, n_steps).narrow(2, 6, 1); // m_k [B, N, 1]
+        let m_next = traj.narrow(1, 1, n_steps).narrow(2, 6, 1);
+        let e = &m_next / &m; // E_k
+        let t_norm = (u * u).sum_dim_intlist(&[2i64][..], true, kind).clamp_min(1e-20).sqrt(); // [B, N, 1]
+        let x = &t_norm * (&dt3 * alpha) / &m; // c_k / m_k
+        let a_k = (&e * (x + 1.0)).squeeze_dim(2); // A_k [B, N]
+        // selection rows of the outputs: e_r, e_v [c, 3], e_m [c]
+        let onehot: Vec<f64> = idx.iter().flat_map(|&i| (0..7).map(move |j| if j == i { 1.0 } else { 0.0 })).collect();
+        let sel = crate::tensor::const_vec(&onehot, u).view([c, 7]);
+        let (e_r, e_v, e_m) = (sel.narrow(1, 0, 3), sel.narrow(1, 3, 3), sel.select(1, 6));
+        // (N-1-k) for k = 0..N-1, made on the device
+        let left = (Tensor::arange(n_steps, (kind, u.device())) * -1.0 + (n_steps - 1) as f64).view([1, n_steps, 1, 1]);
+        let lam_v = e_v.view([1, 1, c, 3]) + &left * &dt4 * e_r.view([1, 1, c, 3]); // lambda_v(k+1) [B, N, c, 3]
+        let d_pos_vel = e_r.view([1, 1, c, 3]) * (&dt4 * &dt4 * 0.5) + lam_v * &dt4; // dx_N/d(r,v)(k+1) . d(r,v)(k+1)/da_k
+        let w = (u / (&m * &m)).unsqueeze(2); // T_k / m_k^2 [B, N, 1, 3]
+        let beta = -(&w * &d_pos_vel).sum_dim_intlist(&[3i64][..], false, kind); // [B, N, c]
+        let p_incl = a_k.cumprod(1, kind); // P_{k+1} = prod_{l<=k} A_l
+        let p_excl = &p_incl / &a_k; // P_k
+        let pb = p_excl.unsqueeze(2) * beta; // P_i beta_i [B, N, c]
+        let tail = pb.flip([1]).cumsum(1, kind).flip([1]); // sum_{i>=k}
+        let tail_after = Tensor::cat(&[tail.narrow(1, 1, n_steps - 1), tail.narrow(1, 0, 1).zeros_like()], 1); // sum_{i>k}
+        let p_n = p_incl.narrow(1, n_steps - 1, 1).unsqueeze(2); // [B, 1, 1]
+        let lam_m = (tail_after + p_n * e_m.view([1, 1, c])) / p_incl.unsqueeze(2); // lambda_m(k+1) [B, N, c]
+        let dm_dt = (u * (&e * (&dt3 * -alpha)) / &t_norm).unsqueeze(2); // d m_{k+1} / d T_k [B, N, 1, 3]
+        let jac = d_pos_vel / m.unsqueeze(3) + lam_m.unsqueeze(3) * dm_dt; // [B, N, c, 3]
+        Ok(jac.permute([0, 2, 1, 3]).reshape([b, c, n_steps * 3]))
+    }
+
+    fn check_no_rotation(&self, what: &'static str) -> Result<(), crate::error::ProblemError> {
+        if self.params.planet_rotation.iter().any(|w| *w != 0.0) {
+            return Err(super::shape_err(self.kind(), what, "planet_rotation = 0".into(), format!("{:?}", self.params.planet_rotation)));
+        }
+        Ok(())
+    }
+
+    fn check_batch(&self, x0: &Tensor, u: &Tensor, dt: &Tensor, what: &'static str) -> Result<(), crate::error::ProblemError> {
+        let (xs, us) = (x0.size(), u.size());
+        if xs.len() != 2 || xs[1] != 7 || us.len() != 3 || us[2] != 3 || us[0] != xs[0] || us[1] < 1 || dt.size() != [xs[0]] {
+            return Err(super::shape_err(self.kind(), what, "[B, 7], [B, N >= 1, 3], [B]".into(), format!("{xs:?}, {us:?}, {:?}", dt.size())));
+        }
+        self.check_no_rotation(what)
     }
 
     /// Exact Euclidean projection of a thrust `t` (length 3) onto the admissible set

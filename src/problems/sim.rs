@@ -62,6 +62,8 @@ impl Simulator {
         }
         match self {
             Simulator::Rk4(p) => p.rollout_batch(x0, u, dt),
+            // off the CPU: the same model without the loop over steps (launches, CUDA graphs)
+            Simulator::AccelHold(p) if x0.device() != Device::Cpu => p.rollout_accel_hold_fused(x0, u, dt),
             Simulator::AccelHold(p) => p.rollout_accel_hold_batch(x0, u, dt),
         }
         .expect("shapes are checked when the model is built and at its input")
@@ -90,12 +92,31 @@ impl Simulator {
     /// hold the two equal). This is what TRC's Newton features use ([`crate::model::Trc`],
     /// docs/method.md "Sensitivity features").
     pub fn terminal_jacobian(&self, x0: &Tensor, u: &Tensor, dt: &Tensor, idx: &[usize]) -> Tensor {
-        // f64 on the CPU, samples in parallel, whatever the device: faster than the autodiff
-        // graph's thousands of small kernels at the batch sizes TRC trains and infers with
+        // off the CPU, where the model has one: the batched closed form on the device (no host
+        // synchronisation, so a CUDA graph can hold it)
+        if x0.device() != Device::Cpu {
+            if let Some(g) = self.terminal_jacobian_batched(x0, u, dt, idx) {
+                return g;
+            }
+        }
+        // f64 on the CPU, samples in parallel: faster than the autodiff graph's thousands of
+        // small kernels at the batch sizes TRC trains and infers with
         match self.terminal_jacobian_f64(x0, u, dt, idx) {
             Some(g) => g.to_kind(u.kind()).to_device(u.device()),
             None => self.terminal_jacobian_autodiff(x0, u, dt, idx),
         }
+    }
+
+    /// [`Simulator::terminal_jacobian`] as batched tensor ops on the inputs' device, without a
+    /// loop over steps or a host synchronisation, where the model has that form: descent's
+    /// acceleration-hold model ([`super::PoweredDescent::rollout_accel_hold_fused`] then
+    /// [`super::PoweredDescent::terminal_jacobian_accel_hold`]); `None` for the RK4 problems or on
+    /// a shape error. Detached. What [`Simulator::terminal_jacobian`] runs off the CPU.
+    pub fn terminal_jacobian_batched(&self, x0: &Tensor, u: &Tensor, dt: &Tensor, idx: &[usize]) -> Option<Tensor> {
+        let Simulator::AccelHold(p) = self else { return None };
+        let (x0, u, dt) = (x0.detach(), u.detach(), dt.detach());
+        let traj = p.rollout_accel_hold_fused(&x0, &u, &dt).ok()?;
+        p.terminal_jacobian_accel_hold(&traj, &u, &dt, idx).ok()
     }
 
     /// [`Simulator::terminal_jacobian`] by reverse-mode autodiff through the batched rollout on
@@ -236,7 +257,8 @@ fn per_sample_controls(
 
 /// Rollout `[N+1, n]` of `u` `[N, m]` from `x0` in `sim`, and the Jacobian of the terminal state
 /// rows `idx` with respect to `u` (row-major flattening, column `k m + j` = `u[k, j]`):
-/// `[idx.len(), N m]`.
+/// `[idx.len(), N m]`. Descent's mass row (index 6) is of `z_N = ln m_N`, the LCvx variable
+/// (`d m_N = m_N dz_N`); the Newton features use position and velocity only.
 ///
 /// # Errors
 /// The rollout's [`crate::error::ProblemError`] for wrong dimensions.

@@ -1,0 +1,209 @@
+// A small C shim over the parts of libtorch's C++ API that tch does not expose (built by build.rs
+// with the `cc` crate against the same libtorch as tch; Rust side: src/model/cuda_graph.rs):
+//
+// * CUDA graphs (at::cuda::CUDAGraph): capture the work the caller enqueues between
+//   `trc_graph_capture_begin` and `trc_graph_capture_end` on a side stream, replay it with one
+//   launch. The protocol is PyTorch's `torch.cuda.graph` (torch/cuda/graphs.py): synchronise,
+//   make a pool stream current, capture_begin, run, capture_end, restore the stream.
+// * Autocast's dtype (at::autocast::set_autocast_dtype): tch can switch CUDA autocast on but
+//   not choose bf16 over its fp16 default.
+// * CUDA's sync debug mode (c10::cuda::warning_state): makes a host synchronisation an error,
+//   which proves a code path free of them (a graph capture needs that).
+//
+// Every function catches C++ exceptions and returns a nonzero status with the message in `err`
+// (`len` bytes, NUL-terminated): no exception crosses into Rust. Without the CUDA headers (a
+// CPU-only libtorch) build.rs defines TRC_NO_CUDA and the graph and sync functions report that.
+// Only exported libtorch / c10 functions are called (no CUDA runtime symbol of our own), so the
+// binary needs no libcudart of its own: torch's libraries bring theirs.
+
+#include <cstddef>
+#include <cstdio>
+#include <cstring>
+#include <exception>
+#include <optional>
+#include <stdexcept>
+
+#include <ATen/autocast_mode.h>
+#include <c10/core/ScalarType.h>
+
+#ifndef TRC_NO_CUDA
+#include <ATen/cuda/CUDAGraph.h>
+#include <c10/cuda/CUDAFunctions.h>
+#include <c10/cuda/CUDAStream.h>
+#endif
+
+namespace {
+void put(char* err, size_t len, const char* msg) {
+  if (err == nullptr || len == 0) return;
+  std::snprintf(err, len, "%s", msg);
+}
+
+template <typename F>
+int guarded(char* err, size_t len, F&& f) {
+  try {
+    f();
+    return 0;
+  } catch (const std::exception& e) {
+    put(err, len, e.what());
+  } catch (...) {
+    put(err, len, "unknown C++ exception");
+  }
+  return 1;
+}
+}  // namespace
+
+extern "C" {
+
+// 1 when built with the CUDA headers (graphs possible where a device exists), else 0.
+int trc_shim_has_cuda() {
+#ifdef TRC_NO_CUDA
+  return 0;
+#else
+  return 1;
+#endif
+}
+
+// Autocast on `device_type` (0 = CPU, 1 = CUDA): enabled or not, in `dtype` (0 = float16,
+// 1 = bfloat16). Clears autocast's weight cache when switching it off.
+int trc_autocast(int device_type, int enabled, int dtype, char* err, size_t len) {
+  return guarded(err, len, [&] {
+    const at::DeviceType dev = device_type == 1 ? at::kCUDA : at::kCPU;
+    const at::ScalarType st = dtype == 1 ? at::kBFloat16 : at::kHalf;
+    at::autocast::set_autocast_dtype(dev, st);
+    at::autocast::set_autocast_enabled(dev, enabled != 0);
+    if (enabled == 0) at::autocast::clear_cache();
+  });
+}
+
+#ifdef TRC_NO_CUDA
+
+struct TrcGraph {};
+static const char* kNoCuda = "built without the CUDA headers (a CPU-only libtorch)";
+TrcGraph* trc_graph_new(int, char* err, size_t len) {
+  put(err, len, kNoCuda);
+  return nullptr;
+}
+int trc_graph_side_stream(TrcGraph*, int, char* err, size_t len) {
+  put(err, len, kNoCuda);
+  return 1;
+}
+int trc_graph_capture_begin(TrcGraph*, char* err, size_t len) {
+  put(err, len, kNoCuda);
+  return 1;
+}
+int trc_graph_capture_end(TrcGraph*, char* err, size_t len) {
+  put(err, len, kNoCuda);
+  return 1;
+}
+int trc_graph_replay(TrcGraph*, char* err, size_t len) {
+  put(err, len, kNoCuda);
+  return 1;
+}
+void trc_graph_free(TrcGraph*) {}
+int trc_cuda_sync_debug(int, char* err, size_t len) {
+  put(err, len, kNoCuda);
+  return 1;
+}
+
+#else
+
+struct TrcGraph {
+  explicit TrcGraph(c10::DeviceIndex d) : device(d), side(c10::cuda::getStreamFromPool(false, d)) {}
+  c10::DeviceIndex device;
+  at::cuda::CUDAGraph graph;
+  std::optional<c10::cuda::CUDAStream> side;
+  std::optional<c10::cuda::CUDAStream> saved;
+  bool capturing = false;
+};
+
+// Makes `g`'s side stream current (enter != 0; after a device synchronisation, so the side
+// stream sees all earlier work) or restores the stream that was current (enter == 0, then
+// synchronises, so later work on it sees the side stream's). Warm-up passes run there before a
+// capture (cuBLAS handles, allocator blocks and lazy initialisation must exist before it).
+static void side_stream(TrcGraph* g, bool enter) {
+  if (enter) {
+    if (g->saved) return;
+    c10::cuda::device_synchronize();
+    g->saved = c10::cuda::getCurrentCUDAStream(g->device);
+    c10::cuda::setCurrentCUDAStream(*g->side);
+  } else {
+    if (!g->saved) return;
+    c10::cuda::device_synchronize();
+    c10::cuda::setCurrentCUDAStream(*g->saved);
+    g->saved.reset();
+  }
+}
+
+// A new, empty graph for CUDA device `device`; nullptr (message in `err`) without one.
+TrcGraph* trc_graph_new(int device, char* err, size_t len) {
+  TrcGraph* out = nullptr;
+  guarded(err, len, [&] {
+    if (c10::cuda::device_count() <= device) throw std::runtime_error("no such CUDA device");
+    out = new TrcGraph(static_cast<c10::DeviceIndex>(device));
+  });
+  return out;
+}
+
+int trc_graph_side_stream(TrcGraph* g, int enter, char* err, size_t len) {
+  return guarded(err, len, [&] { side_stream(g, enter != 0); });
+}
+
+// Starts capturing on the side stream (thread-local capture mode: other threads of the process,
+// e.g. the node's, may use CUDA meanwhile without invalidating it).
+int trc_graph_capture_begin(TrcGraph* g, char* err, size_t len) {
+  return guarded(err, len, [&] {
+    side_stream(g, true);
+    g->capturing = true;
+    g->graph.capture_begin({0, 0}, cudaStreamCaptureModeThreadLocal);
+  });
+}
+
+// Ends the capture (an invalidated capture, e.g. by a host synchronisation inside it, fails
+// here) and restores the caller's stream whatever happened.
+int trc_graph_capture_end(TrcGraph* g, char* err, size_t len) {
+  int rc = guarded(err, len, [&] {
+    g->capturing = false;
+    g->graph.capture_end();
+  });
+  char tail[256] = {0};
+  int rc2 = guarded(tail, sizeof tail, [&] { side_stream(g, false); });
+  if (rc == 0 && rc2 != 0) {
+    put(err, len, tail);
+    return rc2;
+  }
+  return rc;
+}
+
+// Replays the captured work on the current stream (asynchronous, like any CUDA launch).
+int trc_graph_replay(TrcGraph* g, char* err, size_t len) {
+  return guarded(err, len, [&] { g->graph.replay(); });
+}
+
+void trc_graph_free(TrcGraph* g) {
+  if (g == nullptr) return;
+  try {
+    if (g->capturing) g->graph.capture_end();
+  } catch (...) {
+  }
+  try {
+    side_stream(g, false);
+  } catch (...) {
+  }
+  try {
+    delete g;
+  } catch (...) {
+  }
+}
+
+// CUDA's sync debug mode: 0 off, 1 warn, 2 error on every host synchronisation.
+int trc_cuda_sync_debug(int mode, char* err, size_t len) {
+  return guarded(err, len, [&] {
+    const auto m = mode == 2 ? c10::cuda::SyncDebugMode::L_ERROR
+                   : mode == 1 ? c10::cuda::SyncDebugMode::L_WARN
+                               : c10::cuda::SyncDebugMode::L_DISABLED;
+    c10::cuda::warning_state().set_sync_debug_mode(m);
+  });
+}
+
+#endif
+}
