@@ -367,7 +367,8 @@ fn fused_descent_rollout_equals_the_loop() {
     let p = descent();
     let mut rng = ChaCha8Rng::seed_from_u64(41);
     let cases: Vec<_> = (0..8).map(|_| random_case(&p, &mut rng)).collect();
-    let x0 = Tensor::stack(&cases.iter().map(|c| from_dmatrix(&DMatrix::from_row_slice(1, 7, c.0.as_slice()), Device::Cpu).squeeze_dim(0)).collect::<Vec<_>>(), 0);
+    let x0 =
+        Tensor::stack(&cases.iter().map(|c| from_dmatrix(&DMatrix::from_row_slice(1, 7, c.0.as_slice()), Device::Cpu).squeeze_dim(0)).collect::<Vec<_>>(), 0);
     let u = Tensor::stack(&cases.iter().map(|c| from_dmatrix(&c.1, Device::Cpu)).collect::<Vec<_>>(), 0);
     // one sample at full thrust straight up for 1.5 s steps: the most mass any history burns
     let _ = u.get(0).fill_(0.0).narrow(1, 2, 1).fill_(p.params().rho2());
@@ -426,6 +427,11 @@ fn batched_descent_terminal_jacobian_equals_the_f64_sensitivity() {
         }
     }
     let quadratic = trc_control::problems::Simulator::new(&trc_control::config::ProblemConfig::new(trc_control::config::ProblemKind::Vanderpol)).unwrap();
-    let none = quadratic.terminal_jacobian_batched(&Tensor::zeros([1, 2], (Kind::Double, Device::Cpu)), &Tensor::zeros([1, 100, 1], (Kind::Double, Device::Cpu)), &Tensor::ones([1], (Kind::Double, Device::Cpu)), &[0, 1]);
+    let none = quadratic.terminal_jacobian_batched(
+        &Tensor::zeros([1, 2], (Kind::Double, Device::Cpu)),
+        &Tensor::zeros([1, 100, 1], (Kind::Double, Device::Cpu)),
+        &Tensor::ones([1], (Kind::Double, Device::Cpu)),
+        &[0, 1],
+    );
     assert!(none.is_none(), "the RK4 problems have no batched form (the CPU path runs)");
 }

@@ -100,3 +100,49 @@ fn a_budgeted_run_stops_after_an_epoch_and_resumes_to_the_end() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("positive number of seconds"));
 }
+
+/// `--precision bf16` trains under bf16 autocast (here on the CPU, which supports it) and says
+/// so in the card; the default leaves the card's training settings as before (no `precision`
+/// key, so older resume points still match); a bad value is refused by name.
+#[test]
+fn bf16_training_is_recorded_in_the_card() {
+    let root = std::env::temp_dir().join(format!("trc_train_bf16_{}", std::process::id()));
+    std::fs::create_dir_all(&root).unwrap();
+    let dir = TempDir(root);
+    let d = |name: &str| dir.path().join(name).display().to_string();
+    for (split, count) in [("train", "16"), ("val", "8")] {
+        let out = trc(&["gen-data", "--problem", "vanderpol", "--count", count, "--seed", "5", "--split", split, "--out", &d(&format!("{split}.safetensors"))]);
+        assert!(out.status.success(), "gen-data: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let train = |stem: &str, precision: &str| {
+        trc(&[
+            "train",
+            "--train",
+            &d("train.safetensors"),
+            "--val",
+            &d("val.safetensors"),
+            "--out",
+            &d(stem),
+            "--epochs",
+            "1",
+            "--batch-size",
+            "8",
+            "--device",
+            "cpu",
+            "--precision",
+            precision,
+        ])
+    };
+    let out = train("bf", "bf16");
+    assert!(out.status.success(), "bf16 training: {}", String::from_utf8_lossy(&out.stderr));
+    let card: serde_yaml::Value = serde_yaml::from_str(&std::fs::read_to_string(dir.path().join("bf.yaml")).unwrap()).unwrap();
+    assert_eq!(card["training"]["precision"].as_str(), Some("bf16"), "the card records the precision");
+    assert!(card_metric(&dir.path().join("bf"), "val_loss").is_finite());
+    let out = train("fp", "fp32");
+    assert!(out.status.success(), "fp32 training: {}", String::from_utf8_lossy(&out.stderr));
+    let card: serde_yaml::Value = serde_yaml::from_str(&std::fs::read_to_string(dir.path().join("fp.yaml")).unwrap()).unwrap();
+    assert!(card["training"].get("precision").is_none(), "fp32 (the default) is left out of the card");
+    let out = train("x", "fp16");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("use fp32 or bf16"), "{}", String::from_utf8_lossy(&out.stderr));
+}

@@ -65,6 +65,10 @@ pub struct NodeConfig {
     pub model: String,
     /// Inference device: `auto` (measured at start-up: CUDA only when faster at batch 1), `cpu`, `cuda`.
     pub device: DeviceChoice,
+    /// On a CUDA device, run the K-iteration refinement as a CUDA graph captured at warm-up
+    /// (one launch instead of thousands; `model::cuda_graph`), falling back to eager execution,
+    /// with a log line, where the capture fails. No effect on the CPU. Default true.
+    pub cuda_graph: bool,
     /// Forward passes run at start-up before the first state (warm-up). Default 5.
     pub warmup_passes: u32,
     /// libtorch intra-op threads for CPU inference (`at::set_num_threads`, process-wide), set
@@ -101,6 +105,7 @@ impl Default for NodeConfig {
             policy: PolicyKind::Trc,
             model: String::new(),
             device: DeviceChoice::Auto,
+            cuda_graph: true,
             warmup_passes: 5,
             torch_threads: 1,
             inject_delay_ms: 0.0,

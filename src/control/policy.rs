@@ -19,6 +19,7 @@ use thiserror::Error;
 
 use crate::config::{DeviceChoice, PolicyKind, ProblemConfig, TrcConfig};
 use crate::model::checkpoint::{self, CheckpointError, ModelCard};
+use crate::model::cuda_graph::GraphedRefinement;
 use crate::model::Trc;
 use crate::solvers::{self, Instance, OcpSolver, SolverSettings};
 use crate::tensor;
@@ -95,7 +96,16 @@ pub struct TrcPolicy {
     stem: String,
     /// Injected delays (tests).
     pub delay: InjectedDelay,
+    /// Run as CUDA graphs on a CUDA device ([`TrcPolicy::set_cuda_graph`]).
+    cuda_graph: bool,
+    /// Captured refinements, one per (batch size, warm-start mode), at most [`MAX_GRAPHS`].
+    graphs: Vec<GraphedRefinement>,
+    /// Why graphs were given up (a failed capture or replay): eager from then on.
+    graph_off: Option<String>,
 }
+
+/// Captures a [`TrcPolicy`] keeps (each holds its own memory pool): the oldest is dropped first.
+pub const MAX_GRAPHS: usize = 8;
 
 impl TrcPolicy {
     /// Loads the checkpoint `stem` (`stem.safetensors` + `stem.yaml`) onto `device`, refusing a
@@ -106,14 +116,82 @@ impl TrcPolicy {
     pub fn load(stem: &Path, problem: &ProblemConfig, device: Device, outer: Option<u32>) -> Result<Self, PolicyError> {
         let (vs, model, card) = checkpoint::load(stem, device, Some(problem))?;
         let outer = outer.map(i64::from).unwrap_or(card.model.outer);
-        Ok(Self { vs, model, card, outer, stem: stem.display().to_string(), delay: InjectedDelay::default() })
+        Ok(Self::from_parts(vs, model, card, outer, &stem.display().to_string()))
     }
 
     /// A policy from a model already built (e.g. a preset with random weights, timed by `trc
     /// bench inference`): `vs` holds `model`'s weights, `card` describes it, `outer` = K,
     /// `name` labels it in logs.
     pub fn from_parts(vs: tch::nn::VarStore, model: Trc, card: ModelCard, outer: i64, name: &str) -> Self {
-        Self { vs, model, card, outer, stem: name.to_string(), delay: InjectedDelay::default() }
+        Self { vs, model, card, outer, stem: name.to_string(), delay: InjectedDelay::default(), cuda_graph: true, graphs: Vec::new(), graph_off: None }
+    }
+
+    /// Whether to run the refinement as CUDA graphs on a CUDA device (default on;
+    /// `node.cuda_graph`): each (batch size, warm-start mode) is captured on its first call
+    /// ([`GraphedRefinement`]) and replayed afterwards; a failed capture is logged once and the
+    /// policy runs eagerly from then on. No effect on the CPU.
+    pub fn set_cuda_graph(&mut self, on: bool) {
+        self.cuda_graph = on;
+        if !on {
+            self.graphs.clear();
+        }
+    }
+
+    /// Why CUDA graphs are not used (`None` while they are, or may be once a call captures one):
+    /// switched off, not a CUDA device, or the failed capture's message.
+    pub fn graph_status(&self) -> Option<String> {
+        if !self.cuda_graph {
+            Some("switched off (node.cuda_graph: false)".into())
+        } else if !self.model.device().is_cuda() {
+            Some(format!("the model runs on {:?}", self.model.device()))
+        } else {
+            self.graph_off.clone()
+        }
+    }
+
+    /// u^(0..K) `[B, N, m]` on the device by a graph replay (capturing on first use), or `None`
+    /// where graphs are not used: the caller runs eagerly. Inputs as [`Trc::forward_t`], on the
+    /// model's device. The results are the graph's static outputs: read them before the next call.
+    fn graphed(&mut self, x0: &tch::Tensor, xt: &tch::Tensor, t_go: &tch::Tensor, warm: Option<&tch::Tensor>) -> Option<Vec<tch::Tensor>> {
+        if self.graph_status().is_some() {
+            return None;
+        }
+        let b = x0.size()[0];
+        let at = match self.graphs.iter().position(|g| g.serves(b, warm.is_some())) {
+            Some(i) => i,
+            None => {
+                let t0 = std::time::Instant::now();
+                match GraphedRefinement::capture(&self.model, x0, xt, t_go, warm, self.outer) {
+                    Ok(g) => {
+                        log::info!(
+                            "{}: CUDA graph captured for batch {b}{} in {:.0} ms",
+                            self.stem,
+                            if warm.is_some() { ", warm start" } else { "" },
+                            t0.elapsed().as_secs_f64() * 1e3
+                        );
+                        if self.graphs.len() >= MAX_GRAPHS {
+                            self.graphs.remove(0);
+                        }
+                        self.graphs.push(g);
+                        self.graphs.len() - 1
+                    }
+                    Err(e) => {
+                        log::warn!("{}: {e}", self.stem);
+                        self.graph_off = Some(e.to_string());
+                        return None;
+                    }
+                }
+            }
+        };
+        match self.graphs[at].run(x0, xt, t_go, warm) {
+            Ok(u) => Some(u.iter().map(tch::Tensor::shallow_clone).collect()),
+            Err(e) => {
+                log::warn!("{}: {e}", self.stem);
+                self.graph_off = Some(e.to_string());
+                self.graphs.clear();
+                None
+            }
+        }
     }
 
     /// The model card.
@@ -192,8 +270,11 @@ impl TrcPolicy {
                 0,
             ))
         };
-        let out = self.model.forward_t(&x0, &xt, &t_go, warm.as_ref(), self.outer, false);
-        let u = out.u.last().ok_or_else(|| PolicyError::Inference("the model returned no iterate".into()))?.to_device(Device::Cpu);
+        let iterates = match self.graphed(&x0, &xt, &t_go, warm.as_ref()) {
+            Some(u) => u,
+            None => self.model.forward_t(&x0, &xt, &t_go, warm.as_ref(), self.outer, false).u,
+        };
+        let u = iterates.last().ok_or_else(|| PolicyError::Inference("the model returned no iterate".into()))?.to_device(Device::Cpu);
         (0..reqs.len())
             .map(|i| match tensor::to_dmatrix(&u.get(i as i64)) {
                 Ok(u) if u.iter().all(|v| v.is_finite()) => Ok(u),
@@ -246,7 +327,20 @@ impl Policy for TrcPolicy {
                 }
             }
         };
-        self.model.forward_anytime(&x0, &xt, &t_go, warm.as_ref(), self.outer, false, &mut cb);
+        // a CUDA graph runs all K iterations in one replay: its iterates are reported afterwards
+        let graphed = if self.delay == InjectedDelay::default() { self.graphed(&x0, &xt, &t_go, warm.as_ref()) } else { None };
+        match graphed {
+            Some(us) => {
+                for (k, u) in us.iter().enumerate().skip(1) {
+                    if !cb(k as i64, u) {
+                        break;
+                    }
+                }
+            }
+            None => {
+                self.model.forward_anytime(&x0, &xt, &t_go, warm.as_ref(), self.outer, false, &mut cb);
+            }
+        }
         match failure {
             Some(f) => Err(PolicyError::Inference(f)),
             None => Ok(()),
@@ -450,6 +544,7 @@ pub fn policy_from_config(cfg: &TrcConfig, package_root: Option<&Path>) -> Resul
         cpu.warm_up(&req.x0, &req.x_target, req.t_go, passes);
         let cpu_ms = time_refine(&mut cpu, &req, AUTO_TIMED_PASSES);
         let cuda_ms = TrcPolicy::load(&path, &cfg.problem, Device::Cuda(0), outer).map(|mut g| {
+            g.set_cuda_graph(node.cuda_graph); // captured in the warm-up, so the timing is the replay's
             g.warm_up(&req.x0, &req.x_target, req.t_go, passes.max(3));
             let ms = time_refine(&mut g, &req, AUTO_TIMED_PASSES);
             (g, ms)
@@ -464,12 +559,18 @@ pub fn policy_from_config(cfg: &TrcConfig, package_root: Option<&Path>) -> Resul
     } else {
         let (device, why) = resolve_device(node.device)?;
         let mut p = TrcPolicy::load(&path, &cfg.problem, device, outer)?;
+        p.set_cuda_graph(node.cuda_graph); // a CUDA graph is captured in the warm-up, not in the loop
         p.warm_up(&req.x0, &req.x_target, req.t_go, passes);
         (p, why.to_string())
     };
     p.delay =
         InjectedDelay { before: Duration::from_secs_f64(node.inject_delay_ms * 1e-3), between: Duration::from_secs_f64(node.inject_delay_between_ms * 1e-3) };
-    log::info!("policy: {} on {:?} ({why})", p.name(), p.device());
+    let graph = match p.graph_status() {
+        None => "CUDA graph".to_string(),
+        Some(why) if p.device().is_cuda() => format!("eager: {why}"),
+        Some(_) => "eager".to_string(),
+    };
+    log::info!("policy: {} on {:?} ({why}; {graph})", p.name(), p.device());
     Ok(Box::new(p))
 }
 

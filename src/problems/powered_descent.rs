@@ -394,7 +394,15 @@ impl PoweredDescent {
     /// `planet_rotation`.
     pub fn terminal_jacobian_accel_hold(&self, traj: &Tensor, u: &Tensor, dt: &Tensor, idx: &[usize]) -> Result<Tensor, crate::error::ProblemError> {
         let (ts, us) = (traj.size(), u.size());
-        if us.len() != 3 || us[2] != 3 || ts.len() != 3 || ts[0] != us[0] || ts[1] != us[1] + 1 || ts[2] != 7 || dt.size() != [us[0]] || idx.iter().any(|&i| i > 6) {
+        if us.len() != 3
+            || us[2] != 3
+            || ts.len() != 3
+            || ts[0] != us[0]
+            || ts[1] != us[1] + 1
+            || ts[2] != 7
+            || dt.size() != [us[0]]
+            || idx.iter().any(|&i| i > 6)
+        {
             return Err(super::shape_err(
                 self.kind(),
                 "terminal_jacobian_accel_hold(traj, u, dt, idx)",
@@ -414,7 +422,7 @@ impl PoweredDescent {
         let t_norm = (u * u).sum_dim_intlist(&[2i64][..], true, kind).clamp_min(1e-20).sqrt(); // [B, N, 1]
         let x = &t_norm * (&dt3 * alpha) / &m; // c_k / m_k
         let a_k = (&e * (x + 1.0)).squeeze_dim(2); // A_k [B, N]
-        // selection rows of the outputs: e_r, e_v [c, 3], e_m [c]
+                                                   // selection rows of the outputs: e_r, e_v [c, 3], e_m [c]
         let onehot: Vec<f64> = idx.iter().flat_map(|&i| (0..7).map(move |j| if j == i { 1.0 } else { 0.0 })).collect();
         let sel = crate::tensor::const_vec(&onehot, u).view([c, 7]);
         let (e_r, e_v, e_m) = (sel.narrow(1, 0, 3), sel.narrow(1, 3, 3), sel.select(1, 6));

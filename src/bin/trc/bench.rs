@@ -257,6 +257,7 @@ pub fn inference(stem: Option<&Path>, preset: &str, newton: &str, out: &Path, in
             trc_tc.push(t.elapsed().as_secs_f64() * 1e3);
         }
     }
+    let graph_md = if dev.is_cuda() { cuda_graph_rows(&model, &cfg, k, instances, reps) } else { String::new() };
     let what = stem.map_or(format!("--preset {preset} --newton {newton}"), |s| format!("--model {}", s.display()));
     let mut md = header(
         "TRC inference latency vs LCvx (descent)",
@@ -275,7 +276,76 @@ pub fn inference(stem: Option<&Path>, preset: &str, newton: &str, out: &Path, in
         percentile(&trc_tc, 0.5), percentile(&trc_tc, 0.99), percentile(&one, 0.5), percentile(&one, 0.99), percentile(&search, 0.5), percentile(&search, 0.99),
         percentile(&one, 0.5) / percentile(&trc, 0.5), percentile(&search, 0.5) / percentile(&trc, 0.5)
     );
+    md.push_str(&graph_md);
     write_out(out, &md)
+}
+
+/// On a CUDA device: the batch-1 refinement (K = `k`) captured as a CUDA graph
+/// ([`trc_control::model::cuda_graph::GraphedRefinement`]) and replayed, timed on the same
+/// instances as the eager rows (until u^(K) is on the host), its largest difference from the
+/// eager result, and whether one eager refinement makes a host synchronisation (CUDA's sync
+/// debug mode set to error); a Markdown section. A failed capture is reported with its reason.
+fn cuda_graph_rows(model: &trc_control::model::Trc, cfg: &ProblemConfig, k: i64, instances: u64, reps: usize) -> String {
+    use trc_control::model::cuda_graph::{set_sync_debug_mode, GraphedRefinement};
+    let dev = model.device();
+    let kind = model.kind();
+    let _guard = tch::no_grad_guard();
+    let inputs: Vec<(tch::Tensor, tch::Tensor, tch::Tensor)> = (0..instances)
+        .map(|i| {
+            let inst = sample_instance(cfg, 7, Split::Test, i);
+            let problem = cfg.build().expect("the card's problem builds");
+            let t_go = inst.t_go.unwrap_or_else(|| problem.default_t_go());
+            (
+                trc_control::tensor::from_dvector(&inst.x0, dev).unsqueeze(0).to_kind(kind),
+                trc_control::tensor::from_dvector(&inst.x_target, dev).unsqueeze(0).to_kind(kind),
+                tch::Tensor::from_slice(&[t_go]).to_kind(kind).to_device(dev),
+            )
+        })
+        .collect();
+    let Some((x0, xt, tg)) = inputs.first() else { return String::new() };
+    // host synchronisations of one eager refinement (inputs already on the device)
+    let _ = model.forward_t(x0, xt, tg, None, k, false);
+    let sync = match set_sync_debug_mode(2) {
+        Ok(()) => {
+            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| model.forward_t(x0, xt, tg, None, k, false).u.len()));
+            let _ = set_sync_debug_mode(0);
+            match r {
+                Ok(_) => "none (CUDA's sync debug mode at `error` let the whole refinement through)".to_string(),
+                Err(p) => format!("yes: {}", p.downcast_ref::<String>().map_or("a panic", |s| s.as_str()).lines().next().unwrap_or("")),
+            }
+        }
+        Err(e) => format!("not checked ({e})"),
+    };
+    let t0 = Instant::now();
+    let mut graph = match GraphedRefinement::capture(model, x0, xt, tg, None, k) {
+        Ok(g) => g,
+        Err(e) => return format!("\n**CUDA graph** (batch 1, K = {k}): not captured: {e}. Host synchronisations in one eager refinement: {sync}.\n"),
+    };
+    let capture_ms = t0.elapsed().as_secs_f64() * 1e3;
+    let (mut replay, mut eager, mut diff) = (Vec::new(), Vec::new(), 0.0f64);
+    for (x0, xt, tg) in &inputs {
+        let reference = model.forward_t(x0, xt, tg, None, k, false).u[k as usize].to_device(tch::Device::Cpu);
+        for _ in 0..reps {
+            let t = Instant::now();
+            let u = graph.run(x0, xt, tg, None).map(|u| u[k as usize].to_device(tch::Device::Cpu));
+            replay.push(t.elapsed().as_secs_f64() * 1e3);
+            match u {
+                Ok(u) => diff = diff.max(f64::try_from((&u - &reference).abs().max()).unwrap_or(f64::NAN)),
+                Err(e) => return format!("\n**CUDA graph** (batch 1, K = {k}): replay failed: {e}\n"),
+            }
+            let t = Instant::now();
+            let _ = model.forward_t(x0, xt, tg, None, k, false).u[k as usize].to_device(tch::Device::Cpu);
+            eager.push(t.elapsed().as_secs_f64() * 1e3);
+        }
+    }
+    format!(
+        "\n**CUDA graph** (batch 1, K = {k}; inputs already on the device, timed until u^(K) is on the host; captured in {capture_ms:.0} ms):\n\n| mode | p50 [ms] | p99 [ms] |\n|---|---|---|\n| eager | {:.3} | {:.3} |\n| CUDA graph replay | {:.3} | {:.3} |\n\nGraph vs eager: largest |u difference| {diff:.3e} N; speed-up (p50) {:.1}x. Host synchronisations in one eager refinement: {sync}.\n",
+        percentile(&eager, 0.5),
+        percentile(&eager, 0.99),
+        percentile(&replay, 0.5),
+        percentile(&replay, 0.99),
+        percentile(&eager, 0.5) / percentile(&replay, 0.5),
+    )
 }
 
 /// Batched inference (several vehicles refined in one call, `TrcPolicy::refine_batch`): for each
@@ -292,6 +362,7 @@ pub fn inference_batch(
     instances: u64,
     reps: usize,
     device: &str,
+    cuda_graph: bool,
 ) -> AnyResult<()> {
     use trc_control::control::policy::{PlanRequest, TrcPolicy};
     let dev = crate::learn::device(device)?;
@@ -300,6 +371,7 @@ pub fn inference_batch(
     let k = card.model.outer;
     let (params, latent) = (card.parameters, card.model.latent);
     let mut policy = TrcPolicy::from_parts(vs, model, card, k, &label);
+    policy.set_cuda_graph(cuda_graph);
     let p = PoweredDescent::new(cfg.descent.clone())?;
     let mut lcvx = LcvxSolver::new(p, SolverSettings::default(), TfSearch::default())?;
     let mut pool = Vec::new();
@@ -364,6 +436,13 @@ pub fn inference_batch(
     for (b, n, p50, p99) in rows {
         let speedup = batch1_p50.map_or("-".to_string(), |one| format!("{:.1}x", one * b as f64 / p50));
         let _ = writeln!(md, "| {b} | {n} | {p50:.3} | {p99:.3} | {:.4} | {:.0} | {speedup} |", p50 / b as f64, 1e3 * b as f64 / p50);
+    }
+    if dev.is_cuda() {
+        let _ = writeln!(
+            md,
+            "\nExecution: {}.",
+            policy.graph_status().map_or("each B replayed as a CUDA graph (captured in its warm-up call)".to_string(), |why| format!("eager ({why})"))
+        );
     }
     write_out(out, &md)
 }

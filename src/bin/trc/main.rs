@@ -395,6 +395,10 @@ enum Cmd {
         /// runs (the `paper` preset) spread over several sessions. Default: no budget.
         #[arg(long)]
         budget_s: Option<f64>,
+        /// Arithmetic of the training forward passes: fp32, or bf16 mixed precision (autocast;
+        /// for CUDA: weights, optimiser and validation stay f32). Recorded in the card.
+        #[arg(long, default_value = "fp32")]
+        precision: String,
     },
     /// Evaluate a model on a held-out dataset; writes a markdown report.
     Eval {
@@ -534,6 +538,11 @@ enum BenchCmd {
         /// other at every parallel region.
         #[arg(long, default_value_t = 1)]
         torch_threads: i32,
+        /// With --batch on CUDA: replay each B as a CUDA graph (`node.cuda_graph`; captured in
+        /// the warm-up call) or run eagerly (`--cuda-graph false`). Without --batch on CUDA both
+        /// are timed side by side.
+        #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+        cuda_graph: bool,
     },
     /// The controller against an independent physics engine (docs/mujoco.md): trc_node over DDS
     /// fed by mujoco/lander_plant.py (6-DoF MuJoCo lander, Odometry/Wrench), next to the same
@@ -747,8 +756,17 @@ fn main() -> ExitCode {
             start_noise,
             resume,
             budget_s,
+            precision,
         } => {
+            let precision = match trc_control::train::Precision::parse(&precision) {
+                Ok(p) => p,
+                Err(e) => {
+                    eprintln!("trc train: --precision: {e}");
+                    std::process::exit(2);
+                }
+            };
             let cfg = trc_control::train::TrainConfig {
+                precision,
                 epochs,
                 batch_size,
                 lr,
@@ -784,7 +802,7 @@ fn main() -> ExitCode {
                 bench::closed_loop(&out, episodes, seed, &policies, &cells, budget_min, report_only)
             }
             BenchCmd::Latency { out, episodes } => bench::latency(&out, episodes),
-            BenchCmd::Inference { model, preset, newton, out, batch, instances, reps, device, torch_threads } => {
+            BenchCmd::Inference { model, preset, newton, out, batch, instances, reps, device, torch_threads, cuda_graph } => {
                 if torch_threads > 0 {
                     tch::set_num_threads(torch_threads);
                 }
@@ -793,7 +811,7 @@ fn main() -> ExitCode {
                     bench::inference(model.as_deref(), &preset, &newton, &out, instances, reps, &device)
                 } else {
                     let out = out.unwrap_or_else(|| PathBuf::from(format!("bench/inference_batch_{device}.md")));
-                    bench::inference_batch(model.as_deref(), &preset, &newton, &out, &batch, instances, reps, &device)
+                    bench::inference_batch(model.as_deref(), &preset, &newton, &out, &batch, instances, reps, &device, cuda_graph)
                 }
             }
         }),
