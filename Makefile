@@ -35,9 +35,11 @@ gpu-bundle: setup
 	source ./trc-env.sh && cargo build --release --no-default-features --bin trc
 	rm -rf $(GPU_BUNDLE) && mkdir -p $(GPU_BUNDLE)/scripts
 	cp target/release/trc $(GPU_BUNDLE)/trc && strip $(GPU_BUNDLE)/trc
-	cp -r config models $(GPU_BUNDLE)/ && cp scripts/gpu_check.sh scripts/gpu_refine.sh scripts/recipes.sh $(GPU_BUNDLE)/scripts/
+	mkdir -p $(GPU_BUNDLE)/models && cp -r config $(GPU_BUNDLE)/ && for m in descent vanderpol double_integrator; do cp models/$$m.safetensors models/$$m.yaml $(GPU_BUNDLE)/models/; done
+	cp scripts/gpu_check.sh scripts/gpu_refine.sh scripts/recipes.sh $(GPU_BUNDLE)/scripts/
 	@! readelf -d $(GPU_BUNDLE)/trc | grep -E 'librcl|libpython' || { echo "gpu-bundle: trc links ROS or libpython"; exit 1; }
 	@readelf -d $(GPU_BUNDLE)/trc | grep -q 'libtorch.so' || { echo "gpu-bundle: trc does not link libtorch.so"; exit 1; }
+	@readelf -d $(GPU_BUNDLE)/trc | grep -q 'libtorch_cuda.so' || { echo "gpu-bundle: the CUDA shim was built without CUDA (no CUDA headers found: see build.rs)"; exit 1; }
 	@size=$$(du -sm $(GPU_BUNDLE) | cut -f1); echo "gpu-bundle: $(GPU_BUNDLE) ($${size} MB)"; [ $$size -lt 20 ] || { echo "gpu-bundle: over 20 MB"; exit 1; }
 
 # Release build: the demo measures real inference latency against real deadlines.

@@ -65,12 +65,14 @@ fn build_shim() {
     println!("cargo:rerun-if-env-changed=LIBTORCH");
     println!("cargo:rerun-if-env-changed=LIBTORCH_USE_PYTORCH");
     println!("cargo:rerun-if-env-changed=CUDA_HOME");
+    println!("cargo:rerun-if-env-changed=VIRTUAL_ENV");
     let Some((inc, lib)) = libtorch_dirs() else {
         panic!("build.rs: cannot find libtorch for the CUDA shim (set LIBTORCH_USE_PYTORCH=1 with a torch in the Python, or LIBTORCH; `source trc-env.sh`)");
     };
     let mut build = cc::Build::new();
     build.cpp(true).pic(true).warnings(false).flag("-std=c++17").flag("-D_GLIBCXX_USE_CXX11_ABI=1").includes(&inc).file("src/model/cuda_shim.cpp");
-    let graph_header = inc.iter().any(|d| d.join("ATen/cuda/CUDAGraph.h").is_file());
+    let graph_header =
+        inc.iter().any(|d| d.join("ATen/cuda/CUDAGraph.h").is_file()) && lib.join("libtorch_cuda.so").is_file() && lib.join("libc10_cuda.so").is_file();
     let cuda = if graph_header { cuda_include(&lib) } else { None };
     match &cuda {
         Some(dirs) => {

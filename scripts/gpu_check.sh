@@ -8,8 +8,10 @@
 # Needs on that machine: an NVIDIA driver and a Python with torch 2.11.0 (the libtorch this
 # binary was built against; docs/gpu.md), or LIBTORCH_LIB pointing at its lib folder.
 # Writes: $OUT/gpu_report.md (device, every command and its numbers: batch-1 latency p50/p99 of
-# the shipped descent model and of the `paper` preset at K = 3, batched inference up to
-# B = 4096 with the per-vehicle time at B = 1000, on the GPU and the CPU), $OUT/gpu_check.log,
+# the shipped descent model and of the `paper` preset at K = 3, eager and as a CUDA graph replay
+# with the graph-vs-eager difference and a sync-free check (CUDA's sync debug mode), batched
+# inference up to B = 4096 with the per-vehicle time at B = 1000 (graphs and eager), on the GPU
+# and the CPU, the paper preset trained in f32 and in bf16 autocast side by side), $OUT/gpu_check.log,
 # and the trainings' checkpoints, cards and figures (paper_descent.*, paper_vanderpol.*), each
 # trained with its shipped recipe (scripts/recipes.sh) at the `paper` preset.
 # Sizes (env): CHECK_COUNT descent demos (600), CHECK_VDP_COUNT Van der Pol demos (0: skip that
@@ -90,10 +92,14 @@ step "demonstrations (val)" "$TRC" gen-data --problem descent --config config/de
 step "demonstrations (test)" "$TRC" gen-data --problem descent --config config/descent.yaml --count 100 --seed 1 --split test --out "$D/test.safetensors"
 step "train paper preset on $DEVICE" "$TRC" train --train "$D/train.safetensors" --val "$D/val.safetensors" --preset paper --epochs "$EPOCHS" --device "$DEVICE" --seed 0 --out "$OUT/paper_descent" "${RECIPE_DESCENT[@]}"
 step "held-out eval" "$TRC" eval --model "$OUT/paper_descent" --test "$D/test.safetensors" --ks 1,3,5
+# bf16 mixed precision (autocast through the CUDA shim): the same run, weights and validation f32
+step "train paper preset on $DEVICE, bf16 autocast" "$TRC" train --train "$D/train.safetensors" --val "$D/val.safetensors" --preset paper --epochs "$EPOCHS" --device "$DEVICE" --seed 0 --precision bf16 --out "$OUT/paper_descent_bf16" "${RECIPE_DESCENT[@]}"
+step "held-out eval, bf16-trained" "$TRC" eval --model "$OUT/paper_descent_bf16" --test "$D/test.safetensors" --ks 1,3,5
 step "inference latency, paper preset (trained above), $DEVICE" "$TRC" bench inference --model "$OUT/paper_descent" --device "$DEVICE" --instances "$INSTANCES" --reps 20 --out "$WORK/inf_paper_cuda.md"
 step "inference latency, paper preset (trained above), cpu" "$TRC" bench inference --model "$OUT/paper_descent" --device cpu --instances "$INSTANCES" --reps 20 --out "$WORK/inf_paper_cpu.md"
 step "inference latency, shipped descent model, $DEVICE" "$TRC" bench inference --model models/descent --device "$DEVICE" --instances "$INSTANCES" --reps 20 --out "$WORK/inf_shipped_cuda.md"
-step "batched inference, shipped descent model, $DEVICE" "$TRC" bench inference --model models/descent --batch "$BATCHES" --device "$DEVICE" --instances "$INSTANCES" --reps 20 --out "$WORK/batch_shipped_dev.md"
+step "batched inference, shipped descent model, $DEVICE (CUDA graphs)" "$TRC" bench inference --model models/descent --batch "$BATCHES" --device "$DEVICE" --instances "$INSTANCES" --reps 20 --out "$WORK/batch_shipped_dev.md"
+step "batched inference, shipped descent model, $DEVICE, eager" "$TRC" bench inference --model models/descent --batch "$BATCHES" --device "$DEVICE" --instances "$INSTANCES" --reps 20 --cuda-graph false --out "$WORK/batch_shipped_dev_eager.md"
 step "batched inference, paper preset (trained above) K = 3, $DEVICE" "$TRC" bench inference --model "$OUT/paper_descent" --batch "$BATCHES" --device "$DEVICE" --instances "$INSTANCES" --reps 20 --out "$WORK/batch_paper_dev.md"
 step "batched inference, shipped descent model, cpu" "$TRC" bench inference --model models/descent --batch "$CPU_BATCHES" --device cpu --instances "$INSTANCES" --reps 10 --out "$WORK/batch_shipped_cpu.md"
 if [ "$VDP_COUNT" -gt 0 ]; then
@@ -111,13 +117,15 @@ step "closed loop, shipped model, node.device auto" "$TRC" closed-loop --problem
   echo
   grep -h "device Cuda\|device Cpu\|policy: .* on " "$LOG" | sed 's/^/    /' | sort -u | head -5
   echo
-  for f in inf_paper_cuda inf_paper_cpu inf_shipped_cuda batch_shipped_dev batch_paper_dev batch_shipped_cpu closed_loop; do
+  for f in inf_paper_cuda inf_paper_cpu inf_shipped_cuda batch_shipped_dev batch_shipped_dev_eager batch_paper_dev batch_shipped_cpu closed_loop; do
     echo "## $f"
     sed -n '2,$p' "$WORK/$f.md"
     echo
   done
   echo "## Held-out eval of the short training (not a shipped model)"
   sed -n '1,40p' "$OUT/paper_descent.eval.md"
+  echo "## Held-out eval, the same training in bf16 autocast (wall times: Steps above)"
+  sed -n '1,40p' "$OUT/paper_descent_bf16.eval.md"
   if [ -f "$OUT/paper_vanderpol.eval.md" ]; then
     echo "## Held-out eval, Van der Pol"
     sed -n '1,40p' "$OUT/paper_vanderpol.eval.md"

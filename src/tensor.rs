@@ -50,8 +50,11 @@ pub fn to_dvector(t: &Tensor) -> Result<DVector<f64>, tch::TchError> {
 /// ([`crate::model::cuda_graph`]); a fill can. On the CPU: the plain copy.
 pub fn const_vec(values: &[f64], like: &Tensor) -> Tensor {
     let (dev, kind) = (like.device(), like.kind());
-    if dev == Device::Cpu || values.is_empty() {
+    if dev == Device::Cpu {
         return Tensor::from_slice(values).to_kind(kind);
+    }
+    if values.is_empty() {
+        return Tensor::zeros([0], (kind, dev));
     }
     if values.iter().all(|v| v.to_bits() == values[0].to_bits()) {
         return Tensor::full([values.len() as i64], values[0], (kind, dev));

@@ -201,11 +201,27 @@ impl TrcPolicy {
 
     /// Runs `n` forward passes on a representative input (allocator and kernel warm-up; the first
     /// pass on CUDA is much slower than the rest).
+    /// With CUDA graphs on a CUDA device it also captures both batch-1 graphs here (with and
+    /// without a warm start, the latter fed the last plan), so that no capture happens in the
+    /// control loop: at least one pass each, whatever `n`.
     pub fn warm_up(&mut self, x0: &DVector<f64>, x_target: &DVector<f64>, t_go: f64, n: usize) {
-        let req = PlanRequest { x0: x0.clone(), x_target: x_target.clone(), t_go, u_warm: None };
+        let mut req = PlanRequest { x0: x0.clone(), x_target: x_target.clone(), t_go, u_warm: None };
         let delay = std::mem::take(&mut self.delay);
-        for _ in 0..n {
-            let _ = self.refine(&req, &mut |_| true);
+        let graphs = self.graph_status().is_none();
+        let mut last = None;
+        for _ in 0..if graphs { n.max(1) } else { n } {
+            let _ = self.refine(&req, &mut |it| {
+                last = Some(it.u);
+                true
+            });
+        }
+        if graphs {
+            if let Some(u) = last {
+                req.u_warm = Some(u);
+                for _ in 0..n.clamp(1, 2) {
+                    let _ = self.refine(&req, &mut |_| true);
+                }
+            }
         }
         self.delay = delay;
     }
@@ -220,6 +236,9 @@ impl TrcPolicy {
     /// compared, e.g. batched against batch-1 results in `tests/batch.rs`).
     pub fn set_kind(&mut self, kind: Kind) {
         self.vs.set_kind(kind);
+        // the captured graphs read the old parameter storage, which set_kind frees
+        self.graphs.clear();
+        self.graph_off = None;
     }
 
     /// Refines B requests in one model call (several vehicles, one pass): the inputs are stacked

@@ -106,8 +106,8 @@ pub enum AutocastDtype {
 }
 
 /// Switches autocast on `device` (CPU or CUDA) on in `dtype`, or off (`None`, clearing its
-/// cache). Process-wide for the calling thread's autograd; pair every `Some` with a `None`
-/// ([`with_autocast`] does).
+/// cache and leaving the thread's dtype as it was). Thread-local (libtorch keeps autocast's
+/// state per thread); pair every `Some` with a `None` ([`with_autocast`] does).
 ///
 /// # Errors
 /// [`CudaShimError::Setting`] with libtorch's message.
@@ -284,6 +284,16 @@ impl GraphedRefinement {
         let Device::Cuda(index) = model.device() else {
             return Err(CudaShimError::Unavailable(format!("the model is on {:?}", model.device())));
         };
+        // a capture known to fail is not attempted: torch 2.11 leaves its allocator in capture
+        // state after a failed capture_end (fixed upstream in torch 2.12, pytorch#180395)
+        if !matches!(model.simulator(), crate::problems::Simulator::AccelHold(_)) {
+            return Err(CudaShimError::Unavailable(
+                "this problem's cost Gauss-Newton step runs per sample on the CPU (only descent's refinement is free of host synchronisations)".into(),
+            ));
+        }
+        if model.config().joint_monotone {
+            return Err(CudaShimError::Unavailable("joint_monotone reads back which samples need its fallback (a host synchronisation)".into()));
+        }
         let mut graph = CudaGraph::new(index)?;
         let _no_grad = tch::no_grad_guard();
         let dev = model.device();
@@ -297,6 +307,14 @@ impl GraphedRefinement {
                 let _ = pass(&x0, &x_target, &t_go, u_warm.as_ref());
             }
         })?;
+        // one more pass with CUDA's sync debug mode at `error`: a host synchronisation fails it
+        // here, before a capture could (see above); process-wide while it runs
+        set_sync_debug_mode(2)?;
+        let checked = graph.on_side_stream(|| pass(&x0, &x_target, &t_go, u_warm.as_ref()));
+        set_sync_debug_mode(0)?;
+        if let Err(e) = checked {
+            return Err(CudaShimError::Capture(format!("not attempted: the pass synchronises with the host ({e})")));
+        }
         let u = graph.capture(|| pass(&x0, &x_target, &t_go, u_warm.as_ref()))?;
         Ok(Self { graph, x0, x_target, t_go, u_warm, u, outer })
     }

@@ -63,15 +63,19 @@ int trc_shim_has_cuda() {
 #endif
 }
 
-// Autocast on `device_type` (0 = CPU, 1 = CUDA): enabled or not, in `dtype` (0 = float16,
-// 1 = bfloat16). Clears autocast's weight cache when switching it off.
+// Autocast on `device_type` (0 = CPU, 1 = CUDA): on in `dtype` (0 = float16, 1 = bfloat16),
+// or off (`dtype` ignored, the thread's dtype left as it was; autocast's weight cache cleared).
+// Thread-local, like all of autocast's state.
 int trc_autocast(int device_type, int enabled, int dtype, char* err, size_t len) {
   return guarded(err, len, [&] {
     const at::DeviceType dev = device_type == 1 ? at::kCUDA : at::kCPU;
-    const at::ScalarType st = dtype == 1 ? at::kBFloat16 : at::kHalf;
-    at::autocast::set_autocast_dtype(dev, st);
-    at::autocast::set_autocast_enabled(dev, enabled != 0);
-    if (enabled == 0) at::autocast::clear_cache();
+    if (enabled != 0) {
+      at::autocast::set_autocast_dtype(dev, dtype == 1 ? at::kBFloat16 : at::kHalf);
+      at::autocast::set_autocast_enabled(dev, true);
+    } else {
+      at::autocast::set_autocast_enabled(dev, false);
+      at::autocast::clear_cache();
+    }
   });
 }
 
@@ -113,60 +117,84 @@ struct TrcGraph {
   at::cuda::CUDAGraph graph;
   std::optional<c10::cuda::CUDAStream> side;
   std::optional<c10::cuda::CUDAStream> saved;
+  c10::DeviceIndex saved_device = -1;
   bool capturing = false;
+  bool poisoned = false;  // a capture_end failed: libtorch 2.11 leaves its allocator pointing here
 };
 
-// Makes `g`'s side stream current (enter != 0; after a device synchronisation, so the side
-// stream sees all earlier work) or restores the stream that was current (enter == 0, then
-// synchronises, so later work on it sees the side stream's). Warm-up passes run there before a
-// capture (cuBLAS handles, allocator blocks and lazy initialisation must exist before it).
-static void side_stream(TrcGraph* g, bool enter) {
-  if (enter) {
-    if (g->saved) return;
-    c10::cuda::device_synchronize();
-    g->saved = c10::cuda::getCurrentCUDAStream(g->device);
-    c10::cuda::setCurrentCUDAStream(*g->side);
-  } else {
-    if (!g->saved) return;
-    c10::cuda::device_synchronize();
-    c10::cuda::setCurrentCUDAStream(*g->saved);
-    g->saved.reset();
-  }
+// Makes `g`'s device and side stream current (enter; after a device synchronisation, so the
+// side stream sees all earlier work) or restores the device and stream that were current
+// (leave: the stream first, so a failing synchronisation cannot leave the thread on the side
+// stream; then a synchronisation, so later work on the caller's stream sees the side stream's).
+// Warm-up passes run there before a capture (cuBLAS handles, allocator blocks and lazy
+// initialisation must exist before it).
+static void enter_side(TrcGraph* g) {
+  if (g->saved) return;
+  g->saved_device = c10::cuda::current_device();
+  c10::cuda::set_device(g->device);
+  c10::cuda::device_synchronize();
+  g->saved = c10::cuda::getCurrentCUDAStream(g->device);
+  c10::cuda::setCurrentCUDAStream(*g->side);
+}
+
+static void leave_side(TrcGraph* g) {
+  if (!g->saved) return;
+  c10::cuda::setCurrentCUDAStream(*g->saved);
+  g->saved.reset();
+  const c10::DeviceIndex back = g->saved_device;
+  g->saved_device = -1;
+  c10::cuda::device_synchronize();
+  if (back >= 0 && back != g->device) c10::cuda::set_device(back);
 }
 
 // A new, empty graph for CUDA device `device`; nullptr (message in `err`) without one.
 TrcGraph* trc_graph_new(int device, char* err, size_t len) {
   TrcGraph* out = nullptr;
   guarded(err, len, [&] {
-    if (c10::cuda::device_count() <= device) throw std::runtime_error("no such CUDA device");
+    if (device < 0 || c10::cuda::device_count() <= device) throw std::runtime_error("no such CUDA device");
     out = new TrcGraph(static_cast<c10::DeviceIndex>(device));
   });
   return out;
 }
 
 int trc_graph_side_stream(TrcGraph* g, int enter, char* err, size_t len) {
-  return guarded(err, len, [&] { side_stream(g, enter != 0); });
-}
-
-// Starts capturing on the side stream (thread-local capture mode: other threads of the process,
-// e.g. the node's, may use CUDA meanwhile without invalidating it).
-int trc_graph_capture_begin(TrcGraph* g, char* err, size_t len) {
   return guarded(err, len, [&] {
-    side_stream(g, true);
-    g->capturing = true;
-    g->graph.capture_begin({0, 0}, cudaStreamCaptureModeThreadLocal);
+    if (enter != 0) {
+      enter_side(g);
+    } else {
+      leave_side(g);
+    }
   });
 }
 
+// Starts capturing on the side stream (thread-local capture mode: other threads of the process,
+// e.g. the node's, may use CUDA meanwhile without invalidating it). On failure the caller's
+// stream is current again.
+int trc_graph_capture_begin(TrcGraph* g, char* err, size_t len) {
+  int rc = guarded(err, len, [&] {
+    enter_side(g);
+    g->graph.capture_begin({0, 0}, cudaStreamCaptureModeThreadLocal);
+    g->capturing = true;
+  });
+  if (rc != 0) {
+    char ignored[64];
+    guarded(ignored, sizeof ignored, [&] { leave_side(g); });
+  }
+  return rc;
+}
+
 // Ends the capture (an invalidated capture, e.g. by a host synchronisation inside it, fails
-// here) and restores the caller's stream whatever happened.
+// here) and restores the caller's stream whatever happened. A failed end marks the graph
+// poisoned: torch 2.11's capture_end throws before it releases the allocator's capture state
+// (fixed upstream in pytorch#180395, torch 2.12), so the object must never be freed.
 int trc_graph_capture_end(TrcGraph* g, char* err, size_t len) {
   int rc = guarded(err, len, [&] {
     g->capturing = false;
     g->graph.capture_end();
   });
+  if (rc != 0) g->poisoned = true;
   char tail[256] = {0};
-  int rc2 = guarded(tail, sizeof tail, [&] { side_stream(g, false); });
+  int rc2 = guarded(tail, sizeof tail, [&] { leave_side(g); });
   if (rc == 0 && rc2 != 0) {
     put(err, len, tail);
     return rc2;
@@ -176,23 +204,31 @@ int trc_graph_capture_end(TrcGraph* g, char* err, size_t len) {
 
 // Replays the captured work on the current stream (asynchronous, like any CUDA launch).
 int trc_graph_replay(TrcGraph* g, char* err, size_t len) {
-  return guarded(err, len, [&] { g->graph.replay(); });
+  return guarded(err, len, [&] {
+    const c10::DeviceIndex back = c10::cuda::current_device();
+    if (back != g->device) c10::cuda::set_device(g->device);
+    g->graph.replay();
+    if (back != g->device) c10::cuda::set_device(back);
+  });
 }
 
+// Frees the graph and its memory pool; a poisoned graph (failed capture_end) is deliberately
+// leaked (see trc_graph_capture_end).
 void trc_graph_free(TrcGraph* g) {
   if (g == nullptr) return;
   try {
-    if (g->capturing) g->graph.capture_end();
+    if (g->capturing) {
+      g->capturing = false;
+      g->graph.capture_end();
+    }
   } catch (...) {
+    g->poisoned = true;
   }
   try {
-    side_stream(g, false);
+    leave_side(g);
   } catch (...) {
   }
-  try {
-    delete g;
-  } catch (...) {
-  }
+  if (!g->poisoned) delete g;
 }
 
 // CUDA's sync debug mode: 0 off, 1 warn, 2 error on every host synchronisation.
