@@ -86,3 +86,51 @@ fn a_bad_request_in_a_batch_is_named() {
     assert!(p.refine_batch(&[]).unwrap().is_empty());
     assert_eq!(p.refine_batch(&[good]).unwrap().len(), 1);
 }
+
+/// The accelerator's code path (what CUDA and a CUDA graph run: the batched tensor Gauss-Newton
+/// step and acceptance, descent's loop-free rollout and terminal Jacobian), forced on the CPU,
+/// refines the shipped descent model's plans as the CPU path does (per-sample f64 step and
+/// acceptance, the rollout loop): u^(K) equal to 1e-6 relative with the network in float64, over
+/// test states with and without warm starts. This is how CI checks the GPU path's arithmetic
+/// without a GPU.
+#[test]
+fn the_accelerator_code_path_refines_as_the_cpu_path_does() {
+    use trc_control::model::checkpoint;
+    let cfg = ProblemConfig::new(ProblemKind::Descent);
+    let stem = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models").join("descent");
+    let (mut vs, mut model, card) = checkpoint::load(&stem, Device::Cpu, Some(&cfg)).unwrap();
+    vs.set_kind(tch::Kind::Double);
+    let problem = cfg.build().unwrap();
+    let _guard = tch::no_grad_guard();
+    let rows: Vec<_> = (0..12)
+        .map(|i| {
+            let inst = sample_instance(&cfg, 43, Split::Test, i);
+            let t_go = inst.t_go.unwrap_or_else(|| problem.default_t_go());
+            (
+                trc_control::tensor::from_dvector(&inst.x0, Device::Cpu).unsqueeze(0),
+                trc_control::tensor::from_dvector(&inst.x_target, Device::Cpu).unsqueeze(0),
+                tch::Tensor::from_slice(&[t_go]),
+            )
+        })
+        .collect();
+    let cat = |j: usize| tch::Tensor::cat(&rows.iter().map(|r| [&r.0, &r.1, &r.2][j]).collect::<Vec<_>>(), 0);
+    let (x0, xt, t_go) = (cat(0), cat(1), cat(2));
+    let k = card.model.outer;
+    let run = |model: &trc_control::model::Trc, warm: Option<&tch::Tensor>| model.forward_t(&x0, &xt, &t_go, warm, k, false).u;
+    let cpu = run(&model, None);
+    // a warm start as the controller gives one: the plan shifted by one step, last control held
+    let u_k = cpu[k as usize].shallow_clone();
+    let n = u_k.size()[1];
+    let shifted = tch::Tensor::cat(&[u_k.narrow(1, 1, n - 1), u_k.narrow(1, n - 1, 1)], 1);
+    let cpu_warm = run(&model, Some(&shifted));
+    model.set_device_path(true);
+    let dev = run(&model, None);
+    let dev_warm = run(&model, Some(&shifted));
+    let rel = |a: &tch::Tensor, b: &tch::Tensor| f64::try_from((a - b).abs().max()).unwrap() / f64::try_from(b.abs().max()).unwrap();
+    for (i, (a, b)) in cpu.iter().zip(&dev).enumerate() {
+        assert!(rel(b, a) <= 1e-6, "u^({i}) without a warm start: accelerator path vs CPU path {:e}", rel(b, a));
+    }
+    for (i, (a, b)) in cpu_warm.iter().zip(&dev_warm).enumerate() {
+        assert!(rel(b, a) <= 1e-6, "u^({i}) warm-started: accelerator path vs CPU path {:e}", rel(b, a));
+    }
+}

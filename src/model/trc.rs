@@ -87,6 +87,8 @@ pub struct Trc {
     terminal_equality: bool,
     u_std_row: Tensor,
     device: Device,
+    /// Run the accelerator's code path on the CPU too ([`Trc::set_device_path`]).
+    force_device_path: bool,
 }
 
 /// Largest terminal-constraint Gauss-Newton step fed to / taken by the network, per control
@@ -191,6 +193,7 @@ impl Trc {
             horizon,
             chunk,
             device: vs.device(),
+            force_device_path: false,
         })
     }
 
@@ -217,6 +220,19 @@ impl Trc {
     /// Device of the weights.
     pub fn device(&self) -> Device {
         self.device
+    }
+
+    /// Runs the accelerator's code path on any device, the CPU included: the batched tensor
+    /// Gauss-Newton step and acceptance instead of the per-sample f64 ones, descent's loop-free
+    /// rollout and terminal Jacobian. For tests, which hold it equal to the CPU path; off by
+    /// default (off the CPU that path is taken anyway).
+    pub fn set_device_path(&mut self, on: bool) {
+        self.force_device_path = on;
+    }
+
+    /// Whether the accelerator's code path runs ([`Trc::set_device_path`]).
+    fn device_path(&self) -> bool {
+        self.device != Device::Cpu || self.force_device_path
     }
 
     /// The dtype the model computes in (its weights').
@@ -267,7 +283,7 @@ impl Trc {
         let xt = x0.zeros_like() + x_target.to_device(self.device).to_kind(kind);
         let u = u.to_device(self.device).to_kind(kind);
         let dt = t_go.to_device(self.device).to_kind(kind) / self.horizon as f64;
-        let traj = self.sim.rollout(&x0, &u, &dt);
+        let traj = self.sim.rollout_on(&x0, &u, &dt, self.device_path());
         self.newton_step_by(&x0, &xt, &u, &dt, Some(&traj), per_sample_f64).g
     }
 
@@ -275,7 +291,7 @@ impl Trc {
     /// `[B, N+1, n]` ([`Newton`]; docs/method.md "Sensitivity features"): per sample in f64 on
     /// the CPU ([`super::newton`]), batched tensors elsewhere.
     fn newton_step(&self, x0: &Tensor, xt: &Tensor, u: &Tensor, dt: &Tensor, traj: &Tensor) -> NewtonStep {
-        self.newton_step_by(x0, xt, u, dt, Some(traj), self.device == Device::Cpu)
+        self.newton_step_by(x0, xt, u, dt, Some(traj), !self.device_path())
     }
 
     /// Per-sample f64 form of the terminal Gauss-Newton step ([`super::newton::gauss_newton_step`]),
@@ -332,9 +348,9 @@ impl Trc {
             }
         }
         let scale = self.newton_scale.to_kind(kind);
-        let jac = self.sim.terminal_jacobian(x0, &u.detach(), dt, &self.newton_idx); // [B, c, N m], physical
+        let jac = self.sim.terminal_jacobian_on(x0, &u.detach(), dt, &self.newton_idx, self.device_path()); // [B, c, N m], physical
         let jac = (jac / scale.view([1, c, 1]) * self.u_std_row.to_kind(kind).view([1, 1, nm])).to_kind(Kind::Double);
-        let traj = traj.map_or_else(|| self.sim.rollout(x0, &u.detach(), dt), Tensor::shallow_clone);
+        let traj = traj.map_or_else(|| self.sim.rollout_on(x0, &u.detach(), dt, self.device_path()), Tensor::shallow_clone);
         let e = ((traj.select(1, self.horizon).detach() - xt).index_select(1, &self.newton_idx_t) / &scale).to_kind(Kind::Double);
         let eye = Tensor::eye(c, (Kind::Double, u.device())).unsqueeze(0);
         let sigma = self.u_std_row.to_kind(Kind::Double).view([1, nm]);
@@ -489,7 +505,7 @@ impl Trc {
                 z_h = z_h.detach();
                 z_l = z_l.detach();
             }
-            let traj = self.sim.rollout(&x0, &u, &dt);
+            let traj = self.sim.rollout_on(&x0, &u, &dt, self.device_path());
             let e_chunk = self.norm.dx(&(traj.index_select(1, &ends) - xt.unsqueeze(1))).clamp(-20.0, 20.0);
             let e_term = self.norm.dx(&(traj.select(1, self.horizon) - &xt)).clamp(-20.0, 20.0).unsqueeze(1).expand([b, t, self.n], false);
             let newton = (self.cfg.newton != Newton::Off).then(|| self.newton_step(&x0, &xt, &u, &dt, &traj));
@@ -515,7 +531,7 @@ impl Trc {
                     let moved = self.project_st(&(&u + self.norm.du_inv(&mv.view([b, self.horizon, self.m]))));
                     // no rollout of `moved` here: the f64 step rolls out by itself, the batched
                     // one rolls out when it runs
-                    let corr = self.newton_step_by(&x0, &xt, &moved, &dt, None, self.device == Device::Cpu);
+                    let corr = self.newton_step_by(&x0, &xt, &moved, &dt, None, !self.device_path());
                     let next = self.project_st(&(&moved + self.norm.du_inv(&corr.g.view([b, self.horizon, self.m]))));
                     out.u_pred.push(moved);
                     if self.cfg.accept {
@@ -546,7 +562,7 @@ impl Trc {
                 break;
             }
         }
-        out.x.push(self.sim.rollout(&x0, &u, &dt));
+        out.x.push(self.sim.rollout_on(&x0, &u, &dt, self.device_path()));
         out
     }
 
@@ -583,7 +599,7 @@ impl Trc {
     /// `u` itself.
     #[allow(clippy::too_many_arguments)]
     fn accept_best(&self, x0: &Tensor, xt: &Tensor, dt: &Tensor, u: &Tensor, traj: &Tensor, candidates: &[Tensor], fallback: bool) -> Tensor {
-        if self.device == Device::Cpu {
+        if !self.device_path() {
             if let Some((choice, held)) = self.accept_choice_f64(x0, xt, dt, u, candidates, fallback) {
                 let choice = Tensor::from_slice(&choice).view([-1, 1, 1]);
                 let picked = candidates.iter().enumerate().fold(u.shallow_clone(), |best, (i, c)| c.where_self(&choice.eq(i as i64 + 1), &best));
@@ -598,7 +614,7 @@ impl Trc {
         let mut best = u.shallow_clone();
         let mut none_taken = Tensor::ones([u.size()[0]], (Kind::Bool, u.device()));
         for c in candidates {
-            let tr = self.sim.rollout(x0, &c.detach(), dt);
+            let tr = self.sim.rollout_on(x0, &c.detach(), dt, self.device_path());
             let (m, e) = self.merit(c, &tr, xt, dt, fuel_ref.as_ref());
             let lower = m.lt_tensor(&best_m);
             let take = if self.error_gate() { lower.logical_and(&e.le_tensor(&(&best_e + ACCEPT_ERROR_SLACK))) } else { lower };

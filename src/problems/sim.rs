@@ -55,7 +55,15 @@ impl Simulator {
     /// the batched and f64 rollouts equal to 1e-9), without the per-op overhead of a few
     /// thousand tiny tensor ops.
     pub fn rollout(&self, x0: &Tensor, u: &Tensor, dt: &Tensor) -> Tensor {
-        if x0.device() == Device::Cpu && x0.size()[0] <= FAST_BATCH && !x0.requires_grad() && !u.requires_grad() && !dt.requires_grad() {
+        self.rollout_on(x0, u, dt, x0.device() != Device::Cpu)
+    }
+
+    /// [`Simulator::rollout`] choosing the form: `device_path` takes the accelerator's
+    /// (descent's loop-free [`super::PoweredDescent::rollout_accel_hold_fused`], no f64 fast
+    /// path) on any device, the CPU included (tests hold the two paths equal); otherwise what
+    /// [`Simulator::rollout`] does on the CPU.
+    pub fn rollout_on(&self, x0: &Tensor, u: &Tensor, dt: &Tensor, device_path: bool) -> Tensor {
+        if !device_path && x0.device() == Device::Cpu && x0.size()[0] <= FAST_BATCH && !x0.requires_grad() && !u.requires_grad() && !dt.requires_grad() {
             if let Some(t) = self.rollout_f64(x0, u, dt) {
                 return t;
             }
@@ -63,7 +71,7 @@ impl Simulator {
         match self {
             Simulator::Rk4(p) => p.rollout_batch(x0, u, dt),
             // off the CPU: the same model without the loop over steps (launches, CUDA graphs)
-            Simulator::AccelHold(p) if x0.device() != Device::Cpu => p.rollout_accel_hold_fused(x0, u, dt),
+            Simulator::AccelHold(p) if device_path => p.rollout_accel_hold_fused(x0, u, dt),
             Simulator::AccelHold(p) => p.rollout_accel_hold_batch(x0, u, dt),
         }
         .expect("shapes are checked when the model is built and at its input")
@@ -92,9 +100,16 @@ impl Simulator {
     /// hold the two equal). This is what TRC's Newton features use ([`crate::model::Trc`],
     /// docs/method.md "Sensitivity features").
     pub fn terminal_jacobian(&self, x0: &Tensor, u: &Tensor, dt: &Tensor, idx: &[usize]) -> Tensor {
+        self.terminal_jacobian_on(x0, u, dt, idx, x0.device() != Device::Cpu)
+    }
+
+    /// [`Simulator::terminal_jacobian`] choosing the form: `device_path` takes the
+    /// accelerator's batched closed form where the model has one
+    /// ([`Simulator::terminal_jacobian_batched`]) on any device, the CPU included.
+    pub fn terminal_jacobian_on(&self, x0: &Tensor, u: &Tensor, dt: &Tensor, idx: &[usize], device_path: bool) -> Tensor {
         // off the CPU, where the model has one: the batched closed form on the device (no host
         // synchronisation, so a CUDA graph can hold it)
-        if x0.device() != Device::Cpu {
+        if device_path {
             if let Some(g) = self.terminal_jacobian_batched(x0, u, dt, idx) {
                 return g;
             }
