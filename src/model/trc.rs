@@ -348,9 +348,11 @@ impl Trc {
             }
         }
         let scale = self.newton_scale.to_kind(kind);
-        let jac = self.sim.terminal_jacobian_on(x0, &u.detach(), dt, &self.newton_idx, self.device_path()); // [B, c, N m], physical
-        let jac = (jac / scale.view([1, c, 1]) * self.u_std_row.to_kind(kind).view([1, 1, nm])).to_kind(Kind::Double);
         let traj = traj.map_or_else(|| self.sim.rollout_on(x0, &u.detach(), dt, self.device_path()), Tensor::shallow_clone);
+        // [B, c, N m], physical; on the accelerator's path from the rollout just made (descent)
+        let batched = if self.device_path() { self.sim.terminal_jacobian_from(&traj.detach(), &u.detach(), dt, &self.newton_idx) } else { None };
+        let jac = batched.unwrap_or_else(|| self.sim.terminal_jacobian_on(x0, &u.detach(), dt, &self.newton_idx, self.device_path()));
+        let jac = (jac / scale.view([1, c, 1]) * self.u_std_row.to_kind(kind).view([1, 1, nm])).to_kind(Kind::Double);
         let e = ((traj.select(1, self.horizon).detach() - xt).index_select(1, &self.newton_idx_t) / &scale).to_kind(Kind::Double);
         let eye = Tensor::eye(c, (Kind::Double, u.device())).unsqueeze(0);
         let sigma = self.u_std_row.to_kind(Kind::Double).view([1, nm]);

@@ -134,6 +134,13 @@ impl Simulator {
         p.terminal_jacobian_accel_hold(&traj, &u, &dt, idx).ok()
     }
 
+    /// [`Simulator::terminal_jacobian_batched`] from a rollout `traj` `[B, N+1, n]` of `u` the
+    /// caller already has (saves the rollout); `None` for the RK4 problems or on a shape error.
+    pub fn terminal_jacobian_from(&self, traj: &Tensor, u: &Tensor, dt: &Tensor, idx: &[usize]) -> Option<Tensor> {
+        let Simulator::AccelHold(p) = self else { return None };
+        p.terminal_jacobian_accel_hold(traj, u, &dt.detach(), idx).ok()
+    }
+
     /// [`Simulator::terminal_jacobian`] by reverse-mode autodiff through the batched rollout on
     /// any device (the path taken off the CPU; public so tests can hold both paths equal).
     pub fn terminal_jacobian_autodiff(&self, x0: &Tensor, u: &Tensor, dt: &Tensor, idx: &[usize]) -> Tensor {
