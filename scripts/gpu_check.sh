@@ -11,12 +11,17 @@
 # the shipped descent model and of the `paper` preset at K = 3, eager and as a CUDA graph replay
 # with the graph-vs-eager difference and a sync-free check (CUDA's sync debug mode), batched
 # inference up to B = 4096 with the per-vehicle time at B = 1000 (graphs and eager), on the GPU
-# and the CPU, the paper preset trained in f32 and in bf16 autocast side by side), $OUT/gpu_check.log,
-# and the trainings' checkpoints, cards and figures (paper_descent.*, paper_vanderpol.*), each
-# trained with its shipped recipe (scripts/recipes.sh) at the `paper` preset.
+# and the CPU, the paper preset trained in f32 and in bf16 autocast side by side), $OUT/steps.md
+# (every command and its wall time), $OUT/gpu_check.log, and $OUT/models.tar.gz: the trainings'
+# checkpoints, cards and figures (paper_descent*, paper_vanderpol.*), each trained with its
+# shipped recipe (scripts/recipes.sh) at the `paper` preset. Four files (a call brings back 8).
 # Sizes (env): CHECK_COUNT descent demos (600), CHECK_VDP_COUNT Van der Pol demos (0: skip that
-# training), CHECK_EPOCHS epochs (8), CHECK_BATCHES (1,8,64,512,1000,4096). The defaults fit one
-# 10-minute call on an H200 with room to spare; a shippable `paper` model needs the full sets
+# training), CHECK_EPOCHS epochs (8), CHECK_BATCHES (1,8,64,512,1000,4096), CHECK_EAGER_BATCHES
+# (1,64,1000; the eager comparison), CHECK_REPS timed calls per instance or batch size (10). The
+# report is written as the steps finish, most important first (the shipped model's batch-1 and
+# batched numbers), and a failed step is reported without stopping the rest. The defaults fit one
+# 10-minute call on an H100 or H200 (not yet tried at these sizes: run it with a timeout that
+# leaves room, the report comes back in part if it is cut short); a shippable `paper` model needs the full sets
 # (CHECK_COUNT=5000 CHECK_VDP_COUNT=5000 CHECK_EPOCHS=15, several calls: train with --resume).
 set -euo pipefail
 
@@ -34,11 +39,15 @@ DEVICE="${CHECK_DEVICE:-cuda}"   # cpu: try the script itself on a machine witho
 INSTANCES="${CHECK_INSTANCES:-10}"
 VDP_COUNT="${CHECK_VDP_COUNT:-0}"
 BATCHES="${CHECK_BATCHES:-1,8,64,512,1000,4096}"
+EAGER_BATCHES="${CHECK_EAGER_BATCHES:-1,64,1000}"
+REPS="${CHECK_REPS:-10}"
 CPU_BATCHES="${CHECK_CPU_BATCHES:-1,8,64,512}"
 mkdir -p "$OUT"
 WORK="$(mktemp -d)"
 trap 'rm -rf "$WORK"' EXIT
 LOG="$OUT/gpu_check.log"
+M="$WORK/m"   # trainings' outputs, packed into $OUT/models.tar.gz
+mkdir -p "$M"
 REPORT="$OUT/gpu_report.md"
 
 if [ -z "${LIBTORCH_LIB:-}" ]; then
@@ -62,12 +71,28 @@ recipe() { # recipe PROBLEM: the training flags of scripts/recipes.sh, less the 
 read -r -a RECIPE_DESCENT <<<"$(recipe descent)"
 read -r -a RECIPE_VDP <<<"$(recipe vanderpol)"
 
-step() { # step TITLE CMD...: runs CMD, logs it, adds its wall time to the report
+step() { # step TITLE CMD...: runs CMD, logs it, adds its wall time to the report; a failure is
+  # reported and the script goes on (one GPU call is precious: later steps still run)
   local title="$1"; shift
   echo "== $title: $*" | tee -a "$LOG"
-  local t0=$SECONDS
-  "$@" >>"$LOG" 2>&1 || { echo "FAILED ($title); last lines:" | tee -a "$REPORT"; tail -20 "$LOG" | tee -a "$REPORT"; exit 1; }
-  printf '| %s | `%s` | %d s |\n' "$title" "$(echo "$*" | sed "s#$WORK#\$WORK#g; s#$OUT#\$OUT#g; s#$ROOT/##g")" $((SECONDS - t0)) >>"$WORK/steps.md"
+  local t0=$SECONDS rc=0
+  "$@" >>"$LOG" 2>&1 || rc=$?
+  local status="$((SECONDS - t0)) s"
+  if [ "$rc" -ne 0 ]; then
+    status="FAILED (rc $rc) after $status"
+    { echo; echo "**FAILED: $title** (rc $rc); last lines of the log:"; echo '```'; tail -20 "$LOG"; echo '```'; } >>"$REPORT"
+  fi
+  printf '| %s | `%s` | %s |\n' "$title" "$(echo "$*" | sed "s#$WORK#\$WORK#g; s#$OUT#\$OUT#g; s#$ROOT/##g")" "$status" >>"$OUT/steps.md"
+  return 0
+}
+pack() { # the trainings' checkpoints, cards and figures as one archive in $OUT (the call brings
+  # back at most 8 files), refreshed after each training so a cut-short run keeps what finished
+  tar -czf "$OUT/models.tar.gz.tmp" -C "$M" . && mv "$OUT/models.tar.gz.tmp" "$OUT/models.tar.gz"
+}
+section() { # section NAME FILE: appends a bench's Markdown (less its title) to the report now, so a
+  # run cut short by the call's time limit still brings back what it measured
+  [ -f "$2" ] || return 0
+  { echo "## $1"; sed -n '2,$p' "$2"; echo; } >>"$REPORT"
 }
 
 {
@@ -80,57 +105,60 @@ step() { # step TITLE CMD...: runs CMD, logs it, adds its wall time to the repor
   echo "NEEDED: $(readelf -d "$TRC" 2>/dev/null | grep NEEDED | sed 's/.*\[\(.*\)\]/\1/' | tr '\n' ' ')"
   echo '```'
   echo
+  echo "Steps and their wall times: steps.md. Sections in the order measured."
+  echo
 } >"$REPORT"
 : >"$LOG"
-echo '| step | command | wall |' >"$WORK/steps.md"
-echo '|---|---|---|' >>"$WORK/steps.md"
+echo '| step | command | wall |' >"$OUT/steps.md"
+echo '|---|---|---|' >>"$OUT/steps.md"
 
+# 1. the shipped descent model at batch 1 (eager and CUDA graph, sync check) and batched with
+#    graphs: the issue's targets, first, so they come back even if the call runs out of time
+step "inference latency, shipped descent model, $DEVICE" "$TRC" bench inference --model models/descent --device "$DEVICE" --instances "$INSTANCES" --reps "$REPS" --out "$WORK/inf_shipped_dev.md"
+section "Batch 1, shipped descent model, $DEVICE" "$WORK/inf_shipped_dev.md"
+step "batched inference, shipped descent model, $DEVICE (CUDA graphs)" "$TRC" bench inference --model models/descent --batch "$BATCHES" --device "$DEVICE" --instances "$INSTANCES" --reps "$REPS" --out "$WORK/batch_shipped_dev.md"
+section "Batched, shipped descent model, $DEVICE, CUDA graphs" "$WORK/batch_shipped_dev.md"
+grep -h "CUDA graph\|device Cuda\|device Cpu\|policy: .* on " "$LOG" | sed 's/^/    /' | sort -u | head -8 >>"$REPORT"
+
+# 2. the paper preset: training (f32, then bf16 autocast), held-out evaluation, latency
 D="$WORK/data"
 mkdir -p "$D"
 step "demonstrations (train)" "$TRC" gen-data --problem descent --config config/descent.yaml --count "$COUNT" --seed 1 --split train --out "$D/train.safetensors"
 step "demonstrations (val)" "$TRC" gen-data --problem descent --config config/descent.yaml --count 100 --seed 1 --split val --out "$D/val.safetensors"
 step "demonstrations (test)" "$TRC" gen-data --problem descent --config config/descent.yaml --count 100 --seed 1 --split test --out "$D/test.safetensors"
-step "train paper preset on $DEVICE" "$TRC" train --train "$D/train.safetensors" --val "$D/val.safetensors" --preset paper --epochs "$EPOCHS" --device "$DEVICE" --seed 0 --out "$OUT/paper_descent" "${RECIPE_DESCENT[@]}"
-step "held-out eval" "$TRC" eval --model "$OUT/paper_descent" --test "$D/test.safetensors" --ks 1,3,5
+step "train paper preset on $DEVICE" "$TRC" train --train "$D/train.safetensors" --val "$D/val.safetensors" --preset paper --epochs "$EPOCHS" --device "$DEVICE" --seed 0 --out "$M/paper_descent" "${RECIPE_DESCENT[@]}"
+step "held-out eval" "$TRC" eval --model "$M/paper_descent" --test "$D/test.safetensors" --ks 1,3,5
+section "Held-out eval of the short f32 training (not a shipped model)" "$M/paper_descent.eval.md"
+pack
+step "inference latency, paper preset (trained above), $DEVICE" "$TRC" bench inference --model "$M/paper_descent" --device "$DEVICE" --instances "$INSTANCES" --reps "$REPS" --out "$WORK/inf_paper_dev.md"
+section "Batch 1, paper preset, $DEVICE" "$WORK/inf_paper_dev.md"
+step "batched inference, paper preset (trained above) K = 3, $DEVICE" "$TRC" bench inference --model "$M/paper_descent" --batch "$BATCHES" --device "$DEVICE" --instances "$INSTANCES" --reps "$REPS" --out "$WORK/batch_paper_dev.md"
+section "Batched, paper preset, $DEVICE" "$WORK/batch_paper_dev.md"
 # bf16 mixed precision (autocast through the CUDA shim): the same run, weights and validation f32
-step "train paper preset on $DEVICE, bf16 autocast" "$TRC" train --train "$D/train.safetensors" --val "$D/val.safetensors" --preset paper --epochs "$EPOCHS" --device "$DEVICE" --seed 0 --precision bf16 --out "$OUT/paper_descent_bf16" "${RECIPE_DESCENT[@]}"
-step "held-out eval, bf16-trained" "$TRC" eval --model "$OUT/paper_descent_bf16" --test "$D/test.safetensors" --ks 1,3,5
-step "inference latency, paper preset (trained above), $DEVICE" "$TRC" bench inference --model "$OUT/paper_descent" --device "$DEVICE" --instances "$INSTANCES" --reps 20 --out "$WORK/inf_paper_cuda.md"
-step "inference latency, paper preset (trained above), cpu" "$TRC" bench inference --model "$OUT/paper_descent" --device cpu --instances "$INSTANCES" --reps 20 --out "$WORK/inf_paper_cpu.md"
-step "inference latency, shipped descent model, $DEVICE" "$TRC" bench inference --model models/descent --device "$DEVICE" --instances "$INSTANCES" --reps 20 --out "$WORK/inf_shipped_cuda.md"
-step "batched inference, shipped descent model, $DEVICE (CUDA graphs)" "$TRC" bench inference --model models/descent --batch "$BATCHES" --device "$DEVICE" --instances "$INSTANCES" --reps 20 --out "$WORK/batch_shipped_dev.md"
-step "batched inference, shipped descent model, $DEVICE, eager" "$TRC" bench inference --model models/descent --batch "$BATCHES" --device "$DEVICE" --instances "$INSTANCES" --reps 20 --cuda-graph false --out "$WORK/batch_shipped_dev_eager.md"
-step "batched inference, paper preset (trained above) K = 3, $DEVICE" "$TRC" bench inference --model "$OUT/paper_descent" --batch "$BATCHES" --device "$DEVICE" --instances "$INSTANCES" --reps 20 --out "$WORK/batch_paper_dev.md"
-step "batched inference, shipped descent model, cpu" "$TRC" bench inference --model models/descent --batch "$CPU_BATCHES" --device cpu --instances "$INSTANCES" --reps 10 --out "$WORK/batch_shipped_cpu.md"
+step "train paper preset on $DEVICE, bf16 autocast" "$TRC" train --train "$D/train.safetensors" --val "$D/val.safetensors" --preset paper --epochs "$EPOCHS" --device "$DEVICE" --seed 0 --precision bf16 --out "$M/paper_descent_bf16" "${RECIPE_DESCENT[@]}"
+step "held-out eval, bf16-trained" "$TRC" eval --model "$M/paper_descent_bf16" --test "$D/test.safetensors" --ks 1,3,5
+section "Held-out eval, the same training in bf16 autocast (wall times: steps.md)" "$M/paper_descent_bf16.eval.md"
+pack
+
+# 3. comparisons: eager batched on the device, the CPU, Van der Pol, a closed loop
+step "batched inference, shipped descent model, $DEVICE, eager" "$TRC" bench inference --model models/descent --batch "$EAGER_BATCHES" --device "$DEVICE" --instances "$INSTANCES" --reps "$REPS" --cuda-graph false --out "$WORK/batch_shipped_dev_eager.md"
+section "Batched, shipped descent model, $DEVICE, eager" "$WORK/batch_shipped_dev_eager.md"
+step "inference latency, paper preset (trained above), cpu" "$TRC" bench inference --model "$M/paper_descent" --device cpu --instances "$INSTANCES" --reps "$REPS" --out "$WORK/inf_paper_cpu.md"
+section "Batch 1, paper preset, CPU" "$WORK/inf_paper_cpu.md"
+step "batched inference, shipped descent model, cpu" "$TRC" bench inference --model models/descent --batch "$CPU_BATCHES" --device cpu --instances "$INSTANCES" --reps "$REPS" --out "$WORK/batch_shipped_cpu.md"
+section "Batched, shipped descent model, CPU" "$WORK/batch_shipped_cpu.md"
 if [ "$VDP_COUNT" -gt 0 ]; then
   step "Van der Pol demonstrations" "$TRC" gen-data --problem vanderpol --count "$VDP_COUNT" --seed 1 --split train --out "$D/vdp_train.safetensors"
   step "Van der Pol demonstrations (val, test)" bash -c "'$TRC' gen-data --problem vanderpol --count 200 --seed 1 --split val --out '$D/vdp_val.safetensors' && '$TRC' gen-data --problem vanderpol --count 200 --seed 1 --split test --out '$D/vdp_test.safetensors'"
-  step "train paper preset, Van der Pol, $DEVICE" "$TRC" train --train "$D/vdp_train.safetensors" --val "$D/vdp_val.safetensors" --preset paper --epochs "$EPOCHS" --device "$DEVICE" --seed 0 --out "$OUT/paper_vanderpol" "${RECIPE_VDP[@]}"
-  step "held-out eval, Van der Pol" "$TRC" eval --model "$OUT/paper_vanderpol" --test "$D/vdp_test.safetensors" --ks 3,8
+  step "train paper preset, Van der Pol, $DEVICE" "$TRC" train --train "$D/vdp_train.safetensors" --val "$D/vdp_val.safetensors" --preset paper --epochs "$EPOCHS" --device "$DEVICE" --seed 0 --out "$M/paper_vanderpol" "${RECIPE_VDP[@]}"
+  step "held-out eval, Van der Pol" "$TRC" eval --model "$M/paper_vanderpol" --test "$D/vdp_test.safetensors" --ks 3,8
+  section "Held-out eval, Van der Pol" "$M/paper_vanderpol.eval.md"
+  pack
 fi
 step "closed loop, shipped model, node.device auto" "$TRC" closed-loop --problem descent --config config/descent.yaml --model models/descent --episodes 3 --out "$WORK/closed_loop.md"
-
-{
-  echo "## Steps"
-  echo
-  cat "$WORK/steps.md"
-  echo
-  grep -h "device Cuda\|device Cpu\|policy: .* on " "$LOG" | sed 's/^/    /' | sort -u | head -5
-  echo
-  for f in inf_paper_cuda inf_paper_cpu inf_shipped_cuda batch_shipped_dev batch_shipped_dev_eager batch_paper_dev batch_shipped_cpu closed_loop; do
-    echo "## $f"
-    sed -n '2,$p' "$WORK/$f.md"
-    echo
-  done
-  echo "## Held-out eval of the short training (not a shipped model)"
-  sed -n '1,40p' "$OUT/paper_descent.eval.md"
-  echo "## Held-out eval, the same training in bf16 autocast (wall times: Steps above)"
-  sed -n '1,40p' "$OUT/paper_descent_bf16.eval.md"
-  if [ -f "$OUT/paper_vanderpol.eval.md" ]; then
-    echo "## Held-out eval, Van der Pol"
-    sed -n '1,40p' "$OUT/paper_vanderpol.eval.md"
-  fi
-} >>"$REPORT"
-rm -f "$OUT"/paper_*.train.csv "$OUT"/*.resume.*
+section "Closed loop, shipped model, node.device auto" "$WORK/closed_loop.md"
+grep -h "device Cuda\|device Cpu\|policy: .* on \|CUDA graph" "$LOG" | sed 's/^/    /' | sort -u | head -12 >>"$REPORT"
+rm -f "$M"/paper_*.train.csv "$M"/*.resume.*
+pack
 echo "gpu_check: report $REPORT"
 ls -la "$OUT"

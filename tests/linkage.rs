@@ -36,3 +36,27 @@ fn this_test_binary_sees_libtorch_cuda_when_there_is_a_gpu() {
     }
     eprintln!("GPU present: {has_gpu}; tch::Cuda::is_available() = {cuda}");
 }
+
+/// The CUDA shim (`src/model/cuda_shim.cpp`) is built with CUDA exactly where the binary links
+/// `libtorch_cuda.so` (build.rs links it only for a CUDA libtorch with the CUDA headers): a CUDA
+/// graph can then be captured wherever a GPU is, and a CPU-only libtorch still builds.
+#[test]
+fn the_cuda_shim_is_built_with_cuda_where_trc_links_libtorch_cuda() {
+    let libs = needed(env!("CARGO_BIN_EXE_trc"));
+    let linked = libs.contains("[libtorch_cuda.so]");
+    assert_eq!(
+        trc_control::model::cuda_graph::shim_has_cuda(),
+        linked,
+        "shim with CUDA: {}, trc links libtorch_cuda: {linked}\n{libs}",
+        trc_control::model::cuda_graph::shim_has_cuda()
+    );
+    // torch 2.11 from PyPI (scripts/requirements-torch.txt) is a CUDA build: the shim must have CUDA
+    let torch_cuda = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join(".venv/lib")
+        .read_dir()
+        .ok()
+        .and_then(|mut d| d.find_map(|e| e.ok().map(|e| e.path().join("site-packages/torch/lib/libtorch_cuda.so")).filter(|p| p.is_file())));
+    if torch_cuda.is_some() {
+        assert!(linked, "the project's torch has libtorch_cuda.so but the shim was built without CUDA (see build.rs's warning)");
+    }
+}
