@@ -44,6 +44,8 @@ extern "C" {
     fn trc_graph_replay(g: *mut RawGraph, err: *mut c_char, len: usize) -> c_int;
     fn trc_graph_free(g: *mut RawGraph);
     fn trc_cuda_sync_debug(mode: c_int, err: *mut c_char, len: usize) -> c_int;
+    fn trc_op_count_begin(err: *mut c_char, len: usize) -> c_int;
+    fn trc_op_count_end() -> i64;
 }
 
 /// What went wrong in the CUDA shim.
@@ -149,6 +151,25 @@ pub fn with_autocast<T>(device: Device, dtype: Option<AutocastDtype>, f: impl Fn
 pub fn set_sync_debug_mode(mode: u8) -> Result<(), CudaShimError> {
     // SAFETY: a plain value and an error buffer owned by `call`
     call(|e, l| unsafe { trc_cuda_sync_debug(i32::from(mode.min(2)), e, l) }).map_err(|m| CudaShimError::Setting(format!("sync debug mode: {m}")))
+}
+
+/// Runs `f` and counts the top-level ATen ops it runs on the calling thread (an op called by
+/// another op is not counted again), on any device (`at::RecordFunction`). On CUDA each op is at
+/// least one kernel launch, so the count measured on the CPU bounds what a refinement launches
+/// on a GPU (`trc bench inference` reports it; docs/gpu.md).
+///
+/// # Errors
+/// [`CudaShimError::Setting`] if libtorch refuses the callback.
+pub fn count_ops<T>(f: impl FnOnce() -> T) -> Result<(T, u64), CudaShimError> {
+    // SAFETY: an error buffer owned by `call`; begin/end pair on this thread
+    call(|e, l| unsafe { trc_op_count_begin(e, l) }).map_err(|m| CudaShimError::Setting(format!("op counter: {m}")))?;
+    let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    // SAFETY: ends the count begun above on this thread
+    let n = unsafe { trc_op_count_end() };
+    match out {
+        Ok(v) => Ok((v, n.max(0) as u64)),
+        Err(p) => std::panic::resume_unwind(p),
+    }
 }
 
 /// One CUDA graph (`at::cuda::CUDAGraph`) with its side stream.
@@ -382,6 +403,20 @@ mod tests {
             Err(CudaShimError::Unavailable(why)) => assert!(!why.is_empty()),
             other => panic!("expected Unavailable, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn the_op_counter_counts_top_level_ops_once() {
+        let a = Tensor::ones([4, 4], (Kind::Float, Device::Cpu));
+        let (_, n) = count_ops(|| {
+            let b = &a + 1.0;
+            let c = b.matmul(&a);
+            c.sum(Kind::Float)
+        })
+        .unwrap();
+        assert_eq!(n, 3, "add, matmul, sum (matmul's inner mm not counted again)");
+        let (_, none) = count_ops(|| 0).unwrap();
+        assert_eq!(none, 0);
     }
 
     #[test]

@@ -9,6 +9,8 @@
 //   not choose bf16 over its fp16 default.
 // * CUDA's sync debug mode (c10::cuda::warning_state): makes a host synchronisation an error,
 //   which proves a code path free of them (a graph capture needs that).
+// * An op counter (at::RecordFunction): the number of top-level ATen ops a piece of code runs on
+//   the calling thread, any device: what a GPU launches per refinement, measured on the CPU.
 //
 // Every function catches C++ exceptions and returns a nonzero status with the message in `err`
 // (`len` bytes, NUL-terminated): no exception crosses into Rust. Without the CUDA headers (a
@@ -24,6 +26,7 @@
 #include <stdexcept>
 
 #include <ATen/autocast_mode.h>
+#include <ATen/record_function.h>
 #include <c10/core/ScalarType.h>
 
 #ifndef TRC_NO_CUDA
@@ -77,6 +80,39 @@ int trc_autocast(int device_type, int enabled, int dtype, char* err, size_t len)
       at::autocast::clear_cache();
     }
   });
+}
+
+namespace {
+thread_local int64_t t_ops = 0;
+thread_local int t_depth = 0;
+thread_local at::CallbackHandle t_handle = 0;
+std::unique_ptr<at::ObserverContext> op_start(const at::RecordFunction&) {
+  if (t_depth++ == 0) ++t_ops;
+  return nullptr;
+}
+void op_end(const at::RecordFunction&, at::ObserverContext*) { --t_depth; }
+}  // namespace
+
+// Starts counting the top-level ATen ops (an op called by another op is not counted again) run
+// by the calling thread, from zero.
+int trc_op_count_begin(char* err, size_t len) {
+  return guarded(err, len, [&] {
+    if (t_handle != 0) at::removeCallback(t_handle);
+    t_ops = 0;
+    t_depth = 0;
+    t_handle = at::addThreadLocalCallback(at::RecordFunctionCallback(op_start, op_end).scopes({at::RecordScope::FUNCTION}));
+  });
+}
+
+// Stops counting; the count since trc_op_count_begin (-1 when it was not counting).
+int64_t trc_op_count_end() {
+  if (t_handle == 0) return -1;
+  try {
+    at::removeCallback(t_handle);
+  } catch (...) {
+  }
+  t_handle = 0;
+  return t_ops;
 }
 
 #ifdef TRC_NO_CUDA

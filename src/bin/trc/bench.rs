@@ -214,7 +214,7 @@ fn timed_model(
 
 pub fn inference(stem: Option<&Path>, preset: &str, newton: &str, out: &Path, instances: u64, reps: usize, device: &str) -> AnyResult<()> {
     let dev = crate::learn::device(device)?;
-    let (_vs, model, card, label) = timed_model(stem, preset, newton, dev)?;
+    let (_vs, mut model, card, label) = timed_model(stem, preset, newton, dev)?;
     let cfg = card.problem.clone();
     let p = PoweredDescent::new(cfg.descent.clone())?;
     let mut lcvx = LcvxSolver::new(p, SolverSettings::default(), TfSearch::default())?;
@@ -258,6 +258,7 @@ pub fn inference(stem: Option<&Path>, preset: &str, newton: &str, out: &Path, in
         }
     }
     let graph_md = if dev.is_cuda() { cuda_graph_rows(&model, &cfg, k, instances, reps) } else { String::new() };
+    let ops_md = op_count_line(&mut model, &cfg, k);
     let what = stem.map_or(format!("--preset {preset} --newton {newton}"), |s| format!("--model {}", s.display()));
     let mut md = header(
         "TRC inference latency vs LCvx (descent)",
@@ -276,8 +277,39 @@ pub fn inference(stem: Option<&Path>, preset: &str, newton: &str, out: &Path, in
         percentile(&trc_tc, 0.5), percentile(&trc_tc, 0.99), percentile(&one, 0.5), percentile(&one, 0.99), percentile(&search, 0.5), percentile(&search, 0.99),
         percentile(&one, 0.5) / percentile(&trc, 0.5), percentile(&search, 0.5) / percentile(&trc, 0.5)
     );
+    md.push_str(&ops_md);
     md.push_str(&graph_md);
     write_out(out, &md)
+}
+
+/// One line: the top-level ATen ops of one batch-1 refinement (K = `k`, the first test instance)
+/// on the CPU's path and on the accelerator's ([`trc_control::model::Trc::set_device_path`]),
+/// counted with [`trc_control::model::cuda_graph::count_ops`]. Each op is at least one kernel
+/// launch on a GPU, eager or replayed from a CUDA graph, so the second count bounds the GPU's
+/// batch-1 latency from below at a few microseconds per kernel.
+fn op_count_line(model: &mut trc_control::model::Trc, cfg: &ProblemConfig, k: i64) -> String {
+    use trc_control::model::cuda_graph::count_ops;
+    let _guard = tch::no_grad_guard();
+    let inst = sample_instance(cfg, 7, Split::Test, 0);
+    let Ok(problem) = cfg.build() else { return String::new() };
+    let t_go = inst.t_go.unwrap_or_else(|| problem.default_t_go());
+    let (dev, kind) = (model.device(), model.kind());
+    let x0 = trc_control::tensor::from_dvector(&inst.x0, dev).unsqueeze(0).to_kind(kind);
+    let xt = trc_control::tensor::from_dvector(&inst.x_target, dev).unsqueeze(0).to_kind(kind);
+    let tg = tch::Tensor::from_slice(&[t_go]).to_kind(kind).to_device(dev);
+    let mut count = |device_path: bool| {
+        model.set_device_path(device_path);
+        let n = count_ops(|| model.forward_t(&x0, &xt, &tg, None, k, false).u.len()).map(|(_, n)| n);
+        model.set_device_path(false);
+        n
+    };
+    match (count(false), count(true)) {
+        (Ok(cpu), Ok(acc)) => format!(
+            "\nATen ops per batch-1 refinement (K = {k}, top-level, counted with at::RecordFunction): {cpu} on the CPU's path (per-sample f64 Gauss-Newton step and acceptance), {acc} on the accelerator's (batched tensors; what a GPU launches, eager or replayed as a CUDA graph: at ~2 us per replayed kernel, {:.1} ms at least).\n",
+            acc as f64 * 2e-3
+        ),
+        (Err(e), _) | (_, Err(e)) => format!("\nATen ops per refinement: not counted ({e}).\n"),
+    }
 }
 
 /// On a CUDA device: the batch-1 refinement (K = `k`) captured as a CUDA graph
