@@ -329,10 +329,14 @@ impl GraphedRefinement {
             }
         })?;
         // one more pass with CUDA's sync debug mode at `error`: a host synchronisation fails it
-        // here, before a capture could (see above); process-wide while it runs
-        set_sync_debug_mode(2)?;
-        let checked = graph.on_side_stream(|| pass(&x0, &x_target, &t_go, u_warm.as_ref()));
-        set_sync_debug_mode(0)?;
+        // here, before a capture could (see above); process-wide while it runs, and only around
+        // the pass (the side stream's own entry and exit synchronise on purpose)
+        let checked = graph.on_side_stream(|| -> Result<(), CudaShimError> {
+            set_sync_debug_mode(2)?;
+            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| pass(&x0, &x_target, &t_go, u_warm.as_ref()).len()));
+            set_sync_debug_mode(0)?;
+            r.map(|_| ()).map_err(|p| CudaShimError::Capture(panic_text(&*p)))
+        })?;
         if let Err(e) = checked {
             return Err(CudaShimError::Capture(format!("not attempted: the pass synchronises with the host ({e})")));
         }
