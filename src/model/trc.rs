@@ -615,9 +615,15 @@ impl Trc {
         let (mut best_m, best_e) = self.merit(u, traj, xt, dt, fuel_ref.as_ref());
         let mut best = u.shallow_clone();
         let mut none_taken = Tensor::ones([u.size()[0]], (Kind::Bool, u.device()));
-        for c in candidates {
-            let tr = self.sim.rollout_on(x0, &c.detach(), dt, self.device_path());
-            let (m, e) = self.merit(c, &tr, xt, dt, fuel_ref.as_ref());
+        // every candidate rolled out and scored in one batch of [n B] (one rollout's kernels
+        // instead of n; per-sample arithmetic, so the same values)
+        let b = u.size()[0];
+        let rep = |t: &Tensor| Tensor::cat(&candidates.iter().map(|_| t.shallow_clone()).collect::<Vec<_>>(), 0);
+        let all = Tensor::cat(&candidates.iter().map(Tensor::detach).collect::<Vec<_>>(), 0);
+        let tr_all = self.sim.rollout_on(&rep(x0), &all, &rep(dt), self.device_path());
+        let (m_all, e_all) = self.merit(&all, &tr_all, &rep(xt), &rep(dt), fuel_ref.as_ref().map(rep).as_ref());
+        for (i, c) in candidates.iter().enumerate() {
+            let (m, e) = (m_all.narrow(0, i as i64 * b, b), e_all.narrow(0, i as i64 * b, b));
             let lower = m.lt_tensor(&best_m);
             let take = if self.error_gate() { lower.logical_and(&e.le_tensor(&(&best_e + ACCEPT_ERROR_SLACK))) } else { lower };
             none_taken = none_taken.logical_and(&take.logical_not());
