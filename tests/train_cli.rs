@@ -27,16 +27,24 @@ fn card_metric(stem: &Path, key: &str) -> f64 {
     card["metrics"][key].as_f64().unwrap_or_else(|| panic!("card has no metric {key}"))
 }
 
-#[test]
-fn a_budgeted_run_stops_after_an_epoch_and_resumes_to_the_end() {
-    let root = std::env::temp_dir().join(format!("trc_train_cli_{}", std::process::id()));
+/// A scratch directory `<tag>_<pid>` holding Van der Pol `train.safetensors` (`train_count`
+/// demonstrations) and `val.safetensors` (8), generated with `seed`.
+fn scratch_with_data(tag: &str, train_count: &str, seed: &str) -> TempDir {
+    let root = std::env::temp_dir().join(format!("{tag}_{}", std::process::id()));
     std::fs::create_dir_all(&root).unwrap();
     let dir = TempDir(root);
-    let d = |name: &str| dir.path().join(name).display().to_string();
-    for (split, count) in [("train", "24"), ("val", "8")] {
-        let out = trc(&["gen-data", "--problem", "vanderpol", "--count", count, "--seed", "3", "--split", split, "--out", &d(&format!("{split}.safetensors"))]);
+    for (split, count) in [("train", train_count), ("val", "8")] {
+        let out_path = dir.path().join(format!("{split}.safetensors")).display().to_string();
+        let out = trc(&["gen-data", "--problem", "vanderpol", "--count", count, "--seed", seed, "--split", split, "--out", &out_path]);
         assert!(out.status.success(), "gen-data: {}", String::from_utf8_lossy(&out.stderr));
     }
+    dir
+}
+
+#[test]
+fn a_budgeted_run_stops_after_an_epoch_and_resumes_to_the_end() {
+    let dir = scratch_with_data("trc_train_cli", "24", "3");
+    let d = |name: &str| dir.path().join(name).display().to_string();
     let stem = dir.path().join("m");
     // `--out m` relative to the working directory (the resume point's paths are resolved in it)
     let run = |extra: &[&str]| {
@@ -106,14 +114,8 @@ fn a_budgeted_run_stops_after_an_epoch_and_resumes_to_the_end() {
 /// key, so older resume points still match); a bad value is refused by name.
 #[test]
 fn bf16_training_is_recorded_in_the_card() {
-    let root = std::env::temp_dir().join(format!("trc_train_bf16_{}", std::process::id()));
-    std::fs::create_dir_all(&root).unwrap();
-    let dir = TempDir(root);
+    let dir = scratch_with_data("trc_train_bf16", "16", "5");
     let d = |name: &str| dir.path().join(name).display().to_string();
-    for (split, count) in [("train", "16"), ("val", "8")] {
-        let out = trc(&["gen-data", "--problem", "vanderpol", "--count", count, "--seed", "5", "--split", split, "--out", &d(&format!("{split}.safetensors"))]);
-        assert!(out.status.success(), "gen-data: {}", String::from_utf8_lossy(&out.stderr));
-    }
     let train = |stem: &str, precision: &str| {
         trc(&[
             "train",
