@@ -307,18 +307,8 @@ impl PoweredDescent {
     /// [`crate::error::ProblemError::Shape`] for wrong shapes, or a non-zero `planet_rotation`
     /// (the batched closed form covers the non-rotating model only).
     pub fn rollout_accel_hold_batch(&self, x0: &Tensor, u: &Tensor, dt: &Tensor) -> Result<Tensor, crate::error::ProblemError> {
-        let (xs, us) = (x0.size(), u.size());
-        if xs.len() != 2 || xs[1] != 7 || us.len() != 3 || us[2] != 3 || us[0] != xs[0] || dt.size() != [xs[0]] {
-            return Err(super::shape_err(
-                self.kind(),
-                "rollout_accel_hold_batch(x0, u, dt)",
-                "[B, 7], [B, N, 3], [B]".into(),
-                format!("{xs:?}, {us:?}, {:?}", dt.size()),
-            ));
-        }
-        if self.params.planet_rotation.iter().any(|w| *w != 0.0) {
-            return Err(super::shape_err(self.kind(), "rollout_accel_hold_batch", "planet_rotation = 0".into(), format!("{:?}", self.params.planet_rotation)));
-        }
+        self.check_batch(x0, u, dt, "rollout_accel_hold_batch(x0, u, dt)", 0)?;
+        let us = u.size();
         let dt = dt.unsqueeze(1);
         let g = const_row(&self.params.gravity, x0);
         let alpha = self.params.alpha();
@@ -355,7 +345,7 @@ impl PoweredDescent {
     /// # Errors
     /// As [`PoweredDescent::rollout_accel_hold_batch`].
     pub fn rollout_accel_hold_fused(&self, x0: &Tensor, u: &Tensor, dt: &Tensor) -> Result<Tensor, crate::error::ProblemError> {
-        self.check_batch(x0, u, dt, "rollout_accel_hold_fused")?;
+        self.check_batch(x0, u, dt, "rollout_accel_hold_fused(x0, u, dt)", 1)?;
         let n_steps = u.size()[1];
         let kind = u.kind();
         let dt3 = dt.view([-1, 1, 1]);
@@ -457,10 +447,12 @@ impl PoweredDescent {
         Ok(())
     }
 
-    fn check_batch(&self, x0: &Tensor, u: &Tensor, dt: &Tensor, what: &'static str) -> Result<(), crate::error::ProblemError> {
+    /// The shapes of a batched rollout's inputs (`x0` `[B, 7]`, `u` `[B, N, 3]` with N at least
+    /// `min_steps`, `dt` `[B]`) and a non-rotating planet (the batched forms' model).
+    fn check_batch(&self, x0: &Tensor, u: &Tensor, dt: &Tensor, what: &'static str, min_steps: i64) -> Result<(), crate::error::ProblemError> {
         let (xs, us) = (x0.size(), u.size());
-        if xs.len() != 2 || xs[1] != 7 || us.len() != 3 || us[2] != 3 || us[0] != xs[0] || us[1] < 1 || dt.size() != [xs[0]] {
-            return Err(super::shape_err(self.kind(), what, "[B, 7], [B, N >= 1, 3], [B]".into(), format!("{xs:?}, {us:?}, {:?}", dt.size())));
+        if xs.len() != 2 || xs[1] != 7 || us.len() != 3 || us[2] != 3 || us[0] != xs[0] || us[1] < min_steps || dt.size() != [xs[0]] {
+            return Err(super::shape_err(self.kind(), what, format!("[B, 7], [B, N >= {min_steps}, 3], [B]"), format!("{xs:?}, {us:?}, {:?}", dt.size())));
         }
         self.check_no_rotation(what)
     }

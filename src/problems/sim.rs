@@ -131,7 +131,7 @@ impl Simulator {
         let Simulator::AccelHold(p) = self else { return None };
         let (x0, u, dt) = (x0.detach(), u.detach(), dt.detach());
         let traj = p.rollout_accel_hold_fused(&x0, &u, &dt).ok()?;
-        p.terminal_jacobian_accel_hold(&traj, &u, &dt, idx).ok()
+        self.terminal_jacobian_from(&traj, &u, &dt, idx)
     }
 
     /// [`Simulator::terminal_jacobian_batched`] from a rollout `traj` `[B, N+1, n]` of `u` the

@@ -282,6 +282,21 @@ pub fn inference(stem: Option<&Path>, preset: &str, newton: &str, out: &Path, in
     write_out(out, &md)
 }
 
+/// Batch-1 inputs `x0`, `x_target` `[1, n]`, `t_go` `[1]` of test instance `i` (seed 7) on the
+/// model's device and dtype (t_go: the instance's, else the problem's default); `None` if the
+/// card's problem does not build.
+fn device_inputs(model: &trc_control::model::Trc, cfg: &ProblemConfig, i: u64) -> Option<(tch::Tensor, tch::Tensor, tch::Tensor)> {
+    let problem = cfg.build().ok()?;
+    let inst = sample_instance(cfg, 7, Split::Test, i);
+    let t_go = inst.t_go.unwrap_or_else(|| problem.default_t_go());
+    let (dev, kind) = (model.device(), model.kind());
+    Some((
+        trc_control::tensor::from_dvector(&inst.x0, dev).unsqueeze(0).to_kind(kind),
+        trc_control::tensor::from_dvector(&inst.x_target, dev).unsqueeze(0).to_kind(kind),
+        tch::Tensor::from_slice(&[t_go]).to_kind(kind).to_device(dev),
+    ))
+}
+
 /// One line: the top-level ATen ops of one batch-1 refinement (K = `k`, the first test instance)
 /// on the CPU's path and on the accelerator's ([`trc_control::model::Trc::set_device_path`]),
 /// counted with [`trc_control::model::cuda_graph::count_ops`]. Each op is at least one kernel
@@ -290,13 +305,7 @@ pub fn inference(stem: Option<&Path>, preset: &str, newton: &str, out: &Path, in
 fn op_count_line(model: &mut trc_control::model::Trc, cfg: &ProblemConfig, k: i64) -> String {
     use trc_control::model::cuda_graph::count_ops;
     let _guard = tch::no_grad_guard();
-    let inst = sample_instance(cfg, 7, Split::Test, 0);
-    let Ok(problem) = cfg.build() else { return String::new() };
-    let t_go = inst.t_go.unwrap_or_else(|| problem.default_t_go());
-    let (dev, kind) = (model.device(), model.kind());
-    let x0 = trc_control::tensor::from_dvector(&inst.x0, dev).unsqueeze(0).to_kind(kind);
-    let xt = trc_control::tensor::from_dvector(&inst.x_target, dev).unsqueeze(0).to_kind(kind);
-    let tg = tch::Tensor::from_slice(&[t_go]).to_kind(kind).to_device(dev);
+    let Some((x0, xt, tg)) = device_inputs(model, cfg, 0) else { return String::new() };
     let mut count = |device_path: bool| {
         model.set_device_path(device_path);
         let n = count_ops(|| model.forward_t(&x0, &xt, &tg, None, k, false).u.len()).map(|(_, n)| n);
@@ -319,21 +328,8 @@ fn op_count_line(model: &mut trc_control::model::Trc, cfg: &ProblemConfig, k: i6
 /// debug mode set to error); a Markdown section. A failed capture is reported with its reason.
 fn cuda_graph_rows(model: &trc_control::model::Trc, cfg: &ProblemConfig, k: i64, instances: u64, reps: usize) -> String {
     use trc_control::model::cuda_graph::{set_sync_debug_mode, GraphedRefinement};
-    let dev = model.device();
-    let kind = model.kind();
     let _guard = tch::no_grad_guard();
-    let inputs: Vec<(tch::Tensor, tch::Tensor, tch::Tensor)> = (0..instances)
-        .map(|i| {
-            let inst = sample_instance(cfg, 7, Split::Test, i);
-            let problem = cfg.build().expect("the card's problem builds");
-            let t_go = inst.t_go.unwrap_or_else(|| problem.default_t_go());
-            (
-                trc_control::tensor::from_dvector(&inst.x0, dev).unsqueeze(0).to_kind(kind),
-                trc_control::tensor::from_dvector(&inst.x_target, dev).unsqueeze(0).to_kind(kind),
-                tch::Tensor::from_slice(&[t_go]).to_kind(kind).to_device(dev),
-            )
-        })
-        .collect();
+    let inputs: Vec<_> = (0..instances).filter_map(|i| device_inputs(model, cfg, i)).collect();
     let Some((x0, xt, tg)) = inputs.first() else { return String::new() };
     // host synchronisations of one eager refinement (inputs already on the device)
     let _ = model.forward_t(x0, xt, tg, None, k, false);
