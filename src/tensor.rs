@@ -62,29 +62,29 @@ pub fn const_vec(values: &[f64], like: &Tensor) -> Tensor {
     Tensor::cat(&values.iter().map(|v| Tensor::full([1], *v, (kind, dev))).collect::<Vec<_>>(), 0)
 }
 
-/// Device copies of constant host vectors, made once per (slot, device, dtype) and shared
-/// afterwards (shallow clones: callers must not modify them in place). For the constants used
+/// Device copies of constant host vectors, made once per (slot, device, dtype, values) and shared
+/// afterwards (shallow clones: callers must not modify them in place; a slot whose values changed
+/// is made anew). For the constants used
 /// many times per refinement on an accelerator (the normaliser's rows): without it each use is a
-/// host-to-device copy, a synchronisation on CUDA and not capturable in a CUDA graph. On the CPU
-/// nothing is cached (the copy is cheap, and the CPU path stays as it was). Cloning gives an empty
+/// host-to-device copy, a synchronisation on CUDA and not capturable in a CUDA graph. The CPU
+/// caches too (the same values, two ops fewer per use). Cloning gives an empty
 /// cache; two caches always compare equal (they hold nothing but derived copies).
 #[derive(Default)]
-pub struct ConstCache(std::sync::Mutex<Vec<(usize, Device, Kind, Tensor)>>);
+pub struct ConstCache(std::sync::Mutex<Vec<(usize, Device, Kind, Vec<f64>, Tensor)>>);
 
 impl ConstCache {
     /// `values` as a `[len]` tensor on `like`'s device and dtype; `slot` names the constant
     /// (one per distinct `values` of the owner).
     pub fn row(&self, slot: usize, values: &[f64], like: &Tensor) -> Tensor {
         let (dev, kind) = (like.device(), like.kind());
-        if dev == Device::Cpu {
-            return Tensor::from_slice(values).to_kind(kind);
-        }
         let mut held = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some((.., t)) = held.iter().find(|(s, d, k, _)| *s == slot && *d == dev && *k == kind) {
+        let same = |v: &[f64]| v.len() == values.len() && v.iter().zip(values).all(|(a, b)| a.to_bits() == b.to_bits());
+        if let Some((.., t)) = held.iter().find(|(s, d, k, v, _)| *s == slot && *d == dev && *k == kind && same(v)) {
             return t.shallow_clone();
         }
+        held.retain(|(s, d, k, ..)| !(*s == slot && *d == dev && *k == kind));
         let t = const_vec(values, like);
-        held.push((slot, dev, kind, t.shallow_clone()));
+        held.push((slot, dev, kind, values.to_vec(), t.shallow_clone()));
         t
     }
 }
@@ -104,5 +104,25 @@ impl PartialEq for ConstCache {
 impl std::fmt::Debug for ConstCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("ConstCache")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cached_constant_is_made_once_and_remade_when_its_values_change() {
+        let cache = ConstCache::default();
+        let like = Tensor::zeros([1], (Kind::Float, Device::Cpu));
+        let a = cache.row(0, &[1.0, 2.0], &like);
+        let b = cache.row(0, &[1.0, 2.0], &like);
+        assert_eq!(a.data_ptr(), b.data_ptr(), "the same storage, not a new copy");
+        assert_eq!(a.kind(), Kind::Float);
+        assert_eq!(Vec::<f32>::try_from(&a).unwrap(), vec![1.0, 2.0]);
+        let c = cache.row(0, &[1.0, 3.0], &like);
+        assert_eq!(Vec::<f32>::try_from(&c).unwrap(), vec![1.0, 3.0], "changed values are not served stale");
+        let d = cache.row(0, &[1.0, 2.0], &like.to_kind(Kind::Double));
+        assert_eq!(d.kind(), Kind::Double, "one copy per dtype");
     }
 }

@@ -46,6 +46,7 @@ extern "C" {
     fn trc_cuda_sync_debug(mode: c_int, err: *mut c_char, len: usize) -> c_int;
     fn trc_op_count_begin(err: *mut c_char, len: usize) -> c_int;
     fn trc_op_count_end() -> i64;
+    fn trc_op_names(buf: *mut c_char, len: usize) -> usize;
 }
 
 /// What went wrong in the CUDA shim.
@@ -154,22 +155,129 @@ pub fn set_sync_debug_mode(mode: u8) -> Result<(), CudaShimError> {
 }
 
 /// Runs `f` and counts the top-level ATen ops it runs on the calling thread (an op called by
-/// another op is not counted again), on any device (`at::RecordFunction`). On CUDA each op is at
-/// least one kernel launch, so the count measured on the CPU bounds what a refinement launches
-/// on a GPU (`trc bench inference` reports it; docs/gpu.md).
+/// another op is not counted again), on any device (`at::RecordFunction`). [`count_ops_detailed`]
+/// also gives them by name, from which [`OpCount::kernels`] estimates the GPU's launches.
 ///
 /// # Errors
 /// [`CudaShimError::Setting`] if libtorch refuses the callback.
 pub fn count_ops<T>(f: impl FnOnce() -> T) -> Result<(T, u64), CudaShimError> {
+    count_ops_detailed(f).map(|(v, c)| (v, c.top))
+}
+
+/// What [`count_ops_detailed`] counted.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OpCount {
+    /// Top-level ATen ops: the calls the code made (an op called by another op not counted again).
+    pub top: u64,
+    /// The top-level ops by name (`aten::add`, ...); they sum to `top`.
+    pub by_name: std::collections::BTreeMap<String, u64>,
+    /// Of those, by name, the calls under which an `aten::copy_` ran (a `contiguous` or
+    /// `reshape` of a strided view, a `to` that converts): these launch a kernel although their
+    /// name is in [`NO_KERNEL_OPS`].
+    pub copying: std::collections::BTreeMap<String, u64>,
+}
+
+/// Ops that launch no kernel on a GPU unless they copy ([`OpCount::copying`]): views and metadata
+/// (a new tensor header over the same storage), allocation from the caching allocator, and
+/// conversions that find the tensor already as asked. Source:
+/// ATen's `native_functions.yaml` (ops tagged as views or implemented without a kernel).
+pub const NO_KERNEL_OPS: &[&str] = &[
+    "aten::_reshape_alias",
+    "aten::_unsafe_view",
+    "aten::alias",
+    "aten::as_strided",
+    "aten::chunk",
+    "aten::contiguous",
+    "aten::detach",
+    "aten::diagonal",
+    "aten::empty",
+    "aten::empty_strided",
+    "aten::expand",
+    "aten::expand_as",
+    "aten::lift_fresh",
+    "aten::movedim",
+    "aten::narrow",
+    "aten::permute",
+    "aten::reshape",
+    "aten::resize_",
+    "aten::result_type",
+    "aten::select",
+    "aten::slice",
+    "aten::split",
+    "aten::split_with_sizes",
+    "aten::squeeze",
+    "aten::t",
+    "aten::to",
+    "aten::transpose",
+    "aten::unbind",
+    "aten::unfold",
+    "aten::unsqueeze",
+    "aten::view",
+    "aten::view_as",
+];
+
+impl OpCount {
+    /// Ops that launch a kernel on a GPU (all but [`NO_KERNEL_OPS`], and those that copied): an
+    /// estimate of the kernels a refinement launches, eager or replayed from a CUDA graph.
+    /// Elementwise ops, reductions, copies, fills, matmuls and `linear` launch one kernel each (a
+    /// GEMM with its bias); a few composites launch more (`layer_norm` one or two, a batched LU
+    /// solve several), so the estimate is low by those.
+    #[must_use]
+    pub fn kernels(&self) -> u64 {
+        self.kernel_counts().map(|(_, n)| n).sum()
+    }
+
+    /// Kernel-launching calls by name ([`OpCount::kernels`]).
+    fn kernel_counts(&self) -> impl Iterator<Item = (&String, u64)> {
+        self.by_name.iter().filter_map(|(name, &n)| {
+            let k = if NO_KERNEL_OPS.contains(&name.as_str()) { self.copying.get(name).copied().unwrap_or(0) } else { n };
+            (k > 0).then_some((name, k))
+        })
+    }
+
+    /// The `n` most frequent kernel-launching ops, most frequent first.
+    #[must_use]
+    pub fn top_kernels(&self, n: usize) -> Vec<(String, u64)> {
+        let mut v: Vec<_> = self.kernel_counts().map(|(k, c)| (k.clone(), c)).collect();
+        v.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        v.truncate(n);
+        v
+    }
+}
+
+/// Runs `f` and counts its top-level ATen ops on the calling thread, any device, in all and by
+/// name ([`OpCount`]). On the CPU this measures what a refinement would launch on a GPU
+/// (`trc bench inference` reports it; docs/gpu.md).
+///
+/// # Errors
+/// [`CudaShimError::Setting`] if libtorch refuses the callback.
+pub fn count_ops_detailed<T>(f: impl FnOnce() -> T) -> Result<(T, OpCount), CudaShimError> {
     // SAFETY: an error buffer owned by `call`; begin/end pair on this thread
     call(|e, l| unsafe { trc_op_count_begin(e, l) }).map_err(|m| CudaShimError::Setting(format!("op counter: {m}")))?;
     let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
     // SAFETY: ends the count begun above on this thread
     let n = unsafe { trc_op_count_end() };
-    match out {
-        Ok(v) => Ok((v, n.max(0) as u64)),
+    let v = match out {
+        Ok(v) => v,
         Err(p) => std::panic::resume_unwind(p),
+    };
+    // SAFETY: a null buffer asks for the length only; then a buffer of that length plus the NUL
+    let need = unsafe { trc_op_names(std::ptr::null_mut(), 0) };
+    let mut buf = vec![0u8; need + 1];
+    // SAFETY: `buf` holds `need + 1` bytes
+    unsafe { trc_op_names(buf.as_mut_ptr().cast(), buf.len()) };
+    let text = String::from_utf8_lossy(&buf[..need]);
+    let (mut by_name, mut copying) = (std::collections::BTreeMap::new(), std::collections::BTreeMap::new());
+    for line in text.lines() {
+        let mut f = line.split(' ');
+        if let (Some(name), Some(Ok(calls)), Some(Ok(copied))) = (f.next(), f.next().map(str::parse::<u64>), f.next().map(str::parse::<u64>)) {
+            by_name.insert(name.to_string(), calls);
+            if copied > 0 {
+                copying.insert(name.to_string(), copied);
+            }
+        }
     }
+    Ok((v, OpCount { top: n.max(0) as u64, by_name, copying }))
 }
 
 /// One CUDA graph (`at::cuda::CUDAGraph`) with its side stream.
@@ -421,6 +529,25 @@ mod tests {
         assert_eq!(n, 3, "add, matmul, sum (matmul's inner mm not counted again)");
         let (_, none) = count_ops(|| 0).unwrap();
         assert_eq!(none, 0);
+    }
+
+    #[test]
+    fn the_op_count_by_name_sums_to_the_total_and_skips_views_as_kernels() {
+        let a = Tensor::ones([4, 4], (Kind::Float, Device::Cpu));
+        let lin = tch::nn::linear(tch::nn::VarStore::new(Device::Cpu).root(), 4, 4, Default::default());
+        let (_, c) = count_ops_detailed(|| {
+            let y = a.apply(&lin); // one linear (a GEMM with its bias)
+            let z = y.view([16]); // a view: no kernel
+            let w = y.transpose(0, 1).contiguous(); // a copy of a strided view: one kernel
+            (&z * 2.0).sum(Kind::Float) + w.sum(Kind::Float)
+        })
+        .unwrap();
+        assert_eq!(c.top, 8, "{c:?}");
+        assert_eq!(c.by_name.values().sum::<u64>(), c.top, "{c:?}");
+        assert_eq!(c.by_name.get("aten::linear"), Some(&1), "{c:?}");
+        assert_eq!(c.copying.get("aten::contiguous"), Some(&1), "{c:?}");
+        assert_eq!(c.kernels(), 6, "linear, mul, contiguous (copies), sum, sum, add launch; view and transpose do not: {c:?}");
+        assert_eq!(c.top_kernels(1), vec![("aten::sum".to_string(), 2)]);
     }
 
     #[test]

@@ -9,8 +9,9 @@
 //   not choose bf16 over its fp16 default.
 // * CUDA's sync debug mode (c10::cuda::warning_state): makes a host synchronisation an error,
 //   which proves a code path free of them (a graph capture needs that).
-// * An op counter (at::RecordFunction): the number of top-level ATen ops a piece of code runs on
-//   the calling thread, any device: what a GPU launches per refinement, measured on the CPU.
+// * An op counter (at::RecordFunction): the top-level ATen ops a piece of code runs on the
+//   calling thread, any device, in all and by name: what a GPU launches per refinement,
+//   measured on the CPU.
 //
 // Every function catches C++ exceptions and returns a nonzero status with the message in `err`
 // (`len` bytes, NUL-terminated): no exception crosses into Rust. Without the CUDA headers (a
@@ -22,8 +23,10 @@
 #include <cstdio>
 #include <cstring>
 #include <exception>
+#include <map>
 #include <optional>
 #include <stdexcept>
+#include <string>
 
 #include <ATen/autocast_mode.h>
 #include <ATen/record_function.h>
@@ -86,25 +89,43 @@ namespace {
 thread_local int64_t t_ops = 0;
 thread_local int t_depth = 0;
 thread_local at::CallbackHandle t_handle = 0;
-std::unique_ptr<at::ObserverContext> op_start(const at::RecordFunction&) {
-  if (t_depth++ == 0) ++t_ops;
+// The top-level ops of the current count by name: (calls, calls under which an aten::copy_ ran).
+thread_local std::map<std::string, std::pair<int64_t, int64_t>> t_names;
+thread_local std::string t_top;
+thread_local bool t_copied = false;
+std::unique_ptr<at::ObserverContext> op_start(const at::RecordFunction& fn) {
+  if (t_depth++ == 0) {
+    ++t_ops;
+    t_top = fn.name();
+    t_copied = false;
+  } else if (std::strcmp(fn.name(), "aten::copy_") == 0) {
+    t_copied = true;
+  }
   return nullptr;
 }
-void op_end(const at::RecordFunction&, at::ObserverContext*) { --t_depth; }
+void op_end(const at::RecordFunction&, at::ObserverContext*) {
+  if (--t_depth == 0) {
+    auto& e = t_names[t_top];
+    ++e.first;
+    if (t_copied) ++e.second;
+  }
+}
 }  // namespace
 
 // Starts counting the top-level ATen ops (an op called by another op is not counted again) run
-// by the calling thread, from zero.
+// by the calling thread, from zero, in all and by name.
 int trc_op_count_begin(char* err, size_t len) {
   return guarded(err, len, [&] {
     if (t_handle != 0) at::removeCallback(t_handle);
     t_ops = 0;
     t_depth = 0;
+    t_names.clear();
     t_handle = at::addThreadLocalCallback(at::RecordFunctionCallback(op_start, op_end).scopes({at::RecordScope::FUNCTION}));
   });
 }
 
-// Stops counting; the count since trc_op_count_begin (-1 when it was not counting).
+// Stops counting; the top-level count since trc_op_count_begin (-1 when it was not counting).
+// The counts by name stay readable with trc_op_names until the next begin.
 int64_t trc_op_count_end() {
   if (t_handle == 0) return -1;
   try {
@@ -113,6 +134,17 @@ int64_t trc_op_count_end() {
   }
   t_handle = 0;
   return t_ops;
+}
+
+// The top-level ops of the last count by name, as lines "name calls copying\n" (copying: the calls
+// under which an aten::copy_ ran, e.g. a `contiguous` of a strided view) into `buf` (`len` bytes, NUL-terminated);
+// the length the whole text needs, without its NUL (call again with a larger buffer if it is not
+// less than `len`).
+size_t trc_op_names(char* buf, size_t len) {
+  std::string text;
+  for (const auto& [name, n] : t_names) text += name + " " + std::to_string(n.first) + " " + std::to_string(n.second) + "\n";
+  if (buf != nullptr && len > 0) std::snprintf(buf, len, "%s", text.c_str());
+  return text.size();
 }
 
 #ifdef TRC_NO_CUDA

@@ -8,6 +8,7 @@
 //! - [`trc`]: the model: StateEncoder, InitialDecoder, ErrorEncoder, ControlEmbed, L_theta,
 //!   ResidualDecoder, learned z_H / z_L, K outer x n inner iterations with the rollout simulated in
 //!   the loop.
+//! - [`active_set`]: the held control bounds of the batched terminal Gauss-Newton step.
 //! - [`checkpoint`]: safetensors weights + YAML model card.
 //! - [`cuda_graph`]: the refinement captured as one CUDA graph, autocast's dtype (bf16
 //!   training) and CUDA's sync debug mode, through a small C++ shim over libtorch.
@@ -15,6 +16,7 @@
 //! The discrete model simulated in the loop is [`crate::problems::Simulator`]; the classical
 //! terminal correction after the network is [`crate::control::correction`].
 
+pub mod active_set;
 pub mod checkpoint;
 pub mod cuda_graph;
 pub mod layers;

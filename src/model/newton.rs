@@ -100,7 +100,7 @@ fn tilt(t: &Vector3<f64>) -> f64 {
 
 /// `G` without the directions of the held bounds at `u`: a held thrust magnitude loses its
 /// radial direction, a held pointing cone the direction of growing tilt (made orthogonal to the
-/// radial one), a held box component its column (the tensor form: `Trc::tangent_columns`).
+/// radial one), a held box component its column (the tensor form: [`super::active_set::HeldBounds::tangent`]).
 fn tangent(s: &GnSetup<'_>, jac: &DMatrix<f64>, u: &DMatrix<f64>, held: &[bool]) -> DMatrix<f64> {
     let mut g = jac.clone();
     let m = u.ncols();
@@ -140,7 +140,7 @@ fn tangent(s: &GnSetup<'_>, jac: &DMatrix<f64>, u: &DMatrix<f64>, held: &[bool])
 }
 
 /// Adds to `held` the bounds a step from `u` to `probe` (both `[N, m]`, physical) pushes against
-/// or crosses (the tensor form: `Trc::grow_held`).
+/// or crosses (the tensor form: [`super::active_set::HeldBounds::grow`]).
 fn grow_held(constraint: &ControlConstraint, held: &mut [bool], u: &DMatrix<f64>, probe: &DMatrix<f64>) {
     let m = u.ncols();
     match constraint {

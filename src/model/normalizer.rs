@@ -23,7 +23,7 @@ pub struct Normalizer {
     pub t_mean: f64,
     /// t_go std [s].
     pub t_std: f64,
-    /// The rows above as tensors on an accelerator, made once ([`crate::tensor::ConstCache`]).
+    /// The rows above as tensors, made once per device and dtype ([`crate::tensor::ConstCache`]).
     #[serde(skip)]
     cache: crate::tensor::ConstCache,
 }

@@ -31,17 +31,19 @@ pub fn project_thrust(t: &Tensor, rho_min: f64, rho_max: f64, max_tilt: f64) -> 
     let n = (t * t).sum_dim_intlist(&[-1i64][..], true, t.kind()).clamp_min(eps * eps).sqrt();
     let h = (&tx * &tx + &ty * &ty).clamp_min(eps * eps).sqrt();
     let (s, c) = max_tilt.sin_cos();
-    // boundary direction in the thrust's azimuth (+x if the azimuth is undefined)
+    // boundary direction in the thrust's azimuth (+x if the azimuth is undefined); the constant
+    // entries are filled, not built from ones/zeros tensors (fewer kernels on an accelerator,
+    // the same values)
     let has_az = h.gt(1e-9);
-    let ax = (&tx / &h).where_self(&has_az, &tx.ones_like());
-    let ay = (&ty / &h).where_self(&has_az, &ty.zeros_like());
-    let d_cap = Tensor::cat(&[ax * s, ay * s, tz.ones_like() * c], -1);
+    let ax = (&tx / &h).where_scalarother(&has_az, 1.0);
+    let ay = (&ty / &h).where_scalarother(&has_az, 0.0);
+    let d_cap = Tensor::cat(&[Tensor::cat(&[ax, ay], -1) * s, tz.full_like(c)], -1);
     let inside = tz.ge_tensor(&(&n * c)).logical_and(&n.gt(1e-9));
     let d_in = t / &n;
     let d = d_in.where_self(&inside, &d_cap);
     // zero thrust: +z
     let zero = n.le(1e-9);
-    let up = Tensor::cat(&[tx.zeros_like(), ty.zeros_like(), tz.ones_like()], -1);
+    let up = Tensor::cat(&[t.narrow(-1, 0, 2).zeros_like(), tz.ones_like()], -1);
     let d = up.where_self(&zero, &d);
     let r = (t * &d).sum_dim_intlist(&[-1i64][..], true, t.kind()).clamp(rho_min, rho_max);
     d * r

@@ -29,6 +29,7 @@
 use tch::nn::{self, Module};
 use tch::{Device, Kind, Tensor};
 
+use super::active_set::HeldBounds;
 use super::layers::{Block, Mlp};
 use super::projection::project;
 use super::{ModelConfig, Newton, Normalizer};
@@ -358,15 +359,15 @@ impl Trc {
         let sigma = self.u_std_row.to_kind(Kind::Double).view([1, nm]);
         let u_flat = u.detach().to_kind(Kind::Double).view([-1, nm]);
         // active set (grown over four passes): the bounds the tentative step pushes against or
-        // crosses are held, and the step recomputed without their directions
+        // crosses are held, and the step recomputed without their directions; the bounds'
+        // geometry at `u` is computed once (super::active_set)
         let u_d = u.detach().to_kind(Kind::Double);
-        let mut held = match &self.constraint {
-            ControlConstraint::Box { .. } => Tensor::zeros([u_d.size()[0], self.horizon, self.m], (Kind::Bool, u.device())),
-            ControlConstraint::ThrustAnnulusCone { .. } => Tensor::zeros([u_d.size()[0], self.horizon, 2], (Kind::Bool, u.device())),
-        };
+        let bounds = HeldBounds::new(&self.constraint, &u_d, &self.u_std_row.narrow(0, 0, self.m));
+        let mut held = bounds.none_held();
         let mut last = None;
         for pass in 0..4 {
-            let jt = self.tangent_columns(&jac, &u_d, &held);
+            // nothing is held in the first pass
+            let jt = if pass == 0 { jac.shallow_clone() } else { bounds.tangent(&jac, &held) };
             let a = jt.matmul(&jt.transpose(1, 2));
             let mu = a.diagonal(0, 1, 2).mean_dim(&[1i64][..], true, Kind::Double) * 1e-6 + 1e-12; // [B, 1]
             let a = a + &eye * mu.unsqueeze(2);
@@ -376,84 +377,12 @@ impl Trc {
             let g = -jt.transpose(1, 2).matmul(&y).squeeze_dim(2); // [B, N m]
             if pass < 3 {
                 let probe = (&u_flat + &g * &sigma).view([-1, self.horizon, self.m]);
-                held = self.grow_held(&held, &u_d, &probe);
+                held = bounds.grow(&held, &probe);
             }
             last = Some((g, jt, a));
         }
         let (g, jac, a) = last.expect("three passes");
         NewtonStep { g: trust(g), constraint: Some((jac, a)) }
-    }
-
-    /// The control bounds a step from `u` to `probe` (both `[B, N, m]`, physical, f64) pushes
-    /// against or crosses, added to `held` (`[B, N, 2]` for the thrust: radial, cone; `[B, N, m]`
-    /// for a box): a thrust at rho_max growing or at rho_min shrinking, beyond either; on the
-    /// pointing cone tilting further, or beyond it; a box component at a bound moving out, or
-    /// beyond it (the active-set rule of [`crate::control::correction`]).
-    fn grow_held(&self, held: &Tensor, u: &Tensor, probe: &Tensor) -> Tensor {
-        const REL: f64 = 1e-4;
-        let norm_of = |t: &Tensor| t.square().sum_dim_intlist(&[2i64][..], true, Kind::Double).sqrt(); // [B, N, 1]
-        let tilt_of = |t: &Tensor| (t.narrow(2, 2, 1) / norm_of(t).clamp_min(1e-12)).clamp(-1.0, 1.0).acos();
-        match &self.constraint {
-            ControlConstraint::Box { lower, upper } => {
-                let lo = crate::tensor::const_vec(lower.as_slice(), u).view([1, 1, self.m]);
-                let hi = crate::tensor::const_vec(upper.as_slice(), u).view([1, 1, self.m]);
-                let span = (&hi - &lo).abs().clamp_min(1e-12) * REL;
-                let out_hi = u.ge_tensor(&(&hi - &span)).logical_and(&probe.gt_tensor(u)).logical_or(&probe.gt_tensor(&hi));
-                let out_lo = u.le_tensor(&(&lo + &span)).logical_and(&probe.lt_tensor(u)).logical_or(&probe.lt_tensor(&lo));
-                held.logical_or(&out_hi).logical_or(&out_lo)
-            }
-            ControlConstraint::ThrustAnnulusCone { rho_min, rho_max, max_tilt } => {
-                let (nu, np) = (norm_of(u), norm_of(probe));
-                let radial =
-                    nu.ge(rho_max * (1.0 - REL)).logical_and(&np.gt_tensor(&nu)).logical_or(&nu.le(rho_min * (1.0 + REL)).logical_and(&np.lt_tensor(&nu)));
-                let radial = radial.logical_or(&np.gt(*rho_max)).logical_or(&np.lt(*rho_min));
-                let (tu, tp) = (tilt_of(u), tilt_of(probe));
-                let cone = tu.ge(max_tilt - 1e-4).logical_and(&tp.gt_tensor(&tu)).logical_or(&tp.gt(*max_tilt));
-                held.logical_or(&Tensor::cat(&[radial, cone], 2))
-            }
-        }
-    }
-
-    /// Restricts the Jacobian `G` `[B, c, N m]` (normalised controls, f64) to moves along the
-    /// held control bounds ([`Trc::grow_held`]) at `u` `[B, N, m]` (physical, f64): a held thrust
-    /// magnitude loses its radial direction, a held pointing cone the direction of growing tilt,
-    /// a held box component its column. The projection after each step would clip those
-    /// directions anyway, so a step that relied on them would fall short.
-    fn tangent_columns(&self, jac: &Tensor, u: &Tensor, held: &Tensor) -> Tensor {
-        let (b, c) = (jac.size()[0], jac.size()[1]);
-        let g = jac.view([b, c, self.horizon, self.m]);
-        let sigma = self.u_std_row.narrow(0, 0, self.m).to_kind(Kind::Double).view([1, 1, self.m]);
-        let out = match &self.constraint {
-            ControlConstraint::Box { .. } => g * held.logical_not().to_kind(Kind::Double).unsqueeze(1),
-            ControlConstraint::ThrustAnnulusCone { .. } => {
-                let norm = u.square().sum_dim_intlist(&[2i64][..], true, Kind::Double).sqrt();
-                // outward normals, physical: radial T / |T|; the cone's, the direction of growing
-                // tilt in the plane of T and +z: (a cos(tilt), -sin(tilt)), a the horizontal unit
-                let dir = u / norm.clamp_min(1e-12);
-                let h = dir.narrow(2, 0, 2);
-                let hn = h.square().sum_dim_intlist(&[2i64][..], true, Kind::Double).sqrt();
-                let a = &h / hn.clamp_min(1e-12);
-                let cz = dir.narrow(2, 2, 1);
-                let n_cone = Tensor::cat(&[&a * &cz, -hn], 2);
-                // in normalised coordinates a physical normal n becomes sigma (.) n; remove the
-                // radial one, then the cone's made orthogonal to it (Gram-Schmidt)
-                let unit = |v: Tensor| {
-                    let l = v.square().sum_dim_intlist(&[2i64][..], true, Kind::Double).sqrt();
-                    v / l.clamp_min(1e-12)
-                };
-                let d1 = unit(&dir * &sigma) * held.narrow(2, 0, 1).to_kind(Kind::Double);
-                let d2 = &n_cone * &sigma;
-                let d2 = unit(&d2 - (&d2 * &d1).sum_dim_intlist(&[2i64][..], true, Kind::Double) * &d1) * held.narrow(2, 1, 1).to_kind(Kind::Double);
-                let mut g = g;
-                for d in [d1, d2] {
-                    let d = d.unsqueeze(1); // [B, 1, N, m]
-                    let gd = (&g * &d).sum_dim_intlist(&[3i64][..], true, Kind::Double); // [B, c, N, 1]
-                    g -= gd * d;
-                }
-                g
-            }
-        };
-        out.view([b, c, self.horizon * self.m])
     }
 
     /// Refines controls for a batch.

@@ -327,12 +327,6 @@ fn problem_name(kind: ProblemKind) -> &'static str {
     }
 }
 
-/// A constant vector as a `[1, len]` tensor on `like`'s device and dtype (for broadcasting),
-/// without a host-to-device copy on an accelerator ([`crate::tensor::const_vec`]).
-pub(crate) fn const_row(values: &[f64], like: &Tensor) -> Tensor {
-    crate::tensor::const_vec(values, like).unsqueeze(0)
-}
-
 /// Projects one control `u` (length m) onto the admissible set (box clip; the exact projection
 /// onto the thrust annulus and pointing cone).
 pub fn project_one(u: &DVector<f64>, c: &ControlConstraint) -> DVector<f64> {

@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 use tch::Tensor;
 
 use super::ProblemKind;
-use super::{check_finite_states, const_row, ConstraintViolation, ControlConstraint, Problem, ViolationKind};
+use super::{check_finite_states, ConstraintViolation, ControlConstraint, Problem, ViolationKind};
 use crate::error::{non_negative, positive, ConfigError};
 
 /// Powered-descent parameters. Vehicle defaults: the Mars lander of Acikmese & Ploen (2007) §V
@@ -229,7 +229,14 @@ pub const FUSED_MASS_PASSES_F32: usize = 8;
 #[derive(Debug, Clone)]
 pub struct PoweredDescent {
     params: DescentParams,
+    /// Gravity and the Jacobian's selection rows as tensors, made once per device and dtype
+    /// ([`crate::tensor::ConstCache`]: no kernel per use on an accelerator).
+    consts: crate::tensor::ConstCache,
 }
+
+/// [`PoweredDescent`]'s cached constants.
+const GRAVITY: usize = 0;
+const SELECTION: usize = 1;
 
 impl PoweredDescent {
     /// Builds the problem from parameters.
@@ -238,7 +245,7 @@ impl PoweredDescent {
     /// As [`DescentParams::validate`].
     pub fn new(params: DescentParams) -> Result<Self, ConfigError> {
         params.validate("descent")?;
-        Ok(Self { params })
+        Ok(Self { params, consts: Default::default() })
     }
 
     /// The parameters.
@@ -310,7 +317,7 @@ impl PoweredDescent {
         self.check_batch(x0, u, dt, "rollout_accel_hold_batch(x0, u, dt)", 0)?;
         let us = u.size();
         let dt = dt.unsqueeze(1);
-        let g = const_row(&self.params.gravity, x0);
+        let g = self.gravity_row(x0);
         let alpha = self.params.alpha();
         let mut r = x0.narrow(1, 0, 3);
         let mut v = x0.narrow(1, 3, 3);
@@ -354,15 +361,18 @@ impl PoweredDescent {
         let c = t_norm * (&dt3 * self.params.alpha());
         let s0 = m0.log();
         let excl = |z: &Tensor| z.cumsum(1, kind) - z;
-        let mut s = &s0 - excl(&c) / &m0; // s_0 .. s_{N-1}
+        // iterated on -s (bit for bit the negation of s: IEEE subtraction rounds symmetrically),
+        // which saves a negation per pass
+        let mut neg_s = excl(&c) / &m0 - &s0; // -s_0 .. -s_{N-1}
         let passes = if kind == tch::Kind::Double { FUSED_MASS_PASSES } else { FUSED_MASS_PASSES_F32 };
         for _ in 0..passes {
-            s = &s0 - excl(&(&c * (-&s).exp()));
+            neg_s = excl(&(&c * neg_s.exp())) - &s0;
         }
-        let burn = &c * (-&s).exp();
+        let s = -&neg_s;
+        let burn = &c * neg_s.exp();
         let m_next = (&s0 - burn.cumsum(1, kind)).exp(); // m_1 .. m_N
         let m = s.exp(); // m_0 .. m_{N-1}
-        let g = const_row(&self.params.gravity, x0).unsqueeze(1); // [1, 1, 3]
+        let g = self.gravity_row(x0).unsqueeze(1); // [1, 1, 3]
         let a = u / &m + g;
         let v_next = &v0 + a.cumsum(1, kind) * &dt3; // v_1 .. v_N
         let v = Tensor::cat(&[v0.shallow_clone(), v_next.narrow(1, 0, n_steps - 1)], 1); // v_0 .. v_{N-1}
@@ -420,7 +430,7 @@ impl PoweredDescent {
         let a_k = (&e * (x + 1.0)).squeeze_dim(2); // A_k [B, N]
                                                    // selection rows of the outputs: e_r, e_v [c, 3], e_m [c]
         let onehot: Vec<f64> = idx.iter().flat_map(|&i| (0..7).map(move |j| if j == i { 1.0 } else { 0.0 })).collect();
-        let sel = crate::tensor::const_vec(&onehot, u).view([c, 7]);
+        let sel = self.consts.row(SELECTION, &onehot, u).view([c, 7]);
         let (e_r, e_v, e_m) = (sel.narrow(1, 0, 3), sel.narrow(1, 3, 3), sel.select(1, 6));
         // (N-1-k) for k = 0..N-1, made on the device
         let left = (Tensor::arange(n_steps, (kind, u.device())) * -1.0 + (n_steps - 1) as f64).view([1, n_steps, 1, 1]);
@@ -438,6 +448,11 @@ impl PoweredDescent {
         let dm_dt = (u * (&e * (&dt3 * -alpha)) / &t_norm).unsqueeze(2); // d m_{k+1} / d T_k [B, N, 1, 3]
         let jac = d_pos_vel / m.unsqueeze(3) + lam_m.unsqueeze(3) * dm_dt; // [B, N, c, 3]
         Ok(jac.permute([0, 2, 1, 3]).reshape([b, c, n_steps * 3]))
+    }
+
+    /// Gravity `[1, 3]` [m/s^2] on `like`'s device and dtype (cached).
+    fn gravity_row(&self, like: &Tensor) -> Tensor {
+        self.consts.row(GRAVITY, &self.params.gravity, like).unsqueeze(0)
     }
 
     fn check_no_rotation(&self, what: &'static str) -> Result<(), crate::error::ProblemError> {
@@ -552,7 +567,7 @@ impl Problem for PoweredDescent {
         let m = x.narrow(1, 6, 1);
         // |T| with a floor of 1e-10 N under the root so the gradient at T = 0 stays finite.
         let t_norm = (u * u).sum_dim_intlist(&[1i64][..], true, u.kind()).clamp_min(1e-20).sqrt();
-        let mut acc = u / &m + const_row(&self.params.gravity, x);
+        let mut acc = u / &m + self.gravity_row(x);
         if self.params.planet_rotation.iter().any(|w| *w != 0.0) {
             // -2 w x v - w x (w x r) = -(2 S v + S^2 r), as a [B, 3] x [3, 3]' product
             let s = skew(&self.params.planet_rotation);

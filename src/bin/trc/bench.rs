@@ -297,26 +297,36 @@ fn device_inputs(model: &trc_control::model::Trc, cfg: &ProblemConfig, i: u64) -
     ))
 }
 
-/// One line: the top-level ATen ops of one batch-1 refinement (K = `k`, the first test instance)
+/// A Markdown paragraph: the ATen ops of one batch-1 refinement (K = `k`, the first test instance)
 /// on the CPU's path and on the accelerator's ([`trc_control::model::Trc::set_device_path`]),
-/// counted with [`trc_control::model::cuda_graph::count_ops`]. Each op is at least one kernel
-/// launch on a GPU, eager or replayed from a CUDA graph, so the second count bounds the GPU's
-/// batch-1 latency from below at a few microseconds per kernel.
+/// counted with [`trc_control::model::cuda_graph::count_ops_detailed`]: top-level ops, and those
+/// of them that launch a kernel on a GPU (views excluded), with the most frequent. A GPU
+/// launches the second count per refinement, eager or replayed from a CUDA graph, so it sets the
+/// GPU's batch-1 latency at 1.3-2.6 us per kernel (the per-kernel cost of a replayed paper-size
+/// transformer block on an H200; docs/gpu.md).
 fn op_count_line(model: &mut trc_control::model::Trc, cfg: &ProblemConfig, k: i64) -> String {
-    use trc_control::model::cuda_graph::count_ops;
+    use trc_control::model::cuda_graph::count_ops_detailed;
     let _guard = tch::no_grad_guard();
     let Some((x0, xt, tg)) = device_inputs(model, cfg, 0) else { return String::new() };
     let mut count = |device_path: bool| {
         model.set_device_path(device_path);
-        let n = count_ops(|| model.forward_t(&x0, &xt, &tg, None, k, false).u.len()).map(|(_, n)| n);
+        let n = count_ops_detailed(|| model.forward_t(&x0, &xt, &tg, None, k, false).u.len()).map(|(_, n)| n);
         model.set_device_path(false);
         n
     };
     match (count(false), count(true)) {
-        (Ok(cpu), Ok(acc)) => format!(
-            "\nATen ops per batch-1 refinement (K = {k}, top-level, counted with at::RecordFunction): {cpu} on the CPU's path (per-sample f64 Gauss-Newton step and acceptance), {acc} on the accelerator's (batched tensors; what a GPU launches, eager or replayed as a CUDA graph: at ~2 us per replayed kernel, {:.1} ms at least).\n",
-            acc as f64 * 2e-3
-        ),
+        (Ok(cpu), Ok(acc)) => {
+            let top: Vec<String> = acc.top_kernels(8).iter().map(|(name, n)| format!("`{}` {n}", name.trim_start_matches("aten::"))).collect();
+            format!(
+                "\nATen ops per batch-1 refinement (K = {k}, top-level, counted with at::RecordFunction): {} on the CPU's path (per-sample f64 Gauss-Newton step and acceptance), {} on the accelerator's (batched tensors), of which {} launch a kernel (views and allocations excluded): what a GPU launches per refinement, eager or replayed as a CUDA graph; at 1.3-2.6 us per replayed kernel (docs/gpu.md), {:.1}-{:.1} ms. Most frequent: {}.\n",
+                cpu.top,
+                acc.top,
+                acc.kernels(),
+                acc.kernels() as f64 * 1.3e-3,
+                acc.kernels() as f64 * 2.6e-3,
+                top.join(", ")
+            )
+        }
         (Err(e), _) | (_, Err(e)) => format!("\nATen ops per refinement: not counted ({e}).\n"),
     }
 }
