@@ -70,7 +70,10 @@ pub fn const_vec(values: &[f64], like: &Tensor) -> Tensor {
 /// caches too (the same values, two ops fewer per use). Cloning gives an empty
 /// cache; two caches always compare equal (they hold nothing but derived copies).
 #[derive(Default)]
-pub struct ConstCache(std::sync::Mutex<Vec<(usize, Device, Kind, Vec<f64>, Tensor)>>);
+pub struct ConstCache(std::sync::Mutex<Vec<CachedConst>>);
+
+/// One entry of a [`ConstCache`]: slot, device, dtype, the host values, the tensor.
+type CachedConst = (usize, Device, Kind, Vec<f64>, Tensor);
 
 impl ConstCache {
     /// `values` as a `[len]` tensor on `like`'s device and dtype; `slot` names the constant

@@ -401,7 +401,7 @@ fn fused_descent_rollout_equals_the_loop() {
 #[test]
 fn batched_descent_terminal_jacobian_equals_the_f64_sensitivity() {
     let p = descent();
-    let sim = trc_control::problems::Simulator::AccelHold(p.clone());
+    let sim = trc_control::problems::Simulator::AccelHold(Box::new(p.clone()));
     let mut rng = ChaCha8Rng::seed_from_u64(43);
     let cases: Vec<_> = (0..5).map(|_| random_case(&p, &mut rng)).collect();
     let idx: Vec<usize> = (0..7).collect();

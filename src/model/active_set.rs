@@ -117,7 +117,6 @@ impl HeldBounds {
     }
 
     /// No bound held yet: `[B, N, 2]` for the thrust (radial, cone), `[B, N, m]` for a box.
-    #[must_use]
     pub fn none_held(&self) -> Tensor {
         let s = self.u.size();
         let cols = match self.geometry {
@@ -131,7 +130,6 @@ impl HeldBounds {
     /// crosses, added to `held` ([`HeldBounds::none_held`]'s shape): a thrust at rho_max growing
     /// or at rho_min shrinking, beyond either; on the pointing cone tilting further, or beyond it;
     /// a box component at a bound moving out, or beyond it.
-    #[must_use]
     pub fn grow(&self, held: &Tensor, probe: &Tensor) -> Tensor {
         let u = &self.u;
         match &self.geometry {
@@ -155,7 +153,6 @@ impl HeldBounds {
     /// `held` bounds: a held thrust magnitude loses its radial direction, a held pointing cone
     /// the direction of growing tilt, a held box component its column. The projection after each
     /// step would clip those directions anyway, so a step that relied on them would fall short.
-    #[must_use]
     pub fn tangent(&self, jac: &Tensor, held: &Tensor) -> Tensor {
         let (b, c) = (jac.size()[0], jac.size()[1]);
         let (n, m) = (self.u.size()[1], self.u.size()[2]);

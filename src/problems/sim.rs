@@ -19,7 +19,7 @@ pub enum Simulator {
     /// RK4 with zero-order-hold controls ([`Problem::rollout_batch`]).
     Rk4(Box<dyn Problem>),
     /// Descent: the LCvx acceleration-hold model.
-    AccelHold(PoweredDescent),
+    AccelHold(Box<PoweredDescent>),
 }
 
 impl Simulator {
@@ -34,7 +34,7 @@ impl Simulator {
                 if cfg.descent.planet_rotation.iter().any(|w| *w != 0.0) {
                     return Err(ConfigError::invalid("problem.descent.planet_rotation", "TRC's in-loop simulator supports a non-rotating planet only"));
                 }
-                Simulator::AccelHold(PoweredDescent::new(cfg.descent.clone())?)
+                Simulator::AccelHold(Box::new(PoweredDescent::new(cfg.descent.clone())?))
             }
             _ => Simulator::Rk4(cfg.build()?),
         })
@@ -44,7 +44,7 @@ impl Simulator {
     pub fn problem(&self) -> &dyn Problem {
         match self {
             Simulator::Rk4(p) => p.as_ref(),
-            Simulator::AccelHold(p) => p,
+            Simulator::AccelHold(p) => p.as_ref(),
         }
     }
 
