@@ -64,7 +64,8 @@ pub fn const_vec(values: &[f64], like: &Tensor) -> Tensor {
 
 /// Device copies of constant host vectors, made once per (slot, device, dtype, values) and shared
 /// afterwards (shallow clones: callers must not modify them in place; a slot whose values changed
-/// is made anew). For the constants used
+/// gets a new entry). Entries are never dropped: a CUDA graph captured with one reads its storage
+/// at every replay, and holds no reference of its own. For the constants used
 /// many times per refinement on an accelerator (the normaliser's rows): without it each use is a
 /// host-to-device copy, a synchronisation on CUDA and not capturable in a CUDA graph. The CPU
 /// caches too (the same values, two ops fewer per use). Cloning gives an empty
@@ -85,7 +86,6 @@ impl ConstCache {
         if let Some((.., t)) = held.iter().find(|(s, d, k, v, _)| *s == slot && *d == dev && *k == kind && same(v)) {
             return t.shallow_clone();
         }
-        held.retain(|(s, d, k, ..)| !(*s == slot && *d == dev && *k == kind));
         let t = const_vec(values, like);
         held.push((slot, dev, kind, values.to_vec(), t.shallow_clone()));
         t

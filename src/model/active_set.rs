@@ -153,6 +153,8 @@ impl HeldBounds {
     /// `held` bounds: a held thrust magnitude loses its radial direction, a held pointing cone
     /// the direction of growing tilt, a held box component its column. The projection after each
     /// step would clip those directions anyway, so a step that relied on them would fall short.
+    /// The thrust's projection runs in place on `jac`'s storage (the passes of one step project
+    /// the already projected Jacobian further); the result is a view of it.
     pub fn tangent(&self, jac: &Tensor, held: &Tensor) -> Tensor {
         let (b, c) = (jac.size()[0], jac.size()[1]);
         let (n, m) = (self.u.size()[1], self.u.size()[2]);

@@ -175,6 +175,10 @@ pub struct OpCount {
     /// `reshape` of a strided view, a `to` that converts): these launch a kernel although their
     /// name is in [`NO_KERNEL_OPS`].
     pub copying: std::collections::BTreeMap<String, u64>,
+    /// Of those, by name, the calls under which an `aten::scalar_tensor` ran: a scalar operand
+    /// made into a tensor on the op's device (`where` with a scalar branch), one more fill kernel
+    /// on CUDA (on the CPU it is made without one).
+    pub scalars: std::collections::BTreeMap<String, u64>,
 }
 
 /// Ops that launch no kernel on a GPU unless they copy ([`OpCount::copying`]): views and metadata
@@ -191,9 +195,11 @@ pub const NO_KERNEL_OPS: &[&str] = &[
     "aten::detach",
     "aten::diagonal",
     "aten::empty",
+    "aten::empty_like",
     "aten::empty_strided",
     "aten::expand",
     "aten::expand_as",
+    "aten::flatten",
     "aten::lift_fresh",
     "aten::movedim",
     "aten::narrow",
@@ -206,10 +212,12 @@ pub const NO_KERNEL_OPS: &[&str] = &[
     "aten::split",
     "aten::split_with_sizes",
     "aten::squeeze",
+    "aten::swapaxes",
     "aten::t",
     "aten::to",
     "aten::transpose",
     "aten::unbind",
+    "aten::unflatten",
     "aten::unfold",
     "aten::unsqueeze",
     "aten::view",
@@ -217,11 +225,12 @@ pub const NO_KERNEL_OPS: &[&str] = &[
 ];
 
 impl OpCount {
-    /// Ops that launch a kernel on a GPU (all but [`NO_KERNEL_OPS`], and those that copied): an
-    /// estimate of the kernels a refinement launches, eager or replayed from a CUDA graph.
-    /// Elementwise ops, reductions, copies, fills, matmuls and `linear` launch one kernel each (a
-    /// GEMM with its bias); a few composites launch more (`layer_norm` one or two, a batched LU
-    /// solve several), so the estimate is low by those.
+    /// Kernels a GPU launches for these ops: one per op but [`NO_KERNEL_OPS`] (those count only
+    /// where they copied), plus one per device scalar made ([`OpCount::scalars`]). An estimate
+    /// of the kernels a refinement launches, eager or replayed from a CUDA graph: exact for
+    /// elementwise ops, reductions, copies, fills and GEMMs (`linear` is one GEMM with its
+    /// bias); a few composites launch more on CUDA (`layer_norm` one or two, a batched LU solve
+    /// several), so it is low by those.
     #[must_use]
     pub fn kernels(&self) -> u64 {
         self.kernel_counts().map(|(_, n)| n).sum()
@@ -230,7 +239,8 @@ impl OpCount {
     /// Kernel-launching calls by name ([`OpCount::kernels`]).
     fn kernel_counts(&self) -> impl Iterator<Item = (&String, u64)> {
         self.by_name.iter().filter_map(|(name, &n)| {
-            let k = if NO_KERNEL_OPS.contains(&name.as_str()) { self.copying.get(name).copied().unwrap_or(0) } else { n };
+            let own = if NO_KERNEL_OPS.contains(&name.as_str()) { self.copying.get(name).copied().unwrap_or(0) } else { n };
+            let k = own + self.scalars.get(name).copied().unwrap_or(0);
             (k > 0).then_some((name, k))
         })
     }
@@ -250,7 +260,8 @@ impl OpCount {
 /// (`trc bench inference` reports it; docs/gpu.md).
 ///
 /// # Errors
-/// [`CudaShimError::Setting`] if libtorch refuses the callback.
+/// [`CudaShimError::Setting`] if libtorch refuses the callback, or if this thread is already
+/// counting (counts do not nest).
 pub fn count_ops_detailed<T>(f: impl FnOnce() -> T) -> Result<(T, OpCount), CudaShimError> {
     // SAFETY: an error buffer owned by `call`; begin/end pair on this thread
     call(|e, l| unsafe { trc_op_count_begin(e, l) }).map_err(|m| CudaShimError::Setting(format!("op counter: {m}")))?;
@@ -267,17 +278,19 @@ pub fn count_ops_detailed<T>(f: impl FnOnce() -> T) -> Result<(T, OpCount), Cuda
     // SAFETY: `buf` holds `need + 1` bytes
     unsafe { trc_op_names(buf.as_mut_ptr().cast(), buf.len()) };
     let text = String::from_utf8_lossy(&buf[..need]);
-    let (mut by_name, mut copying) = (std::collections::BTreeMap::new(), std::collections::BTreeMap::new());
+    let mut c = OpCount { top: n.max(0) as u64, ..OpCount::default() };
     for line in text.lines() {
-        let mut f = line.split(' ');
-        if let (Some(name), Some(Ok(calls)), Some(Ok(copied))) = (f.next(), f.next().map(str::parse::<u64>), f.next().map(str::parse::<u64>)) {
-            by_name.insert(name.to_string(), calls);
-            if copied > 0 {
-                copying.insert(name.to_string(), copied);
+        let f: Vec<&str> = line.split(' ').collect();
+        let [name, calls, copied, scalars] = f[..] else { continue };
+        let (Ok(calls), Ok(copied), Ok(scalars)) = (calls.parse::<u64>(), copied.parse::<u64>(), scalars.parse::<u64>()) else { continue };
+        c.by_name.insert(name.to_string(), calls);
+        for (map, k) in [(&mut c.copying, copied), (&mut c.scalars, scalars)] {
+            if k > 0 {
+                map.insert(name.to_string(), k);
             }
         }
     }
-    Ok((v, OpCount { top: n.max(0) as u64, by_name, copying }))
+    Ok((v, c))
 }
 
 /// One CUDA graph (`at::cuda::CUDAGraph`) with its side stream.
@@ -548,6 +561,13 @@ mod tests {
         assert_eq!(c.copying.get("aten::contiguous"), Some(&1), "{c:?}");
         assert_eq!(c.kernels(), 6, "linear, mul, contiguous (copies), sum, sum, add launch; view and transpose do not: {c:?}");
         assert_eq!(c.top_kernels(1), vec![("aten::sum".to_string(), 2)]);
+        // a scalar branch of `where` is made a tensor on the device: a fill kernel on CUDA
+        let (_, w) = count_ops_detailed(|| a.where_scalarother(&a.gt(0.5), 1.0)).unwrap();
+        assert_eq!(w.scalars.get("aten::where"), Some(&1), "{w:?}");
+        assert_eq!(w.kernels(), 3, "gt, the scalar's fill, where: {w:?}");
+        // nested counts are refused
+        let nested = count_ops_detailed(|| count_ops(|| 0).is_err()).unwrap().0;
+        assert!(nested, "a count inside a count is an error");
     }
 
     #[test]

@@ -89,34 +89,45 @@ namespace {
 thread_local int64_t t_ops = 0;
 thread_local int t_depth = 0;
 thread_local at::CallbackHandle t_handle = 0;
-// The top-level ops of the current count by name: (calls, calls under which an aten::copy_ ran).
-thread_local std::map<std::string, std::pair<int64_t, int64_t>> t_names;
+// The top-level ops of the current count by name: calls, calls under which an aten::copy_ ran,
+// calls under which an aten::scalar_tensor ran (a scalar operand made a tensor on the op's
+// device: one fill kernel on CUDA, e.g. `where` with a scalar branch).
+struct NameCount {
+  int64_t calls = 0, copying = 0, scalars = 0;
+};
+thread_local std::map<std::string, NameCount> t_names;
 thread_local std::string t_top;
 thread_local bool t_copied = false;
+thread_local bool t_scalar = false;
 std::unique_ptr<at::ObserverContext> op_start(const at::RecordFunction& fn) {
   if (t_depth++ == 0) {
     ++t_ops;
     t_top = fn.name();
     t_copied = false;
+    t_scalar = false;
   } else if (std::strcmp(fn.name(), "aten::copy_") == 0) {
     t_copied = true;
+  } else if (std::strcmp(fn.name(), "aten::scalar_tensor") == 0) {
+    t_scalar = true;
   }
   return nullptr;
 }
 void op_end(const at::RecordFunction&, at::ObserverContext*) {
   if (--t_depth == 0) {
     auto& e = t_names[t_top];
-    ++e.first;
-    if (t_copied) ++e.second;
+    ++e.calls;
+    if (t_copied) ++e.copying;
+    if (t_scalar) ++e.scalars;
   }
 }
 }  // namespace
 
 // Starts counting the top-level ATen ops (an op called by another op is not counted again) run
-// by the calling thread, from zero, in all and by name.
+// by the calling thread, from zero, in all and by name. Counts do not nest: a begin while this
+// thread counts is an error. Ops that libtorch runs on other threads are not counted.
 int trc_op_count_begin(char* err, size_t len) {
   return guarded(err, len, [&] {
-    if (t_handle != 0) at::removeCallback(t_handle);
+    if (t_handle != 0) throw std::runtime_error("the op counter is already counting on this thread (counts do not nest)");
     t_ops = 0;
     t_depth = 0;
     t_names.clear();
@@ -136,15 +147,22 @@ int64_t trc_op_count_end() {
   return t_ops;
 }
 
-// The top-level ops of the last count by name, as lines "name calls copying\n" (copying: the calls
-// under which an aten::copy_ ran, e.g. a `contiguous` of a strided view) into `buf` (`len` bytes, NUL-terminated);
-// the length the whole text needs, without its NUL (call again with a larger buffer if it is not
-// less than `len`).
+// The top-level ops of the last count by name, as lines "name calls copying scalars\n" (the
+// fields of NameCount) into `buf` (`len` bytes, NUL-terminated); the length the whole text needs,
+// without its NUL (call again with a larger buffer if it is not less than `len`); 0 if the text
+// could not be made.
 size_t trc_op_names(char* buf, size_t len) {
-  std::string text;
-  for (const auto& [name, n] : t_names) text += name + " " + std::to_string(n.first) + " " + std::to_string(n.second) + "\n";
-  if (buf != nullptr && len > 0) std::snprintf(buf, len, "%s", text.c_str());
-  return text.size();
+  try {
+    std::string text;
+    for (const auto& [name, n] : t_names) {
+      text += name + " " + std::to_string(n.calls) + " " + std::to_string(n.copying) + " " + std::to_string(n.scalars) + "\n";
+    }
+    if (buf != nullptr && len > 0) std::snprintf(buf, len, "%s", text.c_str());
+    return text.size();
+  } catch (...) {
+    if (buf != nullptr && len > 0) buf[0] = '\0';
+    return 0;
+  }
 }
 
 #ifdef TRC_NO_CUDA

@@ -16,7 +16,7 @@
 //! The discrete model simulated in the loop is [`crate::problems::Simulator`]; the classical
 //! terminal correction after the network is [`crate::control::correction`].
 
-pub mod active_set;
+pub(crate) mod active_set;
 pub mod checkpoint;
 pub mod cuda_graph;
 pub mod layers;

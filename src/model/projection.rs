@@ -34,9 +34,13 @@ pub fn project_thrust(t: &Tensor, rho_min: f64, rho_max: f64, max_tilt: f64) -> 
     // boundary direction in the thrust's azimuth (+x if the azimuth is undefined); the constant
     // entries are filled, not built from ones/zeros tensors (fewer kernels on an accelerator,
     // the same values)
-    let has_az = h.gt(1e-9);
-    let ax = (&tx / &h).where_scalarother(&has_az, 1.0);
-    let ay = (&ty / &h).where_scalarother(&has_az, 0.0);
+    // (masked_fill_ on the fresh quotients: one kernel each; a `where` with a scalar branch
+    // would fill a device scalar first)
+    let no_az = h.le(1e-9);
+    let mut ax = &tx / &h;
+    let _ = ax.masked_fill_(&no_az, 1.0);
+    let mut ay = &ty / &h;
+    let _ = ay.masked_fill_(&no_az, 0.0);
     let d_cap = Tensor::cat(&[Tensor::cat(&[ax, ay], -1) * s, tz.full_like(c)], -1);
     let inside = tz.ge_tensor(&(&n * c)).logical_and(&n.gt(1e-9));
     let d_in = t / &n;

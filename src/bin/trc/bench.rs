@@ -310,6 +310,8 @@ fn op_count_line(model: &mut trc_control::model::Trc, cfg: &ProblemConfig, k: i6
     let Some((x0, xt, tg)) = device_inputs(model, cfg, 0) else { return String::new() };
     let mut count = |device_path: bool| {
         model.set_device_path(device_path);
+        // one uncounted pass first: constants cached on first use are not part of a refinement
+        let _ = model.forward_t(&x0, &xt, &tg, None, k, false);
         let n = count_ops_detailed(|| model.forward_t(&x0, &xt, &tg, None, k, false).u.len()).map(|(_, n)| n);
         model.set_device_path(false);
         n
