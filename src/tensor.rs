@@ -62,9 +62,9 @@ pub fn const_vec(values: &[f64], like: &Tensor) -> Tensor {
     Tensor::cat(&values.iter().map(|v| Tensor::full([1], *v, (kind, dev))).collect::<Vec<_>>(), 0)
 }
 
-/// Device copies of constant host vectors, made once per (slot, device, dtype, values) and shared
-/// afterwards (shallow clones: callers must not modify them in place; a slot whose values changed
-/// gets a new entry). Entries are never dropped: a CUDA graph captured with one reads its storage
+/// Device copies of constant host vectors, made once per (values, device, dtype) and shared
+/// afterwards (shallow clones: callers must not modify them in place; changed values get a new
+/// entry). Entries are never dropped: a CUDA graph captured with one reads its storage
 /// at every replay, and holds no reference of its own. For the constants used
 /// many times per refinement on an accelerator (the normaliser's rows): without it each use is a
 /// host-to-device copy, a synchronisation on CUDA and not capturable in a CUDA graph. The CPU
@@ -73,21 +73,21 @@ pub fn const_vec(values: &[f64], like: &Tensor) -> Tensor {
 #[derive(Default)]
 pub struct ConstCache(std::sync::Mutex<Vec<CachedConst>>);
 
-/// One entry of a [`ConstCache`]: slot, device, dtype, the host values, the tensor.
-type CachedConst = (usize, Device, Kind, Vec<f64>, Tensor);
+/// One entry of a [`ConstCache`]: the host values, device, dtype, the tensor.
+type CachedConst = (Vec<f64>, Device, Kind, Tensor);
 
 impl ConstCache {
-    /// `values` as a `[len]` tensor on `like`'s device and dtype; `slot` names the constant
-    /// (one per distinct `values` of the owner).
-    pub fn row(&self, slot: usize, values: &[f64], like: &Tensor) -> Tensor {
+    /// `values` as a `[len]` tensor on `like`'s device and dtype (the bits of `values` are the
+    /// key: equal constants share one tensor).
+    pub fn row(&self, values: &[f64], like: &Tensor) -> Tensor {
         let (dev, kind) = (like.device(), like.kind());
         let mut held = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let same = |v: &[f64]| v.len() == values.len() && v.iter().zip(values).all(|(a, b)| a.to_bits() == b.to_bits());
-        if let Some((.., t)) = held.iter().find(|(s, d, k, v, _)| *s == slot && *d == dev && *k == kind && same(v)) {
+        if let Some((.., t)) = held.iter().find(|(v, d, k, _)| *d == dev && *k == kind && same(v)) {
             return t.shallow_clone();
         }
         let t = const_vec(values, like);
-        held.push((slot, dev, kind, values.to_vec(), t.shallow_clone()));
+        held.push((values.to_vec(), dev, kind, t.shallow_clone()));
         t
     }
 }
@@ -118,14 +118,14 @@ mod tests {
     fn a_cached_constant_is_made_once_and_remade_when_its_values_change() {
         let cache = ConstCache::default();
         let like = Tensor::zeros([1], (Kind::Float, Device::Cpu));
-        let a = cache.row(0, &[1.0, 2.0], &like);
-        let b = cache.row(0, &[1.0, 2.0], &like);
+        let a = cache.row(&[1.0, 2.0], &like);
+        let b = cache.row(&[1.0, 2.0], &like);
         assert_eq!(a.data_ptr(), b.data_ptr(), "the same storage, not a new copy");
         assert_eq!(a.kind(), Kind::Float);
         assert_eq!(Vec::<f32>::try_from(&a).unwrap(), vec![1.0, 2.0]);
-        let c = cache.row(0, &[1.0, 3.0], &like);
+        let c = cache.row(&[1.0, 3.0], &like);
         assert_eq!(Vec::<f32>::try_from(&c).unwrap(), vec![1.0, 3.0], "changed values are not served stale");
-        let d = cache.row(0, &[1.0, 2.0], &like.to_kind(Kind::Double));
+        let d = cache.row(&[1.0, 2.0], &like.to_kind(Kind::Double));
         assert_eq!(d.kind(), Kind::Double, "one copy per dtype");
     }
 }

@@ -136,14 +136,14 @@ fn the_accelerator_code_path_refines_as_the_cpu_path_does() {
 }
 
 /// The kernels one batch-1 refinement of the shipped descent model (K as trained) launches on an
-/// accelerator, counted on the CPU with the op counter (`cuda_graph::count_ops_detailed`;
-/// docs/gpu.md "What a GPU will have to launch"): 3,055 on 2026-12-08 with torch 2.11. A GPU's
+/// accelerator, counted on the CPU with the op counter (`cuda_graph::count_refinement`;
+/// docs/gpu.md "What a GPU will have to launch"): 3,049 on 2026-12-08 with torch 2.11. A GPU's
 /// batch-1 latency grows with it at 1.3-2.6 us per kernel even as a CUDA graph, and no GPU times
 /// it in CI, so this budget keeps the accelerator path from growing unnoticed. Raising it needs
 /// a reason in docs/gpu.md.
 #[test]
 fn the_accelerator_path_stays_within_its_kernel_budget() {
-    use trc_control::model::{checkpoint, cuda_graph::count_ops_detailed};
+    use trc_control::model::{checkpoint, cuda_graph::count_refinement};
     const BUDGET: u64 = 3_200;
     let cfg = ProblemConfig::new(ProblemKind::Descent);
     let stem = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models").join("descent");
@@ -154,11 +154,7 @@ fn the_accelerator_path_stays_within_its_kernel_budget() {
     let x0 = trc_control::tensor::from_dvector(&inst.x0, Device::Cpu).unsqueeze(0).to_kind(tch::Kind::Float);
     let xt = trc_control::tensor::from_dvector(&inst.x_target, Device::Cpu).unsqueeze(0).to_kind(tch::Kind::Float);
     let tg = tch::Tensor::from_slice(&[t_go as f32]);
-    let _guard = tch::no_grad_guard();
-    model.set_device_path(true);
-    let k = card.model.outer;
-    let _ = model.forward_t(&x0, &xt, &tg, None, k, false); // constants cached on first use
-    let (_, count) = count_ops_detailed(|| model.forward_t(&x0, &xt, &tg, None, k, false)).unwrap();
+    let count = count_refinement(&mut model, &x0, &xt, &tg, card.model.outer, true).unwrap();
     let kernels = count.kernels();
     assert!(kernels > 1_000, "the count saw the refinement: {kernels} kernels, {count:?}");
     assert!(

@@ -52,8 +52,7 @@ enum Geometry {
 
 /// `v / |v|` over the last dimension of `[B, N, m]` (a zero vector stays zero).
 fn unit(v: &Tensor) -> Tensor {
-    let l = v.square().sum_dim_intlist(&[2i64][..], true, Kind::Double).sqrt();
-    v / l.clamp_min(1e-12)
+    v / norm_of(v).clamp_min(1e-12)
 }
 
 /// `|t|` over the last dimension of `[B, N, m]`, `[B, N, 1]`.

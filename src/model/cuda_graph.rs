@@ -293,6 +293,25 @@ pub fn count_ops_detailed<T>(f: impl FnOnce() -> T) -> Result<(T, OpCount), Cuda
     Ok((v, c))
 }
 
+/// The ATen ops of one refinement of `model` (K = `outer`, no warm start) on `x0`, `x_target`
+/// `[B, n]`, `t_go` `[B]`, on the accelerator's code path (`device_path`, forced on any device
+/// with [`Trc::set_device_path`]) or the CPU's: what a GPU launches per refinement, counted
+/// anywhere ([`OpCount::kernels`]; `trc bench inference` and a CI budget in tests/batch.rs use
+/// it). One uncounted refinement runs first, so constants cached on first use are not counted;
+/// the model's path setting is restored after.
+///
+/// # Errors
+/// As [`count_ops_detailed`].
+pub fn count_refinement(model: &mut Trc, x0: &Tensor, x_target: &Tensor, t_go: &Tensor, outer: i64, device_path: bool) -> Result<OpCount, CudaShimError> {
+    let _guard = tch::no_grad_guard();
+    let was = model.device_path_forced();
+    model.set_device_path(device_path);
+    let _ = model.forward_t(x0, x_target, t_go, None, outer, false);
+    let counted = count_ops_detailed(|| model.forward_t(x0, x_target, t_go, None, outer, false).u.len()).map(|(_, c)| c);
+    model.set_device_path(was);
+    counted
+}
+
 /// One CUDA graph (`at::cuda::CUDAGraph`) with its side stream.
 #[derive(Debug)]
 pub struct CudaGraph {

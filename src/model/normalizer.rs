@@ -28,11 +28,6 @@ pub struct Normalizer {
     cache: crate::tensor::ConstCache,
 }
 
-const X_MEAN: usize = 0;
-const X_STD: usize = 1;
-const U_MEAN: usize = 2;
-const U_STD: usize = 3;
-
 fn mean_std(data: &[f64], dim: usize) -> (Vec<f64>, Vec<f64>) {
     let rows = (data.len() / dim).max(1) as f64;
     let mut mean = vec![0.0; dim];
@@ -57,39 +52,29 @@ impl Normalizer {
         Self { x_mean, x_std, u_mean, u_std, t_mean: t[0], t_std: ts[0].max(1e-3 * t[0].abs().max(1.0)), cache: Default::default() }
     }
 
-    fn row(&self, slot: usize, like: &Tensor) -> Tensor {
-        let v = match slot {
-            X_MEAN => &self.x_mean,
-            X_STD => &self.x_std,
-            U_MEAN => &self.u_mean,
-            _ => &self.u_std,
-        };
-        self.cache.row(slot, v, like)
-    }
-
     /// `(x - mean) / std` on `[.., n]`.
     pub fn x(&self, x: &Tensor) -> Tensor {
-        (x - self.row(X_MEAN, x)) / self.row(X_STD, x)
+        (x - self.cache.row(&self.x_mean, x)) / self.cache.row(&self.x_std, x)
     }
 
     /// A state difference scaled by the state std (no shift), `[.., n]`.
     pub fn dx(&self, dx: &Tensor) -> Tensor {
-        dx / self.row(X_STD, dx)
+        dx / self.cache.row(&self.x_std, dx)
     }
 
     /// `(u - mean) / std` on `[.., m]`.
     pub fn u(&self, u: &Tensor) -> Tensor {
-        (u - self.row(U_MEAN, u)) / self.row(U_STD, u)
+        (u - self.cache.row(&self.u_mean, u)) / self.cache.row(&self.u_std, u)
     }
 
     /// Inverse of [`Normalizer::u`].
     pub fn u_inv(&self, un: &Tensor) -> Tensor {
-        un * self.row(U_STD, un) + self.row(U_MEAN, un)
+        un * self.cache.row(&self.u_std, un) + self.cache.row(&self.u_mean, un)
     }
 
     /// A control difference in normalised units -> physical units (no shift).
     pub fn du_inv(&self, dun: &Tensor) -> Tensor {
-        dun * self.row(U_STD, dun)
+        dun * self.cache.row(&self.u_std, dun)
     }
 
     /// `(t_go - mean) / std` on `[B]`.

@@ -32,10 +32,8 @@ pub fn project_thrust(t: &Tensor, rho_min: f64, rho_max: f64, max_tilt: f64) -> 
     let h = (&tx * &tx + &ty * &ty).clamp_min(eps * eps).sqrt();
     let (s, c) = max_tilt.sin_cos();
     // boundary direction in the thrust's azimuth (+x if the azimuth is undefined); the constant
-    // entries are filled, not built from ones/zeros tensors (fewer kernels on an accelerator,
-    // the same values)
-    // (masked_fill_ on the fresh quotients: one kernel each; a `where` with a scalar branch
-    // would fill a device scalar first)
+    // entries are filled in place on the fresh quotients (one kernel each on an accelerator; a
+    // `where` with a scalar branch would fill a device scalar first), the same values
     let no_az = h.le(1e-9);
     let mut ax = &tx / &h;
     let _ = ax.masked_fill_(&no_az, 1.0);

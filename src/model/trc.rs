@@ -231,6 +231,11 @@ impl Trc {
         self.force_device_path = on;
     }
 
+    /// Whether [`Trc::set_device_path`] forces the accelerator's code path.
+    pub fn device_path_forced(&self) -> bool {
+        self.force_device_path
+    }
+
     /// Whether the accelerator's code path runs ([`Trc::set_device_path`]).
     fn device_path(&self) -> bool {
         self.device != Device::Cpu || self.force_device_path
@@ -357,11 +362,11 @@ impl Trc {
         let e = ((traj.select(1, self.horizon).detach() - xt).index_select(1, &self.newton_idx_t) / &scale).to_kind(Kind::Double);
         let eye = Tensor::eye(c, (Kind::Double, u.device())).unsqueeze(0);
         let sigma = self.u_std_row.to_kind(Kind::Double).view([1, nm]);
-        let u_flat = u.detach().to_kind(Kind::Double).view([-1, nm]);
+        let u_d = u.detach().to_kind(Kind::Double);
+        let u_flat = u_d.view([-1, nm]);
         // active set (grown over four passes): the bounds the tentative step pushes against or
         // crosses are held, and the step recomputed without their directions; the bounds'
         // geometry at `u` is computed once (super::active_set)
-        let u_d = u.detach().to_kind(Kind::Double);
         let bounds = HeldBounds::new(&self.constraint, &u_d, &self.u_std_row.narrow(0, 0, self.m));
         let mut held = bounds.none_held();
         let mut last = None;

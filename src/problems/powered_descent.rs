@@ -234,10 +234,6 @@ pub struct PoweredDescent {
     consts: crate::tensor::ConstCache,
 }
 
-/// [`PoweredDescent`]'s cached constants.
-const GRAVITY: usize = 0;
-const SELECTION: usize = 1;
-
 impl PoweredDescent {
     /// Builds the problem from parameters.
     ///
@@ -430,7 +426,7 @@ impl PoweredDescent {
         let a_k = (&e * (x + 1.0)).squeeze_dim(2); // A_k [B, N]
                                                    // selection rows of the outputs: e_r, e_v [c, 3], e_m [c]
         let onehot: Vec<f64> = idx.iter().flat_map(|&i| (0..7).map(move |j| if j == i { 1.0 } else { 0.0 })).collect();
-        let sel = self.consts.row(SELECTION, &onehot, u).view([c, 7]);
+        let sel = self.consts.row(&onehot, u).view([c, 7]);
         let (e_r, e_v, e_m) = (sel.narrow(1, 0, 3), sel.narrow(1, 3, 3), sel.select(1, 6));
         // (N-1-k) for k = 0..N-1, made on the device
         let left = (Tensor::arange(n_steps, (kind, u.device())) * -1.0 + (n_steps - 1) as f64).view([1, n_steps, 1, 1]);
@@ -452,7 +448,7 @@ impl PoweredDescent {
 
     /// Gravity `[1, 3]` [m/s^2] on `like`'s device and dtype (cached).
     fn gravity_row(&self, like: &Tensor) -> Tensor {
-        self.consts.row(GRAVITY, &self.params.gravity, like).unsqueeze(0)
+        self.consts.row(&self.params.gravity, like).unsqueeze(0)
     }
 
     fn check_no_rotation(&self, what: &'static str) -> Result<(), crate::error::ProblemError> {

@@ -299,24 +299,15 @@ fn device_inputs(model: &trc_control::model::Trc, cfg: &ProblemConfig, i: u64) -
 
 /// A Markdown paragraph: the ATen ops of one batch-1 refinement (K = `k`, the first test instance)
 /// on the CPU's path and on the accelerator's ([`trc_control::model::Trc::set_device_path`]),
-/// counted with [`trc_control::model::cuda_graph::count_ops_detailed`]: top-level ops, and those
+/// counted with [`trc_control::model::cuda_graph::count_refinement`]: top-level ops, and those
 /// of them that launch a kernel on a GPU (views excluded), with the most frequent. A GPU
 /// launches the second count per refinement, eager or replayed from a CUDA graph, so it sets the
 /// GPU's batch-1 latency at 1.3-2.6 us per kernel (the per-kernel cost of a replayed paper-size
 /// transformer block on an H200; docs/gpu.md).
 fn op_count_line(model: &mut trc_control::model::Trc, cfg: &ProblemConfig, k: i64) -> String {
-    use trc_control::model::cuda_graph::count_ops_detailed;
-    let _guard = tch::no_grad_guard();
+    use trc_control::model::cuda_graph::count_refinement;
     let Some((x0, xt, tg)) = device_inputs(model, cfg, 0) else { return String::new() };
-    let mut count = |device_path: bool| {
-        model.set_device_path(device_path);
-        // one uncounted pass first: constants cached on first use are not part of a refinement
-        let _ = model.forward_t(&x0, &xt, &tg, None, k, false);
-        let n = count_ops_detailed(|| model.forward_t(&x0, &xt, &tg, None, k, false).u.len()).map(|(_, n)| n);
-        model.set_device_path(false);
-        n
-    };
-    match (count(false), count(true)) {
+    match (count_refinement(model, &x0, &xt, &tg, k, false), count_refinement(model, &x0, &xt, &tg, k, true)) {
         (Ok(cpu), Ok(acc)) => {
             let top: Vec<String> = acc.top_kernels(8).iter().map(|(name, n)| format!("`{}` {n}", name.trim_start_matches("aten::"))).collect();
             format!(
